@@ -1,0 +1,127 @@
+"""The commands jobordre accepts (S1–S5): their kinds and payloads.
+
+A command travels inside an :class:`shared.envelope.Envelope`; the payload is validated
+against the model its kind names before anything is read or written.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.models import (
+    Cpr,
+    JobType,
+    MunicipalityCode,
+    OrderDraft,
+    OrderPatch,
+    OrderStatus,
+    PlacementStatus,
+)
+
+Id = Annotated[int, Field(ge=1)]
+Note = Annotated[str, Field(max_length=2000)]
+
+
+class CommandKind(StrEnum):
+    """Every command kind; the value is also the Dramatiq actor name."""
+
+    REGISTER_ORDER = "register_order"
+    UPDATE_ORDER = "update_order"
+    CHANGE_ORDER_STATUS = "change_order_status"
+    SEARCH_ORDERS = "search_orders"
+    GET_ORDER = "get_order"
+    ORDER_CHANGES = "order_changes"
+    REGISTER_PLACEMENT = "register_placement"
+    CHANGE_PLACEMENT_STATUS = "change_placement_status"
+    PLACEMENT_LOG = "placement_log"
+
+    @property
+    def writes(self) -> bool:
+        """Whether the command changes the store (and so goes through the ledger)."""
+        return self in _WRITES
+
+
+_WRITES = frozenset(
+    {
+        CommandKind.REGISTER_ORDER,
+        CommandKind.UPDATE_ORDER,
+        CommandKind.CHANGE_ORDER_STATUS,
+        CommandKind.REGISTER_PLACEMENT,
+        CommandKind.CHANGE_PLACEMENT_STATUS,
+    }
+)
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class RegisterOrder(_Payload):
+    order: OrderDraft
+
+
+class UpdateOrder(_Payload):
+    order_id: Id
+    expected_version: Id
+    patch: OrderPatch
+
+
+class ChangeOrderStatus(_Payload):
+    order_id: Id
+    status: OrderStatus
+    expected_version: Id | None = None
+    note: Note | None = None
+
+
+class SearchOrders(_Payload):
+    text: Annotated[str, Field(max_length=200)] | None = None
+    municipality: MunicipalityCode | None = None
+    status: OrderStatus | None = None
+    job_type: JobType | None = None
+    employer: Annotated[str, Field(pattern=r"^[0-9]{8}$")] | None = None
+    limit: Annotated[int, Field(ge=1, le=500)] = 20
+    offset: Annotated[int, Field(ge=0, le=100_000)] = 0
+
+
+class GetOrder(_Payload):
+    order_id: Id
+
+
+class OrderChanges(_Payload):
+    since: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+class RegisterPlacement(_Payload):
+    order_id: Id
+    cpr: Cpr
+    referral: bool = False
+    note: Note | None = None
+
+
+class ChangePlacementStatus(_Payload):
+    order_id: Id
+    placement_id: Id
+    status: PlacementStatus
+    note: Note | None = None
+
+
+class PlacementLog(_Payload):
+    order_id: Id
+
+
+#: The payload model of each command kind.
+PAYLOADS: dict[CommandKind, type[_Payload]] = {
+    CommandKind.REGISTER_ORDER: RegisterOrder,
+    CommandKind.UPDATE_ORDER: UpdateOrder,
+    CommandKind.CHANGE_ORDER_STATUS: ChangeOrderStatus,
+    CommandKind.SEARCH_ORDERS: SearchOrders,
+    CommandKind.GET_ORDER: GetOrder,
+    CommandKind.ORDER_CHANGES: OrderChanges,
+    CommandKind.REGISTER_PLACEMENT: RegisterPlacement,
+    CommandKind.CHANGE_PLACEMENT_STATUS: ChangePlacementStatus,
+    CommandKind.PLACEMENT_LOG: PlacementLog,
+}

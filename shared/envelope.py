@@ -1,0 +1,134 @@
+"""The versioned message envelope every command travels in.
+
+``command_id`` makes a command idempotent: the worker applies a command id at most once
+and answers every redelivery or resend with the stored result. ``correlation_id`` ties the
+logs of one user action together. The envelope is plain JSON on the queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shared.commands import PAYLOADS, CommandKind
+from shared.errors import InvalidInput
+from shared.models import Principal, invalid_input_from
+
+#: The envelope schema version this code writes and reads.
+SCHEMA_VERSION = 1
+#: Largest envelope accepted from the queue, in bytes; an order is at most ~12 kB.
+MAX_ENVELOPE_BYTES = 256 * 1024
+
+CommandId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{8,100}$")]
+
+
+class Envelope(BaseModel):
+    """One command on its way from a client to a worker."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    kind: CommandKind
+    command_id: CommandId
+    principal: str
+    correlation_id: Annotated[str, Field(max_length=100)]
+    sent_at: datetime
+    #: The caseworker acting for the organisation, if the client names one.
+    caseworker: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")] | None = None
+    payload: dict[str, Any]
+
+    @field_validator("principal")
+    @classmethod
+    def _principal(cls, value: str) -> str:
+        return str(Principal.parse(value))
+
+    @property
+    def who(self) -> Principal:
+        """The organisation that sent the command."""
+        return Principal.parse(self.principal)
+
+    def payload_digest(self) -> str:
+        """SHA-256 of the canonical payload: a resent command id must carry the same payload."""
+        canonical = json.dumps(self.payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(f"{self.kind}\n{canonical}".encode()).hexdigest()
+
+    def to_json(self) -> str:
+        """The envelope as sent on the queue."""
+        return self.model_dump_json()
+
+
+def new_envelope(
+    kind: CommandKind,
+    principal: str,
+    payload: dict[str, Any],
+    *,
+    command_id: str | None = None,
+    correlation_id: str | None = None,
+    caseworker: str | None = None,
+) -> Envelope:
+    """Build an envelope for a client; ids default to fresh UUIDs."""
+    fresh = uuid.uuid4().hex
+    try:
+        return Envelope(
+            kind=kind,
+            command_id=command_id or fresh,
+            principal=principal,
+            correlation_id=correlation_id or fresh,
+            sent_at=datetime.now(UTC),
+            caseworker=caseworker,
+            payload=payload,
+        )
+    except ValidationError as error:
+        raise invalid_input_from(error) from None
+
+
+def decode_envelope(data: str | bytes | dict[str, Any]) -> Envelope:
+    """Decode and validate an envelope from the queue; raises :class:`InvalidInput`."""
+    if isinstance(data, str | bytes):
+        if len(data) > MAX_ENVELOPE_BYTES:
+            raise InvalidInput(
+                f"envelope: larger than {MAX_ENVELOPE_BYTES} bytes; split the command",
+                field="envelope",
+            )
+        try:
+            data = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidInput("envelope: not a JSON document", field="envelope") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("envelope: must be a JSON object", field="envelope")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise InvalidInput(
+            f"envelope.schema_version: {version!r} is not supported; this worker reads "
+            f"version {SCHEMA_VERSION}: upgrade the worker or the client",
+            field="schema_version",
+        )
+    try:
+        return Envelope.model_validate(data)
+    except ValidationError as error:
+        raise invalid_input_from(error) from None
+
+
+def parse_payload(envelope: Envelope) -> BaseModel:
+    """Validate the payload against its kind's model; raises :class:`InvalidInput`."""
+    try:
+        return PAYLOADS[envelope.kind].model_validate(envelope.payload)
+    except ValidationError as error:
+        raise invalid_input_from(error) from None
+
+
+def mask_personal_data(value: Any) -> Any:
+    """A copy of a JSON value with every ``cpr`` replaced, for dead letters and logs."""
+    if isinstance(value, dict):
+        return {
+            key: ("**********" if key == "cpr" and item is not None else mask_personal_data(item))
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [mask_personal_data(item) for item in value]
+    return value

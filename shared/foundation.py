@@ -1,0 +1,163 @@
+"""The foundation: applies one command envelope to the store, exactly once.
+
+This is the whole delivery contract on the worker side. A write command is applied in ONE
+SQLite transaction together with its change-log rows and its ledger row keyed by
+``command_id``; a redelivered or resent command finds the ledger row and gets the stored
+reply without changing anything again. A command rejected for a validation,
+authorisation or state error is rolled back, and the rejection itself is stored (in the
+ledger, so a redelivery is rejected the same way, and as a dead letter, so people can see
+it). Anything else (a busy store, a bug) propagates: Dramatiq retries the message and in the
+end the worker dead-letters it with its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from shared import orders, placements, store
+from shared.commands import CommandKind
+from shared.context import Context
+from shared.envelope import Envelope, mask_personal_data, parse_payload
+from shared.errors import CommandIdReused, JobordreError
+from shared.store import Store
+
+Clock = Callable[[], datetime]
+Operation = Callable[[Context, Any], dict[str, Any]]
+
+#: The operation behind each command kind.
+OPERATIONS: dict[CommandKind, Operation] = {
+    CommandKind.REGISTER_ORDER: orders.register,
+    CommandKind.UPDATE_ORDER: orders.update,
+    CommandKind.CHANGE_ORDER_STATUS: orders.change_status,
+    CommandKind.SEARCH_ORDERS: orders.search,
+    CommandKind.GET_ORDER: orders.get,
+    CommandKind.ORDER_CHANGES: orders.changes,
+    CommandKind.REGISTER_PLACEMENT: placements.register,
+    CommandKind.CHANGE_PLACEMENT_STATUS: placements.change_status,
+    CommandKind.PLACEMENT_LOG: placements.log,
+}
+
+
+def utc_now() -> datetime:
+    """The real clock."""
+    return datetime.now(UTC)
+
+
+def ok_reply(command_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The reply a client receives for a command that succeeded."""
+    return {"command_id": command_id, "ok": True, "result": result}
+
+
+def error_reply(command_id: str | None, error: JobordreError) -> dict[str, Any]:
+    """The reply a client receives for a command that was rejected."""
+    return {"command_id": command_id, "ok": False, "error": error.to_dict()}
+
+
+class Foundation:
+    """Applies command envelopes to a :class:`Store`; the clock is injectable for tests."""
+
+    def __init__(self, store: Store, clock: Clock = utc_now) -> None:
+        self.store = store
+        self.clock = clock
+
+    def handle(self, envelope: Envelope) -> dict[str, Any]:
+        """Apply one envelope and return its reply; see the module docstring for guarantees."""
+        if envelope.kind.writes:
+            return self._write(envelope)
+        return self._read(envelope)
+
+    def _context(self, conn: Any, envelope: Envelope) -> Context:
+        return Context(
+            conn=conn,
+            who=envelope.who,
+            at=self.clock(),
+            command_id=envelope.command_id,
+            caseworker=envelope.caseworker,
+        )
+
+    def _apply(self, ctx: Context, envelope: Envelope) -> dict[str, Any]:
+        payload: BaseModel = parse_payload(envelope)
+        return OPERATIONS[envelope.kind](ctx, payload)
+
+    def _write(self, envelope: Envelope) -> dict[str, Any]:
+        digest = envelope.payload_digest()
+        try:
+            with self.store.write() as conn:
+                stored = self._stored_reply(conn, envelope, digest)
+                if stored is not None:
+                    return stored
+                ctx = self._context(conn, envelope)
+                reply = ok_reply(envelope.command_id, self._apply(ctx, envelope))
+                store.record_command(
+                    conn, command_id=envelope.command_id, kind=envelope.kind.value,
+                    principal=envelope.principal, digest=digest, outcome="ok", reply=reply,
+                    at=ctx.at,
+                )
+                return reply
+        except CommandIdReused as error:
+            # The ledger keeps the first command under this id; only the attempt is kept.
+            with self.store.write() as conn:
+                self.record_rejection(conn, envelope, error)
+            return error_reply(envelope.command_id, error)
+        except JobordreError as error:
+            if error.retryable:
+                raise
+            return self._reject(envelope, error, digest)
+
+    @staticmethod
+    def _stored_reply(conn: Any, envelope: Envelope, digest: str) -> dict[str, Any] | None:
+        row = store.ledger_entry(conn, envelope.command_id)
+        if row is None:
+            return None
+        if row["digest"] != digest:
+            raise CommandIdReused(
+                f"command_id {envelope.command_id} was used before for a different command; "
+                "give every new command a new id",
+                field="command_id",
+            )
+        reply: dict[str, Any] = json.loads(row["reply"])
+        return reply
+
+    def _reject(self, envelope: Envelope, error: JobordreError, digest: str) -> dict[str, Any]:
+        reply = error_reply(envelope.command_id, error)
+        with self.store.write() as conn:
+            recorded = store.record_command(
+                conn, command_id=envelope.command_id, kind=envelope.kind.value,
+                principal=envelope.principal, digest=digest, outcome="rejected",
+                reply=reply, at=self.clock(),
+            )
+            if not recorded:
+                # A concurrent delivery of the same command decided first: answer as it did.
+                stored = self._stored_reply(conn, envelope, digest)
+                return stored if stored is not None else reply
+            self.record_rejection(conn, envelope, error)
+        return reply
+
+    def record_rejection(self, conn: Any, envelope: Envelope, error: JobordreError) -> None:
+        """Keep a rejected command as a dead letter, personal data masked."""
+        store.record_dead_letter(
+            conn, at=self.clock(), source="rejected", code=error.code, reason=error.message,
+            message=json.dumps(mask_personal_data(envelope.model_dump(mode="json"))),
+            command_id=envelope.command_id, kind=envelope.kind.value,
+            principal=envelope.principal,
+        )
+
+    def _read(self, envelope: Envelope) -> dict[str, Any]:
+        try:
+            with self.store.read() as conn:
+                return ok_reply(
+                    envelope.command_id, self._apply(self._context(conn, envelope), envelope)
+                )
+        except JobordreError as error:
+            if error.retryable:
+                raise
+            if error.code != "not_found":
+                # A query someone may not make, or cannot write, is worth seeing; a miss is not.
+                with self.store.write() as conn:
+                    self.record_rejection(conn, envelope, error)
+            return error_reply(envelope.command_id, error)

@@ -1,0 +1,129 @@
+"""Operations on placements and the placement log (formidlingslog): S4, S5, R4."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from shared import rules, store
+from shared.commands import ChangePlacementStatus, PlacementLog, RegisterPlacement
+from shared.context import Context
+from shared.errors import InvalidInput, NotFound
+from shared.models import LogEntry, Placement, PlacementStatus, Principal
+
+#: Change-log types of placements, also event types.
+PLACEMENT_REGISTERED = "placement_registered"
+PLACEMENT_STATUS_CHANGED = "placement_status_changed"
+
+
+def _placement_view(row: sqlite3.Row, who: Principal) -> dict[str, Any]:
+    full = rules.sees_person(who, row["placed_by"])
+    return Placement(
+        id=row["id"],
+        order_id=row["order_id"],
+        cpr=row["cpr"] if full else None,
+        masked=not full,
+        placed_by=row["placed_by"],
+        caseworker=row["caseworker"],
+        referral=bool(row["referral"]),
+        status=row["status"],
+        note=row["note"] if full else None,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    ).model_dump(mode="json")
+
+
+def _entry_view(row: sqlite3.Row, placed_by: str, who: Principal) -> dict[str, Any]:
+    return LogEntry(
+        id=row["id"],
+        order_id=row["order_id"],
+        placement_id=row["placement_id"],
+        at=row["at"],
+        organisation=row["organisation"],
+        caseworker=row["caseworker"],
+        from_status=row["from_status"],
+        to_status=row["to_status"],
+        note=row["note"] if rules.sees_person(who, placed_by) else None,
+    ).model_dump(mode="json")
+
+
+def _log(ctx: Context, placement_id: int, order_id: int, from_status: str | None,
+         to_status: str, note: str | None) -> None:
+    ctx.conn.execute(
+        "INSERT INTO placement_log (order_id, placement_id, at, organisation, caseworker,"
+        " from_status, to_status, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (order_id, placement_id, ctx.at.isoformat(), str(ctx.who), ctx.caseworker,
+         from_status, to_status, note),
+    )
+
+
+def _load(conn: sqlite3.Connection, order_id: int, placement_id: int) -> sqlite3.Row:
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM placements WHERE id = ? AND order_id = ?", (placement_id, order_id)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"placement {placement_id} on job order {order_id}: not found")
+    return row
+
+
+def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
+    """Put a person forward on an order being processed (S4); one placement per person."""
+    order = store.load_order(ctx.conn, command.order_id)
+    rules.check_place(ctx.who, order)
+    existing = ctx.conn.execute(
+        "SELECT id FROM placements WHERE order_id = ? AND cpr = ?", (order.id, command.cpr)
+    ).fetchone()
+    if existing is not None:
+        raise InvalidInput(
+            f"cpr: the person is already placed on job order {order.id} "
+            f"(placement {existing['id']}); change that placement's status instead",
+            field="cpr",
+        )
+    at = ctx.at.isoformat()
+    cursor = ctx.conn.execute(
+        "INSERT INTO placements (order_id, cpr, placed_by, caseworker, referral, status, note,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (order.id, command.cpr, str(ctx.who), ctx.caseworker, int(command.referral),
+         PlacementStatus.PLACED.value, command.note, at, at),
+    )
+    placement_id = int(cursor.lastrowid or 0)
+    _log(ctx, placement_id, order.id, None, PlacementStatus.PLACED.value, command.note)
+    store.append_change(ctx.conn, order, PLACEMENT_REGISTERED, str(ctx.who), ctx.at,
+                        ctx.command_id)
+    return _placement_view(_load(ctx.conn, order.id, placement_id), ctx.who)
+
+
+def change_status(ctx: Context, command: ChangePlacementStatus) -> dict[str, Any]:
+    """Change a person's status on an order (S5); allowed after the order closed too."""
+    order = store.load_order(ctx.conn, command.order_id)
+    rules.require_visible(ctx.who, order)
+    row = _load(ctx.conn, order.id, command.placement_id)
+    current = PlacementStatus(row["status"])
+    rules.check_placement_transition(ctx.who, order, row["placed_by"], current, command.status)
+    ctx.conn.execute(
+        "UPDATE placements SET status = ?, updated_at = ? WHERE id = ?",
+        (command.status.value, ctx.at.isoformat(), row["id"]),
+    )
+    _log(ctx, row["id"], order.id, current.value, command.status.value, command.note)
+    store.append_change(ctx.conn, order, PLACEMENT_STATUS_CHANGED, str(ctx.who), ctx.at,
+                        ctx.command_id)
+    return _placement_view(_load(ctx.conn, order.id, row["id"]), ctx.who)
+
+
+def log(ctx: Context, command: PlacementLog) -> dict[str, Any]:
+    """The placement log of an order (R4): every placement and every entry, masked per caller."""
+    order = store.load_order(ctx.conn, command.order_id)
+    rules.require_visible(ctx.who, order)
+    placements = ctx.conn.execute(
+        "SELECT * FROM placements WHERE order_id = ? ORDER BY id", (order.id,)
+    ).fetchall()
+    placed_by = {row["id"]: row["placed_by"] for row in placements}
+    entries = ctx.conn.execute(
+        "SELECT * FROM placement_log WHERE order_id = ? ORDER BY id", (order.id,)
+    ).fetchall()
+    return {
+        "order_id": order.id,
+        "status": order.status.value,
+        "placements": [_placement_view(row, ctx.who) for row in placements],
+        "entries": [_entry_view(row, placed_by[row["placement_id"]], ctx.who) for row in entries],
+    }

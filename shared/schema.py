@@ -1,0 +1,144 @@
+"""Schema migrations of the foundation's SQLite store, numbered by ``PRAGMA user_version``.
+
+A migration is appended, never edited: a store at version N gets migrations N+1.. applied
+in order, each idempotent. sqlite-utils creates the FTS5 index and its triggers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlite_utils
+
+
+def _v1_core(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS orders (
+            id INTEGER PRIMARY KEY,
+            status TEXT NOT NULL,
+            municipality TEXT NOT NULL,
+            job_type TEXT NOT NULL,
+            employer_cvr TEXT NOT NULL,
+            placement_deadline TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            updated_at TEXT NOT NULL,
+            title TEXT NOT NULL,
+            description TEXT NOT NULL,
+            occupation TEXT NOT NULL,
+            doc TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS orders_by_municipality ON orders (municipality, status, updated_at);
+        CREATE INDEX IF NOT EXISTS orders_by_employer ON orders (employer_cvr, status);
+        CREATE INDEX IF NOT EXISTS orders_by_deadline ON orders (status, placement_deadline);
+
+        CREATE TABLE IF NOT EXISTS placements (
+            id INTEGER PRIMARY KEY,
+            order_id INTEGER NOT NULL REFERENCES orders (id),
+            cpr TEXT,
+            placed_by TEXT NOT NULL,
+            caseworker TEXT,
+            referral INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            note TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (order_id, cpr)
+        );
+        CREATE INDEX IF NOT EXISTS placements_by_organisation ON placements (placed_by, order_id);
+
+        CREATE TABLE IF NOT EXISTS placement_log (
+            id INTEGER PRIMARY KEY,
+            order_id INTEGER NOT NULL REFERENCES orders (id),
+            placement_id INTEGER NOT NULL REFERENCES placements (id),
+            at TEXT NOT NULL,
+            organisation TEXT NOT NULL,
+            caseworker TEXT,
+            from_status TEXT,
+            to_status TEXT NOT NULL,
+            note TEXT
+        );
+        CREATE INDEX IF NOT EXISTS placement_log_by_order ON placement_log (order_id, id);
+
+        -- Append-only change log: one row per change of an order or its placements.
+        CREATE TABLE IF NOT EXISTS changes (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            order_id INTEGER NOT NULL,
+            employer_cvr TEXT NOT NULL,
+            type TEXT NOT NULL,
+            at TEXT NOT NULL,
+            principal TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            command_id TEXT
+        );
+        CREATE INDEX IF NOT EXISTS changes_by_employer ON changes (employer_cvr, seq);
+
+        -- Command ledger: the result of every write command, keyed by its command id.
+        CREATE TABLE IF NOT EXISTS commands (
+            command_id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            principal TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            reply TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+
+        -- Everything that could not be processed, with its reason; nothing is dropped.
+        CREATE TABLE IF NOT EXISTS dead_letters (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            source TEXT NOT NULL,
+            command_id TEXT,
+            kind TEXT,
+            principal TEXT,
+            code TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            traceback TEXT,
+            message TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS dead_letters_by_time ON dead_letters (at);
+        """
+    )
+    db["orders"].enable_fts(
+        ["title", "description", "occupation"],
+        create_triggers=True,
+        tokenize="unicode61 remove_diacritics 2",
+        replace=True,
+    )
+
+
+#: Migrations in order; migration i brings the store to ``user_version`` i + 1.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core]
+
+#: The schema version this code expects.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, lock_path: Path) -> int:
+    """Bring the store to :data:`SCHEMA_VERSION`; returns the version it was at.
+
+    sqlite-utils runs DDL through ``executescript``, which commits as it goes, so a
+    migration cannot be one transaction. Instead every migration is idempotent (``IF NOT
+    EXISTS``, FTS rebuilt with ``replace``), ``user_version`` moves only after a migration
+    completed, and a file lock keeps two starting workers from migrating at once: a crash
+    half-way is repaired by the next start.
+    """
+    db = sqlite_utils.Database(conn)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        start = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if start > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the store is at schema version {start}, newer than this jobordre "
+                f"({SCHEMA_VERSION}): upgrade jobordre"
+            )
+        for version in range(start, SCHEMA_VERSION):
+            MIGRATIONS[version](db)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+    return start

@@ -1,0 +1,78 @@
+"""The one settings object, read once from ``JOBORDRE_*`` environment variables.
+
+Every tunable has its unit in its name. The README's "Environment variables" table lists
+them; ``Settings.model_fields`` is the source of truth.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path(platformdirs.user_data_dir("jobordre", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Configuration of one jobordre process (worker, client, CLI or notifier)."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBORDRE_", extra="ignore", frozen=True)
+
+    #: Data folder: the SQLite file and the embedded broker's address live here.
+    home: Path = Field(default_factory=_default_home)
+    #: SQLite file of the foundation's store; defaults to ``<home>/jobordre.db``.
+    db: Path | None = None
+    #: Redis URL (``redis://``, ``rediss://``, with password); unset = the embedded broker.
+    redis_url: str | None = None
+    #: Namespace of every Redis key jobordre writes besides Dramatiq's own.
+    redis_prefix: str = "jobordre"
+
+    #: Worker processes started by ``jobordre worker`` (``up`` always runs one).
+    worker_processes: int = Field(default=1, ge=1, le=64)
+    #: Worker threads per process.
+    worker_threads: int = Field(default=8, ge=1, le=256)
+    #: How long an idle worker waits between polls of an empty queue, in milliseconds.
+    worker_poll_ms: int = Field(default=10, ge=1, le=5000)
+    #: How long SIGTERM lets running jobs finish before the worker stops, in milliseconds.
+    worker_shutdown_ms: int = Field(default=30_000, ge=0)
+
+    #: How often a job that failed on infrastructure (Redis, a busy store) is retried.
+    max_retries: int = Field(default=5, ge=0, le=100)
+    #: First retry backoff, in milliseconds (doubles each try, with jitter).
+    min_backoff_ms: int = Field(default=200, ge=1)
+    #: Longest retry backoff, in milliseconds.
+    max_backoff_ms: int = Field(default=60_000, ge=1)
+
+    #: How long a client waits for a command's result before reporting ``unavailable``.
+    reply_timeout_ms: int = Field(default=30_000, ge=1)
+    #: How long a result waits in Redis for its client, in milliseconds. The command
+    #: ledger keeps it for good: resending the same command id returns it again.
+    reply_ttl_ms: int = Field(default=24 * 3600 * 1000, ge=1000)
+
+    #: How long SQLite waits for a lock before reporting busy, in milliseconds.
+    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
+
+    #: Language of user-facing texts (notifications).
+    language: Literal["da", "en"] = "da"
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file: ``JOBORDRE_DB`` or ``<home>/jobordre.db``."""
+        return self.db if self.db is not None else self.home / "jobordre.db"
+
+    @property
+    def embedded_address_file(self) -> Path:
+        """Where ``jobordre up`` writes the embedded broker's URL for other terminals."""
+        return self.home / "embedded.json"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,274 @@
+"""The foundation's SQLite store: connections, transactions and the data access of S1–S5.
+
+One connection per thread (Dramatiq runs many), WAL so readers never wait for the writer,
+a busy timeout, and ``BEGIN IMMEDIATE`` for writes so two writers queue up at the start of
+a transaction instead of failing half-way with "database is locked".
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from shared import schema
+from shared.errors import NotFound, Unavailable
+from shared.models import JobOrder
+
+
+class Store:
+    """A SQLite file holding orders, placements, the logs, the ledger and dead letters."""
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        schema.migrate(self.connection(), path.with_name(path.name + ".migrate.lock"))
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed on success, rolled back on any exception."""
+        conn = self.connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            raise Unavailable(f"the store is busy ({error}); the command will be retried") from error
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: a consistent snapshot across several queries."""
+        conn = self.connection()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+
+# --- orders -------------------------------------------------------------------------------
+
+
+def load_order(conn: sqlite3.Connection, order_id: int) -> JobOrder:
+    """The stored order; :class:`NotFound` if there is none."""
+    row = conn.execute("SELECT doc FROM orders WHERE id = ?", (order_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"job order {order_id}: not found; check the id")
+    return JobOrder.model_validate_json(row["doc"])
+
+
+def _order_columns(order: JobOrder) -> dict[str, Any]:
+    occupation = " ".join(
+        part for part in (order.occupation.label, order.occupation.disco) if part
+    )
+    return {
+        "status": order.status.value,
+        "municipality": order.address.municipality,
+        "job_type": order.job_type.value,
+        "employer_cvr": order.employer.cvr,
+        "placement_deadline": order.placement_deadline.isoformat(),
+        "version": order.version,
+        "updated_at": order.updated_at.isoformat(),
+        "title": order.title,
+        "description": order.description,
+        "occupation": occupation,
+        "doc": order.model_dump_json(),
+    }
+
+
+def next_order_id(conn: sqlite3.Connection) -> int:
+    """The id the next inserted order gets."""
+    row = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM orders").fetchone()
+    return int(row[0])
+
+
+def insert_order(conn: sqlite3.Connection, order: JobOrder) -> None:
+    """Insert a new order (its id taken from :func:`next_order_id`)."""
+    columns = {"id": order.id, **_order_columns(order)}
+    names = ", ".join(columns)
+    marks = ", ".join("?" for _ in columns)
+    conn.execute(f"INSERT INTO orders ({names}) VALUES ({marks})", tuple(columns.values()))  # noqa: S608
+
+
+def save_order(conn: sqlite3.Connection, order: JobOrder) -> None:
+    """Overwrite an order's current state (its history lives in ``changes``)."""
+    columns = _order_columns(order)
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    conn.execute(
+        f"UPDATE orders SET {assignments} WHERE id = ?",  # noqa: S608
+        (*columns.values(), order.id),
+    )
+
+
+def search_orders(
+    conn: sqlite3.Connection,
+    *,
+    text: str | None,
+    filters: dict[str, str],
+    limit: int,
+    offset: int,
+) -> tuple[int, list[JobOrder]]:
+    """Orders matching ``text`` (FTS5) and the column filters; returns (total, page)."""
+    where = [f"o.{column} = ?" for column in filters]
+    params: list[Any] = list(filters.values())
+    source = "orders o"
+    order_by = "o.updated_at DESC, o.id DESC"
+    if text:
+        source = "orders_fts JOIN orders o ON o.id = orders_fts.rowid"
+        where.insert(0, "orders_fts MATCH ?")
+        params.insert(0, fts_query(text))
+        order_by = "orders_fts.rank, o.id DESC"
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    total = conn.execute(f"SELECT COUNT(*) FROM {source} {clause}", params).fetchone()[0]  # noqa: S608
+    rows = conn.execute(
+        f"SELECT o.doc FROM {source} {clause} ORDER BY {order_by} LIMIT ? OFFSET ?",  # noqa: S608
+        [*params, limit, offset],
+    ).fetchall()
+    return int(total), [JobOrder.model_validate_json(row["doc"]) for row in rows]
+
+
+def fts_query(text: str) -> str:
+    """Turn free text into an FTS5 query: every word must occur, as a prefix.
+
+    Words are quoted so that FTS5 syntax in the user's text (``AND``, ``-``, ``"``) is
+    taken literally instead of failing the query.
+    """
+    words = [word.replace('"', "") for word in text.split()]
+    return " ".join(f'"{word}"*' for word in words if word)
+
+
+# --- change log -----------------------------------------------------------------------------
+
+
+def append_change(
+    conn: sqlite3.Connection,
+    order: JobOrder,
+    change_type: str,
+    principal: str,
+    at: datetime,
+    command_id: str | None,
+) -> int:
+    """Append one row to the change log; returns its sequence number (the cursor)."""
+    cursor = conn.execute(
+        "INSERT INTO changes (order_id, employer_cvr, type, at, principal, version, status,"
+        " command_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (order.id, order.employer.cvr, change_type, at.isoformat(), principal, order.version,
+         order.status.value, command_id),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def read_changes(
+    conn: sqlite3.Connection, since: int, limit: int, employer_cvr: str | None
+) -> list[sqlite3.Row]:
+    """Change-log rows after ``since``, oldest first; an employer's own orders only."""
+    if employer_cvr is None:
+        return conn.execute(
+            "SELECT * FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (since, limit)
+        ).fetchall()
+    return conn.execute(
+        "SELECT * FROM changes WHERE employer_cvr = ? AND seq > ? ORDER BY seq LIMIT ?",
+        (employer_cvr, since, limit),
+    ).fetchall()
+
+
+# --- ledger and dead letters -------------------------------------------------------------
+
+
+def ledger_entry(conn: sqlite3.Connection, command_id: str) -> sqlite3.Row | None:
+    """The ledger row of a command id, if it was applied or rejected before."""
+    row: sqlite3.Row | None = conn.execute(
+        "SELECT * FROM commands WHERE command_id = ?", (command_id,)
+    ).fetchone()
+    return row
+
+
+def record_command(
+    conn: sqlite3.Connection,
+    *,
+    command_id: str,
+    kind: str,
+    principal: str,
+    digest: str,
+    outcome: str,
+    reply: dict[str, Any],
+    at: datetime,
+) -> bool:
+    """Write the ledger row of a command; False if the command id was already there."""
+    cursor = conn.execute(
+        "INSERT OR IGNORE INTO commands (command_id, kind, principal, digest, outcome, reply, at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (command_id, kind, principal, digest, outcome, json.dumps(reply), at.isoformat()),
+    )
+    return cursor.rowcount == 1
+
+
+def record_dead_letter(
+    conn: sqlite3.Connection,
+    *,
+    at: datetime,
+    source: str,
+    code: str,
+    reason: str,
+    message: str,
+    command_id: str | None = None,
+    kind: str | None = None,
+    principal: str | None = None,
+    traceback: str | None = None,
+) -> int:
+    """Keep a message that could not be processed, with its reason; returns its id."""
+    cursor = conn.execute(
+        "INSERT INTO dead_letters (at, source, command_id, kind, principal, code, reason,"
+        " traceback, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (at.isoformat(), source, command_id, kind, principal, code, reason, traceback, message),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def list_dead_letters(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest dead letters first."""
+    rows = conn.execute(
+        "SELECT * FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,)
+    ).fetchall()
+    return [dict(row) for row in rows]

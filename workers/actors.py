@@ -1,0 +1,165 @@
+"""Thin Dramatiq actors over :class:`shared.foundation.Foundation`, one per command kind.
+
+An actor decodes the envelope, lets the foundation apply it (exactly once, see
+``shared/foundation.py``) and pushes the reply to the waiting client. Domain rejections are
+replies, not exceptions, so they are never retried. Infrastructure errors raise, and
+Dramatiq retries them with backoff; a message that still fails when its retries are spent
+is kept by :class:`DeadLetters` in the store with its traceback, and its client is told.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker
+
+from shared import store
+from shared.commands import CommandKind
+from shared.envelope import decode_envelope, mask_personal_data
+from shared.errors import InvalidInput, Unavailable
+from shared.foundation import Foundation, error_reply
+from shared.redaction import redact_cpr
+from shared.settings import Settings
+from workers.broker import queue_for
+from workers.replies import push_reply
+
+#: One JSON line per job: kind, principal, correlation id, duration, outcome; never a CPR.
+job_log = logging.getLogger("jobordre.jobs")
+
+
+@dataclass
+class Runtime:
+    """What the actors of one worker process share."""
+
+    foundation: Foundation
+    replies: redis.Redis
+    settings: Settings
+
+    def reply(self, reply: dict[str, Any]) -> None:
+        """Push a reply to its client."""
+        push_reply(self.replies, self.settings.redis_prefix, self.settings.reply_ttl_ms, reply)
+
+    def process(self, kind: CommandKind, raw: Any) -> None:
+        """Apply one message's envelope and answer its client."""
+        started = time.perf_counter()
+        try:
+            envelope = decode_envelope(raw)
+            if envelope.kind != kind:
+                raise InvalidInput(
+                    f"envelope.kind: {envelope.kind} arrived at the {kind} actor; the "
+                    "client must send each kind to its own actor",
+                    field="kind",
+                )
+        except InvalidInput as error:
+            self._undecodable(kind, raw, error)
+            return
+        reply = self.foundation.handle(envelope)
+        self.reply(reply)
+        job_log.info(
+            json.dumps(
+                {
+                    "kind": kind.value,
+                    "command_id": envelope.command_id,
+                    "principal": envelope.principal,
+                    "correlation_id": envelope.correlation_id,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "outcome": "ok" if reply["ok"] else reply["error"]["code"],
+                }
+            )
+        )
+
+    def _undecodable(self, kind: CommandKind, raw: Any, error: InvalidInput) -> None:
+        """Keep a message nobody can apply; answer its client if it named a command id."""
+        message = json.dumps(mask_personal_data(raw)) if not isinstance(raw, str) else raw
+        with self.foundation.store.write() as conn:
+            store.record_dead_letter(
+                conn, at=self.foundation.clock(), source="undecodable", code=error.code,
+                reason=error.message, message=redact_cpr(message), kind=kind.value,
+            )
+        command_id = _command_id_of(raw)
+        if command_id is not None:
+            self.reply(error_reply(command_id, error))
+        job_log.warning(json.dumps({"kind": kind.value, "outcome": error.code,
+                                    "reason": redact_cpr(error.message)}))
+
+    def dead_letter(self, message: dramatiq.Message[Any], traceback: str | None) -> None:
+        """Keep a message whose retries are spent, and tell its client."""
+        raw = message.args[0] if message.args else None
+        command_id = _command_id_of(raw)
+        reason = "the job kept failing on infrastructure errors; see the traceback"
+        with self.foundation.store.write() as conn:
+            store.record_dead_letter(
+                conn, at=self.foundation.clock(), source="crashed", code="unavailable",
+                reason=reason, message=redact_cpr(json.dumps(mask_personal_data(_as_json(raw)))),
+                command_id=command_id, kind=message.actor_name,
+                traceback=redact_cpr(traceback or ""),
+            )
+        if command_id is not None:
+            self.reply(error_reply(command_id, Unavailable(
+                f"command {command_id} failed repeatedly and was set aside as a dead letter; "
+                "ops can retry it with `jobordre dead retry`"
+            )))
+
+
+def _as_json(raw: Any) -> Any:
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def _command_id_of(raw: Any) -> str | None:
+    document = _as_json(raw)
+    if isinstance(document, dict):
+        command_id = document.get("command_id")
+        if isinstance(command_id, str) and 0 < len(command_id) <= 100:
+            return command_id
+    return None
+
+
+class DeadLetters(dramatiq.Middleware):
+    """Hands messages whose retries are spent to :meth:`Runtime.dead_letter`.
+
+    Must come before ``Retries`` in the middleware list: after-hooks run in reverse, so it
+    sees the message after ``Retries`` decided to fail it.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        if exception is not None and message.failed:
+            self.runtime.dead_letter(message, message.options.get("traceback"))
+
+
+def declare_actors(broker: RedisBroker, runtime: Runtime) -> dict[CommandKind, dramatiq.Actor[Any, Any]]:
+    """Declare one actor per command kind on ``broker``, all served by ``runtime``."""
+    broker.add_middleware(DeadLetters(runtime), before=type(broker.middleware[0]))
+    actors: dict[CommandKind, dramatiq.Actor[Any, Any]] = {}
+    for kind in CommandKind:
+        def run(raw: Any, _kind: CommandKind = kind) -> None:
+            runtime.process(_kind, raw)
+
+        actors[kind] = dramatiq.actor(
+            run,
+            broker=broker,
+            actor_name=kind.value,
+            queue_name=queue_for(kind),
+            max_retries=runtime.settings.max_retries,
+        )
+    return actors

@@ -1,0 +1,316 @@
+"""``jobordre``: the command line, a thin wrapper over :class:`workers.client.Client`.
+
+The commands, flags, JSON fields, error codes and exit codes here are a public contract
+that jobcentre systems script against: extend them, never rename or drop them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from shared.commands import CommandKind
+from shared.errors import InvalidInput, JobordreError
+from shared.models import JobType, OrderStatus, PlacementStatus
+from shared.settings import Settings, get_settings
+
+#: Exit code of each error code; 0 is success, 1 an unexpected failure.
+EXIT_CODES: dict[str, int] = {
+    "validation_error": 2,
+    "forbidden": 3,
+    "not_found": 4,
+    "version_conflict": 5,
+    "invalid_transition": 6,
+    "unavailable": 7,
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are :class:`InvalidInput` (printable as JSON)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InvalidInput(f"{self.prog}: {message}; see `{self.prog} --help`")
+
+
+def _read_json(path: str, field: str) -> dict[str, Any]:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise InvalidInput(f"{field}: cannot read {path}: {error.strerror}", field=field) from None
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise InvalidInput(f"{field}: {path} is not valid JSON ({error})", field=field) from None
+    if not isinstance(document, dict):
+        raise InvalidInput(f"{field}: {path} must hold a JSON object", field=field)
+    return document
+
+
+def _read_cpr(value: str) -> str:
+    # "-" keeps the CPR out of the process list and the shell history.
+    return sys.stdin.readline().strip() if value == "-" else value
+
+
+# --- commands: each turns arguments into (kind, payload) -----------------------------------
+
+Build = Callable[[argparse.Namespace], tuple[CommandKind, dict[str, Any]]]
+
+
+def _order_register(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
+    return CommandKind.REGISTER_ORDER, {"order": _read_json(a.file, "file")}
+
+
+def _order_get(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
+    return CommandKind.GET_ORDER, {"order_id": a.id}
+
+
+def _order_search(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
+    payload = {
+        "text": " ".join(a.text) or None, "municipality": a.municipality, "status": a.status,
+        "job_type": a.job_type, "employer": a.employer, "limit": a.limit, "offset": a.offset,
+    }
+    return CommandKind.SEARCH_ORDERS, {k: v for k, v in payload.items() if v is not None}
+
+
+def _order_update(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
+    return CommandKind.UPDATE_ORDER, {
+        "order_id": a.id, "expected_version": a.expected_version,
+        "patch": _read_json(a.file, "file"),
+    }
+
+
+def _order_status(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
+    payload: dict[str, Any] = {"order_id": a.id, "status": a.status}
+    if a.expected_version is not None:
+        payload["expected_version"] = a.expected_version
+    if a.note is not None:
+        payload["note"] = a.note
+    return CommandKind.CHANGE_ORDER_STATUS, payload
+
+
+def _order_changes(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
+    return CommandKind.ORDER_CHANGES, {"since": a.since, "limit": a.limit}
+
+
+def _placement_register(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
+    payload: dict[str, Any] = {"order_id": a.order_id, "cpr": _read_cpr(a.cpr),
+                               "referral": a.referral}
+    if a.note is not None:
+        payload["note"] = a.note
+    return CommandKind.REGISTER_PLACEMENT, payload
+
+
+def _placement_status(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
+    payload: dict[str, Any] = {"order_id": a.order_id, "placement_id": a.placement_id,
+                               "status": a.status}
+    if a.note is not None:
+        payload["note"] = a.note
+    return CommandKind.CHANGE_PLACEMENT_STATUS, payload
+
+
+def _placement_log(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
+    return CommandKind.PLACEMENT_LOG, {"order_id": a.order_id}
+
+
+# --- human output --------------------------------------------------------------------------
+
+
+def _human_order(order: dict[str, Any]) -> str:
+    return (
+        f"jobordre {order['id']} v{order['version']} [{order['status']}] {order['title']} — "
+        f"{order['employer']['cvr']}, {order['address']['city']} "
+        f"(kommune {order['address']['municipality']}), frist {order['placement_deadline']}"
+    )
+
+
+def _human_placement(placement: dict[str, Any]) -> str:
+    person = placement["cpr"] if placement["cpr"] else "(skjult)"
+    return (
+        f"formidling {placement['id']} på jobordre {placement['order_id']}: "
+        f"{placement['status']}, {person}, af {placement['placed_by']}"
+        + (" (henvisning)" if placement["referral"] else "")
+    )
+
+
+def _human(kind: CommandKind, result: dict[str, Any]) -> str:
+    if kind == CommandKind.SEARCH_ORDERS:
+        lines = [f"{result['total']} jobordrer"]
+        lines += [_human_order(order) for order in result["results"]]
+        return "\n".join(lines)
+    if kind == CommandKind.ORDER_CHANGES:
+        lines = [
+            f"#{c['cursor']} {c['at']} {c['type']} jobordre {c['order_id']} "
+            f"v{c['version']} [{c['status']}] af {c['by']}"
+            for c in result["changes"]
+        ]
+        return "\n".join([*lines, f"cursor: {result['cursor']}"])
+    if kind == CommandKind.PLACEMENT_LOG:
+        lines = [f"formidlingslog for jobordre {result['order_id']} [{result['status']}]"]
+        lines += [_human_placement(p) for p in result["placements"]]
+        lines += [
+            f"  {e['at']} formidling {e['placement_id']}: {e['from_status'] or '—'} → "
+            f"{e['to_status']} ({e['organisation']})"
+            for e in result["entries"]
+        ]
+        return "\n".join(lines)
+    if kind in (CommandKind.REGISTER_PLACEMENT, CommandKind.CHANGE_PLACEMENT_STATUS):
+        return _human_placement(result)
+    return _human_order(result)
+
+
+# --- the parser ----------------------------------------------------------------------------
+
+
+def _acting(parser: argparse.ArgumentParser, build: Build) -> None:
+    parser.add_argument("--as", dest="principal", required=True, metavar="PRINCIPAL",
+                        help="jobcentre:<kommunekode>, akasse:<code> or employer:<cvr>")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--caseworker", help="the caseworker acting for the organisation")
+    parser.add_argument("--command-id", help="idempotency key; resend a command with its id")
+    parser.add_argument("--timeout-ms", type=int, help="how long to wait for the result")
+    parser.set_defaults(build=build)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``jobordre`` argument parser."""
+    parser = _Parser(prog="jobordre", description="Job orders through the common data "
+                     "foundation (BEK 442/2023 § 137).")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    commands.add_parser("up", help="run broker and workers in one process (embedded default)")
+    worker = commands.add_parser("worker", help="run workers against JOBORDRE_REDIS_URL")
+    worker.add_argument("--processes", type=int, help="worker processes (default 1)")
+    worker.add_argument("--threads", type=int, help="threads per process (default 8)")
+
+    order = commands.add_parser("order", help="job orders (S1–S3)")
+    orders = order.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    p = orders.add_parser("register", help="register a job order from ORDER.json")
+    p.add_argument("--file", required=True, help="ORDER.json, or - for stdin")
+    _acting(p, _order_register)
+    p = orders.add_parser("get", help="fetch one job order")
+    p.add_argument("id", type=int)
+    _acting(p, _order_get)
+    p = orders.add_parser("search", help="search job orders")
+    p.add_argument("text", nargs="*", help="words that must occur (prefixes match)")
+    p.add_argument("--municipality", metavar="K")
+    p.add_argument("--status", choices=[s.value for s in OrderStatus])
+    p.add_argument("--job-type", choices=[t.value for t in JobType])
+    p.add_argument("--employer", metavar="CVR")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--offset", type=int, default=0)
+    _acting(p, _order_search)
+    p = orders.add_parser("update", help="change fields of a job order from PATCH.json")
+    p.add_argument("id", type=int)
+    p.add_argument("--expected-version", type=int, required=True)
+    p.add_argument("--file", required=True, help="PATCH.json, or - for stdin")
+    _acting(p, _order_update)
+    p = orders.add_parser("status", help="inactivate, reactivate or close a job order")
+    p.add_argument("id", type=int)
+    p.add_argument("status", choices=[s.value for s in OrderStatus])
+    p.add_argument("--expected-version", type=int)
+    p.add_argument("--note")
+    _acting(p, _order_status)
+    p = orders.add_parser("changes", help="orders changed since a cursor")
+    p.add_argument("--since", type=int, default=0, metavar="CURSOR")
+    p.add_argument("--limit", type=int, default=100)
+    _acting(p, _order_changes)
+
+    placement = commands.add_parser("placement", help="placements and the placement log (S4–S6)")
+    placements = placement.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    p = placements.add_parser("register", help="register a placement (formidling)")
+    p.add_argument("order_id", type=int)
+    p.add_argument("--cpr", required=True, help="the person's CPR, or - to read it from stdin")
+    p.add_argument("--referral", action="store_true", help="a referral (henvisning)")
+    p.add_argument("--note")
+    _acting(p, _placement_register)
+    p = placements.add_parser("status", help="change a person's status on an order")
+    p.add_argument("order_id", type=int)
+    p.add_argument("placement_id", type=int)
+    p.add_argument("status", choices=[s.value for s in PlacementStatus])
+    p.add_argument("--note")
+    _acting(p, _placement_status)
+    p = placements.add_parser("log", help="the placement log (formidlingslog) of an order")
+    p.add_argument("order_id", type=int)
+    _acting(p, _placement_log)
+
+    dead = commands.add_parser("dead", help="dead letters: what could not be processed")
+    deads = dead.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    p = deads.add_parser("list", help="list dead letters, newest first (reads the store)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+# --- running -------------------------------------------------------------------------------
+
+
+def _emit(document: dict[str, Any], as_json: bool, human: str) -> None:
+    print(json.dumps(document, ensure_ascii=False) if as_json else human)
+
+
+def _act(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.client import Client  # noqa: PLC0415 - keeps `--help` fast
+
+    kind, payload = args.build(args)
+    client = Client(settings, args.principal, caseworker=args.caseworker)
+    try:
+        result = client.call(kind, payload, command_id=args.command_id,
+                             timeout_ms=args.timeout_ms)
+    finally:
+        client.close()
+    _emit(result, args.json, _human(kind, result))
+    return 0
+
+
+def _dead_list(args: argparse.Namespace, settings: Settings) -> int:
+    from shared.store import Store, list_dead_letters  # noqa: PLC0415
+
+    with Store(settings.db_path).read() as conn:
+        letters = list_dead_letters(conn, args.limit)
+    human = "\n".join(
+        f"#{d['id']} {d['at']} {d['source']} {d['kind'] or '?'} {d['code']}: {d['reason']}"
+        for d in letters
+    ) or "no dead letters"
+    _emit({"dead_letters": letters}, args.json, human)
+    return 0
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run one command line; returns the exit code (see :data:`EXIT_CODES`)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in arguments
+    try:
+        args = build_parser().parse_args(arguments)
+        settings = get_settings()
+        if args.command == "up":
+            from workers.embedded import run_up  # noqa: PLC0415
+
+            return run_up(settings)
+        if args.command == "worker":
+            from workers.broker import resolve_redis_url  # noqa: PLC0415
+            from workers.runner import run_workers  # noqa: PLC0415
+
+            if not settings.redis_url:
+                raise InvalidInput("jobordre worker needs JOBORDRE_REDIS_URL; without it, run "
+                                   "`jobordre up`", field="JOBORDRE_REDIS_URL")
+            return run_workers(settings, resolve_redis_url(settings),
+                               args.processes or settings.worker_processes,
+                               args.threads or settings.worker_threads)
+        if args.command == "dead":
+            return _dead_list(args, settings)
+        return _act(args, settings)
+    except JobordreError as error:
+        if as_json:
+            print(json.dumps({"error": error.to_dict()}, ensure_ascii=False))
+        else:
+            print(f"jobordre: {error.code}: {error.message}", file=sys.stderr)
+        return EXIT_CODES.get(error.code, 1)
+
+
+def main() -> None:
+    """Console entry point."""
+    sys.exit(run())

@@ -1,0 +1,103 @@
+"""The client: enqueue a command for the workers and wait for its reply.
+
+Delivery contract, as the client sees it: a command is enqueued at least once; the worker
+applies its ``command_id`` at most once and stores the reply in the ledger. If no reply
+arrives within ``reply_timeout_ms`` the client raises :class:`Unavailable` naming the
+command id: resending with that id is always safe and returns the stored result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dramatiq
+import redis
+
+from shared.commands import CommandKind
+from shared.envelope import new_envelope
+from shared.errors import JobordreError, Unavailable
+from shared.settings import Settings
+from workers.broker import build_broker, queue_for, redact, resolve_redis_url
+from workers.replies import wait_reply
+
+
+class Client:
+    """Sends commands as one organisation (``principal``) and returns their results."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        principal: str,
+        *,
+        caseworker: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.principal = principal
+        self.caseworker = caseworker
+        self.url = url or resolve_redis_url(settings)
+        self.broker = build_broker(settings, self.url)
+        self.redis = redis.Redis.from_url(self.url, socket_connect_timeout=5)
+
+    def send(
+        self,
+        kind: CommandKind,
+        payload: dict[str, Any],
+        *,
+        command_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> str:
+        """Enqueue a command without waiting; returns its command id."""
+        envelope = new_envelope(
+            kind, self.principal, payload, command_id=command_id,
+            correlation_id=correlation_id, caseworker=self.caseworker,
+        )
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=queue_for(kind), actor_name=kind.value,
+            args=(envelope.to_json(),), kwargs={}, options={},
+        )
+        try:
+            self.broker.enqueue(message)
+        except redis.RedisError as error:
+            raise Unavailable(
+                f"cannot reach the broker at {redact(self.url)} ({type(error).__name__}); "
+                "check that jobordre (or Redis) is running and send the command again"
+            ) from None
+        return envelope.command_id
+
+    def wait(self, command_id: str, timeout_ms: int | None = None) -> dict[str, Any]:
+        """The result of a sent command; raises the error the worker reported."""
+        timeout = timeout_ms if timeout_ms is not None else self.settings.reply_timeout_ms
+        try:
+            reply = wait_reply(self.redis, self.settings.redis_prefix, command_id, timeout)
+        except redis.RedisError as error:
+            raise Unavailable(
+                f"lost the broker at {redact(self.url)} while waiting for command "
+                f"{command_id} ({type(error).__name__}); resend it with --command-id "
+                f"{command_id} to get its result"
+            ) from None
+        if reply is None:
+            raise Unavailable(
+                f"no worker answered command {command_id} within {timeout} ms; is a worker "
+                f"running? Resending with --command-id {command_id} is safe"
+            )
+        if not reply.get("ok"):
+            raise JobordreError.from_dict(reply.get("error") or {})
+        result: dict[str, Any] = reply["result"]
+        return result
+
+    def call(
+        self,
+        kind: CommandKind,
+        payload: dict[str, Any],
+        *,
+        command_id: str | None = None,
+        timeout_ms: int | None = None,
+    ) -> dict[str, Any]:
+        """Send a command and wait for its result."""
+        return self.wait(self.send(kind, payload, command_id=command_id), timeout_ms)
+
+    def close(self) -> None:
+        """Close the client's Redis connections."""
+        self.redis.close()
+        self.broker.close()

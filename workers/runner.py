@@ -1,0 +1,104 @@
+"""Running workers: one process with N threads, or several such processes.
+
+SIGTERM or SIGINT stops a worker gracefully: running jobs get ``worker_shutdown_ms`` to
+finish and prefetched messages go back to Redis; a second signal stops it at once (the
+messages it held come back through Dramatiq's heartbeat recovery).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+import dramatiq
+import redis
+
+from shared.foundation import Foundation
+from shared.redaction import RedactingFormatter
+from shared.settings import Settings
+from shared.store import Store
+from workers.actors import Runtime, declare_actors
+from workers.broker import build_broker
+
+logger = logging.getLogger("jobordre.worker")
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Log to stderr through the CPR-redacting formatter."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        RedactingFormatter("%(asctime)s %(process)d %(levelname)s %(name)s %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
+    """Build the runtime and start a Dramatiq worker in this process; returns it running."""
+    broker = build_broker(settings, url)
+    runtime = Runtime(
+        foundation=Foundation(Store(settings.db_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms)),
+        replies=redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10),
+        settings=settings,
+    )
+    declare_actors(broker, runtime)
+    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=settings.worker_poll_ms)
+    worker.start()
+    logger.info("worker started: %d threads, queues %s", threads, sorted(broker.get_declared_queues()))
+    return worker
+
+
+def wait_for_stop(on_first: Callable[[], None]) -> None:
+    """Block until SIGTERM/SIGINT; run ``on_first`` then, and exit at once on a second one."""
+    stopping = threading.Event()
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stopping.is_set():
+            logger.warning("second signal: stopping at once")
+            os._exit(1)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    while not stopping.wait(0.5):
+        pass
+    on_first()
+
+
+def _serve(settings: Settings, url: str, threads: int) -> None:
+    configure_logging()
+    worker = start_worker(settings, url, threads)
+    wait_for_stop(lambda: worker.stop(timeout=settings.worker_shutdown_ms))
+    logger.info("worker stopped")
+
+
+def run_workers(settings: Settings, url: str, processes: int, threads: int) -> int:
+    """Run ``processes`` worker processes of ``threads`` threads until stopped; exit code."""
+    if processes == 1:
+        _serve(settings, url, threads)
+        return 0
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(target=_serve, args=(settings, url, threads), name=f"jobordre-worker-{i}")
+        for i in range(processes)
+    ]
+    for child in children:
+        child.start()
+
+    def stop_children() -> None:
+        for child in children:
+            if child.pid is not None:
+                os.kill(child.pid, signal.SIGTERM)
+        for child in children:
+            child.join()
+
+    configure_logging()
+    wait_for_stop(stop_children)
+    return 0 if all(child.exitcode == 0 for child in children) else 1
