@@ -94,8 +94,13 @@ class Foundation:
                 ctx = self._context(conn, envelope)
                 reply = ok_reply(envelope.command_id, self._apply(ctx, envelope))
                 store.record_command(
-                    conn, command_id=envelope.command_id, kind=envelope.kind.value,
-                    principal=envelope.principal, digest=digest, outcome="ok", reply=reply,
+                    conn,
+                    command_id=envelope.command_id,
+                    kind=envelope.kind.value,
+                    principal=envelope.principal,
+                    digest=digest,
+                    outcome="ok",
+                    reply=reply,
                     at=ctx.at,
                 )
                 return reply
@@ -127,9 +132,14 @@ class Foundation:
         reply = error_reply(envelope.command_id, error)
         with self.store.write() as conn:
             recorded = store.record_command(
-                conn, command_id=envelope.command_id, kind=envelope.kind.value,
-                principal=envelope.principal, digest=digest, outcome="rejected",
-                reply=reply, at=self.clock(),
+                conn,
+                command_id=envelope.command_id,
+                kind=envelope.kind.value,
+                principal=envelope.principal,
+                digest=digest,
+                outcome="rejected",
+                reply=reply,
+                at=self.clock(),
             )
             if not recorded:
                 # A concurrent delivery of the same command decided first: answer as it did.
@@ -141,9 +151,14 @@ class Foundation:
     def record_rejection(self, conn: Any, envelope: Envelope, error: JobordreError) -> None:
         """Keep a rejected command as a dead letter, personal data masked."""
         store.record_dead_letter(
-            conn, at=self.clock(), source="rejected", code=error.code, reason=error.message,
+            conn,
+            at=self.clock(),
+            source="rejected",
+            code=error.code,
+            reason=error.message,
             message=json.dumps(mask_personal_data(envelope.model_dump(mode="json"))),
-            command_id=envelope.command_id, kind=envelope.kind.value,
+            command_id=envelope.command_id,
+            kind=envelope.kind.value,
             principal=envelope.principal,
         )
 

@@ -150,7 +150,10 @@ class Occupation(_Input):
     """DISCO-08 code and/or ESCO URI; at least one."""
 
     disco: Annotated[str, Field(pattern=r"^[0-9]{4,6}$")] | None = None
-    esco_uri: Annotated[str, Field(pattern=r"^http://data\.europa\.eu/esco/occupation/[0-9a-f-]+$")] | None = None
+    esco_uri: (
+        Annotated[str, Field(pattern=r"^http://data\.europa\.eu/esco/occupation/[0-9a-f-]+$")]
+        | None
+    ) = None
     label: Annotated[str, Field(max_length=200)] | None = None
 
     @model_validator(mode="after")

@@ -47,13 +47,27 @@ def _entry_view(row: sqlite3.Row, placed_by: str, who: Principal) -> dict[str, A
     ).model_dump(mode="json")
 
 
-def _log(ctx: Context, placement_id: int, order_id: int, from_status: str | None,
-         to_status: str, note: str | None) -> None:
+def _log(
+    ctx: Context,
+    placement_id: int,
+    order_id: int,
+    from_status: str | None,
+    to_status: str,
+    note: str | None,
+) -> None:
     ctx.conn.execute(
         "INSERT INTO placement_log (order_id, placement_id, at, organisation, caseworker,"
         " from_status, to_status, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (order_id, placement_id, ctx.at.isoformat(), str(ctx.who), ctx.caseworker,
-         from_status, to_status, note),
+        (
+            order_id,
+            placement_id,
+            ctx.at.isoformat(),
+            str(ctx.who),
+            ctx.caseworker,
+            from_status,
+            to_status,
+            note,
+        ),
     )
 
 
@@ -83,13 +97,21 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
     cursor = ctx.conn.execute(
         "INSERT INTO placements (order_id, cpr, placed_by, caseworker, referral, status, note,"
         " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (order.id, command.cpr, str(ctx.who), ctx.caseworker, int(command.referral),
-         PlacementStatus.PLACED.value, command.note, at, at),
+        (
+            order.id,
+            command.cpr,
+            str(ctx.who),
+            ctx.caseworker,
+            int(command.referral),
+            PlacementStatus.PLACED.value,
+            command.note,
+            at,
+            at,
+        ),
     )
     placement_id = int(cursor.lastrowid or 0)
     _log(ctx, placement_id, order.id, None, PlacementStatus.PLACED.value, command.note)
-    store.append_change(ctx.conn, order, PLACEMENT_REGISTERED, str(ctx.who), ctx.at,
-                        ctx.command_id)
+    store.append_change(ctx.conn, order, PLACEMENT_REGISTERED, str(ctx.who), ctx.at, ctx.command_id)
     return _placement_view(_load(ctx.conn, order.id, placement_id), ctx.who)
 
 
@@ -105,8 +127,9 @@ def change_status(ctx: Context, command: ChangePlacementStatus) -> dict[str, Any
         (command.status.value, ctx.at.isoformat(), row["id"]),
     )
     _log(ctx, row["id"], order.id, current.value, command.status.value, command.note)
-    store.append_change(ctx.conn, order, PLACEMENT_STATUS_CHANGED, str(ctx.who), ctx.at,
-                        ctx.command_id)
+    store.append_change(
+        ctx.conn, order, PLACEMENT_STATUS_CHANGED, str(ctx.who), ctx.at, ctx.command_id
+    )
     return _placement_view(_load(ctx.conn, order.id, row["id"]), ctx.who)
 
 

@@ -71,8 +71,9 @@ def check_register(who: Principal, draft: OrderDraft) -> None:
             )
 
 
-def check_update(who: Principal, order: JobOrder, patch_job_type: JobType | None,
-                 patch_cvr: str | None) -> None:
+def check_update(
+    who: Principal, order: JobOrder, patch_job_type: JobType | None, patch_cvr: str | None
+) -> None:
     """Who may update an order's fields; closed orders take no more updates."""
     require_visible(who, order)
     if who.kind == "system":
@@ -85,8 +86,10 @@ def check_update(who: Principal, order: JobOrder, patch_job_type: JobType | None
         if patch_job_type not in (None, JobType.ORDINARY):
             raise Forbidden("job_type: employers keep orders 'ordinary'", field="job_type")
         if patch_cvr not in (None, who.id):
-            raise Forbidden("employer.cvr: an employer cannot move an order to another CVR",
-                            field="employer.cvr")
+            raise Forbidden(
+                "employer.cvr: an employer cannot move an order to another CVR",
+                field="employer.cvr",
+            )
 
 
 def check_order_transition(who: Principal, order: JobOrder, target: OrderStatus) -> None:
@@ -117,7 +120,10 @@ def check_place(who: Principal, order: JobOrder) -> None:
 
 
 def check_placement_transition(
-    who: Principal, order: JobOrder, placed_by: str, current: PlacementStatus,
+    who: Principal,
+    order: JobOrder,
+    placed_by: str,
+    current: PlacementStatus,
     target: PlacementStatus,
 ) -> None:
     """Check a person status change: the placing organisation, or the employer's outcome."""

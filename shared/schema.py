@@ -31,7 +31,8 @@ def _v1_core(db: sqlite_utils.Database) -> None:
             occupation TEXT NOT NULL,
             doc TEXT NOT NULL
         );
-        CREATE INDEX IF NOT EXISTS orders_by_municipality ON orders (municipality, status, updated_at);
+        CREATE INDEX IF NOT EXISTS orders_by_municipality
+            ON orders (municipality, status, updated_at);
         CREATE INDEX IF NOT EXISTS orders_by_employer ON orders (employer_cvr, status);
         CREATE INDEX IF NOT EXISTS orders_by_deadline ON orders (status, placement_deadline);
 
@@ -104,7 +105,7 @@ def _v1_core(db: sqlite_utils.Database) -> None:
         CREATE INDEX IF NOT EXISTS dead_letters_by_time ON dead_letters (at);
         """
     )
-    db["orders"].enable_fts(
+    db.table("orders").enable_fts(
         ["title", "description", "occupation"],
         create_triggers=True,
         tokenize="unicode61 remove_diacritics 2",

@@ -60,7 +60,9 @@ class Store:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
-            raise Unavailable(f"the store is busy ({error}); the command will be retried") from error
+            raise Unavailable(
+                f"the store is busy ({error}); the command will be retried"
+            ) from error
         try:
             yield conn
         except BaseException:
@@ -99,9 +101,7 @@ def load_order(conn: sqlite3.Connection, order_id: int) -> JobOrder:
 
 
 def _order_columns(order: JobOrder) -> dict[str, Any]:
-    occupation = " ".join(
-        part for part in (order.occupation.label, order.occupation.disco) if part
-    )
+    occupation = " ".join(part for part in (order.occupation.label, order.occupation.disco) if part)
     return {
         "status": order.status.value,
         "municipality": order.address.municipality,
@@ -193,8 +193,16 @@ def append_change(
     cursor = conn.execute(
         "INSERT INTO changes (order_id, employer_cvr, type, at, principal, version, status,"
         " command_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (order.id, order.employer.cvr, change_type, at.isoformat(), principal, order.version,
-         order.status.value, command_id),
+        (
+            order.id,
+            order.employer.cvr,
+            change_type,
+            at.isoformat(),
+            principal,
+            order.version,
+            order.status.value,
+            command_id,
+        ),
     )
     return int(cursor.lastrowid or 0)
 
@@ -268,7 +276,5 @@ def record_dead_letter(
 
 def list_dead_letters(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
     """The newest dead letters first."""
-    rows = conn.execute(
-        "SELECT * FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,)
-    ).fetchall()
+    rows = conn.execute("SELECT * FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
     return [dict(row) for row in rows]

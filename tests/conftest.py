@@ -79,9 +79,23 @@ def start_redis(workdir: Path, port: int | None = None) -> RedisServer:
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--dir", str(workdir), "--logfile", str(workdir / "redis.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+            "--logfile",
+            str(workdir / "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     server = RedisServer(port, process, workdir)
 
@@ -128,17 +142,21 @@ class System:
         env.update(extra)
         return env
 
-    def start_worker(self, processes: int = 1, threads: int = 4, **extra: str) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, processes: int = 1, threads: int = 4, **extra: str
+    ) -> subprocess.Popen[bytes]:
         with (self.home / f"worker-{len(self.workers)}.log").open("wb") as log:
             process = subprocess.Popen(
-                [str(JOBORDRE), "worker", "--processes", str(processes), "--threads",
-                 str(threads)],
-                env=self.env(**extra), stdout=log, stderr=subprocess.STDOUT,
+                [str(JOBORDRE), "worker", "--processes", str(processes), "--threads", str(threads)],
+                env=self.env(**extra),
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         self.workers.append(process)
         wait_until(
             lambda: process.poll() is not None or b"worker started" in self.worker_logs(),
-            30, "the worker to start",
+            30,
+            "the worker to start",
         )
         assert process.poll() is None, self.worker_logs().decode(errors="replace")
         return process
@@ -161,8 +179,13 @@ class System:
     def cli(self, *args: str, stdin: str | None = None, **extra: str) -> CliResult:
         """Run ``jobordre ARGS`` as a user would; returns exit code, stdout and stderr."""
         done = subprocess.run(
-            [str(JOBORDRE), *args], env=self.env(**extra), input=stdin, capture_output=True,
-            text=True, timeout=60, check=False,
+            [str(JOBORDRE), *args],
+            env=self.env(**extra),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         return CliResult(done.returncode, done.stdout, done.stderr)
 

@@ -79,32 +79,50 @@ class Runtime:
         message = json.dumps(mask_personal_data(raw)) if not isinstance(raw, str) else raw
         with self.foundation.store.write() as conn:
             store.record_dead_letter(
-                conn, at=self.foundation.clock(), source="undecodable", code=error.code,
-                reason=error.message, message=redact_cpr(message), kind=kind.value,
+                conn,
+                at=self.foundation.clock(),
+                source="undecodable",
+                code=error.code,
+                reason=error.message,
+                message=redact_cpr(message),
+                kind=kind.value,
             )
         command_id = _command_id_of(raw)
         if command_id is not None:
             self.reply(error_reply(command_id, error))
-        job_log.warning(json.dumps({"kind": kind.value, "outcome": error.code,
-                                    "reason": redact_cpr(error.message)}))
+        job_log.warning(
+            json.dumps(
+                {"kind": kind.value, "outcome": error.code, "reason": redact_cpr(error.message)}
+            )
+        )
 
-    def dead_letter(self, message: dramatiq.Message[Any], traceback: str | None) -> None:
+    def dead_letter(self, message: dramatiq.MessageProxy, traceback: str | None) -> None:
         """Keep a message whose retries are spent, and tell its client."""
         raw = message.args[0] if message.args else None
         command_id = _command_id_of(raw)
         reason = "the job kept failing on infrastructure errors; see the traceback"
         with self.foundation.store.write() as conn:
             store.record_dead_letter(
-                conn, at=self.foundation.clock(), source="crashed", code="unavailable",
-                reason=reason, message=redact_cpr(json.dumps(mask_personal_data(_as_json(raw)))),
-                command_id=command_id, kind=message.actor_name,
+                conn,
+                at=self.foundation.clock(),
+                source="crashed",
+                code="unavailable",
+                reason=reason,
+                message=redact_cpr(json.dumps(mask_personal_data(_as_json(raw)))),
+                command_id=command_id,
+                kind=message.actor_name,
                 traceback=redact_cpr(traceback or ""),
             )
         if command_id is not None:
-            self.reply(error_reply(command_id, Unavailable(
-                f"command {command_id} failed repeatedly and was set aside as a dead letter; "
-                "ops can retry it with `jobordre dead retry`"
-            )))
+            self.reply(
+                error_reply(
+                    command_id,
+                    Unavailable(
+                        f"command {command_id} failed repeatedly and was set aside as a "
+                        "dead letter; ops see it with `jobordre dead list`"
+                    ),
+                )
+            )
 
 
 def _as_json(raw: Any) -> Any:
@@ -147,19 +165,21 @@ class DeadLetters(dramatiq.Middleware):
             self.runtime.dead_letter(message, message.options.get("traceback"))
 
 
-def declare_actors(broker: RedisBroker, runtime: Runtime) -> dict[CommandKind, dramatiq.Actor[Any, Any]]:
+def declare_actors(
+    broker: RedisBroker, runtime: Runtime
+) -> dict[CommandKind, dramatiq.Actor[Any, Any]]:
     """Declare one actor per command kind on ``broker``, all served by ``runtime``."""
     broker.add_middleware(DeadLetters(runtime), before=type(broker.middleware[0]))
     actors: dict[CommandKind, dramatiq.Actor[Any, Any]] = {}
     for kind in CommandKind:
+
         def run(raw: Any, _kind: CommandKind = kind) -> None:
             runtime.process(_kind, raw)
 
         actors[kind] = dramatiq.actor(
-            run,
-            broker=broker,
             actor_name=kind.value,
             queue_name=queue_for(kind),
+            broker=broker,
             max_retries=runtime.settings.max_retries,
-        )
+        )(run)
     return actors

@@ -62,7 +62,7 @@ def resolve_redis_url(settings: Settings) -> str:
 
 def build_broker(settings: Settings, url: str) -> RedisBroker:
     """A RedisBroker with jobordre's retry policy; no connection is made until first use."""
-    return RedisBroker(
+    return RedisBroker(  # type: ignore[no-untyped-call]
         url=url,
         middleware=[
             AgeLimit(),

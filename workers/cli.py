@@ -70,15 +70,21 @@ def _order_get(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
 
 def _order_search(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
     payload = {
-        "text": " ".join(a.text) or None, "municipality": a.municipality, "status": a.status,
-        "job_type": a.job_type, "employer": a.employer, "limit": a.limit, "offset": a.offset,
+        "text": " ".join(a.text) or None,
+        "municipality": a.municipality,
+        "status": a.status,
+        "job_type": a.job_type,
+        "employer": a.employer,
+        "limit": a.limit,
+        "offset": a.offset,
     }
     return CommandKind.SEARCH_ORDERS, {k: v for k, v in payload.items() if v is not None}
 
 
 def _order_update(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
     return CommandKind.UPDATE_ORDER, {
-        "order_id": a.id, "expected_version": a.expected_version,
+        "order_id": a.id,
+        "expected_version": a.expected_version,
         "patch": _read_json(a.file, "file"),
     }
 
@@ -97,16 +103,22 @@ def _order_changes(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
 
 
 def _placement_register(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
-    payload: dict[str, Any] = {"order_id": a.order_id, "cpr": _read_cpr(a.cpr),
-                               "referral": a.referral}
+    payload: dict[str, Any] = {
+        "order_id": a.order_id,
+        "cpr": _read_cpr(a.cpr),
+        "referral": a.referral,
+    }
     if a.note is not None:
         payload["note"] = a.note
     return CommandKind.REGISTER_PLACEMENT, payload
 
 
 def _placement_status(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
-    payload: dict[str, Any] = {"order_id": a.order_id, "placement_id": a.placement_id,
-                               "status": a.status}
+    payload: dict[str, Any] = {
+        "order_id": a.order_id,
+        "placement_id": a.placement_id,
+        "status": a.status,
+    }
     if a.note is not None:
         payload["note"] = a.note
     return CommandKind.CHANGE_PLACEMENT_STATUS, payload
@@ -166,8 +178,13 @@ def _human(kind: CommandKind, result: dict[str, Any]) -> str:
 
 
 def _acting(parser: argparse.ArgumentParser, build: Build) -> None:
-    parser.add_argument("--as", dest="principal", required=True, metavar="PRINCIPAL",
-                        help="jobcentre:<kommunekode>, akasse:<code> or employer:<cvr>")
+    parser.add_argument(
+        "--as",
+        dest="principal",
+        required=True,
+        metavar="PRINCIPAL",
+        help="jobcentre:<kommunekode>, akasse:<code> or employer:<cvr>",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--caseworker", help="the caseworker acting for the organisation")
     parser.add_argument("--command-id", help="idempotency key; resend a command with its id")
@@ -177,8 +194,10 @@ def _acting(parser: argparse.ArgumentParser, build: Build) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``jobordre`` argument parser."""
-    parser = _Parser(prog="jobordre", description="Job orders through the common data "
-                     "foundation (BEK 442/2023 § 137).")
+    parser = _Parser(
+        prog="jobordre",
+        description="Job orders through the common data foundation (BEK 442/2023 § 137).",
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     commands.add_parser("up", help="run broker and workers in one process (embedded default)")
@@ -253,13 +272,12 @@ def _emit(document: dict[str, Any], as_json: bool, human: str) -> None:
 
 
 def _act(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.client import Client  # noqa: PLC0415 - keeps `--help` fast
+    from workers.client import Client
 
     kind, payload = args.build(args)
     client = Client(settings, args.principal, caseworker=args.caseworker)
     try:
-        result = client.call(kind, payload, command_id=args.command_id,
-                             timeout_ms=args.timeout_ms)
+        result = client.call(kind, payload, command_id=args.command_id, timeout_ms=args.timeout_ms)
     finally:
         client.close()
     _emit(result, args.json, _human(kind, result))
@@ -267,14 +285,17 @@ def _act(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dead_list(args: argparse.Namespace, settings: Settings) -> int:
-    from shared.store import Store, list_dead_letters  # noqa: PLC0415
+    from shared.store import Store, list_dead_letters
 
     with Store(settings.db_path).read() as conn:
         letters = list_dead_letters(conn, args.limit)
-    human = "\n".join(
-        f"#{d['id']} {d['at']} {d['source']} {d['kind'] or '?'} {d['code']}: {d['reason']}"
-        for d in letters
-    ) or "no dead letters"
+    human = (
+        "\n".join(
+            f"#{d['id']} {d['at']} {d['source']} {d['kind'] or '?'} {d['code']}: {d['reason']}"
+            for d in letters
+        )
+        or "no dead letters"
+    )
     _emit({"dead_letters": letters}, args.json, human)
     return 0
 
@@ -287,19 +308,24 @@ def run(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(arguments)
         settings = get_settings()
         if args.command == "up":
-            from workers.embedded import run_up  # noqa: PLC0415
+            from workers.embedded import run_up
 
             return run_up(settings)
         if args.command == "worker":
-            from workers.broker import resolve_redis_url  # noqa: PLC0415
-            from workers.runner import run_workers  # noqa: PLC0415
+            from workers.broker import resolve_redis_url
+            from workers.runner import run_workers
 
             if not settings.redis_url:
-                raise InvalidInput("jobordre worker needs JOBORDRE_REDIS_URL; without it, run "
-                                   "`jobordre up`", field="JOBORDRE_REDIS_URL")
-            return run_workers(settings, resolve_redis_url(settings),
-                               args.processes or settings.worker_processes,
-                               args.threads or settings.worker_threads)
+                raise InvalidInput(
+                    "jobordre worker needs JOBORDRE_REDIS_URL; without it, run `jobordre up`",
+                    field="JOBORDRE_REDIS_URL",
+                )
+            return run_workers(
+                settings,
+                resolve_redis_url(settings),
+                args.processes or settings.worker_processes,
+                args.threads or settings.worker_threads,
+            )
         if args.command == "dead":
             return _dead_list(args, settings)
         return _act(args, settings)

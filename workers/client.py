@@ -49,12 +49,19 @@ class Client:
     ) -> str:
         """Enqueue a command without waiting; returns its command id."""
         envelope = new_envelope(
-            kind, self.principal, payload, command_id=command_id,
-            correlation_id=correlation_id, caseworker=self.caseworker,
+            kind,
+            self.principal,
+            payload,
+            command_id=command_id,
+            correlation_id=correlation_id,
+            caseworker=self.caseworker,
         )
         message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=queue_for(kind), actor_name=kind.value,
-            args=(envelope.to_json(),), kwargs={}, options={},
+            queue_name=queue_for(kind),
+            actor_name=kind.value,
+            args=(envelope.to_json(),),
+            kwargs={},
+            options={},
         )
         try:
             self.broker.enqueue(message)

@@ -19,9 +19,7 @@ def reply_key(prefix: str, command_id: str) -> str:
     return f"{prefix}:reply:{command_id}"
 
 
-def push_reply(
-    client: redis.Redis, prefix: str, ttl_ms: int, reply: dict[str, Any]
-) -> None:
+def push_reply(client: redis.Redis, prefix: str, ttl_ms: int, reply: dict[str, Any]) -> None:
     """Hand a reply to whoever waits for it (or keep it ``ttl_ms`` for a late client)."""
     key = reply_key(prefix, str(reply["command_id"]))
     pipe = client.pipeline(transaction=True)

@@ -44,14 +44,18 @@ def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
     """Build the runtime and start a Dramatiq worker in this process; returns it running."""
     broker = build_broker(settings, url)
     runtime = Runtime(
-        foundation=Foundation(Store(settings.db_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms)),
+        foundation=Foundation(
+            Store(settings.db_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        ),
         replies=redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10),
         settings=settings,
     )
     declare_actors(broker, runtime)
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=settings.worker_poll_ms)
     worker.start()
-    logger.info("worker started: %d threads, queues %s", threads, sorted(broker.get_declared_queues()))
+    logger.info(
+        "worker started: %d threads, queues %s", threads, sorted(broker.get_declared_queues())
+    )
     return worker
 
 

@@ -28,8 +28,13 @@ def foundation(tmp_path: Path) -> Foundation:
     return Foundation(store, clock=lambda: datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
 
 
-def call(f: Foundation, principal: str, kind: CommandKind, payload: dict[str, Any],
-         command_id: str | None = None) -> dict[str, Any]:
+def call(
+    f: Foundation,
+    principal: str,
+    kind: CommandKind,
+    payload: dict[str, Any],
+    command_id: str | None = None,
+) -> dict[str, Any]:
     return f.handle(new_envelope(kind, principal, payload, command_id=command_id))
 
 
@@ -58,7 +63,11 @@ def register(f: Foundation, principal: str = JOBCENTRE, **changes: Any) -> dict[
 class TestRegisterOrder:
     def test_a_jobcentre_order_starts_processing_at_version_1(self, foundation: Foundation) -> None:
         order = register(foundation)
-        assert (order["status"], order["version"], order["origin"]) == ("processing", 1, "jobcentre")
+        assert (order["status"], order["version"], order["origin"]) == (
+            "processing",
+            1,
+            "jobcentre",
+        )
         assert order["processing_by"] == [JOBCENTRE]
         assert order["registered_by"] == JOBCENTRE
 
@@ -70,19 +79,31 @@ class TestRegisterOrder:
     @pytest.mark.parametrize(
         ("principal", "changes", "code"),
         [
-            pytest.param(EMPLOYER, {"job_type": "wage_subsidy"}, "forbidden", id="employer-wage-subsidy"),
+            pytest.param(
+                EMPLOYER, {"job_type": "wage_subsidy"}, "forbidden", id="employer-wage-subsidy"
+            ),
             pytest.param(f"employer:{EMPLOYER_B}", {}, "forbidden", id="employer-other-cvr"),
             pytest.param(JOBCENTRE, {"title": "x" * 101}, "validation_error", id="title-too-long"),
-            pytest.param(JOBCENTRE, {"description": "x" * 5001}, "validation_error", id="description-too-long"),
+            pytest.param(
+                JOBCENTRE,
+                {"description": "x" * 5001},
+                "validation_error",
+                id="description-too-long",
+            ),
             pytest.param(JOBCENTRE, {"positions": 0}, "validation_error", id="no-positions"),
             pytest.param(JOBCENTRE, {"salary": 1}, "validation_error", id="unknown-field"),
-            pytest.param(JOBCENTRE, {"employer": {"cvr": "12345678"}}, "validation_error", id="bad-cvr"),
+            pytest.param(
+                JOBCENTRE, {"employer": {"cvr": "12345678"}}, "validation_error", id="bad-cvr"
+            ),
         ],
     )
     def test_is_refused_and_writes_nothing_but_the_rejection(
         self, foundation: Foundation, principal: str, changes: dict[str, Any], code: str
     ) -> None:
-        assert error_code(foundation, principal, K.REGISTER_ORDER, {"order": order_doc(**changes)}) == code
+        assert (
+            error_code(foundation, principal, K.REGISTER_ORDER, {"order": order_doc(**changes)})
+            == code
+        )
         assert count(foundation, "orders") == 0
         assert count(foundation, "changes") == 0
         assert count(foundation, "dead_letters") == 1
@@ -103,22 +124,37 @@ class TestIdempotency:
         assert count(foundation, "orders") == 1
         assert count(foundation, "changes") == 1
 
-    def test_a_rejected_command_stays_rejected_when_redelivered(self, foundation: Foundation) -> None:
+    def test_a_rejected_command_stays_rejected_when_redelivered(
+        self, foundation: Foundation
+    ) -> None:
         order = register(foundation)
         stale = {"order_id": order["id"], "expected_version": 2, "patch": {"positions": 3}}
         first = call(foundation, JOBCENTRE, K.UPDATE_ORDER, stale, command_id="cmd-000002")
         assert first["error"]["code"] == "version_conflict"
-        ok(foundation, JOBCENTRE, K.UPDATE_ORDER,
-           {"order_id": order["id"], "expected_version": 1, "patch": {"title": "Ny titel"}})
+        ok(
+            foundation,
+            JOBCENTRE,
+            K.UPDATE_ORDER,
+            {"order_id": order["id"], "expected_version": 1, "patch": {"title": "Ny titel"}},
+        )
         # The order is now at version 2, but the redelivery must not apply the old command.
         again = call(foundation, JOBCENTRE, K.UPDATE_ORDER, stale, command_id="cmd-000002")
         assert again == first
         assert ok(foundation, JOBCENTRE, K.GET_ORDER, {"order_id": order["id"]})["positions"] == 2
 
-    def test_a_reused_command_id_with_another_payload_is_refused(self, foundation: Foundation) -> None:
-        call(foundation, JOBCENTRE, K.REGISTER_ORDER, {"order": order_doc()}, command_id="cmd-000003")
-        reply = call(foundation, JOBCENTRE, K.REGISTER_ORDER, {"order": order_doc(title="Andet")},
-                     command_id="cmd-000003")
+    def test_a_reused_command_id_with_another_payload_is_refused(
+        self, foundation: Foundation
+    ) -> None:
+        call(
+            foundation, JOBCENTRE, K.REGISTER_ORDER, {"order": order_doc()}, command_id="cmd-000003"
+        )
+        reply = call(
+            foundation,
+            JOBCENTRE,
+            K.REGISTER_ORDER,
+            {"order": order_doc(title="Andet")},
+            command_id="cmd-000003",
+        )
         assert reply["error"]["code"] == "validation_error"
         assert reply["error"]["field"] == "command_id"
         assert count(foundation, "orders") == 1
@@ -127,8 +163,12 @@ class TestIdempotency:
 class TestUpdateOrder:
     def test_with_the_current_version_bumps_it(self, foundation: Foundation) -> None:
         order = register(foundation)
-        updated = ok(foundation, AKASSE, K.UPDATE_ORDER,
-                     {"order_id": order["id"], "expected_version": 1, "patch": {"positions": 5}})
+        updated = ok(
+            foundation,
+            AKASSE,
+            K.UPDATE_ORDER,
+            {"order_id": order["id"], "expected_version": 1, "patch": {"positions": 5}},
+        )
         assert (updated["positions"], updated["version"]) == (5, 2)
 
     def test_with_a_stale_version_is_a_conflict(self, foundation: Foundation) -> None:
@@ -160,11 +200,17 @@ class TestOrderStatus:
             pytest.param(["closed_expired"], "system", id="expire-by-system"),
         ],
     )
-    def test_allowed_transitions(self, foundation: Foundation, path: list[str], principal: str) -> None:
+    def test_allowed_transitions(
+        self, foundation: Foundation, path: list[str], principal: str
+    ) -> None:
         order = register(foundation)
         for status in path:
-            order = ok(foundation, principal, K.CHANGE_ORDER_STATUS,
-                       {"order_id": order["id"], "status": status})
+            order = ok(
+                foundation,
+                principal,
+                K.CHANGE_ORDER_STATUS,
+                {"order_id": order["id"], "status": status},
+            )
         assert order["status"] == path[-1]
         assert order["version"] == 1 + len(path)
 
@@ -172,16 +218,24 @@ class TestOrderStatus:
         ("path", "principal", "code"),
         [
             pytest.param(["closed_expired"], JOBCENTRE, "forbidden", id="expire-by-jobcentre"),
-            pytest.param(["closed_filled", "processing"], JOBCENTRE, "invalid_transition", id="reopen-closed"),
+            pytest.param(
+                ["closed_filled", "processing"], JOBCENTRE, "invalid_transition", id="reopen-closed"
+            ),
             pytest.param(["processing"], JOBCENTRE, "invalid_transition", id="same-status"),
         ],
     )
-    def test_refused_transitions(self, foundation: Foundation, path: list[str], principal: str,
-                                 code: str) -> None:
+    def test_refused_transitions(
+        self, foundation: Foundation, path: list[str], principal: str, code: str
+    ) -> None:
         order = register(foundation)
         *allowed, refused = path
         for status in allowed:
-            ok(foundation, JOBCENTRE, K.CHANGE_ORDER_STATUS, {"order_id": order["id"], "status": status})
+            ok(
+                foundation,
+                JOBCENTRE,
+                K.CHANGE_ORDER_STATUS,
+                {"order_id": order["id"], "status": status},
+            )
         payload = {"order_id": order["id"], "status": refused}
         assert error_code(foundation, principal, K.CHANGE_ORDER_STATUS, payload) == code
 
@@ -189,8 +243,12 @@ class TestOrderStatus:
 class TestPlacements:
     def test_masking_per_placing_organisation(self, foundation: Foundation) -> None:
         order = register(foundation)
-        mine = ok(foundation, JOBCENTRE, K.REGISTER_PLACEMENT,
-                  {"order_id": order["id"], "cpr": CPR_1, "note": "god kandidat"})
+        mine = ok(
+            foundation,
+            JOBCENTRE,
+            K.REGISTER_PLACEMENT,
+            {"order_id": order["id"], "cpr": CPR_1, "note": "god kandidat"},
+        )
         ok(foundation, AKASSE, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": CPR_2})
         assert mine["cpr"] == CPR_1
         log = ok(foundation, JOBCENTRE, K.PLACEMENT_LOG, {"order_id": order["id"]})
@@ -203,8 +261,12 @@ class TestPlacements:
 
     def test_a_person_goes_through_interview_to_hired(self, foundation: Foundation) -> None:
         order = register(foundation)
-        placement = ok(foundation, JOBCENTRE, K.REGISTER_PLACEMENT,
-                       {"order_id": order["id"], "cpr": CPR_1, "referral": True})
+        placement = ok(
+            foundation,
+            JOBCENTRE,
+            K.REGISTER_PLACEMENT,
+            {"order_id": order["id"], "cpr": CPR_1, "referral": True},
+        )
         ids = {"order_id": order["id"], "placement_id": placement["id"]}
         ok(foundation, EMPLOYER, K.CHANGE_PLACEMENT_STATUS, {**ids, "status": "interview"})
         hired = ok(foundation, JOBCENTRE, K.CHANGE_PLACEMENT_STATUS, {**ids, "status": "hired"})
@@ -224,10 +286,13 @@ class TestPlacements:
             pytest.param(JOBCENTRE, "placed", "invalid_transition", id="back-to-placed"),
         ],
     )
-    def test_refused_person_status_changes(self, foundation: Foundation, principal: str,
-                                           status: str, code: str) -> None:
+    def test_refused_person_status_changes(
+        self, foundation: Foundation, principal: str, status: str, code: str
+    ) -> None:
         order = register(foundation)
-        placement = ok(foundation, JOBCENTRE, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": CPR_1})
+        placement = ok(
+            foundation, JOBCENTRE, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": CPR_1}
+        )
         payload = {"order_id": order["id"], "placement_id": placement["id"], "status": status}
         assert error_code(foundation, principal, K.CHANGE_PLACEMENT_STATUS, payload) == code
 
@@ -239,11 +304,17 @@ class TestPlacements:
             pytest.param(JOBCENTRE, ["closed_filled"], "invalid_transition", id="closed-order"),
         ],
     )
-    def test_refused_placements(self, foundation: Foundation, principal: str, setup: list[str],
-                                code: str) -> None:
+    def test_refused_placements(
+        self, foundation: Foundation, principal: str, setup: list[str], code: str
+    ) -> None:
         order = register(foundation)
         for status in setup:
-            ok(foundation, JOBCENTRE, K.CHANGE_ORDER_STATUS, {"order_id": order["id"], "status": status})
+            ok(
+                foundation,
+                JOBCENTRE,
+                K.CHANGE_ORDER_STATUS,
+                {"order_id": order["id"], "status": status},
+            )
         payload = {"order_id": order["id"], "cpr": CPR_1}
         assert error_code(foundation, principal, K.REGISTER_PLACEMENT, payload) == code
         assert count(foundation, "placements") == 0
@@ -251,31 +322,56 @@ class TestPlacements:
     def test_one_placement_per_person_per_order(self, foundation: Foundation) -> None:
         order = register(foundation)
         ok(foundation, JOBCENTRE, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": CPR_1})
-        reply = call(foundation, AKASSE, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": CPR_1})
+        reply = call(
+            foundation, AKASSE, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": CPR_1}
+        )
         assert reply["error"]["field"] == "cpr"
         assert CPR_1 not in str(reply)
 
     def test_outcomes_stay_allowed_after_the_order_closed(self, foundation: Foundation) -> None:
         order = register(foundation)
-        placement = ok(foundation, JOBCENTRE, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": CPR_1})
-        ok(foundation, EMPLOYER, K.CHANGE_ORDER_STATUS, {"order_id": order["id"], "status": "closed_filled"})
-        hired = ok(foundation, EMPLOYER, K.CHANGE_PLACEMENT_STATUS,
-                   {"order_id": order["id"], "placement_id": placement["id"], "status": "hired"})
+        placement = ok(
+            foundation, JOBCENTRE, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": CPR_1}
+        )
+        ok(
+            foundation,
+            EMPLOYER,
+            K.CHANGE_ORDER_STATUS,
+            {"order_id": order["id"], "status": "closed_filled"},
+        )
+        hired = ok(
+            foundation,
+            EMPLOYER,
+            K.CHANGE_PLACEMENT_STATUS,
+            {"order_id": order["id"], "placement_id": placement["id"], "status": "hired"},
+        )
         assert hired["status"] == "hired" and hired["cpr"] is None
 
-    def test_rejected_placements_keep_no_cpr_in_the_dead_letter(self, foundation: Foundation) -> None:
+    def test_rejected_placements_keep_no_cpr_in_the_dead_letter(
+        self, foundation: Foundation
+    ) -> None:
         order = register(foundation)
-        ok(foundation, JOBCENTRE, K.CHANGE_ORDER_STATUS, {"order_id": order["id"], "status": "inactivated"})
+        ok(
+            foundation,
+            JOBCENTRE,
+            K.CHANGE_ORDER_STATUS,
+            {"order_id": order["id"], "status": "inactivated"},
+        )
         call(foundation, JOBCENTRE, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": CPR_1})
         dumped = "\n".join(
-            str(tuple(row)) for row in foundation.store.connection().execute("SELECT * FROM dead_letters")
+            str(tuple(row))
+            for row in foundation.store.connection().execute("SELECT * FROM dead_letters")
         )
         assert "placement" in dumped and CPR_1 not in dumped
 
 
 class TestSearchAndChanges:
     def test_search_combines_text_and_filters(self, foundation: Foundation) -> None:
-        aarhus = order_doc()["address"] | {"municipality": "751", "postcode": "8000", "city": "Aarhus C"}
+        aarhus = order_doc()["address"] | {
+            "municipality": "751",
+            "postcode": "8000",
+            "city": "Aarhus C",
+        }
         register(foundation, title="Tømrer til renovering")
         target = register(foundation, title="Tømrerlærling", address=aarhus, job_type="apprentice")
         register(foundation, title="Kok", address=aarhus)
@@ -299,12 +395,21 @@ class TestSearchAndChanges:
     def test_changes_since_a_cursor_list_updated_orders(self, foundation: Foundation) -> None:
         order = register(foundation)
         start = ok(foundation, JOBCENTRE, K.ORDER_CHANGES, {})["cursor"]
-        ok(foundation, JOBCENTRE, K.CHANGE_ORDER_STATUS, {"order_id": order["id"], "status": "inactivated"})
+        ok(
+            foundation,
+            JOBCENTRE,
+            K.CHANGE_ORDER_STATUS,
+            {"order_id": order["id"], "status": "inactivated"},
+        )
         page = ok(foundation, OTHER_JOBCENTRE, K.ORDER_CHANGES, {"since": start})
-        assert [(c["type"], c["status"]) for c in page["changes"]] == [("order_status_changed", "inactivated")]
+        assert [(c["type"], c["status"]) for c in page["changes"]] == [
+            ("order_status_changed", "inactivated")
+        ]
         assert page["changes"][0]["order"]["status"] == "inactivated"
         assert page["cursor"] > start
-        assert ok(foundation, JOBCENTRE, K.ORDER_CHANGES, {"since": page["cursor"]})["changes"] == []
+        assert (
+            ok(foundation, JOBCENTRE, K.ORDER_CHANGES, {"since": page["cursor"]})["changes"] == []
+        )
 
 
 def test_the_store_survives_integrity_check(foundation: Foundation) -> None:

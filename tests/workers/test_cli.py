@@ -31,8 +31,9 @@ def write(tmp_path: Path, document: dict[str, Any], name: str = "order.json") ->
 
 
 def register(system: System, tmp_path: Path, principal: str, **changes: Any) -> dict[str, Any]:
-    return system.json("order", "register", "--file", write(tmp_path, order_doc(**changes)),
-                       "--as", principal)
+    return system.json(
+        "order", "register", "--file", write(tmp_path, order_doc(**changes)), "--as", principal
+    )
 
 
 def error_of(system: System, *args: str, expect: int) -> dict[str, Any]:
@@ -42,7 +43,9 @@ def error_of(system: System, *args: str, expect: int) -> dict[str, Any]:
 
 
 class TestIntake:
-    def test_an_employer_registers_an_ordinary_job_through_jobag(self, system: System, tmp_path: Path) -> None:
+    def test_an_employer_registers_an_ordinary_job_through_jobag(
+        self, system: System, tmp_path: Path
+    ) -> None:
         order = register(system, tmp_path, EMPLOYER)
         assert order["origin"] == "jobag" and order["status"] == "processing"
         # R1: a jobcentre in another municipality fetches it.
@@ -51,9 +54,15 @@ class TestIntake:
 
     def test_a_jobcentre_registers_an_order(self, system: System, tmp_path: Path) -> None:
         order = register(system, tmp_path, JOBCENTRE_KBH, job_type="flex_job")
-        assert (order["origin"], order["job_type"], order["version"]) == ("jobcentre", "flex_job", 1)
+        assert (order["origin"], order["job_type"], order["version"]) == (
+            "jobcentre",
+            "flex_job",
+            1,
+        )
 
-    def test_an_employer_cannot_register_a_wage_subsidy_job(self, system: System, tmp_path: Path) -> None:
+    def test_an_employer_cannot_register_a_wage_subsidy_job(
+        self, system: System, tmp_path: Path
+    ) -> None:
         path = write(tmp_path, order_doc(job_type="wage_subsidy"))
         error = error_of(system, "order", "register", "--file", path, "--as", EMPLOYER, expect=3)
         assert error["code"] == "forbidden" and "ordinary" in error["message"]
@@ -62,49 +71,98 @@ class TestIntake:
         ("changes", "field"),
         [
             pytest.param({"employer": {"cvr": BAD_CVR}}, "order.employer.cvr", id="invalid-cvr"),
-            pytest.param({"address": order_doc()["address"] | {"municipality": "100"}},
-                         "order.address.municipality", id="invalid-kommunekode"),
+            pytest.param(
+                {"address": order_doc()["address"] | {"municipality": "100"}},
+                "order.address.municipality",
+                id="invalid-kommunekode",
+            ),
             pytest.param({"title": ""}, "order.title", id="empty-title"),
         ],
     )
-    def test_invalid_identifiers_are_named(self, system: System, tmp_path: Path,
-                                           changes: dict[str, Any], field: str) -> None:
+    def test_invalid_identifiers_are_named(
+        self, system: System, tmp_path: Path, changes: dict[str, Any], field: str
+    ) -> None:
         path = write(tmp_path, order_doc(**changes))
-        error = error_of(system, "order", "register", "--file", path, "--as", JOBCENTRE_KBH, expect=2)
+        error = error_of(
+            system, "order", "register", "--file", path, "--as", JOBCENTRE_KBH, expect=2
+        )
         assert error == {"code": "validation_error", "message": error["message"], "field": field}
 
-    def test_an_unknown_principal_is_a_validation_error(self, system: System, tmp_path: Path) -> None:
+    def test_an_unknown_principal_is_a_validation_error(
+        self, system: System, tmp_path: Path
+    ) -> None:
         path = write(tmp_path, order_doc())
-        error = error_of(system, "order", "register", "--file", path, "--as", "kommune:101", expect=2)
+        error = error_of(
+            system, "order", "register", "--file", path, "--as", "kommune:101", expect=2
+        )
         assert error["code"] == "validation_error" and "jobcentre:<kommunekode>" in error["message"]
 
 
 class TestSearchAndUpdate:
     def test_search_with_text_and_filters(self, system: System, tmp_path: Path) -> None:
-        aarhus = order_doc()["address"] | {"municipality": "751", "postcode": "8000", "city": "Aarhus C"}
+        aarhus = order_doc()["address"] | {
+            "municipality": "751",
+            "postcode": "8000",
+            "city": "Aarhus C",
+        }
         wanted = register(system, tmp_path, AKASSE, title="Elektriker søges", address=aarhus)
         register(system, tmp_path, AKASSE, title="Elektriker søges")  # other municipality
         register(system, tmp_path, AKASSE, title="Lagerarbejder", address=aarhus)
-        found = system.json("order", "search", "elektriker", "--municipality", "751",
-                            "--status", "processing", "--as", JOBCENTRE_KBH)
+        found = system.json(
+            "order",
+            "search",
+            "elektriker",
+            "--municipality",
+            "751",
+            "--status",
+            "processing",
+            "--as",
+            JOBCENTRE_KBH,
+        )
         assert [order["id"] for order in found["results"]] == [wanted["id"]]
         assert found["total"] == 1
 
-    def test_update_with_a_stale_version_is_a_conflict(self, system: System, tmp_path: Path) -> None:
+    def test_update_with_a_stale_version_is_a_conflict(
+        self, system: System, tmp_path: Path
+    ) -> None:
         order = register(system, tmp_path, JOBCENTRE_KBH)
         patch = write(tmp_path, {"positions": 4}, "patch.json")
-        updated = system.json("order", "update", str(order["id"]), "--expected-version", "1",
-                              "--file", patch, "--as", AKASSE)
+        updated = system.json(
+            "order",
+            "update",
+            str(order["id"]),
+            "--expected-version",
+            "1",
+            "--file",
+            patch,
+            "--as",
+            AKASSE,
+        )
         assert (updated["positions"], updated["version"]) == (4, 2)
-        error = error_of(system, "order", "update", str(order["id"]), "--expected-version", "1",
-                         "--file", patch, "--as", JOBCENTRE_KBH, expect=5)
+        error = error_of(
+            system,
+            "order",
+            "update",
+            str(order["id"]),
+            "--expected-version",
+            "1",
+            "--file",
+            patch,
+            "--as",
+            JOBCENTRE_KBH,
+            expect=5,
+        )
         assert error["code"] == "version_conflict" and "version 2" in error["message"]
 
     def test_changes_since_a_cursor(self, system: System, tmp_path: Path) -> None:
-        cursor = system.json("order", "changes", "--as", JOBCENTRE_AARHUS, "--limit", "1000")["cursor"]
+        cursor = system.json("order", "changes", "--as", JOBCENTRE_AARHUS, "--limit", "1000")[
+            "cursor"
+        ]
         order = register(system, tmp_path, EMPLOYER)
         page = system.json("order", "changes", "--since", str(cursor), "--as", JOBCENTRE_AARHUS)
-        assert [(c["type"], c["order_id"]) for c in page["changes"]] == [("order_registered", order["id"])]
+        assert [(c["type"], c["order_id"]) for c in page["changes"]] == [
+            ("order_registered", order["id"])
+        ]
 
 
 class TestStatuses:
@@ -116,7 +174,9 @@ class TestStatuses:
             pytest.param(["inactivated", "closed_filled"], AKASSE, id="akasse-closes-inactivated"),
         ],
     )
-    def test_allowed_transitions(self, system: System, tmp_path: Path, steps: list[str], principal: str) -> None:
+    def test_allowed_transitions(
+        self, system: System, tmp_path: Path, steps: list[str], principal: str
+    ) -> None:
         order = register(system, tmp_path, JOBCENTRE_KBH)
         for step in steps:
             order = system.json("order", "status", str(order["id"]), step, "--as", principal)
@@ -124,27 +184,61 @@ class TestStatuses:
 
     def test_only_the_system_expires_an_order(self, system: System, tmp_path: Path) -> None:
         order = register(system, tmp_path, JOBCENTRE_KBH)
-        error = error_of(system, "order", "status", str(order["id"]), "closed_expired",
-                         "--as", JOBCENTRE_KBH, expect=3)
+        error = error_of(
+            system,
+            "order",
+            "status",
+            str(order["id"]),
+            "closed_expired",
+            "--as",
+            JOBCENTRE_KBH,
+            expect=3,
+        )
         assert error["code"] == "forbidden"
 
     def test_a_closed_order_is_final(self, system: System, tmp_path: Path) -> None:
         order = register(system, tmp_path, JOBCENTRE_KBH)
         system.json("order", "status", str(order["id"]), "closed_filled", "--as", JOBCENTRE_KBH)
-        error = error_of(system, "order", "status", str(order["id"]), "processing",
-                         "--as", JOBCENTRE_KBH, expect=6)
+        error = error_of(
+            system,
+            "order",
+            "status",
+            str(order["id"]),
+            "processing",
+            "--as",
+            JOBCENTRE_KBH,
+            expect=6,
+        )
         assert error["code"] == "invalid_transition"
 
 
 class TestPlacements:
-    def test_jobcentre_and_akasse_place_and_see_only_their_own_cpr(self, system: System, tmp_path: Path) -> None:
+    def test_jobcentre_and_akasse_place_and_see_only_their_own_cpr(
+        self, system: System, tmp_path: Path
+    ) -> None:
         order = register(system, tmp_path, EMPLOYER)
-        mine = system.json("placement", "register", str(order["id"]), "--cpr", CPR_1,
-                           "--referral", "--as", JOBCENTRE_KBH)
+        mine = system.json(
+            "placement",
+            "register",
+            str(order["id"]),
+            "--cpr",
+            CPR_1,
+            "--referral",
+            "--as",
+            JOBCENTRE_KBH,
+        )
         assert (mine["cpr"], mine["status"], mine["referral"]) == (CPR_1, "placed", True)
         # The CPR can come on stdin, out of the process list.
-        theirs = system.json("placement", "register", str(order["id"]), "--cpr", "-",
-                             "--as", AKASSE, stdin=CPR_2 + "\n")
+        theirs = system.json(
+            "placement",
+            "register",
+            str(order["id"]),
+            "--cpr",
+            "-",
+            "--as",
+            AKASSE,
+            stdin=CPR_2 + "\n",
+        )
         assert theirs["cpr"] == CPR_2
         log = system.json("placement", "log", str(order["id"]), "--as", JOBCENTRE_KBH)
         cprs = {p["placed_by"]: p["cpr"] for p in log["placements"]}
@@ -154,8 +248,9 @@ class TestPlacements:
 
     def test_a_person_goes_through_interview_to_hired(self, system: System, tmp_path: Path) -> None:
         order = register(system, tmp_path, EMPLOYER)
-        placement = system.json("placement", "register", str(order["id"]), "--cpr", CPR_1,
-                                "--as", AKASSE)
+        placement = system.json(
+            "placement", "register", str(order["id"]), "--cpr", CPR_1, "--as", AKASSE
+        )
         ids = (str(order["id"]), str(placement["id"]))
         interview = system.json("placement", "status", *ids, "interview", "--as", EMPLOYER)
         assert interview["status"] == "interview" and interview["cpr"] is None
@@ -164,10 +259,20 @@ class TestPlacements:
         log = system.json("placement", "log", str(order["id"]), "--as", AKASSE)
         assert [e["to_status"] for e in log["entries"]] == ["placed", "interview", "hired"]
 
-    def test_an_invalid_cpr_is_refused_without_echoing_it(self, system: System, tmp_path: Path) -> None:
+    def test_an_invalid_cpr_is_refused_without_echoing_it(
+        self, system: System, tmp_path: Path
+    ) -> None:
         order = register(system, tmp_path, JOBCENTRE_KBH)
-        result = system.cli("placement", "register", str(order["id"]), "--cpr", "3102901234",
-                            "--as", JOBCENTRE_KBH, "--json")
+        result = system.cli(
+            "placement",
+            "register",
+            str(order["id"]),
+            "--cpr",
+            "3102901234",
+            "--as",
+            JOBCENTRE_KBH,
+            "--json",
+        )
         assert result.code == 2
         assert json.loads(result.out)["error"]["field"] == "cpr"
         assert "3102901234" not in result.out + result.err
@@ -175,35 +280,82 @@ class TestPlacements:
 
     def test_an_employer_cannot_place(self, system: System, tmp_path: Path) -> None:
         order = register(system, tmp_path, EMPLOYER)
-        error = error_of(system, "placement", "register", str(order["id"]), "--cpr", CPR_1,
-                         "--as", EMPLOYER, expect=3)
+        error = error_of(
+            system,
+            "placement",
+            "register",
+            str(order["id"]),
+            "--cpr",
+            CPR_1,
+            "--as",
+            EMPLOYER,
+            expect=3,
+        )
         assert error["code"] == "forbidden"
 
 
 class TestDelivery:
-    def test_the_same_command_id_twice_changes_the_store_once(self, system: System, tmp_path: Path) -> None:
+    def test_the_same_command_id_twice_changes_the_store_once(
+        self, system: System, tmp_path: Path
+    ) -> None:
         path = write(tmp_path, order_doc(title="Idempotent ordre"))
-        first = system.json("order", "register", "--file", path, "--as", JOBCENTRE_KBH,
-                            "--command-id", "jobcentre-101-req-0001")
-        again = system.json("order", "register", "--file", path, "--as", JOBCENTRE_KBH,
-                            "--command-id", "jobcentre-101-req-0001")
+        first = system.json(
+            "order",
+            "register",
+            "--file",
+            path,
+            "--as",
+            JOBCENTRE_KBH,
+            "--command-id",
+            "jobcentre-101-req-0001",
+        )
+        again = system.json(
+            "order",
+            "register",
+            "--file",
+            path,
+            "--as",
+            JOBCENTRE_KBH,
+            "--command-id",
+            "jobcentre-101-req-0001",
+        )
         assert first == again
         with sqlite3.connect(system.db) as conn:
-            stored = conn.execute("SELECT COUNT(*) FROM orders WHERE title = 'Idempotent ordre'").fetchone()
+            stored = conn.execute(
+                "SELECT COUNT(*) FROM orders WHERE title = 'Idempotent ordre'"
+            ).fetchone()
         assert stored[0] == 1
 
-    def test_rejected_commands_are_kept_with_their_reason(self, system: System, tmp_path: Path) -> None:
+    def test_rejected_commands_are_kept_with_their_reason(
+        self, system: System, tmp_path: Path
+    ) -> None:
         path = write(tmp_path, order_doc(job_type="wage_subsidy"))
-        system.json("order", "register", "--file", path, "--as", EMPLOYER,
-                    "--command-id", "rejected-cmd-0001", expect=3)
+        system.json(
+            "order",
+            "register",
+            "--file",
+            path,
+            "--as",
+            EMPLOYER,
+            "--command-id",
+            "rejected-cmd-0001",
+            expect=3,
+        )
         letters = system.json("dead", "list")["dead_letters"]
         kept = [d for d in letters if d["command_id"] == "rejected-cmd-0001"]
         assert len(kept) == 1
         assert kept[0]["code"] == "forbidden" and kept[0]["source"] == "rejected"
 
     def test_an_unreachable_broker_is_unavailable_not_a_hang(self, system: System) -> None:
-        result = system.cli("order", "get", "1", "--as", JOBCENTRE_KBH, "--json",
-                            JOBORDRE_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+        result = system.cli(
+            "order",
+            "get",
+            "1",
+            "--as",
+            JOBCENTRE_KBH,
+            "--json",
+            JOBORDRE_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        )
         assert result.code == 7
         assert json.loads(result.out)["error"]["code"] == "unavailable"
 
@@ -212,10 +364,14 @@ class TestDelivery:
     ) -> None:
         order = register(system, tmp_path, JOBCENTRE_KBH)
         with sqlite3.connect(system.db) as conn:  # a corrupt row: every attempt crashes
-            conn.execute("UPDATE orders SET doc = '{\"broken\": true}' WHERE id = ?", (order["id"],))
+            conn.execute(
+                "UPDATE orders SET doc = '{\"broken\": true}' WHERE id = ?", (order["id"],)
+            )
         error = error_of(system, "order", "get", str(order["id"]), "--as", JOBCENTRE_KBH, expect=7)
         assert "dead letter" in error["message"]
-        crashed = [d for d in system.json("dead", "list")["dead_letters"] if d["source"] == "crashed"]
+        crashed = [
+            d for d in system.json("dead", "list")["dead_letters"] if d["source"] == "crashed"
+        ]
         assert crashed and "ValidationError" in crashed[0]["traceback"]
         assert register(system, tmp_path, JOBCENTRE_KBH)["status"] == "processing"
 
@@ -227,5 +383,7 @@ class TestDelivery:
 
 def test_other_employers_do_not_see_an_order(system: System, tmp_path: Path) -> None:
     order = register(system, tmp_path, EMPLOYER)
-    error = error_of(system, "order", "get", str(order["id"]), "--as", f"employer:{EMPLOYER_B}", expect=4)
+    error = error_of(
+        system, "order", "get", str(order["id"]), "--as", f"employer:{EMPLOYER_B}", expect=4
+    )
     assert error["code"] == "not_found"
