@@ -7,15 +7,18 @@ that jobcentre systems script against: extend them, never rename or drop them.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from pydantic import ValidationError
+
 from shared.commands import CommandKind
 from shared.errors import InvalidInput, JobordreError
-from shared.models import JobType, OrderStatus, PlacementStatus
+from shared.models import JobType, OrderStatus, PlacementStatus, invalid_input_from
 from shared.settings import Settings, get_settings
 
 #: Exit code of each error code; 0 is success, 1 an unexpected failure.
@@ -29,7 +32,22 @@ EXIT_CODES: dict[str, int] = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
+#: Modules that add command groups; each has ``add_commands(subparsers)`` and sets a
+#: ``handler(args, settings) -> exit code`` on its parsers.
+EXTENSIONS: tuple[str, ...] = ("workers.ops.cli",)
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def load_settings() -> Settings:
+    """The settings, with a bad ``JOBORDRE_*`` value reported as :class:`InvalidInput`."""
+    try:
+        return get_settings()
+    except ValidationError as error:
+        raise invalid_input_from(error) from None
+
+
+class Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are :class:`InvalidInput` (printable as JSON)."""
 
     def error(self, message: str) -> NoReturn:
@@ -189,24 +207,26 @@ def _acting(parser: argparse.ArgumentParser, build: Build) -> None:
     parser.add_argument("--caseworker", help="the caseworker acting for the organisation")
     parser.add_argument("--command-id", help="idempotency key; resend a command with its id")
     parser.add_argument("--timeout-ms", type=int, help="how long to wait for the result")
-    parser.set_defaults(build=build)
+    parser.set_defaults(build=build, handler=_act)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``jobordre`` argument parser."""
-    parser = _Parser(
+    parser = Parser(
         prog="jobordre",
         description="Job orders through the common data foundation (BEK 442/2023 § 137).",
     )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    commands.add_parser("up", help="run broker and workers in one process (embedded default)")
+    up = commands.add_parser("up", help="run broker and workers in one process (embedded default)")
+    up.set_defaults(handler=_up)
     worker = commands.add_parser("worker", help="run workers against JOBORDRE_REDIS_URL")
+    worker.set_defaults(handler=_worker)
     worker.add_argument("--processes", type=int, help="worker processes (default 1)")
     worker.add_argument("--threads", type=int, help="threads per process (default 8)")
 
     order = commands.add_parser("order", help="job orders (S1–S3)")
-    orders = order.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    orders = order.add_subparsers(dest="action", required=True, parser_class=Parser)
     p = orders.add_parser("register", help="register a job order from ORDER.json")
     p.add_argument("--file", required=True, help="ORDER.json, or - for stdin")
     _acting(p, _order_register)
@@ -239,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     _acting(p, _order_changes)
 
     placement = commands.add_parser("placement", help="placements and the placement log (S4–S6)")
-    placements = placement.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    placements = placement.add_subparsers(dest="action", required=True, parser_class=Parser)
     p = placements.add_parser("register", help="register a placement (formidling)")
     p.add_argument("order_id", type=int)
     p.add_argument("--cpr", required=True, help="the person's CPR, or - to read it from stdin")
@@ -256,18 +276,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("order_id", type=int)
     _acting(p, _placement_log)
 
-    dead = commands.add_parser("dead", help="dead letters: what could not be processed")
-    deads = dead.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    p = deads.add_parser("list", help="list dead letters, newest first (reads the store)")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
+    for extension in EXTENSIONS:
+        importlib.import_module(extension).add_commands(commands)
     return parser
 
 
 # --- running -------------------------------------------------------------------------------
 
 
-def _emit(document: dict[str, Any], as_json: bool, human: str) -> None:
+def emit(document: dict[str, Any], as_json: bool, human: str) -> None:
     print(json.dumps(document, ensure_ascii=False) if as_json else human)
 
 
@@ -280,24 +297,31 @@ def _act(args: argparse.Namespace, settings: Settings) -> int:
         result = client.call(kind, payload, command_id=args.command_id, timeout_ms=args.timeout_ms)
     finally:
         client.close()
-    _emit(result, args.json, _human(kind, result))
+    emit(result, args.json, _human(kind, result))
     return 0
 
 
-def _dead_list(args: argparse.Namespace, settings: Settings) -> int:
-    from shared.store import Store, list_dead_letters
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.embedded import run_up
 
-    with Store(settings.db_path).read() as conn:
-        letters = list_dead_letters(conn, args.limit)
-    human = (
-        "\n".join(
-            f"#{d['id']} {d['at']} {d['source']} {d['kind'] or '?'} {d['code']}: {d['reason']}"
-            for d in letters
+    return run_up(settings)
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.broker import resolve_redis_url
+    from workers.runner import run_workers
+
+    if not settings.redis_url:
+        raise InvalidInput(
+            "jobordre worker needs JOBORDRE_REDIS_URL; without it, run `jobordre up`",
+            field="JOBORDRE_REDIS_URL",
         )
-        or "no dead letters"
+    return run_workers(
+        settings,
+        resolve_redis_url(settings),
+        args.processes or settings.worker_processes,
+        args.threads or settings.worker_threads,
     )
-    _emit({"dead_letters": letters}, args.json, human)
-    return 0
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -306,29 +330,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     as_json = "--json" in arguments
     try:
         args = build_parser().parse_args(arguments)
-        settings = get_settings()
-        if args.command == "up":
-            from workers.embedded import run_up
-
-            return run_up(settings)
-        if args.command == "worker":
-            from workers.broker import resolve_redis_url
-            from workers.runner import run_workers
-
-            if not settings.redis_url:
-                raise InvalidInput(
-                    "jobordre worker needs JOBORDRE_REDIS_URL; without it, run `jobordre up`",
-                    field="JOBORDRE_REDIS_URL",
-                )
-            return run_workers(
-                settings,
-                resolve_redis_url(settings),
-                args.processes or settings.worker_processes,
-                args.threads or settings.worker_threads,
-            )
-        if args.command == "dead":
-            return _dead_list(args, settings)
-        return _act(args, settings)
+        handler: Handler = args.handler
+        return handler(args, load_settings())
     except JobordreError as error:
         if as_json:
             print(json.dumps({"error": error.to_dict()}, ensure_ascii=False))
