@@ -160,6 +160,7 @@ class Foundation:
             command_id=envelope.command_id,
             kind=envelope.kind.value,
             principal=envelope.principal,
+            original=envelope.to_json(),
         )
 
     def _read(self, envelope: Envelope) -> dict[str, Any]:

@@ -100,7 +100,10 @@ def _v1_core(db: sqlite_utils.Database) -> None:
             code TEXT NOT NULL,
             reason TEXT NOT NULL,
             traceback TEXT,
-            message TEXT NOT NULL
+            -- The message with personal data masked: what people are shown.
+            message TEXT NOT NULL,
+            -- The message as it arrived, for `dead retry` only; never printed.
+            original TEXT
         );
         CREATE INDEX IF NOT EXISTS dead_letters_by_time ON dead_letters (at);
         """

@@ -264,17 +264,37 @@ def record_dead_letter(
     kind: str | None = None,
     principal: str | None = None,
     traceback: str | None = None,
+    original: str | None = None,
 ) -> int:
-    """Keep a message that could not be processed, with its reason; returns its id."""
+    """Keep a message that could not be processed, with its reason; returns its id.
+
+    ``message`` is what people see (personal data masked); ``original`` is the message as
+    it arrived, kept only so that it can be retried.
+    """
     cursor = conn.execute(
         "INSERT INTO dead_letters (at, source, command_id, kind, principal, code, reason,"
-        " traceback, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (at.isoformat(), source, command_id, kind, principal, code, reason, traceback, message),
+        " traceback, message, original) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            at.isoformat(),
+            source,
+            command_id,
+            kind,
+            principal,
+            code,
+            reason,
+            traceback,
+            message,
+            original,
+        ),
     )
     return int(cursor.lastrowid or 0)
 
 
 def list_dead_letters(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
     """The newest dead letters first."""
-    rows = conn.execute("SELECT * FROM dead_letters ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    rows = conn.execute(
+        "SELECT id, at, source, command_id, kind, principal, code, reason, traceback, message"
+        " FROM dead_letters ORDER BY id DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
     return [dict(row) for row in rows]

@@ -86,6 +86,7 @@ class Runtime:
                 reason=error.message,
                 message=redact_cpr(message),
                 kind=kind.value,
+                original=raw if isinstance(raw, str) else json.dumps(raw),
             )
         command_id = _command_id_of(raw)
         if command_id is not None:
@@ -112,6 +113,7 @@ class Runtime:
                 command_id=command_id,
                 kind=message.actor_name,
                 traceback=redact_cpr(traceback or ""),
+                original=raw if isinstance(raw, str) else json.dumps(raw),
             )
         if command_id is not None:
             self.reply(

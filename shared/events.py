@@ -1,0 +1,80 @@
+"""Events: what organisations receive without asking (§ 137 stk. 1, R1–R4, S6).
+
+Every change is written as an event in the same SQLite transaction as the change itself
+(transactional outbox). A relay pushes each event's *header* onto one Redis stream,
+:data:`EVENTS_STREAM`; consumers (``jobordre inbox --follow``, the desktop notifier) wake
+on it. The header carries no personal data: order id, title, status, who is processing,
+and for placement log updates which organisation placed or changed whom — never a CPR
+number, a name or a comment. The full event, masked for the reader, is read through the
+``inbox`` query. Delivery is at-least-once: a header may arrive twice, always with the same
+``id`` and ``seq``; consumers deduplicate by ``seq`` (a reader's cursor).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.models import OrderStatus, PlacementStatus
+
+#: Redis stream of event headers, under the ``redis_prefix`` setting: ``<prefix>:events``.
+EVENTS_STREAM = "events"
+#: Approximate number of headers the stream keeps; older ones are read from the store.
+EVENTS_STREAM_MAXLEN = 100_000
+#: Audience marker: every jobcentre and every a-kasse.
+AUTHORITIES = "authorities"
+
+
+class EventType(StrEnum):
+    """The event types an organisation receives."""
+
+    ORDER_REGISTERED = "order_registered"
+    ORDER_UPDATED = "order_updated"
+    ORDER_STATUS_CHANGED = "order_status_changed"
+    PLACEMENT_LOG_UPDATED = "placement_log_updated"
+
+
+class PlacementChange(BaseModel):
+    """One placement registered or changed, without the person."""
+
+    model_config = ConfigDict(frozen=True)
+
+    placement_id: int
+    placed_by: str
+    by: str
+    from_status: PlacementStatus | None
+    to_status: PlacementStatus
+
+
+class EventHeader(BaseModel):
+    """What the relay pushes to Redis for one event: safe to show on a desktop."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: Unique id of the event; the same on every redelivery.
+    id: str
+    #: Position in the foundation's event log: a reader's cursor.
+    seq: int
+    type: EventType
+    at: str
+    order_id: int
+    title: str
+    status: OrderStatus
+    version: int
+    processing_by: list[str]
+    employer_cvr: str
+    #: Who acted.
+    by: str
+    #: Who receives it: organisation principals, and/or :data:`AUTHORITIES`.
+    audience: list[str]
+    #: For placement log updates: the placements registered or changed.
+    placements: list[PlacementChange] = []
+
+    def reaches(self, principal: str) -> bool:
+        """Whether ``principal`` is entitled to this event (SPEC.md, "who may do what")."""
+        if principal in self.audience:
+            return True
+        if principal.startswith("employer:"):
+            return principal == f"employer:{self.employer_cvr}"
+        return AUTHORITIES in self.audience and principal.startswith(("jobcentre:", "akasse:"))
