@@ -6,10 +6,12 @@ against the model its kind names before anything is read or written.
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from shared.models import (
     Cpr,
@@ -37,6 +39,13 @@ class CommandKind(StrEnum):
     REGISTER_PLACEMENT = "register_placement"
     CHANGE_PLACEMENT_STATUS = "change_placement_status"
     PLACEMENT_LOG = "placement_log"
+    TAKE_ORDER = "take_order"
+    RELEASE_ORDER = "release_order"
+    EXPIRE_ORDERS = "expire_orders"
+    INBOX = "inbox"
+    FOLLOW = "follow"
+    UNFOLLOW = "unfollow"
+    FOLLOWING = "following"
 
     @property
     def writes(self) -> bool:
@@ -51,6 +60,11 @@ _WRITES = frozenset(
         CommandKind.CHANGE_ORDER_STATUS,
         CommandKind.REGISTER_PLACEMENT,
         CommandKind.CHANGE_PLACEMENT_STATUS,
+        CommandKind.TAKE_ORDER,
+        CommandKind.RELEASE_ORDER,
+        CommandKind.EXPIRE_ORDERS,
+        CommandKind.FOLLOW,
+        CommandKind.UNFOLLOW,
     }
 )
 
@@ -113,6 +127,55 @@ class PlacementLog(_Payload):
     order_id: Id
 
 
+class TakeOrder(_Payload):
+    """Take an order into processing (R3a): the organisation joins ``processing_by``."""
+
+    order_id: Id
+
+
+class ReleaseOrder(_Payload):
+    """Stop processing an order: the organisation leaves ``processing_by``."""
+
+    order_id: Id
+
+
+class ExpireOrders(_Payload):
+    """Close every order whose placement deadline is before ``today`` (R3d; system only)."""
+
+    today: date | None = None
+
+
+class Inbox(_Payload):
+    since: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+Caseworker = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
+
+
+class Follow(_Payload):
+    """What a caseworker follows: one order, every order of an employer, or every order
+    where the caseworker's organisation placed someone. Exactly one of them."""
+
+    caseworker: Caseworker
+    order_id: Id | None = None
+    employer: Annotated[str, Field(pattern=r"^[0-9]{8}$")] | None = None
+    placements: bool = False
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Follow:
+        named = [self.order_id is not None, self.employer is not None, self.placements]
+        if sum(named) != 1:
+            raise PydanticCustomError(
+                "one_target", "name exactly one of order_id, employer or placements"
+            )
+        return self
+
+
+class Following(_Payload):
+    caseworker: Caseworker
+
+
 #: The payload model of each command kind.
 PAYLOADS: dict[CommandKind, type[_Payload]] = {
     CommandKind.REGISTER_ORDER: RegisterOrder,
@@ -124,4 +187,11 @@ PAYLOADS: dict[CommandKind, type[_Payload]] = {
     CommandKind.REGISTER_PLACEMENT: RegisterPlacement,
     CommandKind.CHANGE_PLACEMENT_STATUS: ChangePlacementStatus,
     CommandKind.PLACEMENT_LOG: PlacementLog,
+    CommandKind.TAKE_ORDER: TakeOrder,
+    CommandKind.RELEASE_ORDER: ReleaseOrder,
+    CommandKind.EXPIRE_ORDERS: ExpireOrders,
+    CommandKind.INBOX: Inbox,
+    CommandKind.FOLLOW: Follow,
+    CommandKind.UNFOLLOW: Follow,
+    CommandKind.FOLLOWING: Following,
 }

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shared import orders, placements, store
+from shared import follows, inbox, orders, placements, store
 from shared.commands import CommandKind
 from shared.context import Context
 from shared.envelope import Envelope, mask_personal_data, parse_payload
@@ -36,10 +36,17 @@ OPERATIONS: dict[CommandKind, Operation] = {
     CommandKind.CHANGE_ORDER_STATUS: orders.change_status,
     CommandKind.SEARCH_ORDERS: orders.search,
     CommandKind.GET_ORDER: orders.get,
-    CommandKind.ORDER_CHANGES: orders.changes,
+    CommandKind.ORDER_CHANGES: inbox.changes,
     CommandKind.REGISTER_PLACEMENT: placements.register,
     CommandKind.CHANGE_PLACEMENT_STATUS: placements.change_status,
     CommandKind.PLACEMENT_LOG: placements.log,
+    CommandKind.TAKE_ORDER: orders.take,
+    CommandKind.RELEASE_ORDER: orders.release,
+    CommandKind.EXPIRE_ORDERS: orders.expire,
+    CommandKind.INBOX: inbox.inbox,
+    CommandKind.FOLLOW: follows.follow,
+    CommandKind.UNFOLLOW: follows.unfollow,
+    CommandKind.FOLLOWING: follows.following,
 }
 
 

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
-from shared import rules, store
+from shared import eventlog, rules, store
 from shared.commands import (
     ChangeOrderStatus,
+    ExpireOrders,
     GetOrder,
-    OrderChanges,
     RegisterOrder,
+    ReleaseOrder,
     SearchOrders,
+    TakeOrder,
     UpdateOrder,
 )
 from shared.context import Context
-from shared.errors import VersionConflict
+from shared.errors import Forbidden, InvalidInput, InvalidTransition, VersionConflict
+from shared.events import EventType
 from shared.models import JobOrder, OrderStatus, Origin, Principal
-
-#: Change-log types, also the event types organisations receive.
-ORDER_REGISTERED = "order_registered"
-ORDER_UPDATED = "order_updated"
-ORDER_STATUS_CHANGED = "order_status_changed"
 
 _ORIGINS = {"employer": Origin.JOBAG, "jobcentre": Origin.JOBCENTRE, "akasse": Origin.AKASSE}
 
@@ -37,6 +36,7 @@ def register(ctx: Context, command: RegisterOrder) -> dict[str, Any]:
     """Register a new order (R1/R2 intake): status processing, version 1."""
     draft = command.order
     rules.check_register(ctx.who, draft)
+    _check_deadline(ctx, draft.placement_deadline)
     order = JobOrder(
         id=store.next_order_id(ctx.conn),
         **draft.model_dump(),
@@ -49,8 +49,16 @@ def register(ctx: Context, command: RegisterOrder) -> dict[str, Any]:
         updated_at=ctx.at,
     )
     store.insert_order(ctx.conn, order)
-    store.append_change(ctx.conn, order, ORDER_REGISTERED, str(ctx.who), ctx.at, ctx.command_id)
+    eventlog.record(ctx, order, EventType.ORDER_REGISTERED)
     return view(order, ctx.who)
+
+
+def _check_deadline(ctx: Context, deadline: date) -> None:
+    if deadline < ctx.at.date():
+        raise InvalidInput(
+            "placement_deadline: the deadline has passed; give today's date or a later one",
+            field="placement_deadline",
+        )
 
 
 def _check_version(order: JobOrder, expected: int | None) -> None:
@@ -69,6 +77,8 @@ def update(ctx: Context, command: UpdateOrder) -> dict[str, Any]:
         ctx.who, order, patch.job_type, patch.employer.cvr if patch.employer else None
     )
     _check_version(order, command.expected_version)
+    if patch.placement_deadline is not None:
+        _check_deadline(ctx, patch.placement_deadline)
     changes = {name: getattr(patch, name) for name in patch.model_fields_set}
     updated = order.model_copy(
         update={**changes, "version": order.version + 1, "updated_at": ctx.at}
@@ -76,7 +86,7 @@ def update(ctx: Context, command: UpdateOrder) -> dict[str, Any]:
     # Re-validate the whole order: a patch may be valid alone and not in combination.
     updated = JobOrder.model_validate(updated.model_dump())
     store.save_order(ctx.conn, updated)
-    store.append_change(ctx.conn, updated, ORDER_UPDATED, str(ctx.who), ctx.at, ctx.command_id)
+    eventlog.record(ctx, updated, EventType.ORDER_UPDATED)
     return view(updated, ctx.who)
 
 
@@ -86,9 +96,7 @@ def set_status(ctx: Context, order: JobOrder, status: OrderStatus) -> JobOrder:
         update={"status": status, "version": order.version + 1, "updated_at": ctx.at}
     )
     store.save_order(ctx.conn, updated)
-    store.append_change(
-        ctx.conn, updated, ORDER_STATUS_CHANGED, str(ctx.who), ctx.at, ctx.command_id
-    )
+    eventlog.record(ctx, updated, EventType.ORDER_STATUS_CHANGED)
     return updated
 
 
@@ -126,31 +134,55 @@ def search(ctx: Context, command: SearchOrders) -> dict[str, Any]:
     return {"total": total, "results": [view(order, ctx.who) for order in page]}
 
 
-def changes(ctx: Context, command: OrderChanges) -> dict[str, Any]:
-    """Orders changed after a cursor (S3 "also updated orders"), with each order as it is now."""
-    rows = store.read_changes(
-        ctx.conn,
-        command.since,
-        command.limit,
-        ctx.who.id if ctx.who.kind == "employer" else None,
+def _processing(ctx: Context, command: TakeOrder | ReleaseOrder, take: bool) -> dict[str, Any]:
+    order = store.load_order(ctx.conn, command.order_id)
+    if not ctx.who.is_authority:
+        raise Forbidden("only a jobcentre or an a-kasse takes an order into processing")
+    if order.status in rules.CLOSED_STATUSES:
+        raise InvalidTransition(f"job order {order.id} is {order.status}: it is closed")
+    me = str(ctx.who)
+    if take == (me in order.processing_by):
+        state = "already processing" if take else "not processing"
+        raise InvalidTransition(f"{me} is {state} job order {order.id}")
+    processing_by = (
+        [*order.processing_by, me]
+        if take
+        else [organisation for organisation in order.processing_by if organisation != me]
     )
-    current: dict[int, dict[str, Any]] = {}
-    listed = []
+    updated = order.model_copy(
+        update={"processing_by": processing_by, "version": order.version + 1, "updated_at": ctx.at}
+    )
+    store.save_order(ctx.conn, updated)
+    eventlog.record(ctx, updated, EventType.ORDER_STATUS_CHANGED)
+    return view(updated, ctx.who)
+
+
+def take(ctx: Context, command: TakeOrder) -> dict[str, Any]:
+    """Take an order into processing (R3a): the caller joins ``processing_by``."""
+    return _processing(ctx, command, take=True)
+
+
+def release(ctx: Context, command: ReleaseOrder) -> dict[str, Any]:
+    """Stop processing an order: the caller leaves ``processing_by``."""
+    return _processing(ctx, command, take=False)
+
+
+def expire(ctx: Context, command: ExpireOrders) -> dict[str, Any]:
+    """Close every open order whose placement deadline has passed (R3d), once each.
+
+    Runs in one write transaction: a second run, from another worker process, finds the
+    orders closed already and closes nothing twice.
+    """
+    if ctx.who.kind != "system":
+        raise Forbidden("only the system expires job orders")
+    today = command.today or ctx.at.date()
+    rows = ctx.conn.execute(
+        "SELECT id FROM orders WHERE status IN (?, ?) AND placement_deadline < ? ORDER BY id",
+        (OrderStatus.PROCESSING.value, OrderStatus.INACTIVATED.value, today.isoformat()),
+    ).fetchall()
+    closed = []
     for row in rows:
-        order_id = int(row["order_id"])
-        if order_id not in current:
-            current[order_id] = view(store.load_order(ctx.conn, order_id), ctx.who)
-        listed.append(
-            {
-                "cursor": int(row["seq"]),
-                "type": row["type"],
-                "at": row["at"],
-                "order_id": order_id,
-                "version": int(row["version"]),
-                "status": row["status"],
-                "by": row["principal"],
-                "order": current[order_id],
-            }
-        )
-    cursor = int(rows[-1]["seq"]) if rows else command.since
-    return {"changes": listed, "cursor": cursor}
+        order = store.load_order(ctx.conn, int(row["id"]))
+        set_status(ctx, order, OrderStatus.CLOSED_EXPIRED)
+        closed.append(order.id)
+    return {"today": today.isoformat(), "closed": closed}

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from typing import Any
 
-from shared import rules, store
+from shared import eventlog, orders, rules, store
 from shared.commands import ChangePlacementStatus, PlacementLog, RegisterPlacement
 from shared.context import Context
 from shared.errors import InvalidInput, NotFound
-from shared.models import LogEntry, Placement, PlacementStatus, Principal
-
-#: Change-log types of placements, also event types.
-PLACEMENT_REGISTERED = "placement_registered"
-PLACEMENT_STATUS_CHANGED = "placement_status_changed"
+from shared.events import EventType, PlacementChange
+from shared.models import JobOrder, LogEntry, OrderStatus, Placement, PlacementStatus, Principal
 
 
-def _placement_view(row: sqlite3.Row, who: Principal) -> dict[str, Any]:
+def _placement_view(
+    row: sqlite3.Row, who: Principal, status: str | None = None, updated_at: str | None = None
+) -> dict[str, Any]:
     full = rules.sees_person(who, row["placed_by"])
     return Placement(
         id=row["id"],
@@ -26,10 +26,10 @@ def _placement_view(row: sqlite3.Row, who: Principal) -> dict[str, Any]:
         placed_by=row["placed_by"],
         caseworker=row["caseworker"],
         referral=bool(row["referral"]),
-        status=row["status"],
+        status=status or row["status"],
         note=row["note"] if full else None,
         created_at=row["created_at"],
-        updated_at=row["updated_at"],
+        updated_at=updated_at or row["updated_at"],
     ).model_dump(mode="json")
 
 
@@ -111,8 +111,32 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
     )
     placement_id = int(cursor.lastrowid or 0)
     _log(ctx, placement_id, order.id, None, PlacementStatus.PLACED.value, command.note)
-    store.append_change(ctx.conn, order, PLACEMENT_REGISTERED, str(ctx.who), ctx.at, ctx.command_id)
+    change = PlacementChange(
+        placement_id=placement_id,
+        placed_by=str(ctx.who),
+        by=str(ctx.who),
+        from_status=None,
+        to_status=PlacementStatus.PLACED,
+    )
+    eventlog.record(ctx, order, EventType.PLACEMENT_LOG_UPDATED, placements=[change])
+    _inactivate_when_enough(ctx, order)
     return _placement_view(_load(ctx.conn, order.id, placement_id), ctx.who)
+
+
+def _inactivate_when_enough(ctx: Context, order: JobOrder) -> None:
+    """R3b: with ``max_referrals`` set, the order inactivates itself once active referrals
+    reach it; the system does it, in the same transaction as the referral."""
+    if order.max_referrals is None or order.status != OrderStatus.PROCESSING:
+        return
+    statuses = tuple(status.value for status in rules.ACTIVE_PLACEMENT_STATUSES)
+    active = ctx.conn.execute(
+        f"SELECT COUNT(*) FROM placements WHERE order_id = ? AND referral = 1"  # noqa: S608
+        f" AND status IN ({', '.join('?' for _ in statuses)})",
+        (order.id, *statuses),
+    ).fetchone()[0]
+    if active >= order.max_referrals:
+        system = replace(ctx, who=Principal("system", ""))
+        orders.set_status(system, order, OrderStatus.INACTIVATED)
 
 
 def change_status(ctx: Context, command: ChangePlacementStatus) -> dict[str, Any]:
@@ -127,26 +151,51 @@ def change_status(ctx: Context, command: ChangePlacementStatus) -> dict[str, Any
         (command.status.value, ctx.at.isoformat(), row["id"]),
     )
     _log(ctx, row["id"], order.id, current.value, command.status.value, command.note)
-    store.append_change(
-        ctx.conn, order, PLACEMENT_STATUS_CHANGED, str(ctx.who), ctx.at, ctx.command_id
+    change = PlacementChange(
+        placement_id=row["id"],
+        placed_by=row["placed_by"],
+        by=str(ctx.who),
+        from_status=current,
+        to_status=command.status,
     )
+    eventlog.record(ctx, order, EventType.PLACEMENT_LOG_UPDATED, placements=[change])
     return _placement_view(_load(ctx.conn, order.id, row["id"]), ctx.who)
+
+
+def log_view(
+    conn: sqlite3.Connection, order: JobOrder, who: Principal, upto: int | None = None
+) -> dict[str, Any]:
+    """The placement log of ``order`` for ``who``, as it stood after entry ``upto``.
+
+    The log is append-only, so any earlier state is exact: a placement's status then is the
+    last entry about it up to ``upto``.
+    """
+    entries = conn.execute(
+        "SELECT * FROM placement_log WHERE order_id = ? AND id <= ? ORDER BY id",
+        (order.id, upto if upto is not None else 2**62),
+    ).fetchall()
+    as_of = {row["placement_id"]: row for row in entries}
+    placements = [
+        row
+        for row in conn.execute(
+            "SELECT * FROM placements WHERE order_id = ? ORDER BY id", (order.id,)
+        ).fetchall()
+        if row["id"] in as_of
+    ]
+    placed_by = {row["id"]: row["placed_by"] for row in placements}
+    return {
+        "order_id": order.id,
+        "status": order.status.value,
+        "placements": [
+            _placement_view(row, who, as_of[row["id"]]["to_status"], as_of[row["id"]]["at"])
+            for row in placements
+        ],
+        "entries": [_entry_view(row, placed_by[row["placement_id"]], who) for row in entries],
+    }
 
 
 def log(ctx: Context, command: PlacementLog) -> dict[str, Any]:
     """The placement log of an order (R4): every placement and every entry, masked per caller."""
     order = store.load_order(ctx.conn, command.order_id)
     rules.require_visible(ctx.who, order)
-    placements = ctx.conn.execute(
-        "SELECT * FROM placements WHERE order_id = ? ORDER BY id", (order.id,)
-    ).fetchall()
-    placed_by = {row["id"]: row["placed_by"] for row in placements}
-    entries = ctx.conn.execute(
-        "SELECT * FROM placement_log WHERE order_id = ? ORDER BY id", (order.id,)
-    ).fetchall()
-    return {
-        "order_id": order.id,
-        "status": order.status.value,
-        "placements": [_placement_view(row, ctx.who) for row in placements],
-        "entries": [_entry_view(row, placed_by[row["placement_id"]], ctx.who) for row in entries],
-    }
+    return log_view(ctx.conn, order, ctx.who)

@@ -64,19 +64,42 @@ def _v1_core(db: sqlite_utils.Database) -> None:
         );
         CREATE INDEX IF NOT EXISTS placement_log_by_order ON placement_log (order_id, id);
 
-        -- Append-only change log: one row per change of an order or its placements.
-        CREATE TABLE IF NOT EXISTS changes (
+        -- The event log, append-only: one row per change of an order or its placement
+        -- log, written in the change's own transaction (the transactional outbox). `seq` is
+        -- every reader's cursor; `pushed` says the relay has put the header on Redis.
+        CREATE TABLE IF NOT EXISTS events (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            order_id INTEGER NOT NULL,
-            employer_cvr TEXT NOT NULL,
+            id TEXT NOT NULL UNIQUE,
             type TEXT NOT NULL,
             at TEXT NOT NULL,
-            principal TEXT NOT NULL,
-            version INTEGER NOT NULL,
-            status TEXT NOT NULL,
-            command_id TEXT
+            order_id INTEGER NOT NULL,
+            employer_cvr TEXT NOT NULL,
+            header TEXT NOT NULL,
+            order_doc TEXT NOT NULL,
+            log_upto INTEGER,
+            command_id TEXT,
+            pushed INTEGER NOT NULL DEFAULT 0
         );
-        CREATE INDEX IF NOT EXISTS changes_by_employer ON changes (employer_cvr, seq);
+        CREATE INDEX IF NOT EXISTS events_unpushed ON events (seq) WHERE pushed = 0;
+        CREATE INDEX IF NOT EXISTS events_by_employer ON events (employer_cvr, seq);
+        CREATE INDEX IF NOT EXISTS events_by_order ON events (order_id, seq);
+
+        -- Who receives each event: organisation principals, or 'authorities' for all.
+        CREATE TABLE IF NOT EXISTS event_audience (
+            organisation TEXT NOT NULL,
+            seq INTEGER NOT NULL REFERENCES events (seq),
+            PRIMARY KEY (organisation, seq)
+        ) WITHOUT ROWID;
+
+        -- What caseworkers follow, kept in the foundation so it follows them across desks.
+        CREATE TABLE IF NOT EXISTS follows (
+            organisation TEXT NOT NULL,
+            caseworker TEXT NOT NULL,
+            target_type TEXT NOT NULL,
+            target TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (organisation, caseworker, target_type, target)
+        ) WITHOUT ROWID;
 
         -- Command ledger: the result of every write command, keyed by its command id.
         CREATE TABLE IF NOT EXISTS commands (
@@ -116,8 +139,32 @@ def _v1_core(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v2_ops(db: sqlite_utils.Database) -> None:
+    # Dead letters learn whether and by whom they were retried; ALTER TABLE has no
+    # IF NOT EXISTS, so the columns are checked first to keep the migration idempotent.
+    columns = {column.name for column in db.table("dead_letters").columns}
+    for name in ("retried_at", "retried_by"):
+        if name not in columns:
+            db.execute(f"ALTER TABLE dead_letters ADD COLUMN {name} TEXT")
+    db.executescript(
+        """
+        -- Every retry and purge of dead letters, with the operator who did it.
+        CREATE TABLE IF NOT EXISTS ops_audit (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            operator TEXT NOT NULL,
+            action TEXT NOT NULL,
+            dead_letter_id INTEGER,
+            count INTEGER NOT NULL,
+            detail TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS ops_audit_by_time ON ops_audit (at);
+        """
+    )
+
+
 #: Migrations in order; migration i brings the store to ``user_version`` i + 1.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core, _v2_ops]
 
 #: The schema version this code expects.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -58,6 +58,28 @@ class Settings(BaseSettings):
     #: How long SQLite waits for a lock before reporting busy, in milliseconds.
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
 
+    #: Whether a worker pushes a change's events to Redis right after the commit. Off, only
+    #: the relay's sweep pushes them (fewer, larger pushes; events arrive up to one sweep
+    #: later).
+    relay_push_on_commit: bool = True
+    #: How often each worker sweeps the outbox for events not yet pushed (after a crash
+    #: between commit and push, or while Redis was away), in milliseconds.
+    relay_interval_ms: int = Field(default=1_000, ge=10)
+    #: How often each worker asks for the placement-deadline expiry job (R3d), in
+    #: milliseconds. Every run closes each expired order once, however many workers ask.
+    expiry_interval_ms: int = Field(default=15 * 60 * 1000, ge=1000)
+
+    #: How long dead letters are kept in the store before workers purge them, in days.
+    dead_letter_retention_days: int = Field(default=90, ge=1)
+    #: A worker silent this long is taken for dead and its unacked messages are put back
+    #: on their queues, in milliseconds. Workers beat every ``maintenance_interval_ms``.
+    heartbeat_timeout_ms: int = Field(default=20_000, ge=1000)
+    #: How often each worker beats and runs the broker's maintenance (requeueing the
+    #: messages of dead workers), in milliseconds.
+    maintenance_interval_ms: int = Field(default=5_000, ge=100)
+    #: Port of a worker's Prometheus endpoint (process i of N serves port + i); unset = none.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
     #: Language of user-facing texts (notifications).
     language: Literal["da", "en"] = "da"
 

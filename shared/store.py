@@ -132,7 +132,7 @@ def insert_order(conn: sqlite3.Connection, order: JobOrder) -> None:
 
 
 def save_order(conn: sqlite3.Connection, order: JobOrder) -> None:
-    """Overwrite an order's current state (its history lives in ``changes``)."""
+    """Overwrite an order's current state (its history lives in ``events``)."""
     columns = _order_columns(order)
     assignments = ", ".join(f"{name} = ?" for name in columns)
     conn.execute(
@@ -176,49 +176,6 @@ def fts_query(text: str) -> str:
     """
     words = [word.replace('"', "") for word in text.split()]
     return " ".join(f'"{word}"*' for word in words if word)
-
-
-# --- change log -----------------------------------------------------------------------------
-
-
-def append_change(
-    conn: sqlite3.Connection,
-    order: JobOrder,
-    change_type: str,
-    principal: str,
-    at: datetime,
-    command_id: str | None,
-) -> int:
-    """Append one row to the change log; returns its sequence number (the cursor)."""
-    cursor = conn.execute(
-        "INSERT INTO changes (order_id, employer_cvr, type, at, principal, version, status,"
-        " command_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            order.id,
-            order.employer.cvr,
-            change_type,
-            at.isoformat(),
-            principal,
-            order.version,
-            order.status.value,
-            command_id,
-        ),
-    )
-    return int(cursor.lastrowid or 0)
-
-
-def read_changes(
-    conn: sqlite3.Connection, since: int, limit: int, employer_cvr: str | None
-) -> list[sqlite3.Row]:
-    """Change-log rows after ``since``, oldest first; an employer's own orders only."""
-    if employer_cvr is None:
-        return conn.execute(
-            "SELECT * FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (since, limit)
-        ).fetchall()
-    return conn.execute(
-        "SELECT * FROM changes WHERE employer_cvr = ? AND seq > ? ORDER BY seq LIMIT ?",
-        (employer_cvr, since, limit),
-    ).fetchall()
 
 
 # --- ledger and dead letters -------------------------------------------------------------
@@ -296,5 +253,119 @@ def list_dead_letters(conn: sqlite3.Connection, limit: int = 100) -> list[dict[s
         "SELECT id, at, source, command_id, kind, principal, code, reason, traceback, message"
         " FROM dead_letters ORDER BY id DESC LIMIT ?",
         (limit,),
+    ).fetchall()
+    return [dict(row) for row in rows]
+
+
+# --- ops: dead-letter retry, purge and their audit ------------------------------------------
+
+#: The dead-letter columns people may see; ``original`` (the raw message) is never among them.
+DEAD_LETTER_COLUMNS = (
+    "id, at, source, command_id, kind, principal, code, reason, traceback, message,"
+    " retried_at, retried_by"
+)
+
+
+def dead_letter(conn: sqlite3.Connection, letter_id: int) -> dict[str, Any]:
+    """One dead letter without its raw message; :class:`NotFound` if there is none."""
+    row = conn.execute(
+        f"SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = ?",  # noqa: S608
+        (letter_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"dead letter {letter_id}: not found; see `jobordre dead list`")
+    return dict(row)
+
+
+def dead_letter_original(conn: sqlite3.Connection, letter_id: int) -> str | None:
+    """The raw message of a dead letter, for retry only: it may hold personal data."""
+    row = conn.execute("SELECT original FROM dead_letters WHERE id = ?", (letter_id,)).fetchone()
+    return None if row is None else row["original"]
+
+
+def dead_letters_to_retry(conn: sqlite3.Connection) -> list[int]:
+    """Ids of the dead letters never retried that still have their raw message, oldest first."""
+    rows = conn.execute(
+        "SELECT id FROM dead_letters WHERE retried_at IS NULL AND original IS NOT NULL ORDER BY id"
+    ).fetchall()
+    return [int(row["id"]) for row in rows]
+
+
+def mark_dead_letter_retried(
+    conn: sqlite3.Connection, letter_id: int, at: datetime, operator: str
+) -> None:
+    """Note that a dead letter was put back on its queue, when and by whom."""
+    conn.execute(
+        "UPDATE dead_letters SET retried_at = ?, retried_by = ? WHERE id = ?",
+        (at.isoformat(), operator, letter_id),
+    )
+
+
+def forget_rejection(conn: sqlite3.Connection, command_id: str) -> bool:
+    """Delete a command's ledger row if it records a rejection, so a retry applies it.
+
+    A row with outcome ``ok`` is kept: the command id belongs to a command that succeeded.
+    """
+    cursor = conn.execute(
+        "DELETE FROM commands WHERE command_id = ? AND outcome = 'rejected'", (command_id,)
+    )
+    return cursor.rowcount == 1
+
+
+def purge_dead_letters(conn: sqlite3.Connection, before: datetime) -> int:
+    """Delete the dead letters recorded before ``before``; returns how many."""
+    cursor = conn.execute("DELETE FROM dead_letters WHERE at < ?", (before.isoformat(),))
+    return int(cursor.rowcount)
+
+
+def count_dead_letters(conn: sqlite3.Connection) -> dict[str, int]:
+    """Dead letters not yet retried, per job kind (``?`` for a message of no known kind)."""
+    rows = conn.execute(
+        "SELECT COALESCE(kind, '?') AS kind, COUNT(*) AS n FROM dead_letters"
+        " WHERE retried_at IS NULL GROUP BY 1"
+    ).fetchall()
+    return {str(row["kind"]): int(row["n"]) for row in rows}
+
+
+def record_ops_action(
+    conn: sqlite3.Connection,
+    *,
+    at: datetime,
+    operator: str,
+    action: str,
+    count: int,
+    detail: str,
+    dead_letter_id: int | None = None,
+) -> int:
+    """Append one row to the ops audit log; returns its id."""
+    cursor = conn.execute(
+        "INSERT INTO ops_audit (at, operator, action, dead_letter_id, count, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (at.isoformat(), operator, action, dead_letter_id, count, detail),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def ops_audit(conn: sqlite3.Connection, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest ops audit rows first."""
+    rows = conn.execute("SELECT * FROM ops_audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    return [dict(row) for row in rows]
+
+
+def find_dead_letters(
+    conn: sqlite3.Connection, *, limit: int, source: str | None = None, pending: bool = False
+) -> list[dict[str, Any]]:
+    """Dead letters newest first, without raw messages; ``pending``: not retried yet."""
+    where = ["1 = 1"]
+    params: list[Any] = []
+    if source is not None:
+        where.append("source = ?")
+        params.append(source)
+    if pending:
+        where.append("retried_at IS NULL")
+    rows = conn.execute(
+        f"SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE {' AND '.join(where)}"  # noqa: S608
+        " ORDER BY id DESC LIMIT ?",
+        [*params, limit],
     ).fetchall()
     return [dict(row) for row in rows]

@@ -27,6 +27,7 @@ from shared.foundation import Foundation, error_reply
 from shared.redaction import redact_cpr
 from shared.settings import Settings
 from workers.broker import queue_for
+from workers.relay import Relay
 from workers.replies import push_reply
 
 #: One JSON line per job: kind, principal, correlation id, duration, outcome; never a CPR.
@@ -40,6 +41,7 @@ class Runtime:
     foundation: Foundation
     replies: redis.Redis
     settings: Settings
+    relay: Relay
 
     def reply(self, reply: dict[str, Any]) -> None:
         """Push a reply to its client."""
@@ -60,6 +62,8 @@ class Runtime:
             self._undecodable(kind, raw, error)
             return
         reply = self.foundation.handle(envelope)
+        if kind.writes and reply["ok"] and self.settings.relay_push_on_commit:
+            self._push_events()
         self.reply(reply)
         job_log.info(
             json.dumps(
@@ -73,6 +77,14 @@ class Runtime:
                 }
             )
         )
+
+    def _push_events(self) -> None:
+        try:
+            self.relay.flush()
+        except Exception:
+            logging.getLogger("jobordre.relay").warning(
+                "could not push events after commit; the relay sweep will", exc_info=True
+            )
 
     def _undecodable(self, kind: CommandKind, raw: Any, error: InvalidInput) -> None:
         """Keep a message nobody can apply; answer its client if it named a command id."""

@@ -79,4 +79,7 @@ def build_broker(settings: Settings, url: str) -> RedisBroker:
         socket_timeout=10,
         socket_connect_timeout=5,
         health_check_interval=30,
+        # Workers beat and run maintenance on a timer (workers/ops/recovery.py), so a
+        # silent worker can be declared dead well before Dramatiq's default of 60 s.
+        heartbeat_timeout=settings.heartbeat_timeout_ms,
     )

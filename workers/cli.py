@@ -34,7 +34,10 @@ EXIT_CODES: dict[str, int] = {
 
 #: Modules that add command groups; each has ``add_commands(subparsers)`` and sets a
 #: ``handler(args, settings) -> exit code`` on its parsers.
-EXTENSIONS: tuple[str, ...] = ("workers.ops.cli",)
+EXTENSIONS: tuple[str, ...] = (
+    "workers.inbox_cli",
+    "workers.ops.cli",
+)
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -75,7 +78,15 @@ def _read_cpr(value: str) -> str:
 
 # --- commands: each turns arguments into (kind, payload) -----------------------------------
 
-Build = Callable[[argparse.Namespace], tuple[CommandKind, dict[str, Any]]]
+Command = tuple[CommandKind, dict[str, Any]]
+Build = Callable[[argparse.Namespace], Command]
+
+
+def _by_order_id(kind: CommandKind) -> Build:
+    def build(args: argparse.Namespace) -> Command:
+        return kind, {"order_id": args.id}
+
+    return build
 
 
 def _order_register(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
@@ -195,7 +206,12 @@ def _human(kind: CommandKind, result: dict[str, Any]) -> str:
 # --- the parser ----------------------------------------------------------------------------
 
 
-def _acting(parser: argparse.ArgumentParser, build: Build) -> None:
+def acting(
+    parser: argparse.ArgumentParser,
+    build: Build,
+    human: Callable[[dict[str, Any]], str] | None = None,
+) -> None:
+    """Make ``parser`` a command that acts as an organisation: ``--as``, ``--json`` & co."""
     parser.add_argument(
         "--as",
         dest="principal",
@@ -207,7 +223,7 @@ def _acting(parser: argparse.ArgumentParser, build: Build) -> None:
     parser.add_argument("--caseworker", help="the caseworker acting for the organisation")
     parser.add_argument("--command-id", help="idempotency key; resend a command with its id")
     parser.add_argument("--timeout-ms", type=int, help="how long to wait for the result")
-    parser.set_defaults(build=build, handler=_act)
+    parser.set_defaults(build=build, handler=_act, human=human)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,10 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     orders = order.add_subparsers(dest="action", required=True, parser_class=Parser)
     p = orders.add_parser("register", help="register a job order from ORDER.json")
     p.add_argument("--file", required=True, help="ORDER.json, or - for stdin")
-    _acting(p, _order_register)
+    acting(p, _order_register)
     p = orders.add_parser("get", help="fetch one job order")
     p.add_argument("id", type=int)
-    _acting(p, _order_get)
+    acting(p, _order_get)
     p = orders.add_parser("search", help="search job orders")
     p.add_argument("text", nargs="*", help="words that must occur (prefixes match)")
     p.add_argument("--municipality", metavar="K")
@@ -241,22 +257,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--employer", metavar="CVR")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--offset", type=int, default=0)
-    _acting(p, _order_search)
+    acting(p, _order_search)
     p = orders.add_parser("update", help="change fields of a job order from PATCH.json")
     p.add_argument("id", type=int)
     p.add_argument("--expected-version", type=int, required=True)
     p.add_argument("--file", required=True, help="PATCH.json, or - for stdin")
-    _acting(p, _order_update)
+    acting(p, _order_update)
     p = orders.add_parser("status", help="inactivate, reactivate or close a job order")
     p.add_argument("id", type=int)
     p.add_argument("status", choices=[s.value for s in OrderStatus])
     p.add_argument("--expected-version", type=int)
     p.add_argument("--note")
-    _acting(p, _order_status)
+    acting(p, _order_status)
+    for name, kind, text in (
+        ("take", CommandKind.TAKE_ORDER, "take a job order into processing (R3a)"),
+        ("release", CommandKind.RELEASE_ORDER, "stop processing a job order"),
+    ):
+        p = orders.add_parser(name, help=text)
+        p.add_argument("id", type=int)
+        acting(p, _by_order_id(kind))
     p = orders.add_parser("changes", help="orders changed since a cursor")
     p.add_argument("--since", type=int, default=0, metavar="CURSOR")
     p.add_argument("--limit", type=int, default=100)
-    _acting(p, _order_changes)
+    acting(p, _order_changes)
 
     placement = commands.add_parser("placement", help="placements and the placement log (S4–S6)")
     placements = placement.add_subparsers(dest="action", required=True, parser_class=Parser)
@@ -265,16 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpr", required=True, help="the person's CPR, or - to read it from stdin")
     p.add_argument("--referral", action="store_true", help="a referral (henvisning)")
     p.add_argument("--note")
-    _acting(p, _placement_register)
+    acting(p, _placement_register)
     p = placements.add_parser("status", help="change a person's status on an order")
     p.add_argument("order_id", type=int)
     p.add_argument("placement_id", type=int)
     p.add_argument("status", choices=[s.value for s in PlacementStatus])
     p.add_argument("--note")
-    _acting(p, _placement_status)
+    acting(p, _placement_status)
     p = placements.add_parser("log", help="the placement log (formidlingslog) of an order")
     p.add_argument("order_id", type=int)
-    _acting(p, _placement_log)
+    acting(p, _placement_log)
 
     for extension in EXTENSIONS:
         importlib.import_module(extension).add_commands(commands)
@@ -297,7 +320,7 @@ def _act(args: argparse.Namespace, settings: Settings) -> int:
         result = client.call(kind, payload, command_id=args.command_id, timeout_ms=args.timeout_ms)
     finally:
         client.close()
-    emit(result, args.json, _human(kind, result))
+    emit(result, args.json, args.human(result) if args.human else _human(kind, result))
     return 0
 
 

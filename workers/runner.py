@@ -25,6 +25,8 @@ from shared.settings import Settings
 from shared.store import Store
 from workers.actors import Runtime, declare_actors
 from workers.broker import build_broker
+from workers.relay import Relay
+from workers.schedule import request_expiry_forever
 
 logger = logging.getLogger("jobordre.worker")
 
@@ -40,17 +42,30 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
 
 
+#: Set when the process stops; background loops end on it.
+_stopping = threading.Event()
+
+
+def _background(target: Callable[..., None], *args: object, name: str) -> None:
+    threading.Thread(
+        target=target, args=(*args, _stopping), name=f"jobordre-{name}", daemon=True
+    ).start()
+
+
 def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
     """Build the runtime and start a Dramatiq worker in this process; returns it running."""
     broker = build_broker(settings, url)
+    store = Store(settings.db_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
     runtime = Runtime(
-        foundation=Foundation(
-            Store(settings.db_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
-        ),
-        replies=redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10),
+        foundation=Foundation(store),
+        replies=client,
         settings=settings,
+        relay=Relay(store, client, settings),
     )
     declare_actors(broker, runtime)
+    _background(runtime.relay.sweep_forever, settings.relay_interval_ms, name="relay")
+    _background(request_expiry_forever, settings, url, name="expiry")
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=settings.worker_poll_ms)
     worker.start()
     logger.info(

@@ -105,7 +105,7 @@ class TestRegisterOrder:
             == code
         )
         assert count(foundation, "orders") == 0
-        assert count(foundation, "changes") == 0
+        assert count(foundation, "events") == 0
         assert count(foundation, "dead_letters") == 1
 
     def test_bad_kommunekode_names_the_field(self, foundation: Foundation) -> None:
@@ -122,7 +122,7 @@ class TestIdempotency:
         again = call(foundation, JOBCENTRE, K.REGISTER_ORDER, payload, command_id="cmd-000001")
         assert first == again
         assert count(foundation, "orders") == 1
-        assert count(foundation, "changes") == 1
+        assert count(foundation, "events") == 1
 
     def test_a_rejected_command_stays_rejected_when_redelivered(
         self, foundation: Foundation

@@ -1,0 +1,92 @@
+"""The relay: pushes event headers from the store's outbox to the Redis stream.
+
+At-least-once: a header is pushed, then its event is marked pushed. A crash in between
+pushes it again later with the same ``id`` and ``seq`` (readers deduplicate by ``seq``); a
+crash before the push leaves it in the outbox for the next sweep. Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import redis
+
+from shared import eventlog
+from shared.events import EVENTS_STREAM, EVENTS_STREAM_MAXLEN, EventHeader
+from shared.settings import Settings
+from shared.store import Store
+
+logger = logging.getLogger("jobordre.relay")
+
+#: Events pushed per Redis round trip.
+RELAY_BATCH = 500
+
+
+def events_stream_key(settings: Settings) -> str:
+    """The Redis key of the event-header stream."""
+    return f"{settings.redis_prefix}:{EVENTS_STREAM}"
+
+
+class Relay:
+    """Moves unpushed events from one store to one Redis; safe to call from many threads."""
+
+    def __init__(self, store: Store, client: redis.Redis, settings: Settings) -> None:
+        self.store = store
+        self.client = client
+        self.key = events_stream_key(settings)
+        self._lock = threading.Lock()
+
+    def flush(self) -> int:
+        """Push every event not pushed yet; returns how many were pushed."""
+        pushed = 0
+        # One flusher per process at a time: concurrent ones would only push duplicates.
+        with self._lock:
+            while True:
+                with self.store.read() as conn:
+                    batch = eventlog.unpushed(conn, RELAY_BATCH)
+                if not batch:
+                    return pushed
+                pipe = self.client.pipeline(transaction=False)
+                for _, header in batch:
+                    pipe.xadd(
+                        self.key, {"event": header}, maxlen=EVENTS_STREAM_MAXLEN, approximate=True
+                    )
+                pipe.execute()
+                with self.store.write() as conn:
+                    eventlog.mark_pushed(conn, [seq for seq, _ in batch])
+                pushed += len(batch)
+
+    def sweep_forever(self, interval_ms: int, stop: threading.Event) -> None:
+        """Flush now and every ``interval_ms`` until ``stop`` is set.
+
+        The first flush at start pushes what a crashed predecessor left; a failed sweep
+        (Redis or SQLite away) waits for the next one.
+        """
+        while True:
+            try:
+                self.flush()
+            except Exception:
+                logger.warning("relay sweep failed; retrying in %d ms", interval_ms, exc_info=True)
+            if stop.wait(interval_ms / 1000):
+                return
+
+
+def latest_stream_id(client: redis.Redis, key: str) -> str:
+    """The id of the newest header on the stream, or ``0-0`` when it is empty."""
+    newest: Any = client.xrevrange(key, count=1)
+    return str(newest[0][0].decode()) if newest else "0-0"
+
+
+def read_headers(
+    client: redis.Redis, key: str, after: str, block_ms: int, count: int = 1000
+) -> tuple[str, list[EventHeader]]:
+    """Headers pushed after stream id ``after``, waiting up to ``block_ms`` for the first;
+    returns the id to continue from and the headers (empty after the wait)."""
+    reply: Any = client.xread({key: after}, block=block_ms, count=count)
+    headers = []
+    for entry_id, fields in reply[0][1] if reply else []:
+        after = entry_id.decode()
+        headers.append(EventHeader.model_validate_json(fields[b"event"]))
+    return after, headers
