@@ -212,3 +212,11 @@ def system(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) 
     running.start_worker()
     yield running
     running.stop_workers()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, for tests that kill or restart things."""
+    server = start_redis(tmp_path / "redis")
+    yield server
+    server.stop()
