@@ -65,7 +65,7 @@ def run_up(settings: Settings) -> int:
     other = _running_elsewhere(settings)
     if other is not None:
         logger.error("jobordre is already running for %s (broker %s)", settings.home, other)
-        return 8
+        return 1
     settings.home.mkdir(parents=True, exist_ok=True)
     server, url = start_embedded_broker()
     worker = start_worker(settings, url, settings.worker_threads)
