@@ -1,0 +1,109 @@
+"""The actors are thin: decode, let the foundation apply, push the reply and the events.
+
+Fast tests on Dramatiq's StubBroker and fakeredis (nothing here is about the broker itself;
+the integration tier covers that against a real redis-server).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import fakeredis
+import pytest
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import Retries
+
+from shared.commands import CommandKind
+from shared.envelope import new_envelope
+from shared.foundation import Foundation
+from shared.settings import Settings
+from shared.store import Store, list_dead_letters
+from tests.factories import CPR_1, order_doc
+from workers.actors import Runtime, declare_actors
+from workers.broker import queue_for
+from workers.relay import Relay
+from workers.replies import wait_reply
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[tuple[Runtime, StubBroker, dramatiq.Worker]]:
+    settings = Settings(home=tmp_path, max_retries=2, min_backoff_ms=1, max_backoff_ms=2)
+    store = Store(settings.db_path)
+    client = fakeredis.FakeRedis()
+    running = Runtime(Foundation(store), client, settings, Relay(store, client, settings))
+    broker = StubBroker(middleware=[Retries(max_retries=2, min_backoff=1, max_backoff=2)])
+    broker.emit_after("process_boot")
+    declare_actors(broker, running)
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=10)
+    worker.start()
+    yield running, broker, worker
+    worker.stop()
+    store.close()
+
+
+def send(broker: StubBroker, kind: CommandKind, raw: Any) -> None:
+    broker.enqueue(
+        dramatiq.Message(
+            queue_name=queue_for(kind), actor_name=kind.value, args=(raw,), kwargs={}, options={}
+        )
+    )
+    broker.join(queue_for(kind), fail_fast=False)
+
+
+def test_a_command_is_applied_answered_and_its_event_pushed(runtime: Any) -> None:
+    running, broker, _ = runtime
+    envelope = new_envelope(CommandKind.REGISTER_ORDER, "jobcentre:101", {"order": order_doc()})
+    send(broker, CommandKind.REGISTER_ORDER, envelope.to_json())
+    reply = wait_reply(running.replies, "jobordre", envelope.command_id, 1000)
+    assert reply is not None and reply["ok"] and reply["result"]["status"] == "processing"
+    entries = running.replies.xrange("jobordre:events")
+    assert [json.loads(fields[b"event"])["type"] for _, fields in entries] == ["order_registered"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param("{not json", id="not-json"),
+        pytest.param(json.dumps({"schema_version": 99}), id="wrong-schema-version"),
+        pytest.param(12345, id="not-an-object"),
+        pytest.param("x" * 300_000, id="huge"),
+    ],
+)
+def test_an_undecodable_message_is_kept_with_its_reason(runtime: Any, raw: Any) -> None:
+    running, broker, _ = runtime
+    send(broker, CommandKind.GET_ORDER, raw)
+    letters = list_dead_letters(running.foundation.store.connection())
+    assert [(d["source"], d["code"]) for d in letters] == [("undecodable", "validation_error")]
+
+
+def test_a_message_at_the_wrong_actor_is_refused_and_answered(runtime: Any) -> None:
+    running, broker, _ = runtime
+    envelope = new_envelope(CommandKind.GET_ORDER, "jobcentre:101", {"order_id": 1})
+    send(broker, CommandKind.REGISTER_ORDER, envelope.to_json())
+    reply = wait_reply(running.replies, "jobordre", envelope.command_id, 1000)
+    assert reply is not None and reply["error"]["field"] == "kind"
+
+
+def test_a_message_that_keeps_crashing_ends_as_a_dead_letter_with_its_traceback(
+    runtime: Any,
+) -> None:
+    running, broker, _ = runtime
+    created = new_envelope(CommandKind.REGISTER_ORDER, "jobcentre:101", {"order": order_doc()})
+    send(broker, CommandKind.REGISTER_ORDER, created.to_json())
+    with sqlite3.connect(running.foundation.store.path) as conn:
+        conn.execute("UPDATE orders SET doc = '{}'")
+    placing = new_envelope(
+        CommandKind.REGISTER_PLACEMENT, "jobcentre:101", {"order_id": 1, "cpr": CPR_1}
+    )
+    send(broker, CommandKind.REGISTER_PLACEMENT, placing.to_json())
+    reply = wait_reply(running.replies, "jobordre", placing.command_id, 1000)
+    assert reply is not None and reply["error"]["code"] == "unavailable"
+    [letter] = list_dead_letters(running.foundation.store.connection())
+    assert letter["source"] == "crashed" and letter["command_id"] == placing.command_id
+    assert "ValidationError" in letter["traceback"]
+    assert CPR_1 not in json.dumps(letter), "what people see of a dead letter has no CPR"
