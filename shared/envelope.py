@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shared.commands import PAYLOADS, CommandKind
 from shared.errors import InvalidInput
 from shared.models import Principal, invalid_input_from
+from shared.signing import SigningKey, signature
 
 #: The envelope schema version this code writes and reads.
 SCHEMA_VERSION = 1
@@ -41,6 +42,10 @@ class Envelope(BaseModel):
     #: The caseworker acting for the organisation, if the client names one.
     caseworker: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")] | None = None
     payload: dict[str, Any]
+    #: Which of the organisation's keys signed the envelope (see :mod:`shared.signing`).
+    key_id: Annotated[str, Field(max_length=64)] | None = None
+    #: HMAC-SHA256 over every other field, hex.
+    signature: Annotated[str, Field(max_length=128)] | None = None
 
     @field_validator("principal")
     @classmethod
@@ -70,21 +75,29 @@ def new_envelope(
     command_id: str | None = None,
     correlation_id: str | None = None,
     caseworker: str | None = None,
+    key: SigningKey | None = None,
+    sent_at: datetime | None = None,
 ) -> Envelope:
-    """Build an envelope for a client; ids default to fresh UUIDs."""
+    """Build an envelope for a client, signed with ``key``; ids default to fresh UUIDs."""
     fresh = uuid.uuid4().hex
     try:
-        return Envelope(
+        envelope = Envelope(
             kind=kind,
             command_id=command_id or fresh,
             principal=principal,
             correlation_id=correlation_id or fresh,
-            sent_at=datetime.now(UTC),
+            sent_at=sent_at or datetime.now(UTC),
             caseworker=caseworker,
             payload=payload,
+            key_id=key.key_id if key else None,
         )
     except ValidationError as error:
         raise invalid_input_from(error) from None
+    if key is None:
+        return envelope
+    return envelope.model_copy(
+        update={"signature": signature(envelope.model_dump(mode="json"), key)}
+    )
 
 
 def decode_envelope(data: str | bytes | dict[str, Any]) -> Envelope:

@@ -53,6 +53,10 @@ class Forbidden(JobordreError):
     code = "forbidden"
 
 
+class NotAuthenticated(Forbidden):
+    """The command's signature is missing, wrong or expired: it is not the organisation's."""
+
+
 class NotFound(JobordreError):
     """The job order or placement does not exist, or is not visible to the caller."""
 

@@ -1,6 +1,8 @@
 """The foundation: applies one command envelope to the store, exactly once.
 
-This is the whole delivery contract on the worker side. A write command is applied in ONE
+This is the whole delivery contract on the worker side. First the signature: a command
+that is unsigned, forged, tampered with or expired is refused as ``forbidden`` and only the
+attempt is kept (see :mod:`shared.signing`). A write command is then applied in ONE
 SQLite transaction together with its change-log rows and its ledger row keyed by
 ``command_id``; a redelivered or resent command finds the ledger row and gets the stored
 reply without changing anything again. A command rejected for a validation,
@@ -19,11 +21,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shared import follows, inbox, orders, placements, store
+from shared import follows, inbox, keys, orders, placements, signing, store
 from shared.commands import CommandKind
 from shared.context import Context
 from shared.envelope import Envelope, mask_personal_data, parse_payload
-from shared.errors import CommandIdReused, JobordreError
+from shared.errors import CommandIdReused, JobordreError, NotAuthenticated
 from shared.store import Store
 
 Clock = Callable[[], datetime]
@@ -68,15 +70,33 @@ def error_reply(command_id: str | None, error: JobordreError) -> dict[str, Any]:
 class Foundation:
     """Applies command envelopes to a :class:`Store`; the clock is injectable for tests."""
 
-    def __init__(self, store: Store, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, store: Store, clock: Clock = utc_now, *, max_age_ms: int = 15 * 60 * 1000
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.max_age_ms = max_age_ms
 
     def handle(self, envelope: Envelope) -> dict[str, Any]:
         """Apply one envelope and return its reply; see the module docstring for guarantees."""
-        if envelope.kind.writes:
-            return self._write(envelope)
-        return self._read(envelope)
+        try:
+            signing.verify(
+                envelope.model_dump(mode="json"),
+                keys.valid_keys(self.store.connection(), envelope.principal),
+            )
+            if envelope.kind.writes:
+                return self._write(envelope)
+            self._check_age(envelope)
+            return self._read(envelope)
+        except (NotAuthenticated, CommandIdReused) as error:
+            # Not the organisation's command (or not a new one): keep the attempt, but no
+            # ledger row, so it cannot block the real command with that id.
+            with self.store.write() as conn:
+                self.record_rejection(conn, envelope, error)
+            return error_reply(envelope.command_id, error)
+
+    def _check_age(self, envelope: Envelope) -> None:
+        signing.check_age(envelope.sent_at, self.clock(), self.max_age_ms)
 
     def _context(self, conn: Any, envelope: Envelope) -> Context:
         return Context(
@@ -98,6 +118,9 @@ class Foundation:
                 stored = self._stored_reply(conn, envelope, digest)
                 if stored is not None:
                     return stored
+                # A redelivery past the window got its stored reply above; a new one must be
+                # fresh.
+                self._check_age(envelope)
                 ctx = self._context(conn, envelope)
                 reply = ok_reply(envelope.command_id, self._apply(ctx, envelope))
                 store.record_command(
@@ -111,11 +134,8 @@ class Foundation:
                     at=ctx.at,
                 )
                 return reply
-        except CommandIdReused as error:
-            # The ledger keeps the first command under this id; only the attempt is kept.
-            with self.store.write() as conn:
-                self.record_rejection(conn, envelope, error)
-            return error_reply(envelope.command_id, error)
+        except (NotAuthenticated, CommandIdReused):
+            raise
         except JobordreError as error:
             if error.retryable:
                 raise

@@ -1,7 +1,8 @@
 """Schema migrations of the foundation's SQLite store, numbered by ``PRAGMA user_version``.
 
 A migration is appended, never edited: a store at version N gets migrations N+1.. applied
-in order, each idempotent. sqlite-utils creates the FTS5 index and its triggers.
+in order, each idempotent. The search index and its triggers are :mod:`shared.search`'s
+(v3; v1's plain ``orders_fts`` is dropped by it).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import sqlite_utils
+
+from shared import search
 
 
 def _v1_core(db: sqlite_utils.Database) -> None:
@@ -91,6 +94,36 @@ def _v1_core(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (organisation, seq)
         ) WITHOUT ROWID;
 
+        -- Signing keys of the organisations; two may be valid at once during a rotation.
+        CREATE TABLE IF NOT EXISTS signing_keys (
+            key_id TEXT PRIMARY KEY,
+            principal TEXT NOT NULL,
+            secret TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        );
+        CREATE INDEX IF NOT EXISTS signing_keys_by_principal ON signing_keys (principal);
+
+        -- Who read or changed which person's data (a citizen may ask): the person is
+        -- named by a keyed hash of the CPR, never the CPR itself.
+        CREATE TABLE IF NOT EXISTS access_log (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            person TEXT NOT NULL,
+            organisation TEXT NOT NULL,
+            caseworker TEXT,
+            action TEXT NOT NULL,
+            order_id INTEGER,
+            placement_id INTEGER
+        );
+        CREATE INDEX IF NOT EXISTS access_log_by_person ON access_log (person, id);
+
+        -- Secrets of the foundation itself (the key of the access log's CPR hash).
+        CREATE TABLE IF NOT EXISTS foundation_secrets (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+
         -- What caseworkers follow, kept in the foundation so it follows them across desks.
         CREATE TABLE IF NOT EXISTS follows (
             organisation TEXT NOT NULL,
@@ -163,8 +196,14 @@ def _v2_ops(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v3_search(db: sqlite_utils.Database) -> None:
+    # The search index of shared/search.py (filters inside FTS5, bounded ranking) replaces
+    # the plain orders_fts of v1: it is dropped, and the new index built from the orders.
+    search.create_index(db.conn)
+
+
 #: Migrations in order; migration i brings the store to ``user_version`` i + 1.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core, _v2_ops]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core, _v2_ops, _v3_search]
 
 #: The schema version this code expects.
 SCHEMA_VERSION = len(MIGRATIONS)

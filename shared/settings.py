@@ -58,6 +58,15 @@ class Settings(BaseSettings):
     #: How long SQLite waits for a lock before reporting busy, in milliseconds.
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
 
+    #: Folder of the organisations' signing-key files (``<kind>_<id>.key``); default
+    #: ``<home>/keys``.
+    key_dir: Path | None = None
+    #: A client's signing-key file, if it is not in ``key_dir``.
+    key_file: Path | None = None
+    #: Oldest a signed command may be when a worker takes it, in milliseconds; older ones
+    #: are refused as expired (a replay outside the window). Covers queueing and retries.
+    signature_max_age_ms: int = Field(default=15 * 60 * 1000, ge=1000)
+
     #: Whether a worker pushes a change's events to Redis right after the commit. Off, only
     #: the relay's sweep pushes them (fewer, larger pushes; events arrive up to one sweep
     #: later).
@@ -83,10 +92,27 @@ class Settings(BaseSettings):
     #: Language of user-facing texts (notifications).
     language: Literal["da", "en"] = "da"
 
+    #: The notifier shows a change once no further change came for this long, in ms.
+    notifier_quiet_ms: int = Field(default=300, ge=0, le=60_000)
+    #: At most one desktop notification per this many milliseconds: changes arriving in
+    #: between are summed up in one summary notification (a burst never means 20 popups).
+    notifier_burst_ms: int = Field(default=3_000, ge=0, le=3_600_000)
+    #: How often the notifier re-reads what the caseworker follows, in milliseconds.
+    notifier_follows_refresh_ms: int = Field(default=30_000, ge=1_000)
+    #: Longest wait between reconnection attempts when Redis is gone, in milliseconds.
+    notifier_reconnect_max_ms: int = Field(default=5_000, ge=10)
+    #: How long a desktop notification stays on screen, in milliseconds.
+    notifier_display_ms: int = Field(default=10_000, ge=1_000)
+
     @property
     def db_path(self) -> Path:
         """The SQLite file: ``JOBORDRE_DB`` or ``<home>/jobordre.db``."""
         return self.db if self.db is not None else self.home / "jobordre.db"
+
+    @property
+    def keys_path(self) -> Path:
+        """The folder of signing-key files."""
+        return self.key_dir if self.key_dir is not None else self.home / "keys"
 
     @property
     def embedded_address_file(self) -> Path:

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shared import schema
+from shared import schema, search
 from shared.errors import NotFound, Unavailable
 from shared.models import JobOrder
 
@@ -149,33 +149,16 @@ def search_orders(
     limit: int,
     offset: int,
 ) -> tuple[int, list[JobOrder]]:
-    """Orders matching ``text`` (FTS5) and the column filters; returns (total, page)."""
-    where = [f"o.{column} = ?" for column in filters]
-    params: list[Any] = list(filters.values())
-    source = "orders o"
-    order_by = "o.updated_at DESC, o.id DESC"
-    if text:
-        source = "orders_fts JOIN orders o ON o.id = orders_fts.rowid"
-        where.insert(0, "orders_fts MATCH ?")
-        params.insert(0, fts_query(text))
-        order_by = "orders_fts.rank, o.id DESC"
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    total = conn.execute(f"SELECT COUNT(*) FROM {source} {clause}", params).fetchone()[0]  # noqa: S608
-    rows = conn.execute(
-        f"SELECT o.doc FROM {source} {clause} ORDER BY {order_by} LIMIT ? OFFSET ?",  # noqa: S608
-        [*params, limit, offset],
-    ).fetchall()
-    return int(total), [JobOrder.model_validate_json(row["doc"]) for row in rows]
+    """Orders matching ``text`` and the column filters; returns (total, page).
+
+    The index design and the ranking are :mod:`shared.search`'s.
+    """
+    return search.search_orders(conn, text=text, filters=filters, limit=limit, offset=offset)
 
 
 def fts_query(text: str) -> str:
-    """Turn free text into an FTS5 query: every word must occur, as a prefix.
-
-    Words are quoted so that FTS5 syntax in the user's text (``AND``, ``-``, ``"``) is
-    taken literally instead of failing the query.
-    """
-    words = [word.replace('"', "") for word in text.split()]
-    return " ".join(f'"{word}"*' for word in words if word)
+    """Free text as an FTS5 query; see :func:`shared.search.text_query`."""
+    return search.text_query(text)
 
 
 # --- ledger and dead letters -------------------------------------------------------------

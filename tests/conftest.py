@@ -220,3 +220,13 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = start_redis(tmp_path / "redis")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def bare_system(private_redis: RedisServer, tmp_path: Path) -> Iterator[System]:
+    """A fresh store on a redis-server of its own and no worker: the test starts its own."""
+    home = tmp_path / "home"
+    home.mkdir()
+    running = System(private_redis, home)
+    yield running
+    running.stop_workers()

@@ -36,7 +36,10 @@ EXIT_CODES: dict[str, int] = {
 #: ``handler(args, settings) -> exit code`` on its parsers.
 EXTENSIONS: tuple[str, ...] = (
     "workers.inbox_cli",
+    "workers.keys_cli",
     "workers.ops.cli",
+    "notifier.cli",
+    "workers.bench.cli",
 )
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -240,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=_worker)
     worker.add_argument("--processes", type=int, help="worker processes (default 1)")
     worker.add_argument("--threads", type=int, help="threads per process (default 8)")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve Prometheus metrics on port N (process i of --processes on N + i)",
+    )
 
     order = commands.add_parser("order", help="job orders (S1–S3)")
     orders = order.add_subparsers(dest="action", required=True, parser_class=Parser)
@@ -339,6 +348,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
             "jobordre worker needs JOBORDRE_REDIS_URL; without it, run `jobordre up`",
             field="JOBORDRE_REDIS_URL",
         )
+    if args.metrics_port is not None:
+        settings = settings.model_copy(update={"metrics_port": args.metrics_port})
     return run_workers(
         settings,
         resolve_redis_url(settings),

@@ -16,8 +16,11 @@ import redis
 from shared.commands import CommandKind
 from shared.envelope import new_envelope
 from shared.errors import JobordreError, Unavailable
+from shared.models import Principal
 from shared.settings import Settings
+from shared.signing import SigningKey
 from workers.broker import build_broker, queue_for, redact, resolve_redis_url
+from workers.credentials import signing_key
 from workers.replies import wait_reply
 
 
@@ -31,11 +34,13 @@ class Client:
         *,
         caseworker: str | None = None,
         url: str | None = None,
+        key: SigningKey | None = None,
     ) -> None:
         self.settings = settings
-        self.principal = principal
+        self.principal = str(Principal.parse(principal))
         self.caseworker = caseworker
         self.url = url or resolve_redis_url(settings)
+        self.key = key or signing_key(settings, self.principal)
         self.broker = build_broker(settings, self.url)
         self.redis = redis.Redis.from_url(self.url, socket_connect_timeout=5)
 
@@ -55,6 +60,7 @@ class Client:
             command_id=command_id,
             correlation_id=correlation_id,
             caseworker=self.caseworker,
+            key=self.key,
         )
         message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=queue_for(kind),

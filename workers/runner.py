@@ -25,6 +25,8 @@ from shared.settings import Settings
 from shared.store import Store
 from workers.actors import Runtime, declare_actors
 from workers.broker import build_broker
+from workers.credentials import system_key
+from workers.ops.agent import OpsAgent
 from workers.relay import Relay
 from workers.schedule import request_expiry_forever
 
@@ -58,14 +60,17 @@ def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
     store = Store(settings.db_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
     runtime = Runtime(
-        foundation=Foundation(store),
+        foundation=Foundation(store, max_age_ms=settings.signature_max_age_ms),
         replies=client,
         settings=settings,
         relay=Relay(store, client, settings),
     )
     declare_actors(broker, runtime)
     _background(runtime.relay.sweep_forever, settings.relay_interval_ms, name="relay")
-    _background(request_expiry_forever, settings, url, name="expiry")
+    _background(request_expiry_forever, settings, url, system_key(store), name="expiry")
+    # Job timing, heartbeats, fast recovery of dead workers' messages, dead-letter
+    # retention and the metrics endpoint (workers/ops/agent.py).
+    broker.add_middleware(OpsAgent(settings, threads))
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=settings.worker_poll_ms)
     worker.start()
     logger.info(
@@ -98,6 +103,13 @@ def _serve(settings: Settings, url: str, threads: int) -> None:
     logger.info("worker stopped")
 
 
+def _nth_process(settings: Settings, i: int) -> Settings:
+    """Process i's settings: its own metrics port (``metrics_port + i``), if any."""
+    if settings.metrics_port is None:
+        return settings
+    return settings.model_copy(update={"metrics_port": settings.metrics_port + i})
+
+
 def run_workers(settings: Settings, url: str, processes: int, threads: int) -> int:
     """Run ``processes`` worker processes of ``threads`` threads until stopped; exit code."""
     if processes == 1:
@@ -105,7 +117,11 @@ def run_workers(settings: Settings, url: str, processes: int, threads: int) -> i
         return 0
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=_serve, args=(settings, url, threads), name=f"jobordre-worker-{i}")
+        context.Process(
+            target=_serve,
+            args=(_nth_process(settings, i), url, threads),
+            name=f"jobordre-worker-{i}",
+        )
         for i in range(processes)
     ]
     for child in children:

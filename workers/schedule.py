@@ -13,6 +13,7 @@ import time
 
 from shared.commands import CommandKind
 from shared.settings import Settings
+from shared.signing import SigningKey
 from workers.client import Client
 
 logger = logging.getLogger("jobordre.schedule")
@@ -23,9 +24,11 @@ def expiry_command_id(now_s: float, interval_ms: int) -> str:
     return f"expire-orders-{int(now_s * 1000) // interval_ms}-{interval_ms}"
 
 
-def request_expiry_forever(settings: Settings, url: str, stop: threading.Event) -> None:
+def request_expiry_forever(
+    settings: Settings, url: str, key: SigningKey, stop: threading.Event
+) -> None:
     """Enqueue the expiry job now and once per period until ``stop`` is set."""
-    client = Client(settings, "system", url=url)
+    client = Client(settings, "system", url=url, key=key)
     try:
         while True:
             try:

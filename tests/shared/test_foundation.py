@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from shared import keys
 from shared.commands import CommandKind
 from shared.envelope import new_envelope
-from shared.foundation import Foundation
+from shared.foundation import Foundation, utc_now
+from shared.signing import SigningKey
 from shared.store import Store, list_dead_letters
 from tests.factories import CPR_1, CPR_2, EMPLOYER_A, EMPLOYER_B, order_doc
 
@@ -24,8 +25,14 @@ EMPLOYER = f"employer:{EMPLOYER_A}"
 
 @pytest.fixture
 def foundation(tmp_path: Path) -> Foundation:
-    store = Store(tmp_path / "store.db")
-    return Foundation(store, clock=lambda: datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
+    return Foundation(Store(tmp_path / "store.db"))
+
+
+def key_of(f: Foundation, principal: str) -> SigningKey:
+    """The organisation's signing key, made on first use (as the operator would)."""
+    with f.store.write() as conn:
+        valid = keys.valid_keys(conn, principal)
+        return next(iter(valid.values())) if valid else keys.create(conn, principal, utc_now())
 
 
 def call(
@@ -35,7 +42,9 @@ def call(
     payload: dict[str, Any],
     command_id: str | None = None,
 ) -> dict[str, Any]:
-    return f.handle(new_envelope(kind, principal, payload, command_id=command_id))
+    envelope = new_envelope(kind, principal, payload, command_id=command_id,
+                            key=key_of(f, principal))
+    return f.handle(envelope)
 
 
 def ok(f: Foundation, principal: str, kind: CommandKind, payload: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from shared.store import Store, list_dead_letters
 from tests.factories import CPR_1, order_doc
 from workers.actors import Runtime, declare_actors
 from workers.broker import queue_for
+from workers.credentials import provision, system_key
 from workers.relay import Relay
 from workers.replies import wait_reply
 
@@ -46,6 +47,11 @@ def runtime(tmp_path: Path) -> Iterator[tuple[Runtime, StubBroker, dramatiq.Work
     store.close()
 
 
+def signed(running: Runtime, kind: CommandKind, payload: dict[str, Any]) -> Any:
+    key = system_key(running.foundation.store)  # any valid key of the principal will do
+    return new_envelope(kind, "system", payload, key=key)
+
+
 def send(broker: StubBroker, kind: CommandKind, raw: Any) -> None:
     broker.enqueue(
         dramatiq.Message(
@@ -57,7 +63,12 @@ def send(broker: StubBroker, kind: CommandKind, raw: Any) -> None:
 
 def test_a_command_is_applied_answered_and_its_event_pushed(runtime: Any) -> None:
     running, broker, _ = runtime
-    envelope = new_envelope(CommandKind.REGISTER_ORDER, "jobcentre:101", {"order": order_doc()})
+    envelope = new_envelope(
+        CommandKind.REGISTER_ORDER,
+        "jobcentre:101",
+        {"order": order_doc()},
+        key=provision(running.foundation.store, running.settings, "jobcentre:101"),
+    )
     send(broker, CommandKind.REGISTER_ORDER, envelope.to_json())
     reply = wait_reply(running.replies, "jobordre", envelope.command_id, 1000)
     assert reply is not None and reply["ok"] and reply["result"]["status"] == "processing"
@@ -83,7 +94,7 @@ def test_an_undecodable_message_is_kept_with_its_reason(runtime: Any, raw: Any) 
 
 def test_a_message_at_the_wrong_actor_is_refused_and_answered(runtime: Any) -> None:
     running, broker, _ = runtime
-    envelope = new_envelope(CommandKind.GET_ORDER, "jobcentre:101", {"order_id": 1})
+    envelope = signed(running, CommandKind.GET_ORDER, {"order_id": 1})
     send(broker, CommandKind.REGISTER_ORDER, envelope.to_json())
     reply = wait_reply(running.replies, "jobordre", envelope.command_id, 1000)
     assert reply is not None and reply["error"]["field"] == "kind"
@@ -93,12 +104,15 @@ def test_a_message_that_keeps_crashing_ends_as_a_dead_letter_with_its_traceback(
     runtime: Any,
 ) -> None:
     running, broker, _ = runtime
-    created = new_envelope(CommandKind.REGISTER_ORDER, "jobcentre:101", {"order": order_doc()})
+    key = provision(running.foundation.store, running.settings, "jobcentre:101")
+    created = new_envelope(
+        CommandKind.REGISTER_ORDER, "jobcentre:101", {"order": order_doc()}, key=key
+    )
     send(broker, CommandKind.REGISTER_ORDER, created.to_json())
     with sqlite3.connect(running.foundation.store.path) as conn:
         conn.execute("UPDATE orders SET doc = '{}'")
     placing = new_envelope(
-        CommandKind.REGISTER_PLACEMENT, "jobcentre:101", {"order_id": 1, "cpr": CPR_1}
+        CommandKind.REGISTER_PLACEMENT, "jobcentre:101", {"order_id": 1, "cpr": CPR_1}, key=key
     )
     send(broker, CommandKind.REGISTER_PLACEMENT, placing.to_json())
     reply = wait_reply(running.replies, "jobordre", placing.command_id, 1000)

@@ -387,3 +387,42 @@ def test_other_employers_do_not_see_an_order(system: System, tmp_path: Path) -> 
         system, "order", "get", str(order["id"]), "--as", f"employer:{EMPLOYER_B}", expect=4
     )
     assert error["code"] == "not_found"
+
+
+class TestSigningKeys:
+    def test_a_client_without_a_key_or_the_store_is_told_how_to_get_one(
+        self, system: System, tmp_path: Path
+    ) -> None:
+        remote = {
+            "JOBORDRE_HOME": str(tmp_path / "remote"),
+            "JOBORDRE_DB": str(tmp_path / "none.db"),
+        }
+        result = system.cli("order", "get", "1", "--as", "jobcentre:461", "--json", **remote)
+        assert result.code == 3
+        error = json.loads(result.out)["error"]
+        assert error["code"] == "forbidden" and "jobordre keys create" in error["message"]
+
+    def test_an_operator_issued_key_file_lets_a_remote_client_in(
+        self, system: System, tmp_path: Path
+    ) -> None:
+        key_file = tmp_path / "aalborg.key"
+        made = system.json("keys", "create", "jobcentre:851", "--out", str(key_file))
+        assert made["principal"] == "jobcentre:851" and key_file.stat().st_mode & 0o077 == 0
+        remote = {
+            "JOBORDRE_HOME": str(tmp_path / "remote"),
+            "JOBORDRE_DB": str(tmp_path / "none.db"),
+            "JOBORDRE_KEY_FILE": str(key_file),
+        }
+        order = register(system, tmp_path, JOBCENTRE_KBH)
+        result = system.cli(
+            "order", "get", str(order["id"]), "--as", "jobcentre:851", "--json", **remote
+        )
+        assert result.code == 0, result.out
+        system.json("keys", "revoke", "jobcentre:851", "--key-id", made["key_id"])
+        refused = system.cli(
+            "order", "get", str(order["id"]), "--as", "jobcentre:851", "--json", **remote
+        )
+        assert json.loads(refused.out)["error"]["code"] == "forbidden"
+        listed = system.json("keys", "list", "jobcentre:851")["keys"]
+        assert [k["revoked_at"] is not None for k in listed] == [True]
+        assert "secret" not in json.dumps(listed)

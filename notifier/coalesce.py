@@ -1,0 +1,49 @@
+"""Turning a burst of changes into one notification.
+
+A change is held until no further change came for ``quiet_s`` (so one change shows almost
+at once, and a burst that arrives together shows as one summary), but never longer than
+``burst_s`` after the first held change (a steady trickle still shows). After a
+notification, the next one waits until ``burst_s`` has passed: at most one popup per
+``burst_s``, however busy the foundation is. Time is passed in, so this is pure logic.
+"""
+
+from __future__ import annotations
+
+from shared.events import EventHeader
+
+
+class Coalescer:
+    """Holds matched changes and says when to show them as one notification."""
+
+    def __init__(self, quiet_s: float, burst_s: float) -> None:
+        self.quiet_s = quiet_s
+        self.burst_s = burst_s
+        self.pending: list[EventHeader] = []
+        self._first_at = 0.0
+        self._last_at = 0.0
+        self._shown_at: float | None = None
+
+    def add(self, event: EventHeader, now: float) -> None:
+        """Hold one change that arrived at ``now``."""
+        if not self.pending:
+            self._first_at = now
+        self._last_at = now
+        self.pending.append(event)
+
+    def due_at(self) -> float | None:
+        """When the held changes are to be shown; ``None`` when nothing is held."""
+        if not self.pending:
+            return None
+        due = min(self._last_at + self.quiet_s, self._first_at + self.burst_s)
+        if self._shown_at is not None:
+            due = max(due, self._shown_at + self.burst_s)
+        return due
+
+    def take(self, now: float) -> list[EventHeader]:
+        """The held changes if they are due at ``now`` (then forgotten), else nothing."""
+        due = self.due_at()
+        if due is None or now < due:
+            return []
+        batch, self.pending = self.pending, []
+        self._shown_at = now
+        return batch

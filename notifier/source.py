@@ -1,0 +1,137 @@
+"""Where the notifier's changes come from, behind two small protocols.
+
+:class:`Foundation` asks the workers (through Redis, like every client): the caseworker's
+follows and the organisation's inbox, the authoritative, gap-free list of events by
+``seq``. :class:`EventStream` reads the Redis stream the relay pushes event headers to; it
+wakes the notifier the moment a change is committed. Every failure to reach Redis or a
+worker is raised as :class:`~shared.errors.Unavailable`, the notifier's cue to reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import redis
+from pydantic import ValidationError
+
+from shared.commands import CommandKind
+from shared.errors import Unavailable
+from shared.events import EVENTS_STREAM, EventHeader
+
+log = logging.getLogger(__name__)
+
+#: The most events one inbox query returns (the query's own limit).
+INBOX_PAGE = 1000
+#: The most stream entries read at once.
+STREAM_BATCH = 1000
+#: The stream id before every entry.
+STREAM_START = "0-0"
+
+
+class Foundation(Protocol):
+    """The two queries the notifier needs."""
+
+    def following(self, caseworker: str) -> dict[str, Any]:
+        """The ``following`` query's result."""
+        ...
+
+    def inbox(self, since: int, limit: int) -> dict[str, Any]:
+        """The ``inbox`` query's result: ``{"events": [...], "cursor": int}``."""
+        ...
+
+
+class EventStream(Protocol):
+    """The Redis stream of event headers."""
+
+    def tail(self) -> tuple[str, int | None]:
+        """The id of the newest entry (:data:`STREAM_START` if none) and its event's seq."""
+        ...
+
+    def read(self, after: str, block_ms: int) -> list[tuple[str, EventHeader | None]]:
+        """Entries after stream id ``after``, waiting up to ``block_ms`` for the first; an
+        entry without a readable header comes as ``None`` (its id still counts)."""
+        ...
+
+
+class ClientFoundation:
+    """:class:`Foundation` over :class:`workers.client.Client`."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def following(self, caseworker: str) -> dict[str, Any]:
+        """Ask the workers what ``caseworker`` follows."""
+        result: dict[str, Any] = self.client.call(CommandKind.FOLLOWING, {"caseworker": caseworker})
+        return result
+
+    def inbox(self, since: int, limit: int) -> dict[str, Any]:
+        """Ask the workers for the organisation's events after ``since``."""
+        result: dict[str, Any] = self.client.call(
+            CommandKind.INBOX, {"since": since, "limit": limit}
+        )
+        return result
+
+
+def stream_key(prefix: str) -> str:
+    """The Redis key of the event stream: ``<prefix>:events``."""
+    return f"{prefix}:{EVENTS_STREAM}"
+
+
+def parse_entry(fields: dict[Any, Any]) -> EventHeader | None:
+    """The header in one stream entry, ``None`` if it holds none (it is then skipped)."""
+    raw = fields.get(b"event")
+    if raw is None:
+        return None
+    try:
+        return EventHeader.model_validate_json(raw)
+    except ValidationError:
+        # The inbox is authoritative; a header this version cannot read is fetched from it
+        # when the next readable header reveals the gap.
+        log.warning("skipped an unreadable event header on the stream")
+        return None
+
+
+def stream_id_key(stream_id: str) -> tuple[int, int]:
+    """A stream id as a sortable pair: ``"1700000000000-3"`` → ``(1700000000000, 3)``."""
+    millis, _, sequence = stream_id.partition("-")
+    return int(millis), int(sequence or 0)
+
+
+class RedisEventStream:
+    """:class:`EventStream` on a real Redis; redis-py reconnects on the next call."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.key = stream_key(prefix)
+        # A blocking XREAD must not outlive the socket timeout: reads block at most 5 s.
+        self.redis = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=15)
+
+    def tail(self) -> tuple[str, int | None]:
+        """The newest entry's id and seq."""
+        try:
+            newest: Any = self.redis.xrevrange(self.key, count=1)
+        except redis.RedisError as error:
+            raise Unavailable(f"cannot read the event stream ({type(error).__name__})") from None
+        if not newest:
+            return STREAM_START, None
+        entry_id, fields = newest[0]
+        header = parse_entry(fields)
+        return entry_id.decode(), header.seq if header is not None else None
+
+    def read(self, after: str, block_ms: int) -> list[tuple[str, EventHeader | None]]:
+        """Up to :data:`STREAM_BATCH` entries after ``after``."""
+        try:
+            reply: Any = self.redis.xread(
+                {self.key: after}, count=STREAM_BATCH, block=max(1, min(block_ms, 5000))
+            )
+        except redis.RedisError as error:
+            raise Unavailable(f"lost the event stream ({type(error).__name__})") from None
+        return [
+            (entry_id.decode(), parse_entry(fields))
+            for _key, items in reply or []
+            for entry_id, fields in items
+        ]
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.redis.close()

@@ -1,0 +1,196 @@
+"""The words on the screen, in Danish (the default) and English.
+
+Everything here is built from an :class:`~shared.events.EventHeader`, which carries no
+personal data: order id, title, status and which organisations placed or changed whom.
+Order titles are typed by people, so any CPR-shaped number in one is masked all the same.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from shared.events import EventHeader, EventType
+from shared.models import OrderStatus
+from shared.municipalities import MUNICIPALITIES
+from shared.redaction import redact_cpr
+
+Language = Literal["da", "en"]
+
+#: At most this many orders are listed in a summary; the rest are counted.
+SUMMARY_ORDERS = 5
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One notification: what :meth:`notifier.backend.Desktop.show` gets."""
+
+    title: str
+    body: str
+
+
+STATUS: dict[Language, dict[OrderStatus, str]] = {
+    "da": {
+        OrderStatus.PROCESSING: "Under behandling",
+        OrderStatus.INACTIVATED: "Inaktiveret – tilstrækkelige henvisninger",
+        OrderStatus.CLOSED_FILLED: "Afsluttet – behovet er dækket",
+        OrderStatus.CLOSED_EXPIRED: "Afsluttet – fristen for formidling er udløbet",
+    },
+    "en": {
+        OrderStatus.PROCESSING: "Processing",
+        OrderStatus.INACTIVATED: "Inactivated – enough referrals",
+        OrderStatus.CLOSED_FILLED: "Closed – the need is met",
+        OrderStatus.CLOSED_EXPIRED: "Closed – the placement deadline has passed",
+    },
+}
+
+_WORDS: dict[Language, dict[str, str]] = {
+    "da": {
+        "order": "Jobordre",
+        "new_status": "Ny status",
+        "registered": "Ny jobordre registreret",
+        "log_updated": "Formidlingslog opdateret",
+        "new_1": "ny formidling",
+        "new_n": "nye formidlinger",
+        "changed_1": "ændret formidling",
+        "changed_n": "ændrede formidlinger",
+        "from": "fra",
+        "changes_1": "ændring",
+        "changes_n": "ændringer",
+        "on": "på",
+        "orders_1": "jobordre",
+        "orders_n": "jobordrer",
+        "away": "Mens du var væk",
+        "more": "og {n} andre jobordrer",
+        "employer": "Arbejdsgiver (CVR {cvr})",
+        "system": "Fællesdatagrundlaget",
+    },
+    "en": {
+        "order": "Job order",
+        "new_status": "New status",
+        "registered": "New job order registered",
+        "log_updated": "Placement log updated",
+        "new_1": "new placement",
+        "new_n": "new placements",
+        "changed_1": "changed placement",
+        "changed_n": "changed placements",
+        "from": "from",
+        "changes_1": "change",
+        "changes_n": "changes",
+        "on": "on",
+        "orders_1": "job order",
+        "orders_n": "job orders",
+        "away": "While you were away",
+        "more": "and {n} more job orders",
+        "employer": "Employer (CVR {cvr})",
+        "system": "The data foundation",
+    },
+}
+
+
+def organisation_name(principal: str, language: Language = "da") -> str:
+    """A readable organisation: ``jobcentre:751`` → "Jobcenter Aarhus", ``akasse:3f`` →
+    "A-kasse 3f"; an unknown form is shown as it is (it names an organisation, not a person).
+    """
+    words = _WORDS[language]
+    kind, _, ident = principal.partition(":")
+    if kind == "jobcentre":
+        return f"Jobcenter {MUNICIPALITIES.get(ident, ident)}"
+    if kind == "akasse":
+        return f"A-kasse {ident}"
+    if kind == "employer":
+        return words["employer"].format(cvr=ident)
+    if principal == "system":
+        return words["system"]
+    return principal
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def order_heading(event: EventHeader, language: Language = "da") -> str:
+    """``Jobordre 42: Lagermedarbejder``."""
+    return f"{_WORDS[language]['order']} {event.order_id}: {redact_cpr(event.title)}"
+
+
+def placement_summary(events: Iterable[EventHeader], language: Language = "da") -> str | None:
+    """``1 ny formidling fra Jobcenter Aarhus``, over every placement change in ``events``;
+    ``None`` when they hold none. Organisations keep the order they first appear in."""
+    words = _WORDS[language]
+    new: Counter[str] = Counter()
+    changed: Counter[str] = Counter()
+    for event in events:
+        for change in event.placements:
+            (new if change.from_status is None else changed)[change.by] += 1
+    parts = [
+        f"{_count(n, words['new_1'], words['new_n'])} {words['from']} "
+        f"{organisation_name(by, language)}"
+        for by, n in new.items()
+    ] + [
+        f"{_count(n, words['changed_1'], words['changed_n'])} {words['from']} "
+        f"{organisation_name(by, language)}"
+        for by, n in changed.items()
+    ]
+    return ", ".join(parts) if parts else None
+
+
+def _order_lines(events: Sequence[EventHeader], language: Language) -> list[str]:
+    """What happened to one order, oldest change first: status (the latest), log, new."""
+    words = _WORDS[language]
+    lines: list[str] = []
+    if any(e.type == EventType.ORDER_REGISTERED for e in events):
+        lines.append(words["registered"])
+    statuses = [e for e in events if e.type == EventType.ORDER_STATUS_CHANGED]
+    if statuses:
+        lines.append(f"{words['new_status']}: {STATUS[language][statuses[-1].status]}")
+    log = placement_summary(events, language)
+    if log is not None:
+        lines.append(f"{words['log_updated']}: {log}")
+    return lines
+
+
+def single(events: Sequence[EventHeader], language: Language = "da") -> Notification:
+    """One notification for the changes of ONE order: heading as title, changes as body."""
+    return Notification(
+        order_heading(events[-1], language), "\n".join(_order_lines(events, language))
+    )
+
+
+def summary(
+    events: Sequence[EventHeader], language: Language = "da", *, catch_up: bool = False
+) -> Notification:
+    """One notification for many changes: one line per order (the first few), the rest
+    counted. ``catch_up`` marks changes that happened while the notifier was off."""
+    words = _WORDS[language]
+    by_order: dict[int, list[EventHeader]] = {}
+    for event in events:
+        by_order.setdefault(event.order_id, []).append(event)
+    if len(by_order) == 1 and not catch_up:
+        return single(events, language)
+    title = (
+        f"{_count(len(events), words['changes_1'], words['changes_n'])} {words['on']} "
+        f"{_count(len(by_order), words['orders_1'], words['orders_n'])}"
+    )
+    if catch_up:
+        title = f"{words['away']}: {title}"
+    # The most recently changed orders first: that is what a person looks for.
+    recent = sorted(by_order.values(), key=lambda changes: changes[-1].seq, reverse=True)
+    lines = [
+        f"{order_heading(changes[-1], language)} – {'; '.join(_order_lines(changes, language))}"
+        for changes in recent[:SUMMARY_ORDERS]
+    ]
+    if len(recent) > SUMMARY_ORDERS:
+        lines.append(words["more"].format(n=len(recent) - SUMMARY_ORDERS))
+    return Notification(title, "\n".join(lines))
+
+
+def notification_for(
+    events: Sequence[EventHeader], language: Language = "da", *, catch_up: bool = False
+) -> Notification:
+    """The one notification for a batch of changes (never empty)."""
+    if not events:
+        raise ValueError("a notification needs at least one change")
+    return summary(events, language, catch_up=catch_up)

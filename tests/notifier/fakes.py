@@ -1,0 +1,186 @@
+"""Fakes for the notifier's parts: a foundation, a stream, a desktop and a clock.
+
+They keep the same contracts as the real ones (inbox pages by seq and filters by audience;
+the stream has ids and tail; failures are ``Unavailable``), so the service logic is tested
+without sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from notifier.backend import DeliveryFailed
+from notifier.source import STREAM_START
+from shared.errors import Unavailable
+from shared.events import AUTHORITIES, EventHeader, EventType, PlacementChange
+from shared.models import OrderStatus, PlacementStatus
+
+ME = "jobcentre:751"
+CVR = "10150817"
+
+
+def event(
+    seq: int,
+    order_id: int = 42,
+    *,
+    type: EventType = EventType.ORDER_STATUS_CHANGED,
+    status: OrderStatus = OrderStatus.INACTIVATED,
+    title: str = "Lagermedarbejder",
+    cvr: str = CVR,
+    audience: tuple[str, ...] = (AUTHORITIES,),
+    placements: tuple[PlacementChange, ...] = (),
+) -> EventHeader:
+    """One event header with sensible defaults."""
+    return EventHeader(
+        id=f"e{seq}",
+        seq=seq,
+        type=type,
+        at="2026-11-26T12:00:00+00:00",
+        order_id=order_id,
+        title=title,
+        status=status,
+        version=seq,
+        processing_by=[],
+        employer_cvr=cvr,
+        by="employer:" + cvr,
+        audience=list(audience),
+        placements=list(placements),
+    )
+
+
+def placed(
+    seq: int,
+    order_id: int = 42,
+    *,
+    by: str = ME,
+    count: int = 1,
+    from_status: PlacementStatus | None = None,
+    to_status: PlacementStatus = PlacementStatus.PLACED,
+    audience: tuple[str, ...] | None = None,
+) -> EventHeader:
+    """A placement log update: ``count`` placements registered (or changed) by ``by``."""
+    changes = tuple(
+        PlacementChange(
+            placement_id=seq * 100 + i,
+            placed_by=by,
+            by=by,
+            from_status=from_status,
+            to_status=to_status,
+        )
+        for i in range(count)
+    )
+    return event(
+        seq,
+        order_id,
+        type=EventType.PLACEMENT_LOG_UPDATED,
+        status=OrderStatus.PROCESSING,
+        audience=audience or (by,),
+        placements=changes,
+    )
+
+
+@dataclass
+class FakeFoundation:
+    """The workers' ``following`` and ``inbox`` queries over an in-memory event log."""
+
+    principal: str = ME
+    events: list[EventHeader] = field(default_factory=list)
+    follows: dict[str, Any] = field(
+        default_factory=lambda: {
+            "orders": [42],
+            "employers": [],
+            "placements_of_my_organisation": False,
+            "placed_orders": [],
+        }
+    )
+    down: bool = False
+    inbox_calls: list[int] = field(default_factory=list)
+
+    def commit(self, *events: EventHeader) -> None:
+        self.events.extend(events)
+
+    def following(self, caseworker: str) -> dict[str, Any]:
+        if self.down:
+            raise Unavailable("the foundation is down (fake)")
+        return {"caseworker": caseworker, **self.follows}
+
+    def inbox(self, since: int, limit: int) -> dict[str, Any]:
+        if self.down:
+            raise Unavailable("the foundation is down (fake)")
+        self.inbox_calls.append(since)
+        mine = [e for e in self.events if e.seq > since and e.reaches(self.principal)][:limit]
+        # Like the real inbox: the header without its audience, plus the order.
+        return {
+            "events": [
+                {**e.model_dump(mode="json", exclude={"audience"}), "order": {"id": e.order_id}}
+                for e in mine
+            ],
+            "cursor": mine[-1].seq if mine else since,
+        }
+
+
+@dataclass
+class FakeStream:
+    """The Redis stream: ids ``<n>-0``, lost on :meth:`reset` (a Redis restart)."""
+
+    entries: list[tuple[str, EventHeader]] = field(default_factory=list)
+    down: bool = False
+    epoch: int = 0
+    reads: int = 0
+
+    def push(self, *events: EventHeader) -> None:
+        for header in events:
+            number = len(self.entries) + 1
+            self.entries.append((f"{self.epoch * 1000 + number}-0", header))
+
+    def reset(self) -> None:
+        """Everything lost; new ids start lower than the old ones (a fresh Redis)."""
+        self.entries = []
+        self.epoch = 0
+
+    def tail(self) -> tuple[str, int | None]:
+        if self.down:
+            raise Unavailable("redis is down (fake)")
+        if not self.entries:
+            return STREAM_START, None
+        return self.entries[-1][0], self.entries[-1][1].seq
+
+    def read(self, after: str, block_ms: int) -> list[tuple[str, EventHeader | None]]:
+        if self.down:
+            raise Unavailable("redis is down (fake)")
+        self.reads += 1
+        after_key = tuple(int(p) for p in after.split("-"))
+        return [
+            (entry_id, header)
+            for entry_id, header in self.entries
+            if tuple(int(p) for p in entry_id.split("-")) > after_key
+        ]
+
+
+@dataclass
+class FakeDesktop:
+    """Records what was shown; fails with :class:`DeliveryFailed` while ``broken``."""
+
+    shown: list[tuple[str, str]] = field(default_factory=list)
+    broken: bool = False
+
+    def show(self, title: str, body: str) -> None:
+        if self.broken:
+            raise DeliveryFailed("no notification service (fake)")
+        self.shown.append((title, body))
+
+
+@dataclass
+class FakeClock:
+    """Time that moves only when told to; ``sleep`` moves it."""
+
+    now: float = 1000.0
+    slept: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds

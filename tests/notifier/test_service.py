@@ -1,0 +1,262 @@
+"""The notifier's behaviour with fake parts: catch-up, live changes, bursts, duplicates,
+gaps, restarts of the notifier and of Redis, and a desktop without a notification service."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from notifier.backend import FallbackDesktop, TerminalDesktop
+from notifier.cursor import CursorFile
+from notifier.service import Notifier
+from shared.models import OrderStatus
+from tests.notifier.fakes import (
+    ME,
+    FakeClock,
+    FakeDesktop,
+    FakeFoundation,
+    FakeStream,
+    event,
+    placed,
+)
+
+QUIET = 0.3
+BURST = 3.0
+
+
+class World:
+    """A foundation, its stream, a desktop, a clock and a cursor file for one notifier."""
+
+    def __init__(self, home: Path) -> None:
+        self.foundation = FakeFoundation()
+        self.stream = FakeStream()
+        self.desktop = FakeDesktop()
+        self.clock = FakeClock()
+        self.cursor = CursorFile.for_caseworker(home, ME, "kf1")
+        self.seq = 0
+
+    def notifier(self, desktop=None) -> Notifier:
+        return Notifier(
+            foundation=self.foundation,
+            stream=self.stream,
+            desktop=desktop or self.desktop,
+            cursor_file=self.cursor,
+            principal=ME,
+            caseworker="kf1",
+            quiet_s=QUIET,
+            burst_s=BURST,
+            follows_refresh_s=30.0,
+            reconnect_max_s=2.0,
+            clock=self.clock,
+            sleep=self.clock.sleep,
+        )
+
+    def change(self, *events, push: bool = True) -> None:
+        """Commit events in the foundation and (normally) push their headers."""
+        self.foundation.commit(*events)
+        if push:
+            self.stream.push(*events)
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def status(self, order_id: int = 42, status=OrderStatus.INACTIVATED, **kw):
+        return event(self.next_seq(), order_id, status=status, **kw)
+
+    def placement(self, order_id: int = 42, **kw):
+        return placed(self.next_seq(), order_id, **kw)
+
+    def settle(self, notifier: Notifier, seconds: float = 5.0) -> None:
+        """Let ``seconds`` pass in small steps, as the live loop would."""
+        end = self.clock.now + seconds
+        while self.clock.now < end:
+            notifier.step()
+            self.clock.now += 0.05
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def test_the_first_run_starts_from_now_and_shows_nothing_old(world: World) -> None:
+    world.change(world.status(), world.placement())
+    notifier = world.notifier()
+    notifier.start()
+    world.settle(notifier)
+    assert world.desktop.shown == []
+    assert world.cursor.load() == 2
+
+
+def test_a_followed_change_is_shown_once_with_its_texts(world: World) -> None:
+    notifier = world.notifier()
+    notifier.start()
+    world.change(world.placement(by="jobcentre:751"))
+    world.settle(notifier)
+    assert world.desktop.shown == [
+        (
+            "Jobordre 42: Lagermedarbejder",
+            "Formidlingslog opdateret: 1 ny formidling fra Jobcenter Aarhus",
+        )
+    ]
+    assert world.cursor.load() == 1
+
+
+def test_changes_of_unfollowed_orders_are_not_shown_but_move_the_cursor(world: World) -> None:
+    notifier = world.notifier()
+    notifier.start()
+    world.change(world.status(order_id=99), world.placement(order_id=42, by="akasse:3f"))
+    world.settle(notifier)
+    assert world.desktop.shown == []
+    assert world.cursor.load() == 2
+
+
+def test_a_burst_of_twenty_changes_is_one_summary(world: World) -> None:
+    world.foundation.follows["orders"] = [42, 43, 44]
+    notifier = world.notifier()
+    notifier.start()
+    world.change(*[world.status(order_id=42 + i % 3) for i in range(20)])
+    world.settle(notifier)
+    assert len(world.desktop.shown) == 1
+    title, body = world.desktop.shown[0]
+    assert title == "20 ændringer på 3 jobordrer"
+    assert len(body.splitlines()) == 3
+
+
+def test_duplicated_headers_are_shown_once(world: World) -> None:
+    notifier = world.notifier()
+    notifier.start()
+    first = world.status(status=OrderStatus.INACTIVATED)
+    world.change(first)
+    world.settle(notifier)
+    world.stream.push(first)  # the relay pushed it again (at-least-once)
+    world.settle(notifier)
+    assert len(world.desktop.shown) == 1
+
+
+def test_a_lost_push_is_filled_from_the_inbox(world: World) -> None:
+    notifier = world.notifier()
+    notifier.start()
+    lost = world.status(status=OrderStatus.INACTIVATED)
+    world.change(lost, push=False)
+    world.change(world.status(order_id=99))  # unfollowed; its seq reveals the gap
+    world.settle(notifier)
+    assert [body for _, body in world.desktop.shown] == [
+        "Ny status: Inaktiveret – tilstrækkelige henvisninger"
+    ]
+    assert world.foundation.inbox_calls[1] == 0  # the fill asked for everything after 0
+
+
+def test_changes_while_off_are_one_catch_up_summary_and_never_shown_again(
+    world: World,
+) -> None:
+    notifier = world.notifier()
+    notifier.start()
+    world.change(world.status())
+    world.settle(notifier)
+    assert len(world.desktop.shown) == 1
+    # Off: three changes happen, two of them to followed orders.
+    world.change(world.placement(), world.status(order_id=99))
+    world.change(world.status(status=OrderStatus.CLOSED_FILLED))
+    restarted = world.notifier()
+    restarted.start()
+    world.settle(restarted)
+    assert len(world.desktop.shown) == 2
+    title, body = world.desktop.shown[1]
+    assert title == "Mens du var væk: 2 ændringer på 1 jobordre"
+    assert "Afsluttet – behovet er dækket" in body
+    assert "1 ny formidling fra Jobcenter Aarhus" in body
+    # Started once more, with the stream still holding every header: nothing new.
+    again = world.notifier()
+    again.start()
+    world.settle(again)
+    assert len(world.desktop.shown) == 2
+
+
+def test_a_change_still_held_is_not_past_the_stored_cursor(world: World) -> None:
+    notifier = world.notifier()
+    notifier.start()
+    world.change(world.status(order_id=99), world.status(), world.status(order_id=99))
+    world.clock.now += 5  # so the cursor may be saved
+    notifier.step()  # reads the three; the followed one waits for the quiet time
+    notifier.step()  # and stores the cursor
+    assert world.desktop.shown == []
+    assert world.cursor.load() == 1
+    # Killed now: the next start shows it as a catch-up.
+    restarted = world.notifier()
+    restarted.start()
+    assert [title for title, _ in world.desktop.shown] == [
+        "Mens du var væk: 1 ændring på 1 jobordre"
+    ]
+
+
+def test_reconnects_after_redis_restarts_and_misses_nothing(world: World) -> None:
+    notifier = world.notifier()
+    notifier.start()
+    world.change(world.status())
+    world.settle(notifier)
+    stops = iter([False] * 40 + [True])
+
+    # Redis goes away; while it is gone, a followed change is committed but its push
+    # is lost with the old Redis. Then Redis is back, empty.
+    world.stream.down = True
+    world.foundation.down = True
+    world.change(world.placement(), push=False)
+
+    def stop() -> bool:
+        done = next(stops, True)
+        if len(world.clock.slept) == 3:
+            world.stream.down = world.foundation.down = False
+            world.stream.reset()
+        world.clock.now += 0.05
+        return done
+
+    notifier.run(stop)
+    assert world.clock.slept[:3] == [0.1, 0.2, 0.4]  # backs off while Redis is away
+    assert [body for _, body in world.desktop.shown] == [
+        "Ny status: Inaktiveret – tilstrækkelige henvisninger",
+        "Formidlingslog opdateret: 1 ny formidling fra Jobcenter Aarhus",
+    ]
+    # And the new, empty stream is read from its start: a later push is seen.
+    world.change(world.status(status=OrderStatus.PROCESSING))
+    world.clock.now += BURST
+    world.settle(notifier)
+    assert world.desktop.shown[-1][1] == "Ny status: Under behandling"
+
+
+def test_the_backoff_is_capped(world: World) -> None:
+    world.stream.down = True
+    stops = iter([False] * 8 + [True])
+    world.notifier().run(lambda: next(stops, True))
+    assert world.clock.slept == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0, 2.0]
+    assert world.desktop.shown == []
+
+
+def test_follows_are_refreshed_while_running(world: World) -> None:
+    notifier = world.notifier()
+    notifier.start()
+    world.foundation.follows["orders"] = [7]
+    world.clock.now += 31
+    notifier.step()
+    world.change(world.status(order_id=7))
+    world.settle(notifier)
+    assert world.desktop.shown[0][0] == "Jobordre 7: Lagermedarbejder"
+
+
+def test_without_a_notification_service_it_says_so_once_and_prints(world: World) -> None:
+    world.desktop.broken = True
+    out, warn = io.StringIO(), io.StringIO()
+    notifier = world.notifier(FallbackDesktop(world.desktop, TerminalDesktop(out), warn))
+    notifier.start()
+    world.change(world.status())
+    world.settle(notifier)
+    world.change(world.status(status=OrderStatus.CLOSED_FILLED))
+    world.settle(notifier)
+    assert warn.getvalue().count("cannot show desktop notifications") == 1
+    assert out.getvalue().splitlines() == [
+        "Jobordre 42: Lagermedarbejder: Ny status: Inaktiveret – tilstrækkelige henvisninger",
+        "Jobordre 42: Lagermedarbejder: Ny status: Afsluttet – behovet er dækket",
+    ]

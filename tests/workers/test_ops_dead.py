@@ -1,0 +1,261 @@
+"""Dead letters end to end: a poison message is kept, shown, fixed, retried and applied once.
+
+Runs the installed ``jobordre`` against a real redis-server and a real worker process; the
+store-only parts (purge, the all-or-nothing retry) run on a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import pytest
+
+from shared import store
+from shared.errors import InvalidInput, NotFound, Unavailable
+from shared.store import Store
+from tests.conftest import System, wait_until
+from tests.factories import CPR_1, order_doc
+from workers.ops.deadletters import parse_duration, purge, retry_letters
+
+JOBCENTRE = "jobcentre:101"
+
+
+def register(system: System, tmp_path: Path) -> dict[str, Any]:
+    path = tmp_path / "order.json"
+    path.write_text(json.dumps(order_doc()))
+    return system.json("order", "register", "--file", str(path), "--as", JOBCENTRE)
+
+
+def letters_for(system: System, command_id: str) -> list[dict[str, Any]]:
+    return [
+        d
+        for d in system.json("dead", "list", "--limit", "500")["dead_letters"]
+        if d["command_id"] == command_id
+    ]
+
+
+def ledger(system: System, command_id: str) -> list[tuple[str, ...]]:
+    with sqlite3.connect(system.db) as conn:
+        return conn.execute(
+            "SELECT outcome FROM commands WHERE command_id = ?", (command_id,)
+        ).fetchall()
+
+
+@pytest.mark.integration
+class TestPoisonMessage:
+    def test_a_crashed_write_is_shown_then_retried_after_the_fix_and_applied_once(
+        self, system: System, tmp_path: Path
+    ) -> None:
+        order = register(system, tmp_path)
+        with sqlite3.connect(system.db) as conn:
+            good_doc = conn.execute(
+                "SELECT doc FROM orders WHERE id = ?", (order["id"],)
+            ).fetchone()
+            conn.execute(
+                "UPDATE orders SET doc = '{\"broken\": true}' WHERE id = ?", (order["id"],)
+            )
+        command_id = "poison-status-0001"
+        failed = system.json(
+            "order",
+            "status",
+            str(order["id"]),
+            "inactivated",
+            "--as",
+            JOBCENTRE,
+            "--command-id",
+            command_id,
+            expect=7,
+        )
+        assert "dead letter" in failed["error"]["message"]
+
+        [letter] = letters_for(system, command_id)
+        assert (letter["source"], letter["kind"], letter["retried_at"]) == (
+            "crashed",
+            "change_order_status",
+            None,
+        )
+        shown = system.json("dead", "show", str(letter["id"]))["dead_letter"]
+        assert "ValidationError" in shown["traceback"] and "original" not in shown
+        assert ledger(system, command_id) == []  # the crash rolled everything back
+
+        with sqlite3.connect(system.db) as conn:  # the fix
+            conn.execute("UPDATE orders SET doc = ? WHERE id = ?", (good_doc[0], order["id"]))
+        retried = system.json("dead", "retry", str(letter["id"]), "--by", "alice")
+        assert retried["by"] == "alice"
+        assert [(r["id"], r["queue"]) for r in retried["retried"]] == [
+            (letter["id"], "jobordre.commands")
+        ]
+
+        def applied() -> dict[str, Any] | None:
+            now = system.json("order", "get", str(order["id"]), "--as", JOBCENTRE)
+            return now if now["status"] == "inactivated" else None
+
+        now = wait_until(applied, 30, "the retried status change to be applied")
+        assert now["version"] == order["version"] + 1  # applied once, not twice
+        assert ledger(system, command_id) == [("ok",)]
+        [after] = letters_for(system, command_id)  # no new dead letter for it
+        assert (after["id"], after["retried_by"]) == (letter["id"], "alice")
+        audit = system.json("dead", "audit")["audit"]
+        assert any(
+            a["dead_letter_id"] == letter["id"]
+            and a["operator"] == "alice"
+            and a["action"] == "retry"
+            for a in audit
+        )
+
+    def test_a_rejected_placement_is_retried_once_its_cause_is_gone(
+        self, system: System, tmp_path: Path
+    ) -> None:
+        order = register(system, tmp_path)
+        order_id = str(order["id"])
+        system.json("order", "status", order_id, "inactivated", "--as", JOBCENTRE)
+        command_id = "rejected-placement-0001"
+        error = system.json(
+            "placement",
+            "register",
+            order_id,
+            "--cpr",
+            CPR_1,
+            "--as",
+            JOBCENTRE,
+            "--command-id",
+            command_id,
+            expect=6,
+        )["error"]
+        assert error["code"] == "invalid_transition"
+        [letter] = letters_for(system, command_id)
+        assert letter["source"] == "rejected" and ledger(system, command_id) == [("rejected",)]
+
+        # Neither the human nor the JSON view of the letter shows the person's CPR.
+        human = system.cli("dead", "show", str(letter["id"]))
+        as_json = system.cli("dead", "show", str(letter["id"]), "--json")
+        assert human.code == 0 and as_json.code == 0
+        assert CPR_1 not in human.out + as_json.out
+        assert json.loads(json.loads(as_json.out)["dead_letter"]["message"])["payload"]["cpr"] == (
+            "**********"
+        )
+
+        system.json("order", "status", order_id, "processing", "--as", JOBCENTRE)  # the fix
+        retried = system.json("dead", "retry", str(letter["id"]), "--by", "bob")["retried"]
+        assert retried[0]["ledger_cleared"] is True
+
+        def placed() -> list[dict[str, Any]]:
+            log = system.json("placement", "log", order_id, "--as", JOBCENTRE)
+            return list(log["placements"])
+
+        placements = wait_until(placed, 30, "the retried placement to be applied")
+        assert [p["cpr"] for p in placements] == [CPR_1]
+        assert ledger(system, command_id) == [("ok",)]
+        # The ledger now answers the command id with the placement, as for any resend.
+        again = system.json(
+            "placement",
+            "register",
+            order_id,
+            "--cpr",
+            CPR_1,
+            "--as",
+            JOBCENTRE,
+            "--command-id",
+            command_id,
+        )
+        assert again["id"] == placements[0]["id"]
+        assert len(placed()) == 1
+
+    @pytest.mark.parametrize(
+        ("args", "code"),
+        [
+            pytest.param(("dead", "retry", "999999", "--by", "alice"), 4, id="unknown-id"),
+            pytest.param(("dead", "retry", "--by", "alice"), 2, id="neither-ids-nor-all"),
+            pytest.param(("dead", "retry", "1", "--all"), 2, id="both-ids-and-all"),
+            pytest.param(("dead", "retry", "--all", "--by", "al ice"), 2, id="bad-operator"),
+            pytest.param(("dead", "show", "999999"), 4, id="show-unknown-id"),
+            pytest.param(("dead", "purge", "--older-than", "soon"), 2, id="bad-duration"),
+        ],
+    )
+    def test_mistakes_are_named(self, system: System, args: tuple[str, ...], code: int) -> None:
+        result = system.cli(*args, "--json")
+        assert result.code == code, result.out + result.err
+        assert json.loads(result.out)["error"]["code"] in ("not_found", "validation_error")
+
+
+# --- the store side, on a real SQLite file ------------------------------------------------
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def _letter(conn: sqlite3.Connection, at: datetime, *, original: str | None = "{}") -> int:
+    return store.record_dead_letter(
+        conn,
+        at=at,
+        source="crashed",
+        code="unavailable",
+        reason="kept failing",
+        message="{}",
+        command_id=f"cmd-{at.timestamp():.0f}",
+        kind="get_order",
+        original=original,
+    )
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Store:
+    return Store(tmp_path / "ops.db")
+
+
+def test_purge_deletes_only_older_letters_and_records_who(fresh: Store) -> None:
+    with fresh.write() as conn:
+        old = [_letter(conn, NOW - timedelta(days=d)) for d in (91, 120)]
+        kept = [_letter(conn, NOW - timedelta(days=d)) for d in (1, 89)]
+    result = purge(fresh, older_than=timedelta(days=90), operator="carol", clock=lambda: NOW)
+    assert result["purged"] == len(old)
+    with fresh.read() as conn:
+        left = [d["id"] for d in store.find_dead_letters(conn, limit=10)]
+        [row] = store.ops_audit(conn)
+    assert sorted(left) == sorted(kept)
+    assert (row["operator"], row["action"], row["count"]) == ("carol", "purge", 2)
+
+
+def test_retry_is_all_or_nothing(fresh: Store) -> None:
+    with fresh.write() as conn:
+        first = _letter(conn, NOW)
+        no_original = _letter(conn, NOW + timedelta(seconds=1), original=None)
+    sent: list[dramatiq.Message[Any]] = []
+    with pytest.raises(InvalidInput, match="cannot be retried"):
+        retry_letters(fresh, sent.append, ids=[first, no_original], operator="dave")
+    with pytest.raises(NotFound):
+        retry_letters(fresh, sent.append, ids=[first, 424242], operator="dave")
+
+    def broker_down(message: dramatiq.Message[Any]) -> None:
+        raise Unavailable("broker down")
+
+    with pytest.raises(Unavailable):
+        retry_letters(fresh, broker_down, ids=[first], operator="dave")
+    with fresh.read() as conn:
+        assert store.dead_letter(conn, first)["retried_at"] is None
+        assert store.ops_audit(conn) == []
+    # --all takes only the letters that can be retried and were not yet.
+    done = retry_letters(fresh, sent.append, ids=None, operator="dave", clock=lambda: NOW)
+    assert [r["id"] for r in done] == [first]
+    assert [(m.actor_name, m.queue_name, m.args) for m in sent] == [
+        ("get_order", "jobordre.queries", ("{}",))
+    ]
+    assert retry_letters(fresh, sent.append, ids=None, operator="dave") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("90d", timedelta(days=90), id="days"),
+        pytest.param("90", timedelta(days=90), id="bare-days"),
+        pytest.param("12h", timedelta(hours=12), id="hours"),
+        pytest.param("30m", timedelta(minutes=30), id="minutes"),
+        pytest.param("0s", timedelta(0), id="zero-seconds"),
+    ],
+)
+def test_durations(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected

@@ -1,0 +1,140 @@
+"""``jobordre health`` exit codes and the worker's Prometheus endpoint, against real processes."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from shared.settings import Settings
+from tests.conftest import JOBORDRE, System, free_port, wait_until
+from tests.factories import CPR_1, order_doc
+from workers.ops.health import _outbox
+
+JOBCENTRE = "jobcentre:101"
+
+
+def health(system: System, *args: str, **env: str) -> tuple[int, dict[str, Any]]:
+    result = system.cli("health", "--json", *args, **env)
+    checks = {c["name"]: c for c in json.loads(result.out)["checks"]}
+    return result.code, checks
+
+
+@pytest.mark.integration
+def test_health_fails_until_store_and_workers_are_there(bare_system: System) -> None:
+    code, checks = health(bare_system)
+    assert code == 1
+    assert [checks[n]["ok"] for n in ("broker", "store", "workers")] == [True, False, False]
+    bare_system.start_worker(threads=1)
+    code, checks = wait_until(lambda: (r := health(bare_system))[0] == 0 and r, 30, "healthy")
+    assert all(c["ok"] for c in checks.values())
+    assert checks["workers"]["detail"].startswith("1 alive")
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    code, checks = health(bare_system, JOBORDRE_REDIS_URL=down)
+    assert code == 1 and checks["broker"]["ok"] is False and checks["store"]["ok"] is True
+
+
+@pytest.mark.integration
+def test_a_stuck_outbox_is_unhealthy(bare_system: System) -> None:
+    system = bare_system
+    system.start_worker(threads=1)
+    path = system.home / "order.json"
+    path.write_text(json.dumps(order_doc()))
+    system.json("order", "register", "--file", str(path), "--as", JOBCENTRE)
+    system.stop_workers()
+    with sqlite3.connect(system.db) as conn:  # as if the relay never pushed it
+        conn.execute("UPDATE events SET pushed = 0, at = '2026-01-01T00:00:00+00:00'")
+    code, checks = health(system, "--min-workers", "0")
+    assert code == 1 and checks["outbox"]["ok"] is False
+    assert checks["outbox"]["detail"].startswith("1 events wait")
+    assert (checks["workers"]["ok"], checks["store"]["ok"]) == (True, True)
+
+
+def test_a_store_without_an_outbox_passes_the_outbox_check(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    sqlite3.connect(db).close()
+    check = _outbox(Settings(home=tmp_path, db=db), 60)
+    assert check.ok and "no outbox" in check.detail
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def free_pair() -> int | None:
+    """A port N such that N and N + 1 are both free right now."""
+    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port + 1))
+        except OSError:
+            return None
+    return port
+
+
+def answers(port: int) -> bool:
+    try:
+        scrape(port)
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.integration
+def test_metrics_port_serves_job_and_domain_metrics_per_process(bare_system: System) -> None:
+    system = bare_system
+    port = wait_until(free_pair, 5, "two free ports in a row")
+    with (system.home / "worker-0.log").open("wb") as log:
+        process = subprocess.Popen(
+            [str(JOBORDRE), "worker", "--processes", "2", "--threads", "2"]
+            + ["--metrics-port", str(port)],
+            env=system.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    system.workers.append(process)
+    wait_until(lambda: answers(port) and answers(port + 1), 30, "both metrics endpoints")
+    path = system.home / "order.json"
+    path.write_text(json.dumps(order_doc()))
+    orders = [
+        system.json("order", "register", "--file", str(path), "--as", JOBCENTRE) for _ in "ab"
+    ]
+    system.json("order", "status", str(orders[1]["id"]), "inactivated", "--as", JOBCENTRE)
+    system.json("placement", "register", str(orders[0]["id"]), "--cpr", CPR_1, "--as", JOBCENTRE)
+
+    def total(metric: str, **labels: str) -> float:
+        found = 0.0
+        for p in (port, port + 1):
+            for (name, have), value in scrape(p).items():
+                if name == metric and set(labels.items()) <= set(have):
+                    found += value
+        return found
+
+    kinds = {"register_order": 2, "change_order_status": 1, "register_placement": 1}
+    for kind, n in kinds.items():
+        wait_until(
+            lambda k=kind, n=n: total("dramatiq_messages_total", actor_name=k) == n,
+            10,
+            f"{kind} counted",
+        )
+    assert total("dramatiq_message_errors_total") == 0
+    domain = scrape(port)
+    assert domain[("jobordre_orders", (("status", "processing"),))] == 1
+    assert domain[("jobordre_orders", (("status", "inactivated"),))] == 1
+    assert domain[("jobordre_placements", (("status", "placed"),))] == 1
+    assert domain[("jobordre_workers_alive", ())] == 2
+    queue = (("queue", "jobordre.commands"), ("state", "ready"))
+    assert domain[("jobordre_queue_messages", queue)] == 0

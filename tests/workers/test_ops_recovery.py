@@ -1,0 +1,165 @@
+"""Fast recovery: the messages a SIGKILLed worker held come back and are applied once.
+
+A test holds SQLite's write lock so that write jobs block inside the worker: the worker
+then holds messages it has fetched and not acked (two running, two prefetched), exactly
+the state a crash leaves behind.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from shared.commands import CommandKind
+from shared.settings import Settings
+from shared.store import Store
+from tests.conftest import System, wait_until
+from tests.factories import order_doc
+from workers.client import Client
+
+pytestmark = pytest.mark.integration
+
+JOBCENTRE = "jobcentre:101"
+#: The recovery bound the issue sets, in seconds.
+RECOVERY_BOUND_S = 90
+
+
+def settings_of(system: System, **extra: Any) -> Settings:
+    return Settings(home=system.home, db=system.db, redis_url=system.redis.url, **extra)
+
+
+@contextmanager
+def write_lock(system: System) -> Iterator[None]:
+    """Hold the store's write lock: every write job blocks on BEGIN IMMEDIATE meanwhile."""
+    Store(system.db).close()  # the schema exists before the lock is taken
+    conn = sqlite3.connect(system.db, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+
+
+@contextmanager
+def client_of(system: System) -> Iterator[Client]:
+    """A client of the jobcentre; made before the lock is taken (it may write its key)."""
+    client = Client(settings_of(system), JOBCENTRE)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def send_orders(client: Client, prefix: str, n: int) -> list[str]:
+    return [
+        client.send(
+            CommandKind.REGISTER_ORDER,
+            {"order": order_doc(title=f"{prefix} {i}")},
+            command_id=f"{prefix}-{i:04d}",
+        )
+        for i in range(n)
+    ]
+
+
+def snapshot(system: System, **env: str) -> dict[str, Any]:
+    result = system.cli("queues", "--json", **env)
+    assert result.code == 0, result.out + result.err
+    document: dict[str, Any] = json.loads(result.out)
+    return document
+
+
+def queue(system: System, name: str) -> dict[str, Any]:
+    [found] = [q for q in snapshot(system)["queues"] if q["name"] == name]
+    return found
+
+
+def worker_row(system: System, pid: int, **env: str) -> dict[str, Any] | None:
+    rows = [w for w in snapshot(system, **env)["workers"] if w["pid"] == pid]
+    return rows[0] if rows else None
+
+
+def applied(system: System, command_ids: list[str]) -> list[tuple[str, str]]:
+    with sqlite3.connect(system.db) as conn:
+        marks = ", ".join("?" for _ in command_ids)
+        return conn.execute(
+            f"SELECT command_id, outcome FROM commands WHERE command_id IN ({marks})"
+            " ORDER BY command_id",
+            command_ids,
+        ).fetchall()
+
+
+def titles(system: System, prefix: str) -> list[str]:
+    with sqlite3.connect(system.db) as conn:
+        rows = conn.execute(
+            "SELECT title FROM orders WHERE title LIKE ? ORDER BY title", (f"{prefix} %",)
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_a_killed_workers_messages_are_back_and_done_within_90_s(bare_system: System) -> None:
+    system = bare_system
+    doomed = system.start_worker(threads=2, JOBORDRE_SQLITE_BUSY_TIMEOUT_MS="120000")
+    with client_of(system) as client, write_lock(system):
+        ids = send_orders(client, "Genoprettet", 4)
+        # Two run (blocked on the lock), two are prefetched; "running" is refreshed with
+        # each beat (every 5 s), the unacked sets at once.
+        held = wait_until(
+            lambda: (row := worker_row(system, doomed.pid)) and row["running"] == 2 and row,
+            30,
+            "the worker to run two jobs",
+        )
+        assert (held["in_flight"], held["alive"]) == (4, True)
+        assert queue(system, "jobordre.commands")["ready"] == 0
+        doomed.kill()
+        doomed.wait()
+        killed_at = time.monotonic()
+    assert applied(system, ids) == []  # the lock kept every job from committing
+
+    rescuer = system.start_worker(threads=2)
+    wait_until(lambda: worker_row(system, rescuer.pid), 30, "the second worker to register")
+    wait_until(lambda: len(applied(system, ids)) == 4, RECOVERY_BOUND_S, "the four orders")
+    recovered_s = time.monotonic() - killed_at
+    print(f"recovered {len(ids)} messages {recovered_s:.1f} s after SIGKILL")
+    assert recovered_s < RECOVERY_BOUND_S
+    assert applied(system, ids) == [(i, "ok") for i in ids]
+    assert titles(system, "Genoprettet") == [f"Genoprettet {i}" for i in range(4)]  # once each
+    commands = queue(system, "jobordre.commands")
+    assert (commands["ready"], commands["in_flight"]) == (0, 0)
+    dead = worker_row(system, doomed.pid)
+    assert dead is not None and dead["alive"] is False
+
+
+def test_busy_workers_keep_their_messages_past_the_heartbeat_timeout(
+    bare_system: System,
+) -> None:
+    system = bare_system
+    quick = {"JOBORDRE_HEARTBEAT_TIMEOUT_MS": "1000", "JOBORDRE_MAINTENANCE_INTERVAL_MS": "200"}
+    slow_store = {"JOBORDRE_SQLITE_BUSY_TIMEOUT_MS": "60000"}
+    workers = [system.start_worker(threads=1, **quick, **slow_store) for _ in range(2)]
+    pids = {w.pid for w in workers}
+    wait_until(lambda: {w["pid"] for w in snapshot(system)["workers"]} == pids, 30, "both workers")
+    with client_of(system) as client, write_lock(system):
+        ids = send_orders(client, "Optaget", 4)
+
+        def holding() -> dict[int, int] | None:
+            rows = snapshot(system, **quick)["workers"]
+            held = {w["pid"]: w["in_flight"] for w in rows}
+            return held if sum(held.values()) == 4 else None
+
+        before = wait_until(holding, 30, "the workers to hold all four messages")
+        # Three heartbeat timeouts with every worker thread blocked: the workers still
+        # beat, so neither's maintenance takes the other's messages back.
+        time.sleep(3)
+        after = snapshot(system, **quick)
+        assert {w["pid"]: w["in_flight"] for w in after["workers"]} == before
+        assert all(w["alive"] for w in after["workers"])
+        assert queue(system, "jobordre.commands")["ready"] == 0
+    wait_until(lambda: len(applied(system, ids)) == 4, 30, "all four orders")
+    assert titles(system, "Optaget") == [f"Optaget {i}" for i in range(4)]

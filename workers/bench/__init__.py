@@ -1,0 +1,1 @@
+"""The benchmark: ``jobordre bench`` and ``jobordre demo`` (issue 7, docs/performance.md)."""

@@ -1,0 +1,576 @@
+"""``jobordre bench``: every figure of issue 7 in one run, each against a baseline.
+
+One run starts a private ``redis-server`` on a free loopback port and a fresh SQLite file
+in a temporary folder, bulk-loads N generated orders, and then measures, in this order:
+
+1. search latency in-process on the store (jobordre's :func:`shared.search.search_orders`)
+   and the same SQL run directly through ``sqlite3`` without jobordre's Python (baseline);
+2. the no-op Dramatiq baseline: the same Redis, the same broker middleware and the same
+   processes × threads serving an actor that does nothing;
+3. placements, order status changes and order updates end to end through real
+   ``jobordre worker`` processes: enqueued by a :class:`~workers.client.Client`, many in
+   flight, timed until the last reply is back with the caller;
+4. the round trip of one search job on an idle system, and change → event header on the
+   Redis stream (the inbox's and notifier's wake-up);
+5. the workers' peak resident memory.
+
+Speed is never asserted: the benchmark reports, the reader judges (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import redis
+
+from shared import search
+from shared.commands import CommandKind
+from shared.errors import JobordreError, Unavailable
+from shared.generator import Generator, load_orders
+from shared.settings import Settings
+from shared.store import Store
+from workers.bench.noop import NOOP_ACTOR, NOOP_QUEUE
+from workers.broker import build_broker
+from workers.client import Client
+
+#: The organisation the benchmark acts as: an authority, so it may place and update.
+PRINCIPAL = "jobcentre:101"
+#: How long to wait for redis-server or the workers to come up, in seconds.
+START_TIMEOUT_S = 60.0
+#: How long the benchmark waits for any single reply, in milliseconds.
+REPLY_TIMEOUT_MS = 120_000
+#: Pause between two idle round trips, in seconds: long enough for the worker to go idle.
+IDLE_PAUSE_S = 0.05
+#: How often the baseline checks whether its queue has drained, in seconds.
+DRAIN_POLL_S = 0.005
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What one benchmark run does; the defaults suit a laptop (a few minutes)."""
+
+    #: Orders loaded for the search figures (use 1,000,000 for the issue's target).
+    orders: int = 20_000
+    #: Worker processes, for the baseline and the real workers alike.
+    processes: int = 2
+    #: Threads per worker process.
+    threads: int = 8
+    #: Commands per measured write kind (placements, status changes, updates).
+    messages: int = 2_000
+    #: Messages for the no-op baseline.
+    baseline_messages: int = 10_000
+    #: Search queries timed in-process (jobordre and the direct SQL baseline each).
+    queries: int = 500
+    #: Round trips of one search job on an idle system; also change → event samples.
+    roundtrips: int = 100
+    #: Seed of the generated data and queries.
+    seed: int = 7
+    #: Show progress on stderr.
+    progress: bool = True
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """The ``fraction`` quantile (nearest rank) of ``samples``."""
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def _ms(seconds: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(percentile(seconds, 0.50) * 1000, 3),
+        "p95": round(percentile(seconds, 0.95) * 1000, 3),
+        "p99": round(percentile(seconds, 0.99) * 1000, 3),
+    }
+
+
+def _say(config: BenchConfig, message: str) -> None:
+    if config.progress:
+        print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+# --- processes -----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_until(check: Callable[[], bool], what: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not check():
+        if process.poll() is not None:
+            raise Unavailable(f"{what} exited with code {process.returncode} while starting")
+        if time.monotonic() > deadline:
+            raise Unavailable(f"{what} did not start within {START_TIMEOUT_S:.0f} s")
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def private_redis(workdir: Path) -> Iterator[str]:
+    """A private ``redis-server`` on a free loopback port, without persistence; its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise Unavailable(
+            "jobordre bench needs redis-server, which is not installed: install it "
+            "(Debian/Ubuntu: apt-get install redis-server) and run the benchmark again"
+        )
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            *(binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""),
+            *("--appendonly", "no", "--dir", str(workdir), "--logfile", str(workdir / "redis.log")),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def answers() -> bool:
+        try:
+            return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+        except redis.ConnectionError:
+            return False
+
+    try:
+        _wait_until(answers, "redis-server", process)
+        yield url
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _environment(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        JOBORDRE_HOME=str(settings.home),
+        JOBORDRE_DB=str(settings.db_path),
+        JOBORDRE_REDIS_URL=str(settings.redis_url),
+    )
+    return env
+
+
+@contextlib.contextmanager
+def _serving(
+    argv: list[str], settings: Settings, log: Path, ready: bytes, count: int, what: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a worker command until the block ends; wait for ``count`` ``ready`` log lines."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            argv, env=_environment(settings), stdout=sink, stderr=subprocess.STDOUT
+        )
+    try:
+        _wait_until(lambda: log.read_bytes().count(ready) >= count, what, process)
+        yield process
+    finally:
+        _stop(process)
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (Linux ``/proc``)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            for child in task.read_text().split():
+                found += _descendants(int(child))
+    return found
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The largest peak resident set (VmHWM) among ``pid`` and its descendants, in MB."""
+    peak = 0.0
+    for each in _descendants(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) / 1024)
+    return round(peak, 1)
+
+
+# --- the measurements ----------------------------------------------------------------------
+
+
+def measure_search(db: Path, config: BenchConfig) -> dict[str, Any]:
+    """Search latency through jobordre and the same SQL directly on SQLite."""
+    generator = Generator(config.seed + 1)
+    queries = [
+        (
+            generator.search_text(),
+            {"municipality": generator.municipality(), "status": "processing"},
+        )
+        for _ in range(config.queries)
+    ]
+    store = Store(db)
+    conn = store.connection()
+    direct = sqlite3.connect(db)
+    try:
+        for text, filters in queries[:50]:  # warm the page cache for both alike
+            search.search_orders(conn, text=text, filters=filters, limit=20, offset=0)
+        ours: list[float] = []
+        baseline: list[float] = []
+        totals: list[int] = []
+        for text, filters in queries:
+            match = search.match_expression(text, filters)
+            started = time.perf_counter()
+            conn.execute("BEGIN")
+            total, _page = search.search_orders(
+                conn, text=text, filters=filters, limit=20, offset=0
+            )
+            conn.execute("COMMIT")
+            ours.append(time.perf_counter() - started)
+            totals.append(total)
+            started = time.perf_counter()
+            direct.execute(search.TEXT_COUNT_SQL, {"match": match}).fetchone()
+            ids = [
+                row[0]
+                for row in direct.execute(
+                    search.TEXT_PAGE_SQL,
+                    {"match": match, "window": search.RANK_WINDOW, "limit": 20, "offset": 0},
+                )
+            ]
+            marks = ",".join("?" * len(ids))
+            direct.execute(f"SELECT doc FROM orders WHERE id IN ({marks})", ids).fetchall()  # noqa: S608
+            baseline.append(time.perf_counter() - started)
+    finally:
+        direct.close()
+        store.close()
+    return {
+        "ours": _ms(ours),
+        "baseline": _ms(baseline),
+        "median_total": statistics.median(totals),
+        "examples": [{"text": t, **f} for t, f in queries[:3]],
+    }
+
+
+def measure_baseline(settings: Settings, config: BenchConfig, workdir: Path) -> float:
+    """No-op actor throughput (messages/s) on the same Redis, processes and threads."""
+    argv = [sys.executable, "-m", "workers.bench.noop", str(settings.redis_url)]
+    argv += [str(config.processes), str(config.threads)]
+    log = workdir / "noop.log"
+    client = redis.Redis.from_url(str(settings.redis_url))
+    broker = build_broker(settings, str(settings.redis_url))
+    pending = f"dramatiq:{NOOP_QUEUE}.msgs"
+    try:
+        with _serving(argv, settings, log, b"noop worker started", config.processes, "noop"):
+
+            def send(count: int) -> None:
+                for index in range(count):
+                    broker.enqueue(
+                        dramatiq.Message(
+                            queue_name=NOOP_QUEUE,
+                            actor_name=NOOP_ACTOR,
+                            args=(index,),
+                            kwargs={},
+                            options={},
+                        )
+                    )
+
+            def drained() -> None:
+                while client.hlen(pending):
+                    time.sleep(DRAIN_POLL_S)
+
+            send(100)  # warm-up: connections made, workers polling
+            drained()
+            started = time.perf_counter()
+            send(config.baseline_messages)
+            drained()
+            return config.baseline_messages / (time.perf_counter() - started)
+    finally:
+        broker.close()
+        client.close()
+
+
+def _open_orders(db: Path, count: int, skip: int) -> list[tuple[int, int]]:
+    """(id, version) of ``count`` orders being processed, after the first ``skip``."""
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute(
+            "SELECT id, version FROM orders WHERE status = 'processing' ORDER BY id"
+            " LIMIT ? OFFSET ?",
+            (count, skip),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [(int(row[0]), int(row[1])) for row in rows]
+
+
+def throughput(client: Client, kind: CommandKind, payloads: list[dict[str, Any]]) -> dict[str, Any]:
+    """Send every payload (one thread) while waiting for the replies (another); per second.
+
+    Timed from the first send to the last reply received: enqueue → result with the caller.
+    """
+    ids: list[str] = []
+    ready = threading.Condition()
+    failures: list[str] = []
+
+    def sender() -> None:
+        for payload in payloads:
+            command_id = client.send(kind, payload)
+            with ready:
+                ids.append(command_id)
+                ready.notify()
+
+    started = time.perf_counter()
+    thread = threading.Thread(target=sender, name="bench-sender")
+    thread.start()
+    for index in range(len(payloads)):
+        with ready:
+            ready.wait_for(lambda: len(ids) > index)  # noqa: B023 - used at once
+            command_id = ids[index]
+        try:
+            client.wait(command_id, REPLY_TIMEOUT_MS)
+        except JobordreError as error:
+            failures.append(error.code)
+    elapsed = time.perf_counter() - started
+    thread.join()
+    return {"per_s": round(len(payloads) / elapsed, 1), "errors": len(failures)}
+
+
+def measure_writes(
+    settings: Settings, config: BenchConfig, db: Path, workdir: Path
+) -> dict[str, Any]:
+    """Placements, status changes and updates end to end; idle round trip; events; RSS."""
+    argv = [sys.executable, "-c", "from workers.cli import main; main()", "worker"]
+    argv += ["--processes", str(config.processes), "--threads", str(config.threads)]
+    count = config.messages
+    targets = _open_orders(db, 3 * count, 0)
+    if len(targets) < 3 * count:
+        raise Unavailable(
+            f"the benchmark needs {3 * count} open orders and found {len(targets)}: "
+            "raise --orders or lower --messages"
+        )
+    generator = Generator(config.seed + 2)
+    placements = [generator.placement(order_id) for order_id, _ in targets[:count]]
+    statuses = [
+        {"order_id": order_id, "status": "inactivated"}
+        for order_id, _ in targets[count : 2 * count]
+    ]
+    updates = [
+        {"order_id": order_id, "expected_version": version, "patch": {"positions": 3}}
+        for order_id, version in targets[2 * count :]
+    ]
+    figures: dict[str, Any] = {}
+    with _serving(
+        argv, settings, workdir / "worker.log", b"worker started", config.processes, "workers"
+    ) as process:
+        client = Client(settings, PRINCIPAL, url=str(settings.redis_url))
+        try:
+            # Warm-up: every worker thread opens its SQLite connection and prepares.
+            throughput(client, CommandKind.GET_ORDER, [{"order_id": 1}] * 200)
+            for name, kind, payloads in (
+                ("placements", CommandKind.REGISTER_PLACEMENT, placements),
+                ("status_changes", CommandKind.CHANGE_ORDER_STATUS, statuses),
+                ("updates", CommandKind.UPDATE_ORDER, updates),
+            ):
+                _say(config, f"{len(payloads)} {name} end to end")
+                figures[name] = throughput(client, kind, payloads)
+            _say(config, f"{config.roundtrips} idle search round trips")
+            figures["roundtrip"] = roundtrips(client, config)
+            _say(config, f"{config.roundtrips} change → event latencies")
+            figures["events"] = event_latencies(client, settings, config, targets[:count])
+            figures["worker_rss_mb"] = peak_rss_mb(process.pid)
+        finally:
+            client.close()
+    return figures
+
+
+def roundtrips(client: Client, config: BenchConfig) -> dict[str, float]:
+    """One search job at a time on an idle system: client enqueues → result back."""
+    generator = Generator(config.seed + 3)
+    samples = []
+    for _ in range(config.roundtrips):
+        payload = {
+            "text": generator.search_text(),
+            "municipality": generator.municipality(),
+            "status": "processing",
+        }
+        time.sleep(IDLE_PAUSE_S)
+        started = time.perf_counter()
+        client.call(CommandKind.SEARCH_ORDERS, payload, timeout_ms=REPLY_TIMEOUT_MS)
+        samples.append(time.perf_counter() - started)
+    return _ms(samples)
+
+
+def event_latencies(
+    client: Client, settings: Settings, config: BenchConfig, orders: list[tuple[int, int]]
+) -> dict[str, float] | None:
+    """Change (command sent) → its event header on the Redis stream, on an idle system.
+
+    The stream is what ``jobordre inbox --follow`` and the notifier wake on; ``None`` if
+    this jobordre has no event relay.
+    """
+    try:
+        from workers.relay import events_stream_key, latest_stream_id, read_headers
+    except ImportError:
+        return None
+    key = events_stream_key(settings)
+    samples = []
+    # The placed orders are processing with a placement each; inactivate and reactivate.
+    for index in range(min(config.roundtrips, len(orders))):
+        order_id = orders[index][0]
+        after = latest_stream_id(client.redis, key)
+        time.sleep(IDLE_PAUSE_S)
+        started = time.perf_counter()
+        client.send(
+            CommandKind.CHANGE_ORDER_STATUS, {"order_id": order_id, "status": "inactivated"}
+        )
+        deadline = started + REPLY_TIMEOUT_MS / 1000
+        seen = False
+        while not seen and time.perf_counter() < deadline:
+            after, headers = read_headers(client.redis, key, after, block_ms=1_000)
+            seen = any(header.order_id == order_id for header in headers)
+        if seen:
+            samples.append(time.perf_counter() - started)
+    return _ms(samples) if samples else None
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """Cores, CPU model and the versions that shape the figures."""
+    model = platform.processor() or "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version}
+    for package in ("jobordre", "dramatiq", "redis", "pydantic", "sqlite-utils"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[package] = metadata.version(package)
+    binary = shutil.which("redis-server")
+    if binary:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            done = subprocess.run(
+                [binary, "--version"], capture_output=True, text=True, check=False, timeout=10
+            )
+            versions["redis-server"] = next(
+                (part[2:] for part in done.stdout.split() if part.startswith("v=")), "?"
+            )
+    return {"cores": os.cpu_count(), "cpu_model": model, "versions": versions}
+
+
+def _ratio(value: float, baseline: float) -> float:
+    return round(value / baseline, 3) if baseline > 0 else 0.0
+
+
+def run_bench(config: BenchConfig) -> dict[str, Any]:
+    """Run the whole benchmark; returns the JSON document ``jobordre bench --json`` prints."""
+    with tempfile.TemporaryDirectory(prefix="jobordre-bench-") as folder:
+        workdir = Path(folder)
+        with private_redis(workdir) as url:
+            settings = Settings(home=workdir, db=workdir / "bench.db", redis_url=url)
+            db = settings.db_path
+            _say(config, f"loading {config.orders} generated orders into {db}")
+            load_orders(db, config.orders, seed=config.seed, progress=config.progress)
+            _say(config, f"{config.queries} searches, jobordre and direct SQL")
+            searched = measure_search(db, config)
+            _say(config, f"no-op baseline: {config.baseline_messages} messages")
+            baseline = measure_baseline(settings, config, workdir)
+            writes = measure_writes(settings, config, db, workdir)
+    events = writes["events"]
+    return {
+        "baseline_per_s": round(baseline, 1),
+        "placements_per_s": writes["placements"]["per_s"],
+        "placements_ratio": _ratio(writes["placements"]["per_s"], baseline),
+        "status_changes_per_s": writes["status_changes"]["per_s"],
+        "status_changes_ratio": _ratio(writes["status_changes"]["per_s"], baseline),
+        "updates_per_s": writes["updates"]["per_s"],
+        "updates_ratio": _ratio(writes["updates"]["per_s"], baseline),
+        "write_errors": sum(
+            writes[name]["errors"] for name in ("placements", "status_changes", "updates")
+        ),
+        "search_p50_ms": searched["ours"]["p50"],
+        "search_p95_ms": searched["ours"]["p95"],
+        "search_p99_ms": searched["ours"]["p99"],
+        "search_baseline_p50_ms": searched["baseline"]["p50"],
+        "search_baseline_p95_ms": searched["baseline"]["p95"],
+        "search_baseline_p99_ms": searched["baseline"]["p99"],
+        "search_ratio_p95": _ratio(searched["ours"]["p95"], searched["baseline"]["p95"]),
+        "search_median_total": searched["median_total"],
+        "search_total": "exact",
+        "search_examples": searched["examples"],
+        "roundtrip_p50_ms": writes["roundtrip"]["p50"],
+        "roundtrip_p95_ms": writes["roundtrip"]["p95"],
+        "event_latency_p50_ms": events["p50"] if events else None,
+        "event_latency_p95_ms": events["p95"] if events else None,
+        "worker_rss_mb": writes["worker_rss_mb"],
+        **machine(),
+        "parameters": asdict(config) | {"poll_ms": settings.worker_poll_ms},
+    }
+
+
+def human(figures: dict[str, Any]) -> str:
+    """The figures as a short table for people."""
+    rows = [
+        ("no-op baseline", f"{figures['baseline_per_s']:.0f} msg/s", ""),
+        (
+            "placements",
+            f"{figures['placements_per_s']:.0f} /s",
+            f"{figures['placements_ratio']:.0%}",
+        ),
+        (
+            "status changes",
+            f"{figures['status_changes_per_s']:.0f} /s",
+            f"{figures['status_changes_ratio']:.0%}",
+        ),
+        ("updates", f"{figures['updates_per_s']:.0f} /s", f"{figures['updates_ratio']:.0%}"),
+        (
+            "search p50/p95/p99",
+            f"{figures['search_p50_ms']}/{figures['search_p95_ms']}/{figures['search_p99_ms']} ms",
+            f"direct SQL p95 {figures['search_baseline_p95_ms']} ms",
+        ),
+        (
+            "idle round trip p50/p95",
+            f"{figures['roundtrip_p50_ms']}/{figures['roundtrip_p95_ms']} ms",
+            "",
+        ),
+        (
+            "change → event p50/p95",
+            f"{figures['event_latency_p50_ms']}/{figures['event_latency_p95_ms']} ms",
+            "",
+        ),
+        ("worker peak RSS", f"{figures['worker_rss_mb']} MB", ""),
+    ]
+    lines = [f"{name:<26}{value:<28}{note}" for name, value, note in rows]
+    lines.append(
+        f"{figures['cores']} cores, {figures['cpu_model']}; "
+        + ", ".join(f"{k} {v}" for k, v in figures["versions"].items())
+    )
+    return "\n".join(lines)
+
+
+def dumps(figures: dict[str, Any]) -> str:
+    """The one JSON document of ``--json``."""
+    return json.dumps(figures, ensure_ascii=False)

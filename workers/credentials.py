@@ -1,0 +1,74 @@
+"""Where a client's signing key comes from.
+
+A client signs with its organisation's key file: ``JOBORDRE_KEY_FILE``, or
+``<key_dir>/<kind>_<id>.key``. The foundation's operator makes one with ``jobordre keys
+create ORG`` and hands it to the organisation. A client on the foundation's own host that
+can write the store (the embedded default, a worker, the benchmark) makes its own on first
+use: whoever can write the store is trusted with everything already, so nothing is given
+away, and a new user of ``jobordre up`` notices nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from shared import keys
+from shared.errors import Forbidden
+from shared.foundation import utc_now
+from shared.settings import Settings
+from shared.signing import SigningKey
+from shared.store import Store
+
+
+def key_path(settings: Settings, principal: str) -> Path:
+    """The key file of ``principal``."""
+    if settings.key_file is not None:
+        return settings.key_file
+    return settings.keys_path / f"{principal.replace(':', '_')}.key"
+
+
+def write_key(path: Path, key: SigningKey) -> None:
+    """Write a key file readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(key.to_json())
+    temporary.replace(path)
+
+
+def provision(store: Store, settings: Settings, principal: str) -> SigningKey:
+    """Create a new key for ``principal`` in the store and write its key file."""
+    with store.write() as conn:
+        key = keys.create(conn, principal, utc_now())
+    write_key(settings.keys_path / f"{principal.replace(':', '_')}.key", key)
+    return key
+
+
+def signing_key(settings: Settings, principal: str) -> SigningKey:
+    """The key a client of ``principal`` signs with; see the module docstring."""
+    path = key_path(settings, principal)
+    if path.exists():
+        key = SigningKey.from_json(path.read_text())
+        if key.principal != principal:
+            raise Forbidden(f"the key file {path} belongs to {key.principal}, not {principal}")
+        return key
+    db = settings.db_path
+    if db.exists() and os.access(db, os.W_OK) and os.access(db.parent, os.W_OK):
+        store = Store(db, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        try:
+            return provision(store, settings, principal)
+        finally:
+            store.close()
+    raise Forbidden(
+        f"no signing key for {principal} at {path}: ask the foundation's operator for one "
+        f"(`jobordre keys create {principal}`) and save it there, or set JOBORDRE_KEY_FILE"
+    )
+
+
+def system_key(store: Store) -> SigningKey:
+    """The foundation's own key (for scheduled work), created on first use."""
+    with store.write() as conn:
+        valid = keys.valid_keys(conn, "system")
+        return next(iter(valid.values())) if valid else keys.create(conn, "system", utc_now())

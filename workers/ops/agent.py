@@ -1,0 +1,167 @@
+"""The ops agent inside every worker process: a Dramatiq middleware plus one thread.
+
+The middleware times every job (for ``jobordre queues`` and the Prometheus endpoint); the
+thread, once a second, writes those figures to Redis and, every ``maintenance_interval_ms``,
+beats, registers the worker and runs the broker maintenance that brings a dead worker's
+messages back (see :mod:`workers.ops.recovery`). Once an hour it purges dead letters older
+than ``dead_letter_retention_days``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker
+
+from shared.settings import Settings
+from shared.store import Store
+from workers.ops import deadletters, registry
+from workers.ops.metrics import WorkerMetrics
+from workers.ops.recovery import run_maintenance
+from workers.ops.stats import JobStats
+
+logger = logging.getLogger("jobordre.ops")
+
+#: How often figures go to Redis, in seconds.
+FLUSH_INTERVAL_S = 1.0
+#: How often the workers purge dead letters past their retention, in seconds.
+RETENTION_INTERVAL_S = 3600.0
+
+
+class OpsAgent(dramatiq.Middleware):
+    """Times jobs, and runs the worker's beat, maintenance and retention thread."""
+
+    def __init__(self, settings: Settings, threads: int) -> None:
+        self.settings = settings
+        self.threads = threads
+        self.stats = JobStats()
+        self.metrics = WorkerMetrics() if settings.metrics_port is not None else None
+        self._started: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._broker: RedisBroker | None = None
+        self._info: dict[str, Any] = {}
+
+    @property
+    def running(self) -> int:
+        """Jobs running in this process right now."""
+        with self._lock:
+            return len(self._started)
+
+    # --- job timing ---------------------------------------------------------------------
+
+    def before_process_message(
+        self, broker: dramatiq.Broker, message: dramatiq.MessageProxy
+    ) -> None:
+        with self._lock:
+            self._started[message.message_id] = time.perf_counter()
+        if self.metrics is not None:
+            self.metrics.started(message.queue_name, message.actor_name)
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: dramatiq.MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        with self._lock:
+            started = self._started.pop(message.message_id, None)
+        if started is None:
+            return
+        duration_ms = (time.perf_counter() - started) * 1000
+        self.stats.record(message.actor_name, exception is None, duration_ms)
+        if self.metrics is not None:
+            self.metrics.finished(
+                message.queue_name,
+                message.actor_name,
+                duration_ms,
+                failed=exception is not None,
+                dead=bool(message.failed),
+            )
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.MessageProxy) -> None:
+        with self._lock:
+            started = self._started.pop(message.message_id, None)
+        if started is not None and self.metrics is not None:
+            self.metrics.skipped_message(message.queue_name, message.actor_name)
+
+    # --- the thread ---------------------------------------------------------------------
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        assert isinstance(broker, RedisBroker)
+        self._broker = broker
+        self._info = registry.worker_info(broker.broker_id, self.threads, time.time())
+        self._tick_maintenance()  # registered and beating before the first job
+        if self.metrics is not None and self.settings.metrics_port is not None:
+            self.metrics.serve(self.settings, self.settings.metrics_port)
+        self._thread = threading.Thread(target=self._loop, name="jobordre-ops", daemon=True)
+        self._thread.start()
+        # Apart from the beat: a purge waits on the store's write lock, and a worker that
+        # stopped beating meanwhile would be taken for dead and its messages run twice.
+        threading.Thread(
+            target=self._retention_loop, name="jobordre-retention", daemon=True
+        ).start()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        try:
+            self.stats.flush(self._client, self.settings.redis_prefix)
+            registry.unregister(self._client, self.settings.redis_prefix, self._info["id"])
+        except redis.RedisError as error:
+            logger.warning("could not unregister the worker: %s", error)
+
+    @property
+    def _client(self) -> redis.Redis:
+        assert self._broker is not None
+        client: redis.Redis = self._broker.client
+        return client
+
+    def _tick_maintenance(self) -> None:
+        assert self._broker is not None
+        run_maintenance(self._broker, self._broker.get_declared_queues())
+        registry.beat(self._client, self.settings.redis_prefix, self._info, self.running)
+
+    def _tick_retention(self) -> None:
+        store = Store(self.settings.db_path, busy_timeout_ms=self.settings.sqlite_busy_timeout_ms)
+        try:
+            purged = deadletters.purge_expired(store, self.settings)
+        finally:
+            store.close()
+        if purged["purged"]:
+            logger.info("purged %d dead letters past retention", purged["purged"])
+
+    def _loop(self) -> None:
+        interval_s = self.settings.maintenance_interval_ms / 1000
+        next_maintenance = time.monotonic() + interval_s
+        while not self._stop.wait(min(FLUSH_INTERVAL_S, interval_s)):
+            # A failing step must not stop the thread: log and try again next time.
+            try:
+                self.stats.flush(self._client, self.settings.redis_prefix)
+                if time.monotonic() >= next_maintenance:
+                    next_maintenance = time.monotonic() + interval_s
+                    self._tick_maintenance()
+            except redis.RedisError as error:
+                logger.warning("ops agent: Redis failed (%s); trying again", error)
+            except Exception:
+                logger.exception("ops agent: beat or maintenance failed; trying again")
+
+    def _retention_loop(self) -> None:
+        while True:
+            try:
+                self._tick_retention()
+            except Exception:
+                logger.exception("ops agent: dead-letter retention failed; trying next hour")
+            if self._stop.wait(RETENTION_INTERVAL_S):
+                return

@@ -1,0 +1,127 @@
+"""``jobordre health``: one yes/no for systemd, Kubernetes or a load balancer.
+
+Four checks, each with a detail that says what to do when it fails:
+
+- broker: Redis answers PING;
+- store: the SQLite file exists and its write lock can be taken (then released unused);
+- workers: at least ``min_workers`` registered workers beat within the heartbeat timeout;
+- outbox: no event has waited for the relay longer than ``outbox_max_age_s`` (a store
+  without an outbox table passes, saying so).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import redis
+
+from shared import eventlog
+from shared.errors import Unavailable
+from shared.settings import Settings
+from workers.broker import redact, resolve_redis_url
+from workers.ops.queues import broker_snapshot
+
+#: How long the store check waits for the write lock, in milliseconds.
+STORE_LOCK_WAIT_MS = 2_000
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check's verdict."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def _broker(client: redis.Redis, url: str) -> Check:
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        return Check(
+            "broker",
+            False,
+            f"Redis at {redact(url)} does not answer ({type(error).__name__}): start it, "
+            "or fix JOBORDRE_REDIS_URL",
+        )
+    return Check("broker", True, f"Redis at {redact(url)} answers")
+
+
+def _store(settings: Settings) -> Check:
+    path = settings.db_path
+    if not path.exists():
+        return Check("store", False, f"no store at {path}: start a worker once, or fix JOBORDRE_DB")
+    try:
+        conn = sqlite3.connect(path, timeout=STORE_LOCK_WAIT_MS / 1000, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    except sqlite3.Error as error:
+        return Check(
+            "store",
+            False,
+            f"cannot write {path} ({error}): check the disk, its permissions, and for a "
+            f"process holding the write lock longer than {STORE_LOCK_WAIT_MS} ms",
+        )
+    return Check("store", True, f"{path} is writable")
+
+
+def _workers(client: redis.Redis, settings: Settings, min_workers: int) -> Check:
+    try:
+        workers = broker_snapshot(client, settings)["workers"]
+    except redis.RedisError:
+        return Check("workers", False, "cannot list workers without the broker")
+    alive = [w for w in workers if w["alive"]]
+    detail = f"{len(alive)} alive of {len(workers)} registered (need {min_workers})"
+    if len(alive) < min_workers:
+        return Check("workers", False, detail + ": start workers with `jobordre worker`")
+    return Check("workers", True, detail)
+
+
+def _outbox(settings: Settings, max_age_s: float) -> Check:
+    if not settings.db_path.exists():
+        return Check("outbox", False, "no store to read the outbox from")
+    try:
+        conn = sqlite3.connect(f"file:{settings.db_path}?mode=ro", uri=True, timeout=2)
+        try:
+            waiting, oldest = eventlog.backlog(conn)
+        finally:
+            conn.close()
+    except sqlite3.OperationalError as error:
+        if "no such table" in str(error):
+            return Check("outbox", True, "this store has no outbox yet; nothing to check")
+        return Check("outbox", False, f"cannot read the outbox ({error})")
+    if oldest is None:
+        return Check("outbox", True, "empty")
+    age_s = max(time.time() - datetime.fromisoformat(oldest).timestamp(), 0.0)
+    detail = f"{waiting} events wait; the oldest for {age_s:.0f} s (limit {max_age_s:.0f} s)"
+    if age_s > max_age_s:
+        return Check("outbox", False, detail + ": are workers running and Redis reachable?")
+    return Check("outbox", True, detail)
+
+
+def health(settings: Settings, *, min_workers: int, outbox_max_age_s: float) -> dict[str, Any]:
+    """Run every check; ``healthy`` only if all pass."""
+    try:
+        url: str | None = resolve_redis_url(settings)
+    except Unavailable as error:
+        url, broker = None, Check("broker", False, error.message)
+    checks: list[Check] = []
+    if url is None:
+        checks += [broker, _store(settings)]
+        checks.append(Check("workers", False, "cannot list workers without the broker"))
+    else:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        try:
+            checks += [_broker(client, url), _store(settings)]
+            checks.append(_workers(client, settings, min_workers))
+        finally:
+            client.close()
+    checks.append(_outbox(settings, outbox_max_age_s))
+    return {"healthy": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}
