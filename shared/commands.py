@@ -46,6 +46,8 @@ class CommandKind(StrEnum):
     FOLLOW = "follow"
     UNFOLLOW = "unfollow"
     FOLLOWING = "following"
+    AUDIT_PERSON = "audit_person"
+    ANONYMISE_PLACEMENTS = "anonymise_placements"
 
     @property
     def writes(self) -> bool:
@@ -65,6 +67,7 @@ _WRITES = frozenset(
         CommandKind.EXPIRE_ORDERS,
         CommandKind.FOLLOW,
         CommandKind.UNFOLLOW,
+        CommandKind.ANONYMISE_PLACEMENTS,
     }
 )
 
@@ -176,6 +179,18 @@ class Following(_Payload):
     caseworker: Caseworker
 
 
+class AuditPerson(_Payload):
+    """A citizen's access request: who read or changed this person's data."""
+
+    cpr: Cpr
+
+
+class AnonymisePlacements(_Payload):
+    """Remove the person from placements of orders closed this many days ago (system)."""
+
+    retention_days: Annotated[int, Field(ge=0, le=36_500)]
+
+
 #: The payload model of each command kind.
 PAYLOADS: dict[CommandKind, type[_Payload]] = {
     CommandKind.REGISTER_ORDER: RegisterOrder,
@@ -194,4 +209,6 @@ PAYLOADS: dict[CommandKind, type[_Payload]] = {
     CommandKind.FOLLOW: Follow,
     CommandKind.UNFOLLOW: Follow,
     CommandKind.FOLLOWING: Following,
+    CommandKind.AUDIT_PERSON: AuditPerson,
+    CommandKind.ANONYMISE_PLACEMENTS: AnonymisePlacements,
 }

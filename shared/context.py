@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from shared.access import Access
 from shared.models import Principal
 
 
@@ -18,3 +19,10 @@ class Context:
     at: datetime
     command_id: str | None = None
     caseworker: str | None = None
+    #: Reads and changes of personal data, written to the access log by the foundation.
+    accesses: list[Access] = field(default_factory=list)
+
+    def accessed(self, cpr: str | None, action: str, order_id: int, placement_id: int) -> None:
+        """Note that this command read or changed a person's data."""
+        if cpr is not None:
+            self.accesses.append(Access(cpr, action, order_id, placement_id))

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shared import follows, inbox, keys, orders, placements, signing, store
+from shared import access, follows, inbox, keys, orders, placements, privacy, signing, store
 from shared.commands import CommandKind
 from shared.context import Context
 from shared.envelope import Envelope, mask_personal_data, parse_payload
@@ -49,6 +49,8 @@ OPERATIONS: dict[CommandKind, Operation] = {
     CommandKind.FOLLOW: follows.follow,
     CommandKind.UNFOLLOW: follows.unfollow,
     CommandKind.FOLLOWING: follows.following,
+    CommandKind.AUDIT_PERSON: privacy.audit,
+    CommandKind.ANONYMISE_PLACEMENTS: privacy.anonymise,
 }
 
 
@@ -123,6 +125,7 @@ class Foundation:
                 self._check_age(envelope)
                 ctx = self._context(conn, envelope)
                 reply = ok_reply(envelope.command_id, self._apply(ctx, envelope))
+                access.write(conn, ctx.accesses, envelope.principal, envelope.caseworker, ctx.at)
                 store.record_command(
                     conn,
                     command_id=envelope.command_id,
@@ -130,7 +133,8 @@ class Foundation:
                     principal=envelope.principal,
                     digest=digest,
                     outcome="ok",
-                    reply=reply,
+                    # The ledger keeps no CPR: a resend gets the reply with the CPR masked.
+                    reply=mask_personal_data(reply),
                     at=ctx.at,
                 )
                 return reply
@@ -193,9 +197,16 @@ class Foundation:
     def _read(self, envelope: Envelope) -> dict[str, Any]:
         try:
             with self.store.read() as conn:
-                return ok_reply(
-                    envelope.command_id, self._apply(self._context(conn, envelope), envelope)
-                )
+                ctx = self._context(conn, envelope)
+                reply = ok_reply(envelope.command_id, self._apply(ctx, envelope))
+            if ctx.accesses:
+                # Reads run in a read transaction; what they showed of people is logged
+                # right after, before the reply leaves.
+                with self.store.write() as conn:
+                    access.write(
+                        conn, ctx.accesses, envelope.principal, envelope.caseworker, ctx.at
+                    )
+            return reply
         except JobordreError as error:
             if error.retryable:
                 raise

@@ -23,7 +23,7 @@ def _event(conn: sqlite3.Connection, row: sqlite3.Row, ctx: Context) -> dict[str
     snapshot = JobOrder.model_validate_json(row["order_doc"])
     event = {**header, "cursor": header["seq"]}
     if row["type"] == EventType.PLACEMENT_LOG_UPDATED:
-        event["log"] = placements.log_view(conn, snapshot, ctx.who, row["log_upto"])
+        event["log"] = placements.log_view(ctx, snapshot, row["log_upto"])
     else:
         event["order"] = orders.view(snapshot, ctx.who)
     return event

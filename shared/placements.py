@@ -6,7 +6,7 @@ import sqlite3
 from dataclasses import replace
 from typing import Any
 
-from shared import eventlog, orders, rules, store
+from shared import access, eventlog, orders, rules, store
 from shared.commands import ChangePlacementStatus, PlacementLog, RegisterPlacement
 from shared.context import Context
 from shared.errors import InvalidInput, NotFound
@@ -119,6 +119,7 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
         to_status=PlacementStatus.PLACED,
     )
     eventlog.record(ctx, order, EventType.PLACEMENT_LOG_UPDATED, placements=[change])
+    ctx.accessed(command.cpr, access.REGISTER, order.id, placement_id)
     _inactivate_when_enough(ctx, order)
     return _placement_view(_load(ctx.conn, order.id, placement_id), ctx.who)
 
@@ -159,17 +160,17 @@ def change_status(ctx: Context, command: ChangePlacementStatus) -> dict[str, Any
         to_status=command.status,
     )
     eventlog.record(ctx, order, EventType.PLACEMENT_LOG_UPDATED, placements=[change])
+    ctx.accessed(row["cpr"], access.CHANGE, order.id, row["id"])
     return _placement_view(_load(ctx.conn, order.id, row["id"]), ctx.who)
 
 
-def log_view(
-    conn: sqlite3.Connection, order: JobOrder, who: Principal, upto: int | None = None
-) -> dict[str, Any]:
+def log_view(ctx: Context, order: JobOrder, upto: int | None = None) -> dict[str, Any]:
     """The placement log of ``order`` for ``who``, as it stood after entry ``upto``.
 
     The log is append-only, so any earlier state is exact: a placement's status then is the
-    last entry about it up to ``upto``.
+    last entry about it up to ``upto``. Every CPR shown goes to the access log.
     """
+    conn, who = ctx.conn, ctx.who
     entries = conn.execute(
         "SELECT * FROM placement_log WHERE order_id = ? AND id <= ? ORDER BY id",
         (order.id, upto if upto is not None else 2**62),
@@ -183,6 +184,9 @@ def log_view(
         if row["id"] in as_of
     ]
     placed_by = {row["id"]: row["placed_by"] for row in placements}
+    for row in placements:
+        if rules.sees_person(who, row["placed_by"]):
+            ctx.accessed(row["cpr"], access.READ, order.id, row["id"])
     return {
         "order_id": order.id,
         "status": order.status.value,
@@ -198,4 +202,4 @@ def log(ctx: Context, command: PlacementLog) -> dict[str, Any]:
     """The placement log of an order (R4): every placement and every entry, masked per caller."""
     order = store.load_order(ctx.conn, command.order_id)
     rules.require_visible(ctx.who, order)
-    return log_view(ctx.conn, order, ctx.who)
+    return log_view(ctx, order)

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     #: are refused as expired (a replay outside the window). Covers queueing and retries.
     signature_max_age_ms: int = Field(default=15 * 60 * 1000, ge=1000)
 
+    #: Days after an order closed that its placements keep the person's CPR and comments;
+    #: then the scheduled job anonymises them (the placements and the log stay).
+    cpr_retention_days: int = Field(default=365, ge=0)
+
     #: Whether a worker pushes a change's events to Redis right after the commit. Off, only
     #: the relay's sweep pushes them (fewer, larger pushes; events arrive up to one sweep
     #: later).

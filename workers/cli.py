@@ -37,6 +37,7 @@ EXIT_CODES: dict[str, int] = {
 EXTENSIONS: tuple[str, ...] = (
     "workers.inbox_cli",
     "workers.keys_cli",
+    "workers.privacy_cli",
     "workers.ops.cli",
     "notifier.cli",
     "workers.bench.cli",

@@ -1,8 +1,9 @@
-"""Scheduled work: the placement-deadline expiry job (R3d).
+"""Scheduled work: the placement-deadline expiry job (R3d) and the anonymisation of
+placements past their retention.
 
-Every worker process asks for the job once per ``expiry_interval_ms``, with a command id
-named after the period: however many processes ask, the ledger applies the period's job
-once, and the job itself closes each expired order in one transaction.
+Every worker process asks for both jobs once per ``expiry_interval_ms``, with command ids
+named after the period: however many processes ask, the ledger applies each period's job
+once, and each job does its work in one transaction.
 """
 
 from __future__ import annotations
@@ -27,18 +28,20 @@ def expiry_command_id(now_s: float, interval_ms: int) -> str:
 def request_expiry_forever(
     settings: Settings, url: str, key: SigningKey, stop: threading.Event
 ) -> None:
-    """Enqueue the expiry job now and once per period until ``stop`` is set."""
+    """Enqueue the scheduled jobs now and once per period until ``stop`` is set."""
     client = Client(settings, "system", url=url, key=key)
     try:
         while True:
             try:
+                period = expiry_command_id(time.time(), settings.expiry_interval_ms)
+                client.send(CommandKind.EXPIRE_ORDERS, {}, command_id=period)
                 client.send(
-                    CommandKind.EXPIRE_ORDERS,
-                    {},
-                    command_id=expiry_command_id(time.time(), settings.expiry_interval_ms),
+                    CommandKind.ANONYMISE_PLACEMENTS,
+                    {"retention_days": settings.cpr_retention_days},
+                    command_id=f"anonymise-{period}",
                 )
             except Exception:
-                logger.warning("could not enqueue the expiry job", exc_info=True)
+                logger.warning("could not enqueue the scheduled jobs", exc_info=True)
             if stop.wait(settings.expiry_interval_ms / 1000):
                 return
     finally:

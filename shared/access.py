@@ -1,0 +1,89 @@
+"""The access log of personal data: who read or changed which person's placements.
+
+A citizen may ask who looked at their data; ``jobordre audit person CPR`` answers from this
+log. The log names the person by a keyed hash of the CPR (HMAC-SHA256 under a secret of the
+foundation's own), so the log itself holds no CPR number, and a leaked copy of it cannot be
+searched by trying every CPR without that secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+
+#: Name of the access log's hash key in ``foundation_secrets``.
+HASH_KEY = "access_log_hash_key"
+
+#: Actions written to the log.
+READ, REGISTER, CHANGE, ANONYMISE, AUDIT = "read", "register", "change", "anonymise", "audit"
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """One read or change of one person's data, waiting to be written."""
+
+    cpr: str
+    action: str
+    order_id: int | None
+    placement_id: int | None
+
+
+def _hash_key(conn: sqlite3.Connection) -> bytes:
+    row = conn.execute(
+        "SELECT value FROM foundation_secrets WHERE name = ?", (HASH_KEY,)
+    ).fetchone()
+    if row is not None:
+        return bytes.fromhex(row[0])
+    conn.execute(
+        "INSERT OR IGNORE INTO foundation_secrets (name, value) VALUES (?, ?)",
+        (HASH_KEY, secrets.token_hex(32)),
+    )
+    row = conn.execute(
+        "SELECT value FROM foundation_secrets WHERE name = ?", (HASH_KEY,)
+    ).fetchone()
+    return bytes.fromhex(row[0])
+
+
+def person(conn: sqlite3.Connection, cpr: str) -> str:
+    """The keyed hash that names a person in the access log."""
+    return hmac.new(_hash_key(conn), cpr.encode(), hashlib.sha256).hexdigest()
+
+
+def write(
+    conn: sqlite3.Connection,
+    accesses: list[Access],
+    organisation: str,
+    caseworker: str | None,
+    at: datetime,
+) -> None:
+    """Write accesses to the log (inside a write transaction)."""
+    conn.executemany(
+        "INSERT INTO access_log (at, person, organisation, caseworker, action, order_id,"
+        " placement_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                at.isoformat(),
+                person(conn, a.cpr),
+                organisation,
+                caseworker,
+                a.action,
+                a.order_id,
+                a.placement_id,
+            )
+            for a in accesses
+        ],
+    )
+
+
+def history(conn: sqlite3.Connection, cpr: str) -> list[dict[str, object]]:
+    """Every logged access to the person's data, oldest first."""
+    rows = conn.execute(
+        "SELECT at, organisation, caseworker, action, order_id, placement_id FROM access_log"
+        " WHERE person = ? ORDER BY id",
+        (person(conn, cpr),),
+    ).fetchall()
+    return [dict(row) for row in rows]

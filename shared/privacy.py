@@ -1,0 +1,43 @@
+"""Personal data: a citizen's access request, and anonymisation after retention."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from shared import access
+from shared.commands import AnonymisePlacements, AuditPerson
+from shared.context import Context
+from shared.errors import Forbidden
+
+
+def audit(ctx: Context, command: AuditPerson) -> dict[str, Any]:
+    """Who read or changed the person's data, oldest first (the request is logged too)."""
+    if ctx.who.kind != "jobcentre":
+        raise Forbidden("a jobcentre answers a citizen's access request")
+    entries = access.history(ctx.conn, command.cpr)
+    ctx.accesses.append(access.Access(command.cpr, access.AUDIT, None, None))
+    return {"entries": entries, "count": len(entries)}
+
+
+def anonymise(ctx: Context, command: AnonymisePlacements) -> dict[str, Any]:
+    """Remove the CPR and the comments of placements on orders closed ``retention_days``
+    ago or more; the placements and their log entries stay, without the person."""
+    if ctx.who.kind != "system":
+        raise Forbidden("only the system anonymises placements")
+    cutoff = (ctx.at - timedelta(days=command.retention_days)).isoformat()
+    rows = ctx.conn.execute(
+        "SELECT p.id, p.order_id, p.cpr FROM placements p JOIN orders o ON o.id = p.order_id"
+        " WHERE o.status IN ('closed_filled', 'closed_expired') AND o.updated_at <= ?"
+        " AND p.cpr IS NOT NULL",
+        (cutoff,),
+    ).fetchall()
+    for row in rows:
+        ctx.accessed(row["cpr"], access.ANONYMISE, row["order_id"], row["id"])
+    ctx.conn.executemany(
+        "UPDATE placements SET cpr = NULL, note = NULL WHERE id = ?", [(r["id"],) for r in rows]
+    )
+    ctx.conn.executemany(
+        "UPDATE placement_log SET note = NULL WHERE placement_id = ?", [(r["id"],) for r in rows]
+    )
+    return {"anonymised": len(rows), "closed_before": cutoff}

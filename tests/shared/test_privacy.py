@@ -1,0 +1,97 @@
+"""Personal data: every read or change is logged per person; retention removes the CPR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.commands import CommandKind
+from shared.foundation import Foundation
+from shared.store import Store
+from tests.factories import CPR_1, CPR_2, EMPLOYER_A
+from tests.shared.test_foundation import call, ok, register
+
+K = CommandKind
+JOBCENTRE, AKASSE, EMPLOYER = "jobcentre:101", "akasse:3f", f"employer:{EMPLOYER_A}"
+
+
+@pytest.fixture
+def foundation(tmp_path: Path) -> Foundation:
+    return Foundation(Store(tmp_path / "store.db"))
+
+
+def audit(f: Foundation, cpr: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = ok(f, "jobcentre:751", K.AUDIT_PERSON, {"cpr": cpr})["entries"]
+    return entries
+
+
+def test_every_read_and_change_of_a_person_is_logged(foundation: Foundation) -> None:
+    order = register(foundation)
+    placement = ok(
+        foundation, JOBCENTRE, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": CPR_1}
+    )
+    ok(foundation, AKASSE, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": CPR_2})
+    ok(foundation, JOBCENTRE, K.PLACEMENT_LOG, {"order_id": order["id"]})  # sees CPR_1
+    ok(foundation, AKASSE, K.PLACEMENT_LOG, {"order_id": order["id"]})  # CPR_1 masked for it
+    ok(
+        foundation,
+        EMPLOYER,
+        K.CHANGE_PLACEMENT_STATUS,
+        {"order_id": order["id"], "placement_id": placement["id"], "status": "hired"},
+    )
+    assert [(e["action"], e["organisation"]) for e in audit(foundation, CPR_1)] == [
+        ("register", JOBCENTRE),
+        ("read", JOBCENTRE),
+        ("change", EMPLOYER),
+    ]
+    # The access request itself is on the record next time.
+    assert audit(foundation, CPR_1)[-1]["action"] == "audit"
+
+
+def test_the_access_log_holds_no_cpr(foundation: Foundation) -> None:
+    order = register(foundation)
+    ok(foundation, JOBCENTRE, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": CPR_1})
+    dump = "\n".join(foundation.store.connection().iterdump())
+    rows = [line for line in dump.splitlines() if "access_log" in line or '"commands"' in line]
+    assert rows and not any(CPR_1 in line for line in rows)
+
+
+def test_only_a_jobcentre_answers_an_access_request(foundation: Foundation) -> None:
+    reply = call(foundation, AKASSE, K.AUDIT_PERSON, {"cpr": CPR_1})
+    assert reply["error"]["code"] == "forbidden"
+
+
+def test_retention_removes_the_person_from_long_closed_orders_only(foundation: Foundation) -> None:
+    closed, open_ = register(foundation), register(foundation)
+    for order in (closed, open_):
+        ok(
+            foundation,
+            JOBCENTRE,
+            K.REGISTER_PLACEMENT,
+            {"order_id": order["id"], "cpr": CPR_1, "note": "ringede mandag"},
+        )
+    ok(
+        foundation,
+        JOBCENTRE,
+        K.CHANGE_ORDER_STATUS,
+        {"order_id": closed["id"], "status": "closed_filled"},
+    )
+    kept = ok(foundation, "system", K.ANONYMISE_PLACEMENTS, {"retention_days": 1})
+    assert kept["anonymised"] == 0, "closed today: within a day's retention"
+    done = ok(foundation, "system", K.ANONYMISE_PLACEMENTS, {"retention_days": 0})
+    assert done["anonymised"] == 1
+    log = ok(foundation, JOBCENTRE, K.PLACEMENT_LOG, {"order_id": closed["id"]})
+    assert [(p["cpr"], p["note"], p["status"]) for p in log["placements"]] == [
+        (None, None, "placed")
+    ]
+    assert [(e["to_status"], e["note"]) for e in log["entries"]] == [("placed", None)]
+    still = ok(foundation, JOBCENTRE, K.PLACEMENT_LOG, {"order_id": open_["id"]})
+    assert still["placements"][0]["cpr"] == CPR_1
+    assert "anonymise" in [e["action"] for e in audit(foundation, CPR_1)]
+
+
+def test_only_the_system_anonymises(foundation: Foundation) -> None:
+    reply = call(foundation, JOBCENTRE, K.ANONYMISE_PLACEMENTS, {"retention_days": 0})
+    assert reply["error"]["code"] == "forbidden"
