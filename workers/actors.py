@@ -26,9 +26,14 @@ from shared.errors import InvalidInput, Unavailable
 from shared.foundation import Foundation, error_reply
 from shared.redaction import redact_cpr
 from shared.settings import Settings
-from workers.broker import queue_for
+from workers.broker import JobordreBroker, queue_for
 from workers.relay import Relay
 from workers.replies import push_reply
+
+#: Bytes of an undecodable message kept for inspection (a message is at most ~256 KiB).
+KEPT_BYTES = 256 * 1024
+#: Characters of a dead message shown to people.
+SHOWN_CHARS = 4096
 
 #: One JSON line per job: kind, principal, correlation id, duration, outcome; never a CPR.
 job_log = logging.getLogger("jobordre.jobs")
@@ -109,6 +114,39 @@ class Runtime:
             )
         )
 
+    def undecodable_message(self, queue_name: str, data: bytes) -> None:
+        """Keep bytes found on a queue that are not a Dramatiq message at all."""
+        text = data[:KEPT_BYTES].decode("utf-8", errors="replace")
+        with self.foundation.store.write() as conn:
+            store.record_dead_letter(
+                conn,
+                at=self.foundation.clock(),
+                source="undecodable",
+                code="validation_error",
+                reason=f"{len(data)} bytes on queue {queue_name} are not a Dramatiq message "
+                "(JSON with actor_name, args, options); taken off the queue and kept here",
+                message=redact_cpr(text[:SHOWN_CHARS]),
+                original=text,
+            )
+        job_log.warning(json.dumps({"queue": queue_name, "outcome": "undecodable"}))
+
+    def unknown_kind(self, message: dramatiq.MessageProxy) -> None:
+        """Keep a message addressed to an actor jobordre does not have."""
+        raw = message.args[0] if message.args else None
+        with self.foundation.store.write() as conn:
+            store.record_dead_letter(
+                conn,
+                at=self.foundation.clock(),
+                source="undecodable",
+                code="validation_error",
+                reason=f"kind {message.actor_name!r} is unknown; the kinds are "
+                + ", ".join(kind.value for kind in CommandKind),
+                message=redact_cpr(json.dumps(mask_personal_data(_as_json(raw)))[:SHOWN_CHARS]),
+                command_id=_command_id_of(raw),
+                kind=message.actor_name[:100],
+                original=raw if isinstance(raw, str) else json.dumps(raw),
+            )
+
     def dead_letter(self, message: dramatiq.MessageProxy, traceback: str | None) -> None:
         """Keep a message whose retries are spent, and tell its client."""
         raw = message.args[0] if message.args else None
@@ -184,6 +222,9 @@ def declare_actors(
 ) -> dict[CommandKind, dramatiq.Actor[Any, Any]]:
     """Declare one actor per command kind on ``broker``, all served by ``runtime``."""
     broker.add_middleware(DeadLetters(runtime), before=type(broker.middleware[0]))
+    if isinstance(broker, JobordreBroker):
+        broker.undecodable_handler = runtime.undecodable_message
+        broker.unknown_actor_handler = runtime.unknown_kind
     actors: dict[CommandKind, dramatiq.Actor[Any, Any]] = {}
     for kind in CommandKind:
 

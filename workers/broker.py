@@ -7,9 +7,12 @@ Production and the embedded default share this code path: only the URL differs. 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.errors import DecodeError
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
@@ -60,9 +63,85 @@ def resolve_redis_url(settings: Settings) -> str:
         ) from None
 
 
+#: Called with (queue name, raw bytes) for a message on a queue that is not a Dramatiq
+#: message at all; the worker keeps it as a dead letter.
+UndecodableHandler = Callable[[str, bytes], None]
+#: Called with a message addressed to an actor no one declared.
+UnknownActorHandler = Callable[[Any], None]
+
+
+class _GuardedConsumer(_RedisConsumer):
+    """A consumer that sets aside bytes on the queue that are not a message.
+
+    The stock consumer raises on them, restarts a second later and leaves them in its
+    unacked set, where they come back after every worker restart. Here they go to the
+    broker's :data:`UndecodableHandler` and are acked: kept once, never looping.
+    """
+
+    def __next__(self) -> Any:
+        while True:
+            try:
+                message = super().__next__()  # type: ignore[no-untyped-call]
+            except DecodeError as error:
+                self._set_aside(error.data)
+                continue
+            if message is not None and "redis_message_id" not in message.options:
+                self._adopt(message)
+            return message
+
+    def nack(self, message: Any) -> None:
+        # Dramatiq moves a message for an actor it does not know to its own dead-letter
+        # queue; keep it where people look for dead letters too.
+        handler: UnknownActorHandler | None = getattr(self.broker, "unknown_actor_handler", None)
+        if handler is not None and message.actor_name not in self.broker.actors:
+            handler(message)
+        super().nack(message)  # type: ignore[no-untyped-call]
+
+    def _unacked(self) -> list[tuple[str, bytes | None]]:
+        """(Redis id, body) of the messages this consumer holds unacked."""
+        broker = self.broker
+        acks = f"{broker.namespace}:__acks__.{broker.broker_id}.{self.queue_name}"
+        ids = [m.decode() for m in broker.client.smembers(acks)]
+        bodies = (
+            broker.client.hmget(f"{broker.namespace}:{self.queue_name}.msgs", ids) if ids else []
+        )
+        return list(zip(ids, bodies, strict=True))
+
+    def _set_aside(self, data: bytes) -> None:
+        handler: UndecodableHandler | None = getattr(self.broker, "undecodable_handler", None)
+        if handler is not None:
+            handler(self.queue_name, data)
+        for redis_id, body in self._unacked():
+            if body == data:
+                self.broker.do_ack(self.queue_name, redis_id)
+
+    def _adopt(self, message: Any) -> None:
+        # A message written by hand, not through Dramatiq's enqueue, lacks the Redis id
+        # that acking needs; find it, or the message would stay unacked for ever.
+        for redis_id, body in self._unacked():
+            try:
+                found = json.loads(body or b"{}").get("message_id") == message.message_id
+            except ValueError:
+                found = False
+            if found:
+                message.options["redis_message_id"] = redis_id
+                return
+
+
+class JobordreBroker(RedisBroker):
+    """Dramatiq's RedisBroker, with consumers that set undecodable bytes aside."""
+
+    undecodable_handler: UndecodableHandler | None = None
+    unknown_actor_handler: UnknownActorHandler | None = None
+
+    @property
+    def consumer_class(self) -> type[_GuardedConsumer]:
+        return _GuardedConsumer
+
+
 def build_broker(settings: Settings, url: str) -> RedisBroker:
     """A RedisBroker with jobordre's retry policy; no connection is made until first use."""
-    return RedisBroker(  # type: ignore[no-untyped-call]
+    return JobordreBroker(  # type: ignore[no-untyped-call]
         url=url,
         middleware=[
             AgeLimit(),
