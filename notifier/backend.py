@@ -76,8 +76,10 @@ class PlyerDesktop:
             )
         except dbus.exceptions.DBusException as error:
             name = error.get_dbus_name() or type(error).__name__
+            detail = (error.get_dbus_message() or "").strip().splitlines()[:1]
             raise DeliveryFailed(
-                f"no notification service answered on the session bus ({name})"
+                "no notification service reachable on the D-Bus session bus "
+                f"({': '.join([name, *detail])})"
             ) from None
 
 

@@ -39,6 +39,10 @@ class Coalescer:
             due = max(due, self._shown_at + self.burst_s)
         return due
 
+    def shown(self, now: float) -> None:
+        """A notification was shown at ``now`` by other means (the catch-up summary)."""
+        self._shown_at = now
+
     def take(self, now: float) -> list[EventHeader]:
         """The held changes if they are due at ``now`` (then forgotten), else nothing."""
         due = self.due_at()

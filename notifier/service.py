@@ -111,7 +111,17 @@ class Notifier:
         current end. What matched is shown as one catch-up summary now (``catch_up``),
         joins the live flow (``live``, after a reconnect) or is skipped (first run)."""
         stream_id, stream_seq = self.stream.tail()
-        events, cursor = self._inbox_after(since)
+        if stream_seq is not None and stream_seq < since:
+            # The foundation's log ends before this notifier's cursor: it was set up anew
+            # (a fresh store). Waiting for its seq to pass the old cursor would hide
+            # everything until then, so go on from its end.
+            log.warning("the event log is behind the stored cursor (a new store?); resetting")
+            since = stream_seq
+        events: list[EventHeader]
+        if show == "nothing" and stream_seq is not None:
+            events, cursor = [], stream_seq  # first run: only the end of the log matters
+        else:
+            events, cursor = self._events_after(since, stream_id, stream_seq)
         self.stream_id = stream_id
         # The inbox lists only this organisation's events; the stream's newest header says
         # how far the foundation as a whole has come, and everything up to it was committed
@@ -126,6 +136,7 @@ class Notifier:
         self._save(force=True)
         if show == "catch_up" and matched:
             self._show(matched, catch_up=True)
+            self.coalescer.shown(self.clock())
 
     def step(self) -> None:
         """One turn of the live loop: show what is due, then wait for the stream."""
@@ -199,6 +210,21 @@ class Notifier:
         if stream_id_key(tail_id) < stream_id_key(self.stream_id):
             log.info("the event stream was reset; catching up from the inbox")
             self.sync(self.received or 0, show="live")
+
+    def _events_after(
+        self, since: int, stream_id: str, stream_seq: int | None
+    ) -> tuple[list[EventHeader], int]:
+        """This organisation's events after ``since`` and the cursor after them: from the
+        stream if it still holds every one (no worker round trip, and no placement log with
+        CPR numbers read, and so logged as read, only to be thrown away), else the inbox."""
+        if stream_seq is not None:
+            if stream_seq <= since:
+                return [], since
+            headers = self.stream.headers_after(since, stream_seq, stream_id)
+            if headers is not None:
+                mine = [h for h in headers if h.reaches(self.follows.principal)]
+                return mine, stream_seq
+        return self._inbox_after(since)
 
     def _inbox_after(self, since: int) -> tuple[list[EventHeader], int]:
         """Every inbox event after ``since``, page by page, and the cursor after them."""

@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 INBOX_PAGE = 1000
 #: The most stream entries read at once.
 STREAM_BATCH = 1000
+#: How many of the newest stream entries :meth:`EventStream.tail` looks at.
+TAIL_WINDOW = 100
+#: At most this many pages of :data:`STREAM_BATCH` entries are read back to catch up from
+#: the stream; a longer absence is caught up from the inbox.
+SCAN_PAGES = 20
 #: The stream id before every entry.
 STREAM_START = "0-0"
 
@@ -45,12 +50,19 @@ class EventStream(Protocol):
     """The Redis stream of event headers."""
 
     def tail(self) -> tuple[str, int | None]:
-        """The id of the newest entry (:data:`STREAM_START` if none) and its event's seq."""
+        """The id of the newest entry (:data:`STREAM_START` if none) and the highest event
+        seq among the newest entries (``None`` if they hold no header)."""
         ...
 
     def read(self, after: str, block_ms: int) -> list[tuple[str, EventHeader | None]]:
         """Entries after stream id ``after``, waiting up to ``block_ms`` for the first; an
         entry without a readable header comes as ``None`` (its id still counts)."""
+        ...
+
+    def headers_after(self, since: int, upto: int, upto_id: str) -> list[EventHeader] | None:
+        """Every header with a seq in ``since + 1 .. upto``, oldest first, read back from
+        the entry ``upto_id``; ``None`` when the stream misses one of them (trimmed, lost
+        with a Redis restart, not pushed yet): then the inbox has to be asked."""
         ...
 
 
@@ -68,7 +80,7 @@ class ClientFoundation:
     def inbox(self, since: int, limit: int) -> dict[str, Any]:
         """Ask the workers for the organisation's events after ``since``."""
         result: dict[str, Any] = self.client.call(
-            CommandKind.INBOX, {"since": since, "limit": limit}
+            CommandKind.INBOX, {"since": since, "limit": limit, "headers_only": True}
         )
         return result
 
@@ -107,16 +119,18 @@ class RedisEventStream:
         self.redis = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=15)
 
     def tail(self) -> tuple[str, int | None]:
-        """The newest entry's id and seq."""
+        """The newest entry's id, and the highest seq among the newest :data:`TAIL_WINDOW`
+        entries: a relay may push an old header again after newer ones (at-least-once), so
+        the very last entry alone could understate how far the log has come."""
         try:
-            newest: Any = self.redis.xrevrange(self.key, count=1)
+            newest: Any = self.redis.xrevrange(self.key, count=TAIL_WINDOW)
         except redis.RedisError as error:
             raise Unavailable(f"cannot read the event stream ({type(error).__name__})") from None
         if not newest:
             return STREAM_START, None
-        entry_id, fields = newest[0]
-        header = parse_entry(fields)
-        return entry_id.decode(), header.seq if header is not None else None
+        headers = [parse_entry(fields) for _, fields in newest]
+        seqs = [header.seq for header in headers if header is not None]
+        return newest[0][0].decode(), max(seqs, default=None)
 
     def read(self, after: str, block_ms: int) -> list[tuple[str, EventHeader | None]]:
         """Up to :data:`STREAM_BATCH` entries after ``after``."""
@@ -131,6 +145,37 @@ class RedisEventStream:
             for _key, items in reply or []
             for entry_id, fields in items
         ]
+
+    def headers_after(self, since: int, upto: int, upto_id: str) -> list[EventHeader] | None:
+        """Scan back from ``upto_id`` until every seq in ``since + 1 .. upto`` is found.
+
+        Not merely until the first seq at or below ``since``: pushes from different worker
+        processes may interleave, so an older seq can sit after a newer one.
+        """
+        missing = set(range(since + 1, upto + 1))
+        found: dict[int, EventHeader] = {}
+        end = upto_id
+        for _ in range(SCAN_PAGES):
+            if not missing:
+                break
+            try:
+                page: Any = self.redis.xrevrange(self.key, max=end, min="-", count=STREAM_BATCH)
+            except redis.RedisError as error:
+                raise Unavailable(
+                    f"cannot read the event stream ({type(error).__name__})"
+                ) from None
+            for _entry_id, fields in page:
+                header = parse_entry(fields)
+                if header is not None and header.seq in missing:
+                    missing.discard(header.seq)
+                    found[header.seq] = header
+            if len(page) < STREAM_BATCH:
+                break  # reached the stream's first entry
+            # The next page ends just before this page's oldest entry ("(" = exclusive).
+            end = "(" + page[-1][0].decode()
+        if missing:
+            return None
+        return [found[seq] for seq in sorted(found)]
 
     def close(self) -> None:
         """Close the connection."""

@@ -151,6 +151,9 @@ class ExpireOrders(_Payload):
 class Inbox(_Payload):
     since: Annotated[int, Field(ge=0)] = 0
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    #: Only the headers (no order, no placement log): what a watcher such as the desktop
+    #: notifier needs, and no read of anyone's personal data for the access log.
+    headers_only: bool = False
 
 
 Caseworker = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]

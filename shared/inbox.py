@@ -16,12 +16,14 @@ from shared.events import EventType
 from shared.models import JobOrder
 
 
-def _event(conn: sqlite3.Connection, row: sqlite3.Row, ctx: Context) -> dict[str, Any]:
+def _event(row: sqlite3.Row, ctx: Context, headers_only: bool) -> dict[str, Any]:
     """One event as ``ctx.who`` receives it: the header, and the order or log as they were."""
     header = eventlog.header_of(row)
     del header["audience"]
-    snapshot = JobOrder.model_validate_json(row["order_doc"])
     event = {**header, "cursor": header["seq"]}
+    if headers_only:
+        return event
+    snapshot = JobOrder.model_validate_json(row["order_doc"])
     if row["type"] == EventType.PLACEMENT_LOG_UPDATED:
         event["log"] = placements.log_view(ctx, snapshot, row["log_upto"])
     else:
@@ -32,7 +34,7 @@ def _event(conn: sqlite3.Connection, row: sqlite3.Row, ctx: Context) -> dict[str
 def inbox(ctx: Context, command: Inbox) -> dict[str, Any]:
     """The events addressed to the caller after ``since``, oldest first."""
     rows = eventlog.read(ctx.conn, ctx.who, command.since, command.limit, inbox=True)
-    events = [_event(ctx.conn, row, ctx) for row in rows]
+    events = [_event(row, ctx, command.headers_only) for row in rows]
     return {"events": events, "cursor": events[-1]["seq"] if events else command.since}
 
 

@@ -54,17 +54,28 @@ TAGS: dict[str, str] = {
 #: The FTS5 tokenizer: case-folding and diacritics removed, so "Tomrer" finds "Tømrer"
 #: where Unicode decomposes the letter (é, ü), and "ø" matches "Ø".
 TOKENIZER = "unicode61 remove_diacritics 2"
+#: Prefix lengths FTS5 keeps a ready doclist for (characters). A prefix query on a word of
+#: such a length is one seekable doclist; on any other length FTS5 must first merge the
+#: doclists of every term with that prefix, corpus-wide (~25 ms for a common word at 1M).
+PREFIXES = "2 3 4 5 6 7 8 9 10 11 12"
+
+
+#: Prefix of the compound token of municipality and status, e.g. ``x751processing``.
+PLACE_STATUS = "x"
 
 
 def _tags_sql(row: str) -> str:
     """SQL building the ``tags`` text of a row (``new`` or ``old`` in a trigger).
 
     Underscores are dropped because unicode61 splits tokens on them: ``closed_filled``
-    becomes the single token ``sclosedfilled``.
+    becomes the single token ``sclosedfilled``. The compound ``x<kommunekode><status>``
+    serves the commonest search, municipality and status together, with one short doclist
+    (about 0.6 % of all orders) instead of intersecting ``m751`` with the huge
+    ``sprocessing``: FTS5 reads a doclist whole to walk it newest first.
     """
-    return " || ' ' || ".join(
-        f"'{prefix}' || replace({row}.{column}, '_', '')" for column, prefix in TAGS.items()
-    )
+    single = [f"'{prefix}' || replace({row}.{column}, '_', '')" for column, prefix in TAGS.items()]
+    compound = f"'{PLACE_STATUS}' || {row}.municipality || replace({row}.status, '_', '')"
+    return " || ' ' || ".join([*single, compound])
 
 
 def _index_row_sql(row: str) -> str:
@@ -90,25 +101,25 @@ def create_index(conn: sqlite3.Connection) -> None:
         DROP TABLE IF EXISTS {SEARCH_TABLE};
         CREATE VIRTUAL TABLE {SEARCH_TABLE} USING fts5 (
             title, description, occupation, tags,
-            content = '', tokenize = '{TOKENIZER}'
+            content = '', tokenize = '{TOKENIZER}', prefix = '{PREFIXES}'
         );
         INSERT INTO {SEARCH_TABLE} (rowid, title, description, occupation, tags)
-            SELECT id, {_index_row_sql("orders")} FROM orders;
+            SELECT -id, {_index_row_sql("orders")} FROM orders;
         CREATE TRIGGER IF NOT EXISTS {SEARCH_TABLE}_insert AFTER INSERT ON orders BEGIN
             INSERT INTO {SEARCH_TABLE} (rowid, title, description, occupation, tags)
-                VALUES (new.id, {_index_row_sql("new")});
+                VALUES (-new.id, {_index_row_sql("new")});
         END;
         -- A contentless table forgets a row only when told its indexed text again.
         CREATE TRIGGER IF NOT EXISTS {SEARCH_TABLE}_delete AFTER DELETE ON orders BEGIN
             INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}, rowid, title, description, occupation,
-                tags) VALUES ('delete', old.id, {_index_row_sql("old")});
+                tags) VALUES ('delete', -old.id, {_index_row_sql("old")});
         END;
         CREATE TRIGGER IF NOT EXISTS {SEARCH_TABLE}_update AFTER UPDATE ON orders
         WHEN {changed} BEGIN
             INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}, rowid, title, description, occupation,
-                tags) VALUES ('delete', old.id, {_index_row_sql("old")});
+                tags) VALUES ('delete', -old.id, {_index_row_sql("old")});
             INSERT INTO {SEARCH_TABLE} (rowid, title, description, occupation, tags)
-                VALUES (new.id, {_index_row_sql("new")});
+                VALUES (-new.id, {_index_row_sql("new")});
         END;
         """  # noqa: S608 - names and SQL from this module's constants only
     )
@@ -136,8 +147,11 @@ def match_expression(text: str, filters: dict[str, str]) -> str:
     if not words:
         return ""
     expression = f"{{title description occupation}} : ({words})"
-    if filters:
-        tags = " AND ".join(f'"{_tag(name, value)}"' for name, value in filters.items())
+    terms = {name: _tag(name, value) for name, value in filters.items()}
+    if "municipality" in terms and "status" in terms:
+        terms["municipality"] = PLACE_STATUS + terms["municipality"][1:] + terms.pop("status")[1:]
+    if terms:
+        tags = " AND ".join(f'"{term}"' for term in terms.values())
         expression = f"tags : ({tags}) AND {expression}"
     return expression
 
@@ -145,9 +159,9 @@ def match_expression(text: str, filters: dict[str, str]) -> str:
 #: The text search: bm25 over the newest ``:window`` matches, then the page.
 TEXT_PAGE_SQL = f"""
     SELECT id FROM (
-        SELECT rowid AS id, bm25({SEARCH_TABLE}, {", ".join(map(str, BM25_WEIGHTS))}) AS score
+        SELECT -rowid AS id, bm25({SEARCH_TABLE}, {", ".join(map(str, BM25_WEIGHTS))}) AS score
         FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :match
-        ORDER BY rowid DESC LIMIT :window
+        ORDER BY rowid LIMIT :window
     ) ORDER BY score, id DESC LIMIT :limit OFFSET :offset
 """  # noqa: S608 - constants only
 #: The number of orders matching a text search.

@@ -68,8 +68,12 @@ class RedisServer:
             self.process.wait(10)
 
 
-def start_redis(workdir: Path, port: int | None = None) -> RedisServer:
-    """Start ``redis-server`` on a free loopback port (or ``port``) and wait until it answers."""
+def start_redis(workdir: Path, port: int | None = None, *, persistent: bool = False) -> RedisServer:
+    """Start ``redis-server`` on a free loopback port (or ``port``) and wait until it answers.
+
+    ``persistent`` turns on the append-only file, fsynced on every write, as production
+    should run it: queues then survive a restart.
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail(
@@ -88,7 +92,9 @@ def start_redis(workdir: Path, port: int | None = None) -> RedisServer:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if persistent else "no",
+            "--appendfsync",
+            "always",
             "--dir",
             str(workdir),
             "--logfile",

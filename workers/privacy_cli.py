@@ -46,6 +46,9 @@ def add_commands(commands: Any) -> None:
         help="remove CPR numbers from placements of orders "
         "closed long ago (runs by itself; this runs it now)",
     )
-    p.add_argument("--retention-days", type=int,
-                   help="days after closing (default JOBORDRE_CPR_RETENTION_DAYS)")
+    p.add_argument(
+        "--retention-days",
+        type=int,
+        help="days after closing (default JOBORDRE_CPR_RETENTION_DAYS)",
+    )
     acting(p, _anonymise, human=lambda r: f"{r['anonymised']} formidlinger anonymiseret")

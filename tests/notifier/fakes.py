@@ -120,6 +120,11 @@ class FakeFoundation:
         }
 
 
+def _key(stream_id: str) -> tuple[int, int]:
+    millis, _, sequence = stream_id.partition("-")
+    return int(millis), int(sequence)
+
+
 @dataclass
 class FakeStream:
     """The Redis stream: ids ``<n>-0``, lost on :meth:`reset` (a Redis restart)."""
@@ -128,6 +133,7 @@ class FakeStream:
     down: bool = False
     epoch: int = 0
     reads: int = 0
+    scans: int = 0
 
     def push(self, *events: EventHeader) -> None:
         for header in events:
@@ -144,17 +150,28 @@ class FakeStream:
             raise Unavailable("redis is down (fake)")
         if not self.entries:
             return STREAM_START, None
-        return self.entries[-1][0], self.entries[-1][1].seq
+        return self.entries[-1][0], max(header.seq for _, header in self.entries)
+
+    def headers_after(self, since: int, upto: int, upto_id: str) -> list[EventHeader] | None:
+        if self.down:
+            raise Unavailable("redis is down (fake)")
+        self.scans += 1
+        upto_key = _key(upto_id)
+        found = {
+            header.seq: header
+            for entry_id, header in self.entries
+            if _key(entry_id) <= upto_key and since < header.seq <= upto
+        }
+        if set(found) != set(range(since + 1, upto + 1)):
+            return None
+        return [found[seq] for seq in sorted(found)]
 
     def read(self, after: str, block_ms: int) -> list[tuple[str, EventHeader | None]]:
         if self.down:
             raise Unavailable("redis is down (fake)")
         self.reads += 1
-        after_key = tuple(int(p) for p in after.split("-"))
         return [
-            (entry_id, header)
-            for entry_id, header in self.entries
-            if tuple(int(p) for p in entry_id.split("-")) > after_key
+            (entry_id, header) for entry_id, header in self.entries if _key(entry_id) > _key(after)
         ]
 
 

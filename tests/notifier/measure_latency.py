@@ -90,7 +90,7 @@ def main() -> None:
                     "-window",
                     "root",
                     "-crop",
-                    "560x100+464+0",
+                    "620x100+404+0",
                     str(args.screenshot),
                 ],
                 check=True,
@@ -138,6 +138,7 @@ def _summary(values: list[float]) -> dict[str, float]:
         "p95": round(_percentile(values, 0.95), 1),
         "max": round(max(values), 1),
         "min": round(min(values), 1),
+        "all": [round(v) for v in values],
     }
 
 

@@ -68,7 +68,7 @@ def test_without_a_session_bus_delivery_fails() -> None:
         timeout=60,
         check=True,
     )
-    assert done.stdout.startswith("failed: no notification service answered"), done.stdout
+    assert done.stdout.startswith("failed: no notification service reachable"), done.stdout
 
 
 @pytest.mark.desktop

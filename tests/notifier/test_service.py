@@ -176,6 +176,49 @@ def test_changes_while_off_are_one_catch_up_summary_and_never_shown_again(
     assert len(world.desktop.shown) == 2
 
 
+def test_the_catch_up_is_read_from_the_stream_when_it_holds_every_change(
+    world: World,
+) -> None:
+    notifier = world.notifier()
+    notifier.start()
+    world.change(world.status(), world.status(order_id=99), world.placement(by="akasse:3f"))
+    calls = len(world.foundation.inbox_calls)
+    restarted = world.notifier()
+    restarted.start()
+    assert world.foundation.inbox_calls[calls:] == []  # no worker round trip, no CPR read
+    assert [title for title, _ in world.desktop.shown] == [
+        "Mens du var væk: 1 ændring på 1 jobordre"
+    ]
+    assert restarted.received == 3
+
+
+def test_the_catch_up_asks_the_inbox_when_the_stream_misses_a_change(world: World) -> None:
+    notifier = world.notifier()
+    notifier.start()
+    world.change(world.status(order_id=99))
+    world.change(world.status(), push=False)  # lost with a Redis restart
+    world.change(world.status(order_id=99))
+    restarted = world.notifier()
+    restarted.start()
+    assert world.foundation.inbox_calls[-2:] == [0, 3]  # from the cursor, to the end
+    assert [body for _, body in world.desktop.shown] == [
+        "Jobordre 42: Lagermedarbejder – Ny status: Inaktiveret – tilstrækkelige henvisninger"
+    ]
+
+
+def test_a_change_right_after_the_catch_up_waits_for_the_burst_window(world: World) -> None:
+    world.cursor.save(0)
+    world.change(world.status())
+    notifier = world.notifier()
+    notifier.start()
+    assert len(world.desktop.shown) == 1  # the catch-up
+    world.change(world.status(status=OrderStatus.CLOSED_FILLED))
+    world.settle(notifier, BURST - 0.5)
+    assert len(world.desktop.shown) == 1
+    world.settle(notifier, 1.0)
+    assert world.desktop.shown[-1][1] == "Ny status: Afsluttet – behovet er dækket"
+
+
 def test_a_change_still_held_is_not_past_the_stored_cursor(world: World) -> None:
     notifier = world.notifier()
     notifier.start()
@@ -191,6 +234,33 @@ def test_a_change_still_held_is_not_past_the_stored_cursor(world: World) -> None
     assert [title for title, _ in world.desktop.shown] == [
         "Mens du var væk: 1 ændring på 1 jobordre"
     ]
+
+
+def test_an_old_header_pushed_again_last_is_no_reason_to_show_anything_again(
+    world: World,
+) -> None:
+    notifier = world.notifier()
+    notifier.start()
+    first = world.status(order_id=99)
+    world.change(first, world.status(), world.status(order_id=99))
+    world.settle(notifier)
+    assert len(world.desktop.shown) == 1
+    world.stream.push(first)  # a relay pushes seq 1 again, after seq 3
+    restarted = world.notifier()
+    restarted.start()
+    world.settle(restarted)
+    assert len(world.desktop.shown) == 1
+
+
+def test_a_new_store_behind_the_stored_cursor_is_followed_from_its_end(world: World) -> None:
+    world.cursor.save(500)  # from an earlier foundation
+    world.change(world.status(order_id=99), world.status(order_id=99))
+    notifier = world.notifier()
+    notifier.start()
+    assert notifier.received == 2
+    world.change(world.status())
+    world.settle(notifier)
+    assert [title for title, _ in world.desktop.shown] == ["Jobordre 42: Lagermedarbejder"]
 
 
 def test_reconnects_after_redis_restarts_and_misses_nothing(world: World) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from notifier import source
 from notifier.cursor import CursorFile
 from notifier.service import Notifier
 from notifier.source import STREAM_START, RedisEventStream, stream_key
@@ -51,12 +52,43 @@ def test_tail_and_read(private_redis: RedisServer) -> None:
         private_redis.client().xadd(stream_key(PREFIX), {"something": "else"})
         entries = stream.read(STREAM_START, 1)
         assert [header.seq if header else None for _, header in entries] == [1, 2, None]
+        push(private_redis, event(1))  # an old header pushed again
         tail_id, tail_seq = stream.tail()
-        assert tail_id == entries[-1][0]
-        assert tail_seq is None  # the newest entry holds no header
-        assert stream.read(entries[1][0], 1)[0][0] == tail_id
+        assert tail_id == stream.read(entries[-1][0], 1)[0][0]
+        assert tail_seq == 2  # the highest seq, not the last entry's
+        assert [e for e, _ in stream.read(entries[1][0], 1)] == [entries[2][0], tail_id]
     finally:
         stream.close()
+
+
+@pytest.mark.parametrize(
+    ("pushed", "since", "expected"),
+    [
+        pytest.param([1, 2, 3, 4, 5], 2, [3, 4, 5], id="contiguous"),
+        pytest.param([1, 2, 3, 4, 5], 0, [1, 2, 3, 4, 5], id="from-the-start"),
+        pytest.param([1, 2, 4, 5], 2, None, id="one-missing"),
+        pytest.param([3, 4, 5], 1, None, id="trimmed"),
+        pytest.param([1, 2, 3, 5, 4, 3], 3, [4, 5], id="reordered-and-pushed-again"),
+        pytest.param([1, 2, 4, 3, 5], 2, [3, 4, 5], id="older-seq-after-newer"),
+    ],
+)
+def test_headers_after_reads_back_until_every_seq_is_found(
+    private_redis: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    pushed: list[int],
+    since: int,
+    expected: list[int] | None,
+) -> None:
+    monkeypatch.setattr(source, "STREAM_BATCH", 2)  # several pages
+    push(private_redis, *[event(seq) for seq in pushed])
+    stream = RedisEventStream(private_redis.url, PREFIX)
+    try:
+        tail_id, tail_seq = stream.tail()
+        assert tail_seq == max(pushed)
+        headers = stream.headers_after(since, max(pushed), tail_id)
+    finally:
+        stream.close()
+    assert (None if headers is None else [h.seq for h in headers]) == expected
 
 
 def test_a_restarted_redis_raises_unavailable_then_works_again(

@@ -95,3 +95,21 @@ def test_retention_removes_the_person_from_long_closed_orders_only(foundation: F
 def test_only_the_system_anonymises(foundation: Foundation) -> None:
     reply = call(foundation, JOBCENTRE, K.ANONYMISE_PLACEMENTS, {"retention_days": 0})
     assert reply["error"]["code"] == "forbidden"
+
+
+@pytest.mark.parametrize(
+    ("headers_only", "reads"),
+    [
+        pytest.param(False, 1, id="full-events-are-reads"),
+        pytest.param(True, 0, id="headers-only-read-no-one"),
+    ],
+)
+def test_reading_the_inbox_logs_what_it_showed_of_people(
+    foundation: Foundation, headers_only: bool, reads: int
+) -> None:
+    order = register(foundation)
+    ok(foundation, JOBCENTRE, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": CPR_1})
+    inbox = ok(foundation, JOBCENTRE, K.INBOX, {"headers_only": headers_only})
+    assert ("log" in inbox["events"][-1]) is not headers_only
+    actions = [e["action"] for e in audit(foundation, CPR_1)]
+    assert actions.count("read") == reads

@@ -259,3 +259,20 @@ def test_retry_is_all_or_nothing(fresh: Store) -> None:
 )
 def test_durations(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
+
+
+@pytest.mark.integration
+def test_workers_purge_letters_past_the_retention(bare_system: System) -> None:
+    now = datetime.now(UTC)
+    with Store(bare_system.db).write() as conn:
+        expired = _letter(conn, now - timedelta(days=31))
+        kept = _letter(conn, now - timedelta(days=29))
+    bare_system.start_worker(threads=1, JOBORDRE_DEAD_LETTER_RETENTION_DAYS="30")
+
+    def purged() -> list[dict[str, Any]]:
+        return [a for a in bare_system.json("dead", "audit")["audit"] if a["action"] == "purge"]
+
+    [row] = wait_until(purged, 30, "the retention purge")
+    assert (row["operator"], row["count"]) == ("retention", 1)
+    left = [d["id"] for d in bare_system.json("dead", "list")["dead_letters"]]
+    assert left == [kept] and expired not in left

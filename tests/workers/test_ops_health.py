@@ -99,8 +99,16 @@ def test_metrics_port_serves_job_and_domain_metrics_per_process(bare_system: Sys
     port = wait_until(free_pair, 5, "two free ports in a row")
     with (system.home / "worker-0.log").open("wb") as log:
         process = subprocess.Popen(
-            [str(JOBORDRE), "worker", "--processes", "2", "--threads", "2"]
-            + ["--metrics-port", str(port)],
+            [
+                str(JOBORDRE),
+                "worker",
+                "--processes",
+                "2",
+                "--threads",
+                "2",
+                "--metrics-port",
+                str(port),
+            ],
             env=system.env(),
             stdout=log,
             stderr=subprocess.STDOUT,

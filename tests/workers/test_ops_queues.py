@@ -49,9 +49,14 @@ def test_with_no_worker_the_queues_show_exactly_what_was_sent(bare_system: Syste
     with Store(system.db).write() as conn:  # four dead letters, one of them retried
         for kind in ("get_order", "get_order", "register_order", "register_order"):
             last = store.record_dead_letter(
-                conn, at=utc_now(), source="crashed", code="unavailable", reason="r",
-                message="{}", kind=kind,
-            )  # fmt: skip
+                conn,
+                at=utc_now(),
+                source="crashed",
+                code="unavailable",
+                reason="r",
+                message="{}",
+                kind=kind,
+            )
         store.mark_dead_letter_retried(conn, last, utc_now(), "alice")
     with client_of(system) as client:
         sent_from = time.time()
@@ -143,8 +148,12 @@ def test_with_a_worker_in_flight_done_failed_and_durations_are_true(bare_system:
 
 def test_watch_draws_the_queues_and_stops_after_count(bare_system: System) -> None:
     Store(bare_system.db).close()
-    result = bare_system.cli("queues", "--watch", "--count", "2", "--interval", "0.05")
+    svg = bare_system.home / "queues.svg"
+    result = bare_system.cli(
+        "queues", "--watch", "--count", "2", "--interval", "0.05", "--save-svg", str(svg)
+    )
     assert result.code == 0, result.err
     assert "jobordre.commands" in result.out and "(no workers)" in result.out
+    assert svg.read_text().startswith("<svg") and "jobordre.queries" in svg.read_text()
     refused = bare_system.cli("queues", "--watch", "--json")
     assert refused.code == 2 and json.loads(refused.out)["error"]["code"] == "validation_error"

@@ -1,10 +1,12 @@
-"""The ops agent inside every worker process: a Dramatiq middleware plus one thread.
+"""The ops agent inside every worker process: a Dramatiq middleware plus two threads.
 
-The middleware times every job (for ``jobordre queues`` and the Prometheus endpoint); the
-thread, once a second, writes those figures to Redis and, every ``maintenance_interval_ms``,
-beats, registers the worker and runs the broker maintenance that brings a dead worker's
-messages back (see :mod:`workers.ops.recovery`). Once an hour it purges dead letters older
-than ``dead_letter_retention_days``.
+The middleware times every job (for ``jobordre queues`` and the Prometheus endpoint). The
+ops thread, once a second, writes those figures to Redis and refreshes the worker's entry
+(host, pid, jobs running); every ``maintenance_interval_ms`` it beats and runs the broker
+maintenance that brings a dead worker's messages back (see :mod:`workers.ops.recovery`).
+The retention thread purges dead letters older than ``dead_letter_retention_days`` at
+start and then hourly; it is apart because a purge may wait on the store's write lock,
+and the beat must never wait.
 """
 
 from __future__ import annotations
@@ -110,12 +112,12 @@ class OpsAgent(dramatiq.Middleware):
             target=self._retention_loop, name="jobordre-retention", daemon=True
         ).start()
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # The beat goes on while running jobs finish (up to worker_shutdown_ms, longer than
+        # the heartbeat timeout): a stopping worker must not be taken for dead.
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-
-    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         try:
             self.stats.flush(self._client, self.settings.redis_prefix)
             registry.unregister(self._client, self.settings.redis_prefix, self._info["id"])
@@ -152,6 +154,10 @@ class OpsAgent(dramatiq.Middleware):
                 if time.monotonic() >= next_maintenance:
                     next_maintenance = time.monotonic() + interval_s
                     self._tick_maintenance()
+                else:  # keeps "running" in `jobordre queues` at most a second old
+                    registry.beat(
+                        self._client, self.settings.redis_prefix, self._info, self.running
+                    )
             except redis.RedisError as error:
                 logger.warning("ops agent: Redis failed (%s); trying again", error)
             except Exception:

@@ -111,7 +111,7 @@ def _queues(args: argparse.Namespace, settings: Settings) -> int:
     from shared.errors import InvalidInput, Unavailable
     from workers.broker import redact, resolve_redis_url
     from workers.ops.queues import snapshot
-    from workers.ops.watch import render, watch
+    from workers.ops.watch import render, save_svg, watch
 
     if args.watch and args.json:
         raise InvalidInput("queues: --watch draws for people; for JSON, run --json repeatedly")
@@ -128,13 +128,17 @@ def _queues(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         if args.watch:
-            watch(take, interval_s=args.interval, count=args.count)
+            frame = watch(take, interval_s=args.interval, count=args.count)
         elif args.json:
             emit(take(), True, "")
+            return 0
         else:
             from rich.console import Console
 
-            Console().print(render(take()))
+            frame = render(take())
+            Console().print(frame)
+        if args.save_svg:
+            save_svg(frame, args.save_svg)
     finally:
         client.close()
     return 0
@@ -165,6 +169,7 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--watch", action="store_true", help="redraw live until Ctrl+C")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between redraws")
     p.add_argument("--count", type=int, help="with --watch: stop after this many redraws")
+    p.add_argument("--save-svg", metavar="FILE", help="also save the (last) picture as SVG")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_queues)
     p = commands.add_parser("health", help="exit 0 if broker, store, workers and outbox are fine")

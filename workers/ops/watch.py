@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from rich.text import Text
 #: Sparkline glyphs, lowest to highest.
 BARS = "▁▂▃▄▅▆▇█"
 #: Depth samples kept for the sparkline (one per redraw).
-HISTORY = 60
+HISTORY = 30
 
 
 def sparkline(values: Sequence[float]) -> str:
@@ -47,7 +48,7 @@ def render(snapshot: dict[str, Any], depth: dict[str, deque[int]] | None = None)
     queues = Table(title=f"jobordre queues — {at}", title_justify="left", expand=False)
     queues.add_column("queue", no_wrap=True, min_width=len("jobordre.commands"))
     for name in ("ready", "delayed", "in flight", "dead XQ/db", "oldest"):
-        queues.add_column(name, justify="right", no_wrap=True)
+        queues.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     if depth is not None:
         queues.add_column("depth trend", no_wrap=True)
     for q in snapshot["queues"]:
@@ -113,10 +114,9 @@ def watch(
     interval_s: float,
     count: int | None = None,
     console: Console | None = None,
-) -> None:
-    """Redraw every ``interval_s`` until Ctrl+C (or ``count`` redraws)."""
+) -> RenderableType:
+    """Redraw every ``interval_s`` until Ctrl+C (or ``count`` redraws); returns the last frame."""
     depth: dict[str, deque[int]] = {}
-    drawn = 0
 
     def frame() -> RenderableType:
         snapshot = take()
@@ -126,12 +126,22 @@ def watch(
             )
         return render(snapshot, depth)
 
-    with Live(frame(), console=console, refresh_per_second=4, screen=False) as live:
+    last = frame()
+    with Live(last, console=console, refresh_per_second=4, screen=False) as live:
         drawn = 1
         try:
             while count is None or drawn < count:
                 time.sleep(interval_s)
-                live.update(frame())
+                last = frame()
+                live.update(last)
                 drawn += 1
         except KeyboardInterrupt:
-            return
+            pass
+    return last
+
+
+def save_svg(frame: RenderableType, path: str, width: int = 100) -> None:
+    """Write ``frame`` as an SVG picture of a terminal (for docs and bug reports)."""
+    console = Console(record=True, width=width, file=io.StringIO())
+    console.print(frame)
+    console.save_svg(path, title="jobordre queues --watch")

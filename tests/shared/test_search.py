@@ -1,0 +1,226 @@
+"""The search design (shared/search.py) against a brute-force reference on generated data."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import unicodedata
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared import search, store
+from shared.generator import Generator, load_orders
+from shared.models import Occupation, OrderStatus
+
+TODAY = date(2026, 11, 26)
+#: Orders in the shared test store: enough for thousands of matches per common word.
+ORDERS = 3_000
+
+
+def fold(text: str) -> str:
+    """What unicode61 with remove_diacritics 2 does to a token: lower case, no accents."""
+    decomposed = unicodedata.normalize("NFD", text.lower())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def tokens(text: str) -> list[str]:
+    return re.findall(r"[^\W_]+", fold(text))
+
+
+def reference(
+    conn: sqlite3.Connection, text: str | None, filters: dict[str, str]
+) -> list[sqlite3.Row]:
+    """Every order matching, decided in Python row by row: each word a prefix of a token."""
+    words = tokens(text or "")
+    found = []
+    for row in conn.execute("SELECT * FROM orders"):
+        if any(row[column] != value for column, value in filters.items()):
+            continue
+        body = tokens(f"{row['title']} {row['description']} {row['occupation']}")
+        if all(any(token.startswith(word) for token in body) for word in words):
+            found.append(row)
+    return found
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sqlite3.Connection]:
+    path = tmp_path_factory.mktemp("search") / "search.db"
+    load_orders(path, ORDERS, seed=21, today=TODAY, progress=False)
+    target = store.Store(path)
+    yield target.connection()
+    target.close()
+
+
+def _queries() -> list[Any]:
+    generator = Generator(5, today=TODAY)
+    cases = [
+        pytest.param("tømrer", {}, id="one-word"),
+        pytest.param("TØMRER", {"municipality": "101"}, id="case-folded"),
+        pytest.param("sygepl", {"status": "processing"}, id="prefix"),
+        pytest.param("pædagog børnehave", {"municipality": "751"}, id="two-words"),
+        pytest.param("du", {"municipality": "101", "status": "processing"}, id="very-common"),
+        pytest.param("lager", {"job_type": "ordinary", "status": "closed_filled"}, id="job-type"),
+        pytest.param("nosuchword", {}, id="no-match"),
+        pytest.param("kok", {"status": "closed_expired", "municipality": "851"}, id="underscore"),
+    ]
+    for index in range(12):
+        text = generator.search_text()
+        filters = {"municipality": generator.municipality(), "status": "processing"}
+        cases.append(pytest.param(text, filters, id=f"generated-{index}"))
+    return cases
+
+
+@pytest.mark.parametrize(("text", "filters"), _queries())
+def test_text_search_finds_exactly_the_reference_matches(
+    loaded: sqlite3.Connection, text: str, filters: dict[str, str]
+) -> None:
+    expected = reference(loaded, text, filters)
+    total, page = store.search_orders(loaded, text=text, filters=filters, limit=500, offset=0)
+    assert total == len(expected)
+    if total <= 500:
+        assert sorted(order.id for order in page) == sorted(row["id"] for row in expected)
+    else:
+        assert {order.id for order in page} <= {row["id"] for row in expected}
+    assert len({order.id for order in page}) == len(page), "no order twice"
+
+
+def test_every_order_matches_its_own_title_in_its_municipality(
+    loaded: sqlite3.Connection,
+) -> None:
+    rows = loaded.execute("SELECT id, title, municipality, status FROM orders LIMIT 50").fetchall()
+    for row in rows:
+        filters = {"municipality": row["municipality"], "status": row["status"]}
+        total, page = store.search_orders(
+            loaded, text=row["title"].replace("–", " "), filters=filters, limit=500, offset=0
+        )
+        assert row["id"] in {order.id for order in page}
+        assert total >= 1
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        pytest.param({}, id="none"),
+        pytest.param({"municipality": "101"}, id="municipality"),
+        pytest.param({"municipality": "751", "status": "inactivated"}, id="two"),
+        pytest.param({"job_type": "apprentice"}, id="job-type"),
+    ],
+)
+def test_filter_only_search_is_newest_first_and_exact(
+    loaded: sqlite3.Connection, filters: dict[str, str]
+) -> None:
+    expected = sorted(reference(loaded, None, filters), key=lambda r: (r["updated_at"], r["id"]))
+    expected.reverse()
+    total, page = store.search_orders(loaded, text=None, filters=filters, limit=30, offset=5)
+    assert total == len(expected)
+    assert [order.id for order in page] == [row["id"] for row in expected[5:35]]
+
+
+def test_pages_do_not_overlap_and_cover_the_matches(loaded: sqlite3.Connection) -> None:
+    filters = {"municipality": "101"}
+    expected = {row["id"] for row in reference(loaded, "du", filters)}
+    seen: list[int] = []
+    for offset in range(0, len(expected), 50):
+        _, page = store.search_orders(loaded, text="du", filters=filters, limit=50, offset=offset)
+        seen += [order.id for order in page]
+    assert len(expected) <= search.RANK_WINDOW, "the whole set is ranked in this data"
+    assert sorted(seen) == sorted(expected)
+
+
+def test_an_employer_filter_sees_only_that_employer(loaded: sqlite3.Connection) -> None:
+    cvr = loaded.execute("SELECT employer_cvr FROM orders LIMIT 1").fetchone()[0]
+    total, page = store.search_orders(
+        loaded, text="du", filters={"employer_cvr": cvr}, limit=500, offset=0
+    )
+    assert total == len(reference(loaded, "du", {"employer_cvr": cvr})) > 0
+    assert {order.employer.cvr for order in page} == {cvr}
+
+
+def test_unknown_filters_are_refused(loaded: sqlite3.Connection) -> None:
+    with pytest.raises(KeyError):
+        search.search_ids(loaded, text="kok", filters={"title": "Kok"}, limit=1, offset=0)
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Iterator[store.Store]:
+    target = store.Store(tmp_path / "small.db")
+    yield target
+    target.close()
+
+
+#: Neutral text, so that only what a test sets can match.
+NEUTRAL = {
+    "description": "Ingen beskrivelse",
+    "occupation": Occupation(disco="9112", label="Rengøringsassistent"),
+}
+
+
+def _insert(target: store.Store, order_id: int, **changes: Any) -> None:
+    order = Generator(order_id, today=TODAY).job_order(order_id)
+    order = order.model_copy(update=NEUTRAL | changes)
+    with target.write() as conn:
+        store.insert_order(conn, order)
+
+
+def test_a_title_match_ranks_above_description_only_matches(small: store.Store) -> None:
+    generator = Generator(1, today=TODAY)
+    for order_id in range(1, 6):
+        order = generator.job_order(order_id).model_copy(
+            update=NEUTRAL
+            | {"title": "Medarbejder", "description": "Kunne du tænke dig at blive bager?"}
+        )
+        with small.write() as conn:
+            store.insert_order(conn, order)
+    _insert(small, 6, title="Bager til morgenholdet")
+    _, page = store.search_orders(small.connection(), text="bager", filters={}, limit=3, offset=0)
+    assert page[0].id == 6
+    assert [order.id for order in page[1:]] == [5, 4], "ties: newest first"
+
+
+def test_the_index_follows_status_changes_and_deletes(small: store.Store) -> None:
+    _insert(small, 1, title="Tømrer", status=OrderStatus.PROCESSING)
+    conn = small.connection()
+    processing = {"status": "processing"}
+    assert store.search_orders(conn, text="tømrer", filters=processing, limit=5, offset=0)[0] == 1
+    order = store.load_order(conn, 1)
+    with small.write() as write:
+        store.save_order(write, order.model_copy(update={"status": OrderStatus.INACTIVATED}))
+    assert store.search_orders(conn, text="tømrer", filters=processing, limit=5, offset=0)[0] == 0
+    inactive = {"status": "inactivated"}
+    assert store.search_orders(conn, text="tømrer", filters=inactive, limit=5, offset=0)[0] == 1
+    with small.write() as write:
+        store.save_order(write, store.load_order(write, 1).model_copy(update={"positions": 9}))
+        store.save_order(write, store.load_order(write, 1).model_copy(update={"title": "Murer"}))
+    assert store.search_orders(conn, text="tømrer", filters={}, limit=5, offset=0)[0] == 0
+    assert store.search_orders(conn, text="murer", filters=inactive, limit=5, offset=0)[0] == 1
+    with small.write() as write:
+        write.execute("DELETE FROM orders WHERE id = 1")
+    assert store.search_orders(conn, text="murer", filters={}, limit=5, offset=0)[0] == 0
+    conn.execute("INSERT INTO order_search (order_search) VALUES ('integrity-check')")
+
+
+def test_ranking_is_bounded_to_the_newest_matches(
+    small: store.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for order_id in range(1, 11):
+        _insert(small, order_id, title=f"Kok nummer {order_id}", description="Kok")
+    monkeypatch.setattr(search, "RANK_WINDOW", 4)
+    total, page = store.search_orders(small.connection(), text="kok", filters={}, limit=2, offset=0)
+    assert total == 10, "the count is exact even when the ranking is bounded"
+    assert [order.id for order in page] == [10, 9], "equal scores: newest first"
+    _, deep = store.search_orders(small.connection(), text="kok", filters={}, limit=3, offset=6)
+    assert [order.id for order in deep] == [4, 3, 2], "paging past the window widens it"
+
+
+def test_rebuilding_the_index_keeps_every_order_findable(small: store.Store) -> None:
+    _insert(small, 1, title="Elektriker")
+    conn = small.connection()
+    search.create_index(conn)
+    search.create_index(conn)
+    assert store.search_orders(conn, text="elektriker", filters={}, limit=5, offset=0)[0] == 1
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert "orders_fts" not in tables, "the old index is gone, so writes pay for one only"
