@@ -54,10 +54,12 @@ class RedisServer:
     port: int
     process: subprocess.Popen[bytes]
     workdir: Path
+    #: How clients reach it, when not plain ``redis://`` (a password, TLS).
+    custom_url: str | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.custom_url or f"redis://127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
@@ -68,7 +70,14 @@ class RedisServer:
             self.process.wait(10)
 
 
-def start_redis(workdir: Path, port: int | None = None, *, persistent: bool = False) -> RedisServer:
+def start_redis(
+    workdir: Path,
+    port: int | None = None,
+    *,
+    persistent: bool = False,
+    extra_args: tuple[str, ...] = (),
+    url: str | None = None,
+) -> RedisServer:
     """Start ``redis-server`` on a free loopback port (or ``port``) and wait until it answers.
 
     ``persistent`` turns on the append-only file, fsynced on every write, as production
@@ -99,11 +108,12 @@ def start_redis(workdir: Path, port: int | None = None, *, persistent: bool = Fa
             str(workdir),
             "--logfile",
             str(workdir / "redis.log"),
+            *extra_args,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    server = RedisServer(port, process, workdir)
+    server = RedisServer(port, process, workdir, url.format(port=port) if url else None)
 
     def answers() -> bool:
         try:
