@@ -91,21 +91,39 @@ class Runtime:
                 "could not push events after commit; the relay sweep will", exc_info=True
             )
 
-    def _undecodable(self, kind: CommandKind, raw: Any, error: InvalidInput) -> None:
-        """Keep a message nobody can apply; answer its client if it named a command id."""
-        message = json.dumps(mask_personal_data(raw)) if not isinstance(raw, str) else raw
+    def _keep(
+        self,
+        raw: Any,
+        *,
+        source: str,
+        code: str,
+        reason: str,
+        kind: str | None,
+        traceback: str | None = None,
+    ) -> str | None:
+        """Keep a message as a dead letter, shown masked; returns the command id it named."""
+        document = _as_json(raw)
+        shown = document if isinstance(document, str) else json.dumps(mask_personal_data(document))
         with self.foundation.store.write() as conn:
             store.record_dead_letter(
                 conn,
                 at=self.foundation.clock(),
-                source="undecodable",
-                code=error.code,
-                reason=error.message,
-                message=redact_cpr(message),
-                kind=kind.value,
+                source=source,
+                code=code,
+                reason=reason,
+                message=redact_cpr(shown[:SHOWN_CHARS]),
+                command_id=_command_id_of(raw),
+                kind=kind[:100] if kind else None,
+                traceback=redact_cpr(traceback) if traceback is not None else None,
                 original=raw if isinstance(raw, str) else json.dumps(raw),
             )
-        command_id = _command_id_of(raw)
+        return _command_id_of(raw)
+
+    def _undecodable(self, kind: CommandKind, raw: Any, error: InvalidInput) -> None:
+        """Keep a message nobody can apply; answer its client if it named a command id."""
+        command_id = self._keep(
+            raw, source="undecodable", code=error.code, reason=error.message, kind=kind.value
+        )
         if command_id is not None:
             self.reply(error_reply(command_id, error))
         job_log.warning(
@@ -116,55 +134,37 @@ class Runtime:
 
     def undecodable_message(self, queue_name: str, data: bytes) -> None:
         """Keep bytes found on a queue that are not a Dramatiq message at all."""
-        text = data[:KEPT_BYTES].decode("utf-8", errors="replace")
-        with self.foundation.store.write() as conn:
-            store.record_dead_letter(
-                conn,
-                at=self.foundation.clock(),
-                source="undecodable",
-                code="validation_error",
-                reason=f"{len(data)} bytes on queue {queue_name} are not a Dramatiq message "
-                "(JSON with actor_name, args, options); taken off the queue and kept here",
-                message=redact_cpr(text[:SHOWN_CHARS]),
-                original=text,
-            )
+        self._keep(
+            data[:KEPT_BYTES].decode("utf-8", errors="replace"),
+            source="undecodable",
+            code="validation_error",
+            reason=f"{len(data)} bytes on queue {queue_name} are not a Dramatiq message "
+            "(JSON with actor_name, args, options); taken off the queue and kept here",
+            kind=None,
+        )
         job_log.warning(json.dumps({"queue": queue_name, "outcome": "undecodable"}))
 
     def unknown_kind(self, message: dramatiq.MessageProxy) -> None:
         """Keep a message addressed to an actor jobordre does not have."""
-        raw = message.args[0] if message.args else None
-        with self.foundation.store.write() as conn:
-            store.record_dead_letter(
-                conn,
-                at=self.foundation.clock(),
-                source="undecodable",
-                code="validation_error",
-                reason=f"kind {message.actor_name!r} is unknown; the kinds are "
-                + ", ".join(kind.value for kind in CommandKind),
-                message=redact_cpr(json.dumps(mask_personal_data(_as_json(raw)))[:SHOWN_CHARS]),
-                command_id=_command_id_of(raw),
-                kind=message.actor_name[:100],
-                original=raw if isinstance(raw, str) else json.dumps(raw),
-            )
+        self._keep(
+            message.args[0] if message.args else None,
+            source="undecodable",
+            code="validation_error",
+            reason=f"kind {message.actor_name!r} is unknown; the kinds are "
+            + ", ".join(kind.value for kind in CommandKind),
+            kind=message.actor_name,
+        )
 
     def dead_letter(self, message: dramatiq.MessageProxy, traceback: str | None) -> None:
         """Keep a message whose retries are spent, and tell its client."""
-        raw = message.args[0] if message.args else None
-        command_id = _command_id_of(raw)
-        reason = "the job kept failing on infrastructure errors; see the traceback"
-        with self.foundation.store.write() as conn:
-            store.record_dead_letter(
-                conn,
-                at=self.foundation.clock(),
-                source="crashed",
-                code="unavailable",
-                reason=reason,
-                message=redact_cpr(json.dumps(mask_personal_data(_as_json(raw)))),
-                command_id=command_id,
-                kind=message.actor_name,
-                traceback=redact_cpr(traceback or ""),
-                original=raw if isinstance(raw, str) else json.dumps(raw),
-            )
+        command_id = self._keep(
+            message.args[0] if message.args else None,
+            source="crashed",
+            code="unavailable",
+            reason="the job kept failing on infrastructure errors; see the traceback",
+            kind=message.actor_name,
+            traceback=traceback or "",
+        )
         if command_id is not None:
             self.reply(
                 error_reply(
