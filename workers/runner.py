@@ -70,7 +70,9 @@ def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
     _background(request_expiry_forever, settings, url, system_key(store), name="expiry")
     # Job timing, heartbeats, fast recovery of dead workers' messages, dead-letter
     # retention and the metrics endpoint (workers/ops/agent.py).
-    broker.add_middleware(OpsAgent(settings, threads))
+    agent = OpsAgent(settings, threads)
+    agent.serve_metrics()
+    broker.add_middleware(agent)
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=settings.worker_poll_ms)
     worker.start()
     logger.info(
@@ -79,13 +81,23 @@ def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
     return worker
 
 
-def wait_for_stop(on_first: Callable[[], None]) -> None:
-    """Block until SIGTERM/SIGINT; run ``on_first`` then, and exit at once on a second one."""
+def stop_background() -> None:
+    """End this process's background loops (relay sweep, scheduler)."""
+    _stopping.set()
+
+
+def wait_for_stop(
+    on_first: Callable[[], None], on_second: Callable[[], None] | None = None
+) -> None:
+    """Block until SIGTERM/SIGINT; run ``on_first`` then. A second signal runs
+    ``on_second`` and exits at once."""
     stopping = threading.Event()
 
     def handle(signum: int, frame: FrameType | None) -> None:
         if stopping.is_set():
             logger.warning("second signal: stopping at once")
+            if on_second is not None:
+                on_second()
             os._exit(1)
         stopping.set()
 
@@ -93,6 +105,7 @@ def wait_for_stop(on_first: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, handle)
     while not stopping.wait(0.5):
         pass
+    stop_background()
     on_first()
 
 
@@ -134,6 +147,12 @@ def run_workers(settings: Settings, url: str, processes: int, threads: int) -> i
         for child in children:
             child.join()
 
+    def kill_children() -> None:
+        # Their own handlers see a second signal and stop at once too.
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, signal.SIGTERM)
+
     configure_logging()
-    wait_for_stop(stop_children)
+    wait_for_stop(stop_children, kill_children)
     return 0 if all(child.exitcode == 0 for child in children) else 1
