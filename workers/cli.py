@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -235,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="jobordre",
         description="Job orders through the common data foundation (BEK 442/2023 § 137).",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"jobordre {importlib.metadata.version('jobordre')}"
     )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
