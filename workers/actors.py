@@ -68,7 +68,7 @@ class Runtime:
             return
         reply = self.foundation.handle(envelope)
         if kind.writes and reply["ok"] and self.settings.relay_push_on_commit:
-            self._push_events()
+            self.relay.nudge()
         self.reply(reply)
         job_log.info(
             json.dumps(
@@ -82,14 +82,6 @@ class Runtime:
                 }
             )
         )
-
-    def _push_events(self) -> None:
-        try:
-            self.relay.flush()
-        except Exception:
-            logging.getLogger("jobordre.relay").warning(
-                "could not push events after commit; the relay sweep will", exc_info=True
-            )
 
     def _keep(
         self,

@@ -37,6 +37,15 @@ class Relay:
         self.client = client
         self.key = events_stream_key(settings)
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+
+    def nudge(self) -> None:
+        """Ask the sweeping thread to flush now (after a commit).
+
+        Committing threads do not push themselves: under load one flush then carries the
+        events of many commits in one Redis round trip and one SQLite write.
+        """
+        self._wake.set()
 
     def flush(self) -> int:
         """Push every event not pushed yet; returns how many were pushed."""
@@ -59,18 +68,19 @@ class Relay:
                 pushed += len(batch)
 
     def sweep_forever(self, interval_ms: int, stop: threading.Event) -> None:
-        """Flush now and every ``interval_ms`` until ``stop`` is set.
+        """Flush when nudged, and every ``interval_ms`` anyway, until ``stop`` is set.
 
         The first flush at start pushes what a crashed predecessor left; a failed sweep
         (Redis or SQLite away) waits for the next one.
         """
-        while True:
+        while not stop.is_set():
             try:
                 self.flush()
             except Exception:
                 logger.warning("relay sweep failed; retrying in %d ms", interval_ms, exc_info=True)
-            if stop.wait(interval_ms / 1000):
-                return
+            self._wake.wait(interval_ms / 1000)
+            # Events committed before a nudge lost here are in the next flush anyway.
+            self._wake.clear()
 
 
 def latest_stream_id(client: redis.Redis, key: str) -> str:

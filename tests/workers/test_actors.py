@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from shared.envelope import new_envelope
 from shared.foundation import Foundation
 from shared.settings import Settings
 from shared.store import Store, list_dead_letters
+from tests.conftest import wait_until
 from tests.factories import CPR_1, order_doc
 from workers.actors import Runtime, declare_actors
 from workers.broker import queue_for
@@ -42,7 +44,14 @@ def runtime(tmp_path: Path) -> Iterator[tuple[Runtime, StubBroker, dramatiq.Work
     declare_actors(broker, running)
     worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=10)
     worker.start()
+    stop = threading.Event()
+    # A long interval: only the actor's nudge makes the relay push quickly.
+    sweeper = threading.Thread(target=running.relay.sweep_forever, args=(60_000, stop))
+    sweeper.start()
     yield running, broker, worker
+    stop.set()
+    running.relay.nudge()
+    sweeper.join(10)
     worker.stop()
     store.close()
 
@@ -72,7 +81,7 @@ def test_a_command_is_applied_answered_and_its_event_pushed(runtime: Any) -> Non
     send(broker, CommandKind.REGISTER_ORDER, envelope.to_json())
     reply = wait_reply(running.replies, "jobordre", envelope.command_id, 1000)
     assert reply is not None and reply["ok"] and reply["result"]["status"] == "processing"
-    entries = running.replies.xrange("jobordre:events")
+    entries = wait_until(lambda: running.replies.xrange("jobordre:events"), 5, "the event")
     assert [json.loads(fields[b"event"])["type"] for _, fields in entries] == ["order_registered"]
 
 
