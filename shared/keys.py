@@ -5,8 +5,9 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 
-from shared.errors import NotFound
-from shared.signing import SigningKey
+from shared.envelope import decode_envelope, new_envelope
+from shared.errors import InvalidInput, NotAuthenticated, NotFound
+from shared.signing import SigningKey, verify
 
 
 def create(conn: sqlite3.Connection, principal: str, at: datetime) -> SigningKey:
@@ -50,3 +51,46 @@ def listing(conn: sqlite3.Connection, principal: str | None) -> list[dict[str, s
     return [
         {"key_id": r[0], "principal": r[1], "created_at": r[2], "revoked_at": r[3]} for r in rows
     ]
+
+
+def every_key(conn: sqlite3.Connection, principal: str) -> dict[str, SigningKey]:
+    """Every key ``principal`` ever had, revoked ones included, by key id."""
+    rows = conn.execute(
+        "SELECT key_id, principal, secret FROM signing_keys WHERE principal = ?", (principal,)
+    ).fetchall()
+    return {row[0]: SigningKey(row[1], row[0], row[2]) for row in rows}
+
+
+def resign(conn: sqlite3.Connection, raw: str) -> str:
+    """A kept command, signed afresh for a retry by the foundation's operator.
+
+    A retried command may be older than the signature window. It is re-signed, with the
+    same command id and payload, with a valid key of its organisation, but only if its
+    original signature was made with a key that organisation had: an operator's retry
+    must never turn a forged command into a real one.
+    """
+    envelope = decode_envelope(raw)
+    try:
+        verify(envelope.model_dump(mode="json"), every_key(conn, envelope.principal))
+    except NotAuthenticated:
+        raise InvalidInput(
+            f"command {envelope.command_id} was not signed by {envelope.principal}, so it "
+            "cannot be retried; purge it",
+            field="id",
+        ) from None
+    valid = valid_keys(conn, envelope.principal)
+    if not valid:
+        raise InvalidInput(
+            f"{envelope.principal} has no valid signing key, so its command cannot be retried; "
+            f"create one with `jobordre keys create {envelope.principal}` first",
+            field="id",
+        )
+    return new_envelope(
+        envelope.kind,
+        envelope.principal,
+        envelope.payload,
+        command_id=envelope.command_id,
+        correlation_id=envelope.correlation_id,
+        caseworker=envelope.caseworker,
+        key=next(iter(valid.values())),
+    ).to_json()

@@ -15,8 +15,11 @@ from typing import Any
 import dramatiq
 import pytest
 
-from shared import store
+from shared import keys, store
+from shared.commands import CommandKind
+from shared.envelope import decode_envelope, new_envelope
 from shared.errors import InvalidInput, NotFound, Unavailable
+from shared.signing import SigningKey, verify
 from shared.store import Store
 from tests.conftest import System, wait_until
 from tests.factories import CPR_1, order_doc
@@ -37,6 +40,11 @@ def letters_for(system: System, command_id: str) -> list[dict[str, Any]]:
         for d in system.json("dead", "list", "--limit", "500")["dead_letters"]
         if d["command_id"] == command_id
     ]
+
+
+def commands_queue(system: System) -> dict[str, Any]:
+    [found] = [q for q in system.json("queues")["queues"] if q["name"] == "jobordre.commands"]
+    return found
 
 
 def ledger(system: System, command_id: str) -> list[tuple[str, ...]]:
@@ -85,11 +93,13 @@ class TestPoisonMessage:
 
         with sqlite3.connect(system.db) as conn:  # the fix
             conn.execute("UPDATE orders SET doc = ? WHERE id = ?", (good_doc[0], order["id"]))
+        assert commands_queue(system)["dead_broker"] == 1  # Dramatiq's copy in .XQ
         retried = system.json("dead", "retry", str(letter["id"]), "--by", "alice")
         assert retried["by"] == "alice"
-        assert [(r["id"], r["queue"]) for r in retried["retried"]] == [
-            (letter["id"], "jobordre.commands")
+        assert [(r["id"], r["queue"], r["broker_copies_removed"]) for r in retried["retried"]] == [
+            (letter["id"], "jobordre.commands", 1)
         ]
+        assert commands_queue(system)["dead_broker"] == 0
 
         def applied() -> dict[str, Any] | None:
             now = system.json("order", "get", str(order["id"]), "--as", JOBCENTRE)
@@ -188,7 +198,28 @@ class TestPoisonMessage:
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-def _letter(conn: sqlite3.Connection, at: datetime, *, original: str | None = "{}") -> int:
+SIGNED = "signed"
+
+
+def _letter(
+    conn: sqlite3.Connection,
+    at: datetime,
+    *,
+    original: str | None = SIGNED,
+    key: SigningKey | None = None,
+) -> int:
+    command_id = f"cmd-{at.timestamp():.0f}"
+    if original == SIGNED:
+        # A command sent an hour before it was set aside: well past the signature window.
+        key = key or keys.create(conn, "jobcentre:101", at)
+        original = new_envelope(
+            CommandKind.GET_ORDER,
+            "jobcentre:101",
+            {"order_id": 1},
+            command_id=command_id,
+            key=key,
+            sent_at=at - timedelta(hours=1),
+        ).to_json()
     return store.record_dead_letter(
         conn,
         at=at,
@@ -196,7 +227,7 @@ def _letter(conn: sqlite3.Connection, at: datetime, *, original: str | None = "{
         code="unavailable",
         reason="kept failing",
         message="{}",
-        command_id=f"cmd-{at.timestamp():.0f}",
+        command_id=command_id,
         kind="get_order",
         original=original,
     )
@@ -241,9 +272,12 @@ def test_retry_is_all_or_nothing(fresh: Store) -> None:
     # --all takes only the letters that can be retried and were not yet.
     done = retry_letters(fresh, sent.append, ids=None, operator="dave", clock=lambda: NOW)
     assert [r["id"] for r in done] == [first]
-    assert [(m.actor_name, m.queue_name, m.args) for m in sent] == [
-        ("get_order", "jobordre.queries", ("{}",))
-    ]
+    assert [(m.actor_name, m.queue_name) for m in sent] == [("get_order", "jobordre.queries")]
+    resent = decode_envelope(sent[0].args[0])
+    assert resent.command_id == f"cmd-{NOW.timestamp():.0f}"
+    assert resent.sent_at > NOW, "re-signed afresh: the signature window starts again"
+    with fresh.read() as conn:
+        verify(resent.model_dump(mode="json"), keys.valid_keys(conn, "jobcentre:101"))
     assert retry_letters(fresh, sent.append, ids=None, operator="dave") == []
 
 
@@ -276,3 +310,13 @@ def test_workers_purge_letters_past_the_retention(bare_system: System) -> None:
     assert (row["operator"], row["count"]) == ("retention", 1)
     left = [d["id"] for d in bare_system.json("dead", "list")["dead_letters"]]
     assert left == [kept] and expired not in left
+
+
+def test_a_command_its_organisation_never_signed_is_never_retried(fresh: Store) -> None:
+    with fresh.write() as conn:
+        keys.create(conn, "jobcentre:101", NOW)
+        forged = _letter(conn, NOW, key=SigningKey.generate("jobcentre:101"))
+    sent: list[dramatiq.Message[Any]] = []
+    with pytest.raises(InvalidInput, match="not signed by jobcentre:101"):
+        retry_letters(fresh, sent.append, ids=[forged], operator="dave")
+    assert sent == []

@@ -17,6 +17,7 @@ nothing changes.
 from __future__ import annotations
 
 import getpass
+import json
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ from typing import Any
 import dramatiq
 import redis
 
-from shared import store
+from shared import keys, store
 from shared.commands import CommandKind
 from shared.errors import InvalidInput, Unavailable
 from shared.foundation import utc_now
@@ -133,6 +134,9 @@ def retry_letters(
                     "be retried; have its sender send it again",
                     field="id",
                 )
+            if letter["kind"] in {kind.value for kind in CommandKind}:
+                # Past the signature window it would be refused as expired: sign it anew.
+                original = keys.resign(conn, original)
             planned.append((letter, _message_for(letter, original)))
         for letter, message in planned:
             cleared = letter["command_id"] is not None and store.forget_rejection(
@@ -168,10 +172,48 @@ def retry_letters(
     return retried
 
 
+def forget_broker_copies(
+    client: redis.Redis, namespace: str, queue: str, originals: dict[str, str]
+) -> dict[str, int]:
+    """Drop from Dramatiq's dead-letter set of ``queue`` the copies of retried messages.
+
+    A crashed message is kept twice: in the store and in ``<queue>.XQ``. Once it is retried,
+    the broker's copy would only inflate the dead count in ``jobordre queues``.
+    ``originals`` maps each retried letter's new message id to its raw message; returns how
+    many copies were dropped per new message id. A copy is the same command (its command
+    id; a retry re-signs it) or, for what is not a command, the same raw message.
+    """
+    by_original = {_identity(original): message_id for message_id, original in originals.items()}
+    removed = dict.fromkeys(originals, 0)
+    xq = f"{namespace}:{queue}.XQ"
+    for dead_id, raw in client.hscan_iter(f"{xq}.msgs"):
+        try:
+            args = json.loads(raw)["args"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if args and isinstance(args[0], str) and _identity(args[0]) in by_original:
+            pipe = client.pipeline(transaction=True)
+            pipe.zrem(xq, dead_id)
+            pipe.hdel(f"{xq}.msgs", dead_id)
+            pipe.execute()
+            removed[by_original[_identity(args[0])]] += 1
+    return removed
+
+
+def _identity(raw: str) -> str:
+    """What makes two kept messages the same command: its command id, else the raw text."""
+    try:
+        command_id = json.loads(raw).get("command_id")
+    except (ValueError, AttributeError):
+        return raw
+    return f"command:{command_id}" if isinstance(command_id, str) else raw
+
+
 def retry(settings: Settings, *, ids: Sequence[int] | None, operator: str) -> list[dict[str, Any]]:
     """:func:`retry_letters` against the configured store and broker."""
     url = resolve_redis_url(settings)
     broker = build_broker(settings, url)
+    sent: dict[str, dict[str, str]] = {}  # queue -> new message id -> raw message
 
     def enqueue(message: dramatiq.Message[Any]) -> None:
         try:
@@ -181,14 +223,24 @@ def retry(settings: Settings, *, ids: Sequence[int] | None, operator: str) -> li
                 f"cannot reach the broker at {redact(url)} ({type(error).__name__}); nothing "
                 "was retried: start Redis or jobordre and retry again"
             ) from None
+        sent.setdefault(message.queue_name, {})[message.message_id] = message.args[0]
 
     try:
-        return retry_letters(
+        retried = retry_letters(
             Store(settings.db_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms),
             enqueue,
             ids=ids,
             operator=operator,
         )
+        removed: dict[str, int] = {}
+        try:
+            for queue, originals in sent.items():
+                removed |= forget_broker_copies(broker.client, broker.namespace, queue, originals)
+        except redis.RedisError:
+            pass  # the retry stands; the broker's copies expire on their own after 7 days
+        for letter in retried:
+            letter["broker_copies_removed"] = removed.get(letter["message_id"], 0)
+        return retried
     finally:
         broker.close()
 
