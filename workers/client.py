@@ -74,7 +74,8 @@ class Client:
         except redis.RedisError as error:
             raise Unavailable(
                 f"cannot reach the broker at {redact(self.url)} ({type(error).__name__}); "
-                "check that jobordre (or Redis) is running and send the command again"
+                "check that jobordre (or Redis) is running and send the command again with "
+                f"--command-id {envelope.command_id} (it may have gone through)"
             ) from None
         return envelope.command_id
 

@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +64,12 @@ class Ledger:
         self.refused_while_down = 0
 
     def send(self, client: Client, kind: CommandKind, payload: dict[str, Any]) -> str:
+        # The id is chosen once: a send that failed may still have reached Redis, so a
+        # resend must be recognisable as the same command.
+        command_id = uuid.uuid4().hex
         while True:
             try:
-                command_id = client.send(kind, payload)
+                client.send(kind, payload, command_id=command_id)
                 break
             except Unavailable:
                 self.refused_while_down += 1
