@@ -161,7 +161,8 @@ class System:
     def start_worker(
         self, processes: int = 1, threads: int = 4, **extra: str
     ) -> subprocess.Popen[bytes]:
-        with (self.home / f"worker-{len(self.workers)}.log").open("wb") as log:
+        log_path = self.home / f"worker-{len(self.workers)}.log"
+        with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [str(JOBORDRE), "worker", "--processes", str(processes), "--threads", str(threads)],
                 env=self.env(**extra),
@@ -169,8 +170,10 @@ class System:
                 stderr=subprocess.STDOUT,
             )
         self.workers.append(process)
+        # This worker's own log, and every one of its processes.
         wait_until(
-            lambda: process.poll() is not None or b"worker started" in self.worker_logs(),
+            lambda: process.poll() is not None
+            or log_path.read_bytes().count(b"worker started") >= processes,
             30,
             "the worker to start",
         )
