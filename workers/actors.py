@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
@@ -73,6 +75,8 @@ class Runtime:
         job_log.info(
             json.dumps(
                 {
+                    "at": datetime.now(UTC).isoformat(),
+                    "pid": os.getpid(),
                     "kind": kind.value,
                     "command_id": envelope.command_id,
                     "principal": envelope.principal,

@@ -42,6 +42,12 @@ def configure_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # One bare JSON line per job, for log shippers; redacted like everything else.
+    jobs = logging.StreamHandler(sys.stderr)
+    jobs.setFormatter(RedactingFormatter("%(message)s"))
+    job_log = logging.getLogger("jobordre.jobs")
+    job_log.handlers[:] = [jobs]
+    job_log.propagate = False
 
 
 #: Set when the process stops; background loops end on it.

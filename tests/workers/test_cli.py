@@ -426,3 +426,24 @@ class TestSigningKeys:
         listed = system.json("keys", "list", "jobcentre:851")["keys"]
         assert [k["revoked_at"] is not None for k in listed] == [True]
         assert "secret" not in json.dumps(listed)
+
+
+def test_every_job_writes_one_json_line(system: System, tmp_path: Path) -> None:
+    order = register(system, tmp_path, JOBCENTRE_KBH)
+    system.json("order", "get", str(order["id"]), "--as", JOBCENTRE_AARHUS)
+    lines = [
+        json.loads(line) for line in system.worker_logs().splitlines() if line.startswith(b"{")
+    ]
+    gets = [line for line in lines if line.get("kind") == "get_order" and line["outcome"] == "ok"]
+    assert gets, "a JSON line for the get"
+    assert set(gets[-1]) == {
+        "at",
+        "pid",
+        "kind",
+        "command_id",
+        "principal",
+        "correlation_id",
+        "duration_ms",
+        "outcome",
+    }
+    assert gets[-1]["principal"] == JOBCENTRE_AARHUS

@@ -250,14 +250,12 @@ def measure_search(db: Path, config: BenchConfig) -> dict[str, Any]:
             ours.append(time.perf_counter() - started)
             totals.append(total)
             started = time.perf_counter()
-            direct.execute(search.TEXT_COUNT_SQL, {"match": match}).fetchone()
-            ids = [
-                row[0]
-                for row in direct.execute(
-                    search.TEXT_PAGE_SQL,
-                    {"match": match, "window": search.RANK_WINDOW, "limit": 20, "offset": 0},
-                )
-            ]
+            scored = direct.execute(
+                search.TEXT_WINDOW_SQL, {"match": match, "window": search.RANK_WINDOW}
+            ).fetchall()
+            if len(scored) >= search.RANK_WINDOW:
+                direct.execute(search.TEXT_COUNT_SQL, {"match": match}).fetchone()
+            ids = [row[0] for row in sorted(scored, key=lambda row: (row[1], -row[0]))[:20]]
             marks = ",".join("?" * len(ids))
             direct.execute(f"SELECT doc FROM orders WHERE id IN ({marks})", ids).fetchall()  # noqa: S608
             baseline.append(time.perf_counter() - started)

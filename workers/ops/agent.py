@@ -97,13 +97,24 @@ class OpsAgent(dramatiq.Middleware):
 
     # --- the thread ---------------------------------------------------------------------
 
+    def serve_metrics(self) -> None:
+        """Serve the Prometheus endpoint if a port is set; :class:`Unavailable` if taken.
+
+        Called before the worker starts: Dramatiq logs and swallows errors raised in
+        middleware hooks, and a worker must not run without the metrics it was asked for.
+        """
+        if self.metrics is not None and self.settings.metrics_port is not None:
+            self.metrics.serve(self.settings, self.settings.metrics_port)
+
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         assert isinstance(broker, RedisBroker)
         self._broker = broker
         self._info = registry.worker_info(broker.broker_id, self.threads, time.time())
-        self._tick_maintenance()  # registered and beating before the first job
-        if self.metrics is not None and self.settings.metrics_port is not None:
-            self.metrics.serve(self.settings, self.settings.metrics_port)
+        try:
+            self._tick_maintenance()  # registered and beating before the first job
+        except redis.RedisError as error:
+            # Dramatiq's consumers wait for Redis to come back; so does the ops thread.
+            logger.warning("ops agent: Redis failed at start (%s); trying again", error)
         self._thread = threading.Thread(target=self._loop, name="jobordre-ops", daemon=True)
         self._thread.start()
         # Apart from the beat: a purge waits on the store's write lock, and a worker that

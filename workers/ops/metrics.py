@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from shared import eventlog
+from shared.errors import Unavailable
 from shared.settings import Settings
 from workers.broker import resolve_redis_url
 
@@ -104,7 +105,13 @@ class WorkerMetrics:
     def serve(self, settings: Settings, port: int) -> None:
         """Serve ``/metrics`` on ``port`` (all interfaces) with the domain's metrics too."""
         self.registry.register(DomainCollector(settings))
-        start_http_server(port, registry=self.registry)
+        try:
+            start_http_server(port, registry=self.registry)
+        except OSError as error:
+            raise Unavailable(
+                f"cannot serve metrics on port {port} ({error.strerror}); choose another "
+                "--metrics-port (process i of --processes N uses port + i)"
+            ) from None
         logger.info("metrics on port %d", port)
 
 
