@@ -202,8 +202,19 @@ def _v3_search(db: sqlite_utils.Database) -> None:
     search.create_index(db.conn)
 
 
+def _v4_search_rebuild(db: sqlite_utils.Database) -> None:
+    # Stores migrated to v3 while the search design was settling hold an index of an
+    # earlier shape (positive rowids, no compound tag); rebuild it to the current design.
+    search.create_index(db.conn)
+
+
 #: Migrations in order; migration i brings the store to ``user_version`` i + 1.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_core, _v2_ops, _v3_search]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1_core,
+    _v2_ops,
+    _v3_search,
+    _v4_search_rebuild,
+]
 
 #: The schema version this code expects.
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -10,18 +10,28 @@ The design:
 
 * **Filters live inside the full-text index.** ``order_search`` is a contentless FTS5 table
   whose fourth column, ``tags``, holds one token per filter value: ``m751`` (municipality),
-  ``sprocessing`` (status), ``jordinary`` (job type), ``e25313763`` (employer CVR). A
-  search is then ONE FTS5 expression, ``tags : (m751 AND sprocessing) AND {title
-  description occupation} : ("tømrer"*)``, which FTS5 answers by intersecting doclists in
-  rowid order. No ``orders`` row is read for an order that does not match.
+  ``sprocessing`` (status), ``jordinary`` (job type), ``e25313763`` (employer CVR), plus
+  the compound ``x751processing`` for the commonest pair. A search is then ONE FTS5
+  expression, ``tags : ("x751processing") AND {title description occupation} :
+  ("tømrer"*)``, which FTS5 answers by intersecting doclists, seeking in the long ones.
+  No ``orders`` row is read for an order that does not match.
+* **No word positions** (``detail=column``): the doclists FTS5 reads, and merges for a
+  prefix ("tømrer"* = every term starting so), are shorter. Words are therefore never
+  phrases: :func:`words` splits ``SOSU-assistent`` into two required words. Prefix
+  indexes would remove the merge, but they multiply the cost of every indexed write
+  (docs/performance.md).
+* **Newest first is ascending rowid.** The index's rowid is minus the order id, so FTS5
+  streams matches newest first in its cheap direction (walking a doclist backwards makes
+  FTS5 load it whole).
 * **Ranking is bounded.** bm25 is computed for the newest :data:`RANK_WINDOW` matches
-  only (FTS5 streams matches in descending rowid order and the ``LIMIT`` stops the scan),
-  and the page is the best-ranked of those. When fewer orders match than the window — the
-  normal case with a municipality filter — the order is exactly bm25's; otherwise older
-  matches are reached by refining the search, not by ranking all of them.
+  only (the ``LIMIT`` stops the stream), and the page is the best-ranked of those. When
+  fewer orders match than the window — the normal case with a municipality filter — the
+  order is exactly bm25's; otherwise older matches are reached by refining the search (or
+  paging: the window grows to cover ``offset + limit``).
 * **LIMIT before join.** Only the page's ids are looked up in ``orders`` for their JSON.
-* **The count stays exact**; it is a pure doclist intersection (no row lookups, no
-  positions). :func:`search_orders` documents its cost.
+* **The count stays exact**, and is usually free: a window that is not full holds every
+  match. Only a full window costs a count query, a pure doclist intersection whose cost
+  grows with the number of matches, not with the corpus.
 * **Triggers keep the index in step** in the writer's own transaction, and reindex an
   order only when a searchable column or a filter column changed: an update of, say,
   ``positions`` touches no index.
@@ -32,7 +42,9 @@ which already answer in well under a millisecond.
 
 from __future__ import annotations
 
+import re
 import sqlite3
+import unicodedata
 from typing import Any
 
 from shared.models import JobOrder
@@ -54,11 +66,10 @@ TAGS: dict[str, str] = {
 #: The FTS5 tokenizer: case-folding and diacritics removed, so "Tomrer" finds "Tømrer"
 #: where Unicode decomposes the letter (é, ü), and "ø" matches "Ø".
 TOKENIZER = "unicode61 remove_diacritics 2"
-#: Prefix lengths FTS5 keeps a ready doclist for (characters). A prefix query on a word of
-#: such a length is one seekable doclist; on any other length FTS5 must first merge the
-#: doclists of every term with that prefix, corpus-wide (~25 ms for a common word at 1M).
-PREFIXES = "2 3 4 5 6 7 8 9 10 11 12"
 
+
+#: A word as unicode61 sees one: letters and digits (``_`` separates, as in unicode61).
+_WORD = re.compile(r"[^\W_]+")
 
 #: Prefix of the compound token of municipality and status, e.g. ``x751processing``.
 PLACE_STATUS = "x"
@@ -86,7 +97,8 @@ def create_index(conn: sqlite3.Connection) -> None:
     """(Re)build the search index and its triggers; drop the old ``orders_fts``.
 
     Idempotent: the index is dropped and rebuilt from ``orders``, so a migration that
-    crashed half-way is repaired by running it again.
+    crashed half-way is repaired by running it again. A change to the index's shape needs
+    a new migration in :mod:`shared.schema` calling this again, as v4 does.
     """
     changed = " OR ".join(
         f"old.{column} IS NOT new.{column}"
@@ -101,7 +113,7 @@ def create_index(conn: sqlite3.Connection) -> None:
         DROP TABLE IF EXISTS {SEARCH_TABLE};
         CREATE VIRTUAL TABLE {SEARCH_TABLE} USING fts5 (
             title, description, occupation, tags,
-            content = '', tokenize = '{TOKENIZER}', prefix = '{PREFIXES}'
+            content = '', tokenize = '{TOKENIZER}', detail = column
         );
         INSERT INTO {SEARCH_TABLE} (rowid, title, description, occupation, tags)
             SELECT -id, {_index_row_sql("orders")} FROM orders;
@@ -125,14 +137,22 @@ def create_index(conn: sqlite3.Connection) -> None:
     )
 
 
+def words(text: str) -> list[str]:
+    """The words of free text as the tokenizer splits them: runs of letters and digits.
+
+    NFC first, so that an accent typed as a separate combining mark stays in its word.
+    """
+    return _WORD.findall(unicodedata.normalize("NFC", text))
+
+
 def text_query(text: str) -> str:
     """Free text as an FTS5 expression: every word must occur, as a prefix.
 
-    Words are quoted so that FTS5 syntax in the user's text (``AND``, ``-``, ``"``) is
-    taken literally instead of failing the query. Empty if the text has no words.
+    Words are split where the tokenizer splits them (``SOSU-assistent`` is two words, both
+    required) and quoted, so FTS5 syntax in the user's text (``AND``, ``-``, ``"``) is
+    taken literally. Empty if the text has no words.
     """
-    words = [word.replace('"', "") for word in text.split()]
-    return " ".join(f'"{word}"*' for word in words if word)
+    return " ".join(f'"{word}"*' for word in words(text))
 
 
 def _tag(name: str, value: str) -> str:
@@ -156,13 +176,11 @@ def match_expression(text: str, filters: dict[str, str]) -> str:
     return expression
 
 
-#: The text search: bm25 over the newest ``:window`` matches, then the page.
-TEXT_PAGE_SQL = f"""
-    SELECT id FROM (
-        SELECT -rowid AS id, bm25({SEARCH_TABLE}, {", ".join(map(str, BM25_WEIGHTS))}) AS score
-        FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :match
-        ORDER BY rowid LIMIT :window
-    ) ORDER BY score, id DESC LIMIT :limit OFFSET :offset
+#: The text search: the newest ``:window`` matches with their bm25 score (lower is better).
+TEXT_WINDOW_SQL = f"""
+    SELECT -rowid AS id, bm25({SEARCH_TABLE}, {", ".join(map(str, BM25_WEIGHTS))}) AS score
+    FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :match
+    ORDER BY rowid LIMIT :window
 """  # noqa: S608 - constants only
 #: The number of orders matching a text search.
 TEXT_COUNT_SQL = f"SELECT COUNT(*) FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :match"  # noqa: S608
@@ -173,24 +191,25 @@ def search_ids(
 ) -> tuple[int, list[int]]:
     """The total and the page of order ids, best first; the SQL part of a search.
 
-    Unknown filter names raise ``KeyError``: only the columns of :data:`TAGS` filter.
+    A text search is usually ONE FTS5 query: the window of newest matches comes back with
+    scores, and when it is not full it holds every match, so its length is the total. Only
+    a full window costs a second query for the count (each query pays for looking up the
+    words again). Unknown filter names raise ``KeyError``: only :data:`TAGS` filter.
     """
     for name in filters:
         if name not in TAGS:
             raise KeyError(f"no search filter {name!r}")
     match = match_expression(text or "", filters)
     if match:
-        total = conn.execute(TEXT_COUNT_SQL, {"match": match}).fetchone()[0]
-        rows = conn.execute(
-            TEXT_PAGE_SQL,
-            {
-                "match": match,
-                "window": max(RANK_WINDOW, offset + limit),
-                "limit": limit,
-                "offset": offset,
-            },
-        ).fetchall()
-        return int(total), [int(row[0]) for row in rows]
+        window = max(RANK_WINDOW, offset + limit)
+        scored = conn.execute(TEXT_WINDOW_SQL, {"match": match, "window": window}).fetchall()
+        if len(scored) < window:
+            total = len(scored)
+        else:
+            total = conn.execute(TEXT_COUNT_SQL, {"match": match}).fetchone()[0]
+        # Best score first; equal scores newest first.
+        scored.sort(key=lambda row: (row[1], -row[0]))
+        return int(total), [int(row[0]) for row in scored[offset : offset + limit]]
     where = " AND ".join(f"{column} = ?" for column in filters) or "1"
     params: list[Any] = list(filters.values())
     total = conn.execute(f"SELECT COUNT(*) FROM orders WHERE {where}", params).fetchone()[0]  # noqa: S608

@@ -42,8 +42,9 @@ def call(
     payload: dict[str, Any],
     command_id: str | None = None,
 ) -> dict[str, Any]:
-    envelope = new_envelope(kind, principal, payload, command_id=command_id,
-                            key=key_of(f, principal))
+    envelope = new_envelope(
+        kind, principal, payload, command_id=command_id, key=key_of(f, principal)
+    )
     return f.handle(envelope)
 
 

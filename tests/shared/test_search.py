@@ -65,6 +65,8 @@ def _queries() -> list[Any]:
         pytest.param("du", {"municipality": "101", "status": "processing"}, id="very-common"),
         pytest.param("lager", {"job_type": "ordinary", "status": "closed_filled"}, id="job-type"),
         pytest.param("nosuchword", {}, id="no-match"),
+        pytest.param("VVS-montør", {"status": "processing"}, id="hyphenated-two-words"),
+        pytest.param("Café", {}, id="accent-folded"),
         pytest.param("kok", {"status": "closed_expired", "municipality": "851"}, id="underscore"),
     ]
     for index in range(12):
@@ -224,3 +226,28 @@ def test_rebuilding_the_index_keeps_every_order_findable(small: store.Store) -> 
     assert store.search_orders(conn, text="elektriker", filters={}, limit=5, offset=0)[0] == 1
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert "orders_fts" not in tables, "the old index is gone, so writes pay for one only"
+
+
+def test_a_store_with_an_index_of_an_earlier_shape_is_rebuilt(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    target = store.Store(path)
+    _insert(target, 1, title="Elektriker")
+    # What a store migrated to v3 before the design settled holds: an empty index of
+    # another shape (positive rowids, no tags).
+    target.connection().executescript(
+        """
+        DROP TABLE order_search;
+        CREATE VIRTUAL TABLE order_search USING fts5 (
+            title, description, occupation, tags, content = ''
+        );
+        PRAGMA user_version = 3;
+        """
+    )
+    target.close()
+    migrated = store.Store(path)
+    try:
+        conn = migrated.connection()
+        total, page = store.search_orders(conn, text="elektriker", filters={}, limit=5, offset=0)
+        assert (total, [order.id for order in page]) == (1, [1])
+    finally:
+        migrated.close()

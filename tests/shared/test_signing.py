@@ -30,8 +30,9 @@ def make_key(f: Foundation, principal: str = JOBCENTRE) -> SigningKey:
 
 
 def register(key: SigningKey | None, principal: str = JOBCENTRE, **changes: Any) -> Envelope:
-    return new_envelope(CommandKind.REGISTER_ORDER, principal, {"order": order_doc()},
-                        key=key, **changes)
+    return new_envelope(
+        CommandKind.REGISTER_ORDER, principal, {"order": order_doc()}, key=key, **changes
+    )
 
 
 def count(f: Foundation, table: str) -> int:

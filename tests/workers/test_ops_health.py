@@ -146,3 +146,14 @@ def test_metrics_port_serves_job_and_domain_metrics_per_process(bare_system: Sys
     assert domain[("jobordre_workers_alive", ())] == 2
     queue = (("queue", "jobordre.commands"), ("state", "ready"))
     assert domain[("jobordre_queue_messages", queue)] == 0
+
+
+@pytest.mark.integration
+def test_a_taken_metrics_port_stops_the_worker_with_a_clear_error(bare_system: System) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = bare_system.cli("worker", "--metrics-port", str(port))
+    assert result.code == 7
+    assert f"cannot serve metrics on port {port}" in result.err

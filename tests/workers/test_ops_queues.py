@@ -20,7 +20,7 @@ from shared.commands import CommandKind
 from shared.envelope import new_envelope
 from shared.foundation import utc_now
 from shared.store import Store
-from tests.conftest import System, wait_until
+from tests.conftest import System, free_port, wait_until
 from tests.factories import order_doc
 from tests.workers.test_ops_recovery import (
     applied,
@@ -29,6 +29,7 @@ from tests.workers.test_ops_recovery import (
     snapshot,
     write_lock,
 )
+from workers.ops.watch import sparkline
 
 pytestmark = pytest.mark.integration
 
@@ -157,3 +158,22 @@ def test_watch_draws_the_queues_and_stops_after_count(bare_system: System) -> No
     assert svg.read_text().startswith("<svg") and "jobordre.queries" in svg.read_text()
     refused = bare_system.cli("queues", "--watch", "--json")
     assert refused.code == 2 and json.loads(refused.out)["error"]["code"] == "validation_error"
+
+
+def test_an_unreachable_broker_is_unavailable(bare_system: System) -> None:
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    result = bare_system.cli("queues", "--json", JOBORDRE_REDIS_URL=down)
+    assert result.code == 7
+    assert json.loads(result.out)["error"]["code"] == "unavailable"
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        pytest.param([0, 0, 0], "▁▁▁", id="all-zero"),
+        pytest.param([0, 4, 8], "▁▅█", id="scaled-to-max"),
+        pytest.param([], "", id="empty"),
+    ],
+)
+def test_sparkline(values: list[float], expected: str) -> None:
+    assert sparkline(values) == expected
