@@ -52,24 +52,12 @@ def record(
     else:
         audience = [AUTHORITIES]
         log_upto = None
-    event_id = uuid.uuid4().hex
-    cursor = ctx.conn.execute(
-        "INSERT INTO events (id, type, at, order_id, employer_cvr, header, order_doc, log_upto,"
-        " command_id) VALUES (?, ?, ?, ?, ?, '', ?, ?, ?)",
-        (
-            event_id,
-            event_type.value,
-            ctx.at.isoformat(),
-            order.id,
-            order.employer.cvr,
-            order.model_dump_json(),
-            log_upto,
-            ctx.command_id,
-        ),
-    )
-    seq = int(cursor.lastrowid or 0)
+    # Inside the write transaction no one else can take the next seq, so the header that
+    # names it is written with the row, in one INSERT.
+    last = ctx.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    seq = (int(last[0]) if last else 0) + 1
     header = EventHeader(
-        id=event_id,
+        id=uuid.uuid4().hex,
         seq=seq,
         type=event_type,
         at=ctx.at.isoformat(),
@@ -83,7 +71,22 @@ def record(
         audience=audience,
         placements=changes,
     )
-    ctx.conn.execute("UPDATE events SET header = ? WHERE seq = ?", (header.model_dump_json(), seq))
+    ctx.conn.execute(
+        "INSERT INTO events (seq, id, type, at, order_id, employer_cvr, header, order_doc,"
+        " log_upto, command_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            seq,
+            header.id,
+            event_type.value,
+            header.at,
+            order.id,
+            order.employer.cvr,
+            header.model_dump_json(),
+            order.model_dump_json(),
+            log_upto,
+            ctx.command_id,
+        ),
+    )
     ctx.conn.executemany(
         "INSERT INTO event_audience (organisation, seq) VALUES (?, ?)",
         [(organisation, seq) for organisation in audience],

@@ -109,13 +109,17 @@ class Foundation:
             caseworker=envelope.caseworker,
         )
 
-    def _apply(self, ctx: Context, envelope: Envelope) -> dict[str, Any]:
-        payload: BaseModel = parse_payload(envelope)
+    @staticmethod
+    def _apply(ctx: Context, envelope: Envelope, payload: BaseModel) -> dict[str, Any]:
         return OPERATIONS[envelope.kind](ctx, payload)
 
     def _write(self, envelope: Envelope) -> dict[str, Any]:
         digest = envelope.payload_digest()
         try:
+            # Validated before the write lock is taken: SQLite has one writer at a time,
+            # and it should not wait for Python work that needs no lock. A malformed
+            # redelivery is answered by the ledger in _reject all the same.
+            payload = parse_payload(envelope)
             with self.store.write() as conn:
                 stored = self._stored_reply(conn, envelope, digest)
                 if stored is not None:
@@ -124,7 +128,7 @@ class Foundation:
                 # fresh.
                 self._check_age(envelope)
                 ctx = self._context(conn, envelope)
-                reply = ok_reply(envelope.command_id, self._apply(ctx, envelope))
+                reply = ok_reply(envelope.command_id, self._apply(ctx, envelope, payload))
                 access.write(conn, ctx.accesses, envelope.principal, envelope.caseworker, ctx.at)
                 store.record_command(
                     conn,
@@ -196,9 +200,10 @@ class Foundation:
 
     def _read(self, envelope: Envelope) -> dict[str, Any]:
         try:
+            payload = parse_payload(envelope)
             with self.store.read() as conn:
                 ctx = self._context(conn, envelope)
-                reply = ok_reply(envelope.command_id, self._apply(ctx, envelope))
+                reply = ok_reply(envelope.command_id, self._apply(ctx, envelope, payload))
             if ctx.accesses:
                 # Reads run in a read transaction; what they showed of people is logged
                 # right after, before the reply leaves.

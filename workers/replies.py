@@ -22,6 +22,7 @@ def reply_key(prefix: str, command_id: str) -> str:
 def push_reply(client: redis.Redis, prefix: str, ttl_ms: int, reply: dict[str, Any]) -> None:
     """Hand a reply to whoever waits for it (or keep it ``ttl_ms`` for a late client)."""
     key = reply_key(prefix, str(reply["command_id"]))
+    # MULTI costs no extra round trip, and a reply never stays without its time to live.
     pipe = client.pipeline(transaction=True)
     pipe.rpush(key, json.dumps(reply))
     pipe.pexpire(key, ttl_ms)

@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,17 @@ def cprs(count: int) -> list[str]:
     return people
 
 
+#: Clients a test made; closed after it, so no socket is left for the garbage collector.
+_clients: list[Client] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _clients:
+        _clients.pop().close()
+
+
 def client_for(system: System, principal: str) -> Client:
     env = system.env()
     settings = Settings(
@@ -51,7 +63,9 @@ def client_for(system: System, principal: str) -> Client:
         redis_url=env["JOBORDRE_REDIS_URL"],
         reply_timeout_ms=2_000,
     )
-    return Client(settings, principal)
+    client = Client(settings, principal)
+    _clients.append(client)
+    return client
 
 
 class Ledger:
