@@ -19,7 +19,7 @@ The design:
   prefix ("tømrer"* = every term starting so), are shorter. Words are therefore never
   phrases: :func:`words` splits ``SOSU-assistent`` into two required words. Prefix
   indexes would remove the merge, but they multiply the cost of every indexed write
-  (docs/performance.md).
+  (README, "Performance").
 * **Newest first is ascending rowid.** The index's rowid is minus the order id, so FTS5
   streams matches newest first in its cheap direction (walking a doclist backwards makes
   FTS5 load it whole).

@@ -14,7 +14,7 @@ in a temporary folder, bulk-loads N generated orders, and then measures, in this
    Redis stream (the inbox's and notifier's wake-up);
 5. the workers' peak resident memory.
 
-Speed is never asserted: the benchmark reports, the reader judges (docs/performance.md).
+Speed is never asserted: the benchmark reports, the reader judges (README, "Performance").
 """
 
 from __future__ import annotations
