@@ -59,7 +59,7 @@ def add_commands(commands: Any) -> None:
     """Add ``jobordre bench`` and ``jobordre demo``."""
     bench = commands.add_parser(
         "bench",
-        help="measure throughput and latency against a private redis-server (README, "Performance")",
+        help="measure throughput and latency against a private redis-server (README: Performance)",
     )
     bench.add_argument(
         "--orders",
