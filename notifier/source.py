@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from shared.commands import CommandKind
 from shared.errors import Unavailable
-from shared.events import EVENTS_STREAM, EventHeader
+from shared.events import EventHeader, stream_key
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +83,6 @@ class ClientFoundation:
             CommandKind.INBOX, {"since": since, "limit": limit, "headers_only": True}
         )
         return result
-
-
-def stream_key(prefix: str) -> str:
-    """The Redis key of the event stream: ``<prefix>:events``."""
-    return f"{prefix}:{EVENTS_STREAM}"
 
 
 def parse_entry(fields: dict[Any, Any]) -> EventHeader | None:

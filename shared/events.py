@@ -22,6 +22,13 @@ from shared.models import OrderStatus, PlacementStatus
 EVENTS_STREAM = "events"
 #: Approximate number of headers the stream keeps; older ones are read from the store.
 EVENTS_STREAM_MAXLEN = 100_000
+
+
+def stream_key(prefix: str) -> str:
+    """The Redis key of the event-header stream under a key prefix: ``<prefix>:events``."""
+    return f"{prefix}:{EVENTS_STREAM}"
+
+
 #: Audience marker: every jobcentre and every a-kasse.
 AUTHORITIES = "authorities"
 

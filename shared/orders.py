@@ -6,6 +6,7 @@ from datetime import date
 from typing import Any
 
 from shared import eventlog, rules, store
+from shared import search as search_index
 from shared.commands import (
     ChangeOrderStatus,
     ExpireOrders,
@@ -128,7 +129,7 @@ def search(ctx: Context, command: SearchOrders) -> dict[str, Any]:
         filters["employer_cvr"] = command.employer
     if ctx.who.kind == "employer":
         filters["employer_cvr"] = ctx.who.id
-    total, page = store.search_orders(
+    total, page = search_index.search_orders(
         ctx.conn, text=command.text, filters=filters, limit=command.limit, offset=command.offset
     )
     return {"total": total, "results": [view(order, ctx.who) for order in page]}

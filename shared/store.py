@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shared import schema, search
+from shared import schema
 from shared.errors import NotFound, Unavailable
 from shared.models import JobOrder
 
@@ -147,26 +147,6 @@ def save_order(conn: sqlite3.Connection, order: JobOrder) -> None:
         f"UPDATE orders SET {assignments} WHERE id = ?",  # noqa: S608
         (*columns.values(), order.id),
     )
-
-
-def search_orders(
-    conn: sqlite3.Connection,
-    *,
-    text: str | None,
-    filters: dict[str, str],
-    limit: int,
-    offset: int,
-) -> tuple[int, list[JobOrder]]:
-    """Orders matching ``text`` and the column filters; returns (total, page).
-
-    The index design and the ranking are :mod:`shared.search`'s.
-    """
-    return search.search_orders(conn, text=text, filters=filters, limit=limit, offset=offset)
-
-
-def fts_query(text: str) -> str:
-    """Free text as an FTS5 query; see :func:`shared.search.text_query`."""
-    return search.text_query(text)
 
 
 # --- ledger and dead letters -------------------------------------------------------------

@@ -172,8 +172,10 @@ class System:
         self.workers.append(process)
         # This worker's own log, and every one of its processes.
         wait_until(
-            lambda: process.poll() is not None
-            or log_path.read_bytes().count(b"worker started") >= processes,
+            lambda: (
+                process.poll() is not None
+                or log_path.read_bytes().count(b"worker started") >= processes
+            ),
             30,
             "the worker to start",
         )

@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from shared import eventlog
-from shared.events import EVENTS_STREAM, EVENTS_STREAM_MAXLEN, EventHeader
+from shared.events import EVENTS_STREAM_MAXLEN, EventHeader, stream_key
 from shared.settings import Settings
 from shared.store import Store
 
@@ -26,7 +26,7 @@ RELAY_BATCH = 500
 
 def events_stream_key(settings: Settings) -> str:
     """The Redis key of the event-header stream."""
-    return f"{settings.redis_prefix}:{EVENTS_STREAM}"
+    return stream_key(settings.redis_prefix)
 
 
 class Relay:

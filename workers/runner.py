@@ -129,36 +129,42 @@ def _nth_process(settings: Settings, i: int) -> Settings:
     return settings.model_copy(update={"metrics_port": settings.metrics_port + i})
 
 
+def run_processes(target: Callable[..., None], per_process: list[tuple[object, ...]]) -> int:
+    """Run ``target(*args)`` in one spawned process per entry until SIGTERM/SIGINT.
+
+    The first signal is passed on to every process (they stop gracefully); a second one
+    too, and the processes stop at once. Returns 0 if every process exited cleanly.
+    """
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(target=target, args=args, name=f"jobordre-worker-{i}")
+        for i, args in enumerate(per_process)
+    ]
+    for child in children:
+        child.start()
+
+    def signal_children() -> None:
+        # A child's own handler takes a first signal as "stop gracefully", a second as
+        # "stop at once", just as for a single process.
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, signal.SIGTERM)
+
+    def stop_children() -> None:
+        signal_children()
+        for child in children:
+            child.join()
+
+    configure_logging()
+    wait_for_stop(stop_children, signal_children)
+    return 0 if all(child.exitcode == 0 for child in children) else 1
+
+
 def run_workers(settings: Settings, url: str, processes: int, threads: int) -> int:
     """Run ``processes`` worker processes of ``threads`` threads until stopped; exit code."""
     if processes == 1:
         _serve(settings, url, threads)
         return 0
-    context = multiprocessing.get_context("spawn")
-    children = [
-        context.Process(
-            target=_serve,
-            args=(_nth_process(settings, i), url, threads),
-            name=f"jobordre-worker-{i}",
-        )
-        for i in range(processes)
-    ]
-    for child in children:
-        child.start()
-
-    def stop_children() -> None:
-        for child in children:
-            if child.pid is not None:
-                os.kill(child.pid, signal.SIGTERM)
-        for child in children:
-            child.join()
-
-    def kill_children() -> None:
-        # Their own handlers see a second signal and stop at once too.
-        for child in children:
-            if child.pid is not None and child.is_alive():
-                os.kill(child.pid, signal.SIGTERM)
-
-    configure_logging()
-    wait_for_stop(stop_children, kill_children)
-    return 0 if all(child.exitcode == 0 for child in children) else 1
+    return run_processes(
+        _serve, [(_nth_process(settings, i), url, threads) for i in range(processes)]
+    )

@@ -11,9 +11,9 @@ import pytest
 from notifier import source
 from notifier.cursor import CursorFile
 from notifier.service import Notifier
-from notifier.source import STREAM_START, RedisEventStream, stream_key
+from notifier.source import STREAM_START, RedisEventStream
 from shared.errors import Unavailable
-from shared.events import EVENTS_STREAM_MAXLEN, EventHeader
+from shared.events import EVENTS_STREAM_MAXLEN, EventHeader, stream_key
 from tests.conftest import RedisServer, start_redis, wait_until
 from tests.notifier.fakes import ME, FakeDesktop, FakeFoundation, event
 

@@ -81,7 +81,7 @@ def test_text_search_finds_exactly_the_reference_matches(
     loaded: sqlite3.Connection, text: str, filters: dict[str, str]
 ) -> None:
     expected = reference(loaded, text, filters)
-    total, page = store.search_orders(loaded, text=text, filters=filters, limit=500, offset=0)
+    total, page = search.search_orders(loaded, text=text, filters=filters, limit=500, offset=0)
     assert total == len(expected)
     if total <= 500:
         assert sorted(order.id for order in page) == sorted(row["id"] for row in expected)
@@ -96,7 +96,7 @@ def test_every_order_matches_its_own_title_in_its_municipality(
     rows = loaded.execute("SELECT id, title, municipality, status FROM orders LIMIT 50").fetchall()
     for row in rows:
         filters = {"municipality": row["municipality"], "status": row["status"]}
-        total, page = store.search_orders(
+        total, page = search.search_orders(
             loaded, text=row["title"].replace("–", " "), filters=filters, limit=500, offset=0
         )
         assert row["id"] in {order.id for order in page}
@@ -117,7 +117,7 @@ def test_filter_only_search_is_newest_first_and_exact(
 ) -> None:
     expected = sorted(reference(loaded, None, filters), key=lambda r: (r["updated_at"], r["id"]))
     expected.reverse()
-    total, page = store.search_orders(loaded, text=None, filters=filters, limit=30, offset=5)
+    total, page = search.search_orders(loaded, text=None, filters=filters, limit=30, offset=5)
     assert total == len(expected)
     assert [order.id for order in page] == [row["id"] for row in expected[5:35]]
 
@@ -127,7 +127,7 @@ def test_pages_do_not_overlap_and_cover_the_matches(loaded: sqlite3.Connection) 
     expected = {row["id"] for row in reference(loaded, "du", filters)}
     seen: list[int] = []
     for offset in range(0, len(expected), 50):
-        _, page = store.search_orders(loaded, text="du", filters=filters, limit=50, offset=offset)
+        _, page = search.search_orders(loaded, text="du", filters=filters, limit=50, offset=offset)
         seen += [order.id for order in page]
     assert len(expected) <= search.RANK_WINDOW, "the whole set is ranked in this data"
     assert sorted(seen) == sorted(expected)
@@ -135,7 +135,7 @@ def test_pages_do_not_overlap_and_cover_the_matches(loaded: sqlite3.Connection) 
 
 def test_an_employer_filter_sees_only_that_employer(loaded: sqlite3.Connection) -> None:
     cvr = loaded.execute("SELECT employer_cvr FROM orders LIMIT 1").fetchone()[0]
-    total, page = store.search_orders(
+    total, page = search.search_orders(
         loaded, text="du", filters={"employer_cvr": cvr}, limit=500, offset=0
     )
     assert total == len(reference(loaded, "du", {"employer_cvr": cvr})) > 0
@@ -178,7 +178,7 @@ def test_a_title_match_ranks_above_description_only_matches(small: store.Store) 
         with small.write() as conn:
             store.insert_order(conn, order)
     _insert(small, 6, title="Bager til morgenholdet")
-    _, page = store.search_orders(small.connection(), text="bager", filters={}, limit=3, offset=0)
+    _, page = search.search_orders(small.connection(), text="bager", filters={}, limit=3, offset=0)
     assert page[0].id == 6
     assert [order.id for order in page[1:]] == [5, 4], "ties: newest first"
 
@@ -187,21 +187,21 @@ def test_the_index_follows_status_changes_and_deletes(small: store.Store) -> Non
     _insert(small, 1, title="Tømrer", status=OrderStatus.PROCESSING)
     conn = small.connection()
     processing = {"status": "processing"}
-    assert store.search_orders(conn, text="tømrer", filters=processing, limit=5, offset=0)[0] == 1
+    assert search.search_orders(conn, text="tømrer", filters=processing, limit=5, offset=0)[0] == 1
     order = store.load_order(conn, 1)
     with small.write() as write:
         store.save_order(write, order.model_copy(update={"status": OrderStatus.INACTIVATED}))
-    assert store.search_orders(conn, text="tømrer", filters=processing, limit=5, offset=0)[0] == 0
+    assert search.search_orders(conn, text="tømrer", filters=processing, limit=5, offset=0)[0] == 0
     inactive = {"status": "inactivated"}
-    assert store.search_orders(conn, text="tømrer", filters=inactive, limit=5, offset=0)[0] == 1
+    assert search.search_orders(conn, text="tømrer", filters=inactive, limit=5, offset=0)[0] == 1
     with small.write() as write:
         store.save_order(write, store.load_order(write, 1).model_copy(update={"positions": 9}))
         store.save_order(write, store.load_order(write, 1).model_copy(update={"title": "Murer"}))
-    assert store.search_orders(conn, text="tømrer", filters={}, limit=5, offset=0)[0] == 0
-    assert store.search_orders(conn, text="murer", filters=inactive, limit=5, offset=0)[0] == 1
+    assert search.search_orders(conn, text="tømrer", filters={}, limit=5, offset=0)[0] == 0
+    assert search.search_orders(conn, text="murer", filters=inactive, limit=5, offset=0)[0] == 1
     with small.write() as write:
         write.execute("DELETE FROM orders WHERE id = 1")
-    assert store.search_orders(conn, text="murer", filters={}, limit=5, offset=0)[0] == 0
+    assert search.search_orders(conn, text="murer", filters={}, limit=5, offset=0)[0] == 0
     conn.execute("INSERT INTO order_search (order_search) VALUES ('integrity-check')")
 
 
@@ -211,10 +211,12 @@ def test_ranking_is_bounded_to_the_newest_matches(
     for order_id in range(1, 11):
         _insert(small, order_id, title=f"Kok nummer {order_id}", description="Kok")
     monkeypatch.setattr(search, "RANK_WINDOW", 4)
-    total, page = store.search_orders(small.connection(), text="kok", filters={}, limit=2, offset=0)
+    total, page = search.search_orders(
+        small.connection(), text="kok", filters={}, limit=2, offset=0
+    )
     assert total == 10, "the count is exact even when the ranking is bounded"
     assert [order.id for order in page] == [10, 9], "equal scores: newest first"
-    _, deep = store.search_orders(small.connection(), text="kok", filters={}, limit=3, offset=6)
+    _, deep = search.search_orders(small.connection(), text="kok", filters={}, limit=3, offset=6)
     assert [order.id for order in deep] == [4, 3, 2], "paging past the window widens it"
 
 
@@ -223,7 +225,7 @@ def test_rebuilding_the_index_keeps_every_order_findable(small: store.Store) -> 
     conn = small.connection()
     search.create_index(conn)
     search.create_index(conn)
-    assert store.search_orders(conn, text="elektriker", filters={}, limit=5, offset=0)[0] == 1
+    assert search.search_orders(conn, text="elektriker", filters={}, limit=5, offset=0)[0] == 1
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert "orders_fts" not in tables, "the old index is gone, so writes pay for one only"
 
@@ -247,7 +249,7 @@ def test_a_store_with_an_index_of_an_earlier_shape_is_rebuilt(tmp_path: Path) ->
     migrated = store.Store(path)
     try:
         conn = migrated.connection()
-        total, page = store.search_orders(conn, text="elektriker", filters={}, limit=5, offset=0)
+        total, page = search.search_orders(conn, text="elektriker", filters={}, limit=5, offset=0)
         assert (total, [order.id for order in page]) == (1, [1])
     finally:
         migrated.close()

@@ -8,9 +8,6 @@ does nothing. Run as ``python -m workers.bench.noop URL PROCESSES THREADS``.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
-import signal
 import sys
 from typing import Any
 
@@ -18,7 +15,7 @@ import dramatiq
 
 from shared.settings import get_settings
 from workers.broker import build_broker
-from workers.runner import configure_logging, wait_for_stop
+from workers.runner import configure_logging, run_processes, wait_for_stop
 
 #: The queue and actor of the no-op baseline; never used by jobordre itself.
 NOOP_QUEUE = "jobordre.bench-noop"
@@ -53,21 +50,7 @@ def main(argv: list[str]) -> int:
     if processes == 1:
         _serve(url, threads)
         return 0
-    context = multiprocessing.get_context("spawn")
-    children = [context.Process(target=_serve, args=(url, threads)) for _ in range(processes)]
-    for child in children:
-        child.start()
-
-    def stop_children() -> None:
-        for child in children:
-            if child.pid is not None:
-                os.kill(child.pid, signal.SIGTERM)
-        for child in children:
-            child.join()
-
-    configure_logging()
-    wait_for_stop(stop_children)
-    return 0
+    return run_processes(_serve, [(url, threads)] * processes)
 
 
 if __name__ == "__main__":
