@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.store import Store, search_orders
+from shared.search import search_orders
+from shared.store import Store
 from tests.conftest import JOBORDRE
 
 pytestmark = pytest.mark.integration
