@@ -9,17 +9,13 @@ worker is raised as :class:`~shared.errors.Unavailable`, the notifier's cue to r
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Protocol
 
 import redis
-from pydantic import ValidationError
 
 from shared.commands import CommandKind
 from shared.errors import Unavailable
-from shared.events import EventHeader, stream_key
-
-log = logging.getLogger(__name__)
+from shared.events import EventHeader, parse_entry, stream_key
 
 #: The most events one inbox query returns (the query's own limit).
 INBOX_PAGE = 1000
@@ -83,20 +79,6 @@ class ClientFoundation:
             CommandKind.INBOX, {"since": since, "limit": limit, "headers_only": True}
         )
         return result
-
-
-def parse_entry(fields: dict[Any, Any]) -> EventHeader | None:
-    """The header in one stream entry, ``None`` if it holds none (it is then skipped)."""
-    raw = fields.get(b"event")
-    if raw is None:
-        return None
-    try:
-        return EventHeader.model_validate_json(raw)
-    except ValidationError:
-        # The inbox is authoritative; a header this version cannot read is fetched from it
-        # when the next readable header reveals the gap.
-        log.warning("skipped an unreadable event header on the stream")
-        return None
 
 
 def stream_id_key(stream_id: str) -> tuple[int, int]:

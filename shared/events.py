@@ -12,11 +12,15 @@ number, a name or a comment. The full event, masked for the reader, is read thro
 
 from __future__ import annotations
 
+import logging
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared.models import OrderStatus, PlacementStatus
+
+log = logging.getLogger("jobordre.events")
 
 #: Redis stream of event headers, under the ``redis_prefix`` setting: ``<prefix>:events``.
 EVENTS_STREAM = "events"
@@ -85,3 +89,19 @@ class EventHeader(BaseModel):
         if principal.startswith("employer:"):
             return principal == f"employer:{self.employer_cvr}"
         return AUTHORITIES in self.audience and principal.startswith(("jobcentre:", "akasse:"))
+
+
+def parse_entry(fields: dict[Any, Any]) -> EventHeader | None:
+    """The header in one entry of the event stream; ``None`` if it holds none readable.
+
+    Readers skip such an entry: the inbox query is authoritative, and a reader that
+    tracks ``seq`` finds the gap at the next readable header.
+    """
+    raw = fields.get(b"event")
+    if raw is None:
+        return None
+    try:
+        return EventHeader.model_validate_json(raw)
+    except ValidationError:
+        log.warning("skipped an unreadable event header on the stream")
+        return None

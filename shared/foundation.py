@@ -130,17 +130,7 @@ class Foundation:
                 ctx = self._context(conn, envelope)
                 reply = ok_reply(envelope.command_id, self._apply(ctx, envelope, payload))
                 access.write(conn, ctx.accesses, envelope.principal, envelope.caseworker, ctx.at)
-                store.record_command(
-                    conn,
-                    command_id=envelope.command_id,
-                    kind=envelope.kind.value,
-                    principal=envelope.principal,
-                    digest=digest,
-                    outcome="ok",
-                    # The ledger keeps no CPR: a resend gets the reply with the CPR masked.
-                    reply=mask_personal_data(reply),
-                    at=ctx.at,
-                )
+                self._record(conn, envelope, digest, "ok", reply)
                 return reply
         except (NotAuthenticated, CommandIdReused):
             raise
@@ -163,19 +153,26 @@ class Foundation:
         reply: dict[str, Any] = json.loads(row["reply"])
         return reply
 
+    def _record(
+        self, conn: Any, envelope: Envelope, digest: str, outcome: str, reply: dict[str, Any]
+    ) -> bool:
+        """The command's ledger row; False if its id was there already."""
+        return store.record_command(
+            conn,
+            command_id=envelope.command_id,
+            kind=envelope.kind.value,
+            principal=envelope.principal,
+            digest=digest,
+            outcome=outcome,
+            # The ledger keeps no CPR: a resend gets the reply with the CPR masked.
+            reply=mask_personal_data(reply),
+            at=self.clock(),
+        )
+
     def _reject(self, envelope: Envelope, error: JobordreError, digest: str) -> dict[str, Any]:
         reply = error_reply(envelope.command_id, error)
         with self.store.write() as conn:
-            recorded = store.record_command(
-                conn,
-                command_id=envelope.command_id,
-                kind=envelope.kind.value,
-                principal=envelope.principal,
-                digest=digest,
-                outcome="rejected",
-                reply=reply,
-                at=self.clock(),
-            )
+            recorded = self._record(conn, envelope, digest, "rejected", reply)
             if not recorded:
                 # A concurrent delivery of the same command decided first: answer as it did.
                 stored = self._stored_reply(conn, envelope, digest)

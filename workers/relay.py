@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from shared import eventlog
-from shared.events import EVENTS_STREAM_MAXLEN, EventHeader, stream_key
+from shared.events import EVENTS_STREAM_MAXLEN, EventHeader, parse_entry, stream_key
 from shared.settings import Settings
 from shared.store import Store
 
@@ -98,5 +98,7 @@ def read_headers(
     headers = []
     for entry_id, fields in reply[0][1] if reply else []:
         after = entry_id.decode()
-        headers.append(EventHeader.model_validate_json(fields[b"event"]))
+        header = parse_entry(fields)
+        if header is not None:
+            headers.append(header)
     return after, headers
