@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     #: Namespace of every Redis key jobordre writes besides Dramatiq's own.
     redis_prefix: str = "jobordre"
+    #: How often ``jobordre up``'s broker fsyncs its append-only file: ``everysec`` (a
+    #: killed process loses nothing, a power loss at most a second) or ``always``.
+    embedded_appendfsync: Literal["everysec", "always"] = "everysec"
 
     #: Worker processes started by ``jobordre worker`` (``up`` always runs one).
     worker_processes: int = Field(default=1, ge=1, le=64)
@@ -107,6 +110,9 @@ class Settings(BaseSettings):
     notifier_reconnect_max_ms: int = Field(default=5_000, ge=10)
     #: How long a desktop notification stays on screen, in milliseconds.
     notifier_display_ms: int = Field(default=10_000, ge=1_000)
+    #: Where a notification's "Åbn" action opens an order, ``{id}`` being its id (e.g.
+    #: ``https://fagsystem.example/jobordre/{id}``); unset = no action.
+    order_url: str | None = None
 
     @property
     def db_path(self) -> Path:

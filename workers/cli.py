@@ -244,6 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="run broker and workers in one process (embedded default)")
     up.set_defaults(handler=_up)
+    up.add_argument(
+        "--processes", type=int, metavar="N", help="worker processes (default 1: best on 2 cores)"
+    )
+    up.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="one short line per job (text) or one JSON object per job (json)",
+    )
+    up.add_argument("--log-file", metavar="FILE", help="also append the JSON job log to FILE")
     worker = commands.add_parser("worker", help="run workers against JOBORDRE_REDIS_URL")
     worker.set_defaults(handler=_worker)
     worker.add_argument("--processes", type=int, help="worker processes (default 1)")
@@ -339,9 +349,13 @@ def _act(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.embedded import run_up
+    from workers.embedded import DEFAULT_PROCESSES, UpOptions, run_up
 
-    return run_up(settings)
+    processes = args.processes if args.processes is not None else DEFAULT_PROCESSES
+    if not 1 <= processes <= 64:
+        raise InvalidInput("--processes: from 1 to 64", field="processes")
+    log_file = Path(args.log_file) if args.log_file else None
+    return run_up(settings, UpOptions(processes, args.log_format, log_file))
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
