@@ -24,7 +24,13 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _notifier(args: argparse.Namespace, settings: Settings) -> int:
-    from notifier.backend import Desktop, FallbackDesktop, PlyerDesktop, TerminalDesktop
+    from notifier.backend import (
+        Desktop,
+        FallbackDesktop,
+        TerminalDesktop,
+        check_order_url,
+        desktop_backend,
+    )
     from notifier.cursor import CursorFile
     from notifier.service import Notifier
     from notifier.source import ClientFoundation, RedisEventStream
@@ -39,11 +45,14 @@ def _notifier(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidInput(
             "caseworker: 1–64 letters, digits or . _ @ -", field="caseworker"
         ) from None
+    check_order_url(settings.order_url)
     _configure_logging(args.verbose)
     desktop: Desktop = (
         TerminalDesktop()
         if args.terminal
-        else FallbackDesktop(PlyerDesktop(settings.notifier_display_ms), TerminalDesktop())
+        else FallbackDesktop(
+            desktop_backend(settings.notifier_display_ms, settings.order_url), TerminalDesktop()
+        )
     )
     client = Client(settings, principal, caseworker=args.caseworker)
     stream = RedisEventStream(client.url, settings.redis_prefix)

@@ -271,7 +271,11 @@ class Notifier:
         """Store the cursor past ``events``, then show them as one notification."""
         self._save(force=True)
         notification = notification_for(events, self.language, catch_up=catch_up)
-        self.desktop.show(notification.title, notification.body)
+        orders = {event.order_id for event in events}
+        # The one order a notification is about can be opened from it ("Åbn").
+        self.desktop.show(
+            notification.title, notification.body, orders.pop() if len(orders) == 1 else None
+        )
         log.info(
             "notified %d change(s) on %d order(s)",
             len(events),

@@ -181,11 +181,14 @@ class FakeDesktop:
 
     shown: list[tuple[str, str]] = field(default_factory=list)
     broken: bool = False
+    #: The order each shown notification was about (None: several).
+    order_ids: list[int | None] = field(default_factory=list)
 
-    def show(self, title: str, body: str) -> None:
+    def show(self, title: str, body: str, order_id: int | None = None) -> None:
         if self.broken:
             raise DeliveryFailed("no notification service (fake)")
         self.shown.append((title, body))
+        self.order_ids.append(order_id)
 
 
 @dataclass
