@@ -128,20 +128,79 @@ class _GuardedConsumer(_RedisConsumer):
                 return
 
 
+#: Rings kept on a queue's doorbell when no consumer waits (enough to wake every consumer).
+DOORBELL_KEEP = 64
+#: How long rings nobody answered are kept, in milliseconds.
+DOORBELL_TTL_MS = 60_000
+#: Longest nap of a doorbell consumer between an empty fetch and its next wait, in ms.
+DOORBELL_NAP_MS = 10
+
+
+def doorbell_key(namespace: str, queue: str) -> str:
+    """The list a queue's consumers wait on (BLPOP) while the queue is empty."""
+    return f"{namespace}:doorbell:{queue}"
+
+
 class JobordreBroker(RedisBroker):
-    """Dramatiq's RedisBroker, with consumers that set undecodable bytes aside."""
+    """Dramatiq's RedisBroker, with consumers that set undecodable bytes aside.
+
+    With a ``doorbell`` (``jobordre up``), every enqueue also rings the queue's doorbell,
+    and consumers of an empty queue wait on it (BLPOP, up to ``doorbell_wait_ms``) instead
+    of polling: an idle system makes one broker call per queue per wait, not one per
+    poll, and a command still wakes a worker at once.
+    """
 
     undecodable_handler: UndecodableHandler | None = None
     unknown_actor_handler: UnknownActorHandler | None = None
+    #: Ring the doorbell on every enqueue.
+    ring_doorbell: bool = False
+    #: How long a consumer of an empty queue waits on its doorbell; None = poll as stock.
+    doorbell_wait_ms: int | None = None
 
     @property
     def consumer_class(self) -> type[_GuardedConsumer]:
         return _GuardedConsumer
 
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        # The wait is on the doorbell: between two waits a consumer only naps.
+        if self.doorbell_wait_ms is not None:
+            timeout = min(timeout, DOORBELL_NAP_MS)
+        return super().consume(queue_name, prefetch, timeout)
 
-def build_broker(settings: Settings, url: str) -> RedisBroker:
-    """A RedisBroker with jobordre's retry policy; no connection is made until first use."""
-    return JobordreBroker(  # type: ignore[no-untyped-call]
+    def enqueue(self, message: Any, *, delay: int | None = None) -> Any:
+        enqueued = super().enqueue(message, delay=delay)
+        if self.ring_doorbell:
+            key = doorbell_key(self.namespace, enqueued.queue_name)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.rpush(key, 1)
+            pipe.ltrim(key, -DOORBELL_KEEP, -1)
+            pipe.pexpire(key, DOORBELL_TTL_MS)
+            pipe.execute()
+        return enqueued
+
+    def do_fetch(self, queue_name: str, prefetch: int) -> list[bytes]:
+        """Dramatiq's fetch; on an empty queue with a doorbell, wait for a ring, then
+        fetch again."""
+        fetch = self._dispatch("fetch")  # type: ignore[no-untyped-call]
+        messages: list[bytes] = fetch(queue_name, prefetch)
+        if messages or self.doorbell_wait_ms is None:
+            return messages
+        self.client.blpop(
+            [doorbell_key(self.namespace, queue_name)], timeout=self.doorbell_wait_ms / 1000
+        )
+        again: list[bytes] = fetch(queue_name, prefetch)
+        return again
+
+
+def build_broker(
+    settings: Settings, url: str, *, doorbell: bool = False, wait_ms: int | None = None
+) -> RedisBroker:
+    """A RedisBroker with jobordre's retry policy; no connection is made until first use.
+
+    ``doorbell`` rings a queue's doorbell on every enqueue; ``wait_ms`` makes consumers
+    wait on it for that long instead of polling (see :class:`JobordreBroker`).
+    """
+    broker = JobordreBroker(  # type: ignore[no-untyped-call]
         url=url,
         middleware=[
             AgeLimit(),
@@ -162,3 +221,6 @@ def build_broker(settings: Settings, url: str) -> RedisBroker:
         # silent worker can be declared dead well before Dramatiq's default of 60 s.
         heartbeat_timeout=settings.heartbeat_timeout_ms,
     )
+    broker.ring_doorbell = doorbell
+    broker.doorbell_wait_ms = wait_ms
+    return broker

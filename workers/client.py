@@ -41,7 +41,8 @@ class Client:
         self.caseworker = caseworker
         self.url = url or resolve_redis_url(settings)
         self.key = key or signing_key(settings, self.principal)
-        self.broker = build_broker(settings, self.url)
+        # The embedded broker's workers sleep on doorbells: wake them (workers/broker.py).
+        self.broker = build_broker(settings, self.url, doorbell=not settings.redis_url)
         self.redis = redis.Redis.from_url(self.url, socket_connect_timeout=5)
 
     def send(

@@ -49,10 +49,10 @@ logger = logging.getLogger("jobordre.up")
 DRAIN_POLL_MS = 100
 #: How often ``up`` checks that its broker is still there, in milliseconds.
 WATCH_BROKER_MS = 1_000
-#: Idle poll of ``up``'s workers unless JOBORDRE_WORKER_POLL_MS says otherwise, in ms:
-#: ~1 % of a core idle at 100 ms on the 2-core machine, with ~50 ms more per round trip
-#: than the production default of 10 ms (README, "Two commands").
-EMBEDDED_POLL_MS = 100
+#: How long ``up``'s idle consumers wait on a queue's doorbell between two looks at the
+#: queue, unless JOBORDRE_WORKER_POLL_MS says otherwise, in ms. A command rings the
+#: doorbell and is taken at once; the wait sets the idle cost (README, "Two commands").
+EMBEDDED_POLL_MS = 1_000
 #: Worker processes of ``up`` unless ``--processes`` says otherwise: on 2 cores one
 #: process writes as fast as two (the store has one writer) at half the idle cost.
 DEFAULT_PROCESSES = 1
@@ -172,7 +172,7 @@ def _die_with_parent(parent: int) -> None:
 def _serve_child(settings: Settings, url: str, options: UpOptions, parent: int) -> None:
     _die_with_parent(parent)
     configure_up_logging(options.log_format, options.log_file)
-    worker = start_worker(settings, url, settings.worker_threads)
+    worker = start_worker(settings, url, settings.worker_threads, doorbell=True)
     wait_for_stop(lambda: worker.stop(timeout=settings.worker_shutdown_ms))
 
 
@@ -184,7 +184,7 @@ class Workers:
         self.local: Any = None
         self.children: list[multiprocessing.process.BaseProcess] = []
         if options.processes == 1:
-            self.local = start_worker(settings, url, settings.worker_threads)
+            self.local = start_worker(settings, url, settings.worker_threads, doorbell=True)
             return
         context = multiprocessing.get_context("spawn")
         for i in range(options.processes):

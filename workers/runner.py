@@ -60,9 +60,14 @@ def _background(target: Callable[..., None], *args: object, name: str) -> None:
     ).start()
 
 
-def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
-    """Build the runtime and start a Dramatiq worker in this process; returns it running."""
-    broker = build_broker(settings, url)
+def start_worker(
+    settings: Settings, url: str, threads: int, *, doorbell: bool = False
+) -> dramatiq.Worker:
+    """Build the runtime and start a Dramatiq worker in this process; returns it running.
+    With ``doorbell``, idle consumers wait on the queues' doorbells (``jobordre up``)."""
+    broker = build_broker(
+        settings, url, doorbell=doorbell, wait_ms=settings.worker_poll_ms if doorbell else None
+    )
     store = Store(settings.db_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
     runtime = Runtime(

@@ -94,16 +94,21 @@ def start_up(home: Path, *args: str, **extra: str) -> Up:
     """Start ``jobordre up`` and wait until it has written its address."""
     home.parent.mkdir(parents=True, exist_ok=True)
     log = home.parent / f"up-{time.monotonic_ns()}.log"
-    (home / "embedded.json").unlink(missing_ok=True) if home.exists() else None
     with log.open("wb") as out:
         process = subprocess.Popen(
             [str(JOBORDRE), "up", *args], env=env(home, **extra), stdout=out, stderr=out
         )
     running = Up(home, process, log)
+
+    def written() -> bool:
+        try:
+            return bool(running.address()["pid"] == process.pid)
+        except (OSError, ValueError):
+            return False
+
+    # A killed `up` leaves its address behind: wait for this one's.
     wait_until(
-        lambda: (home / "embedded.json").exists() or process.poll() is not None,
-        60,
-        "jobordre up to write its address",
+        lambda: written() or process.poll() is not None, 60, "jobordre up to write its address"
     )
     assert process.poll() is None, running.output
     return running
@@ -281,7 +286,8 @@ def test_jobs_running_when_up_is_killed_are_applied_once_after_the_next_up(home:
         assert sender.stdin is not None
         sender.stdin.write(json.dumps(order_doc(title=f"Flyvende {i}")).encode())
         sender.stdin.close()
-    time.sleep(1.0)  # the CLI takes about half a second to start and send
+    # Kill it while the commands flow: some applied, the others queued or running.
+    wait_until(lambda: len(titles(home)) >= 3, 120, "the first commands to be applied")
     first.process.kill()
     first.process.wait()
     second = start_up(home)
