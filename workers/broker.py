@@ -185,9 +185,11 @@ class JobordreBroker(RedisBroker):
         messages: list[bytes] = fetch(queue_name, prefetch)
         if messages or self.doorbell_wait_ms is None:
             return messages
-        self.client.blpop(
+        rung = self.client.blpop(
             [doorbell_key(self.namespace, queue_name)], timeout=self.doorbell_wait_ms / 1000
         )
+        if rung is None:
+            return []  # nobody rang: the consumer naps and comes back
         again: list[bytes] = fetch(queue_name, prefetch)
         return again
 

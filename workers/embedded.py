@@ -53,6 +53,10 @@ WATCH_BROKER_MS = 1_000
 #: queue, unless JOBORDRE_WORKER_POLL_MS says otherwise, in ms. A command rings the
 #: doorbell and is taken at once; the wait sets the idle cost (README, "Two commands").
 EMBEDDED_POLL_MS = 1_000
+#: How often ``up``'s workers sweep the outbox unless JOBORDRE_RELAY_INTERVAL_MS says
+#: otherwise, in ms: events are pushed right after each commit, the sweep only finds what
+#: a crash left behind, and every sweep is idle cost.
+EMBEDDED_RELAY_INTERVAL_MS = 5_000
 #: Worker processes of ``up`` unless ``--processes`` says otherwise: on 2 cores one
 #: process writes as fast as two (the store has one writer) at half the idle cost.
 DEFAULT_PROCESSES = 1
@@ -262,8 +266,10 @@ def run_up(settings: Settings, options: UpOptions | None = None) -> int:
     """Run broker and workers until SIGTERM/SIGINT; returns the exit code."""
     options = options or UpOptions()
     configure_up_logging(options.log_format, options.log_file)
-    if "worker_poll_ms" not in settings.model_fields_set:
-        settings = settings.model_copy(update={"worker_poll_ms": EMBEDDED_POLL_MS})
+    defaults = {"worker_poll_ms": EMBEDDED_POLL_MS, "relay_interval_ms": EMBEDDED_RELAY_INTERVAL_MS}
+    settings = settings.model_copy(
+        update={k: v for k, v in defaults.items() if k not in settings.model_fields_set}
+    )
     _prepare_home(settings)
     try:
         with home_lock(settings):
