@@ -354,6 +354,16 @@ def test_a_hung_broker_left_behind_is_replaced_not_waited_for(home: Path) -> Non
         second.stop()
 
 
+@pytest.mark.parametrize(
+    "processes", [pytest.param("0", id="zero"), pytest.param("65", id="too-many")]
+)
+def test_processes_out_of_range_is_a_validation_error(home: Path, processes: str) -> None:
+    done = cli(home, "up", "--processes", processes, "--json")
+    assert done.returncode == 2
+    assert '"field": "processes"' in done.stdout
+    assert not (home / "embedded.json").exists()
+
+
 # --- a home that cannot hold the data ---------------------------------------------------------
 
 
