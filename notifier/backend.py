@@ -200,16 +200,16 @@ class JeepneyDesktop:
                 continue
             member = message.header.fields.get(HeaderFields.member)
             notification_id = int(message.body[0])
+            action = str(message.body[1]) if member == "ActionInvoked" else None
             with self._lock:
-                if member == "ActionInvoked" and message.body[1] in OPEN_ACTIONS:
+                if action in OPEN_ACTIONS:
                     link = self._links.pop(notification_id, None)
-                elif member == "NotificationClosed":
-                    self._links.pop(notification_id, None)
-                    link = None
                 else:
                     link = None
+                    if member == "NotificationClosed":
+                        self._links.pop(notification_id, None)
             if link is not None:
-                log.info("opening job order in the browser")
+                log.info("opening a job order in the browser (action %s)", action)
                 self.opener(link)
 
     def close(self) -> None:

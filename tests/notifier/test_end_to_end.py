@@ -89,7 +89,7 @@ def test_a_placement_through_the_cli_appears_on_the_desktop_without_the_cpr(
         (
             f"Jobordre {order_id}: {TITLE}",
             "Formidlingslog opdateret: 1 ny formidling fra Jobcenter Aarhus",
-            "jobordre",
+            "Jobordre",
         )
     ]
     everything = json.dumps(items) + running.output()
