@@ -1,6 +1,6 @@
 """Write throughput of `jobordre up` with 1 and 2 worker processes on this machine: 8
 client threads register orders through the embedded broker and wait for each reply.
-Run: .venv/bin/python tests/workers/measure_up_processes.py [COMMANDS]"""
+Run: .venv/bin/python -m tests.workers.measure_up_processes [COMMANDS]"""
 
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ def measure(processes: int, commands: int) -> float:
     while not (home / "embedded.json").exists():
         time.sleep(0.1)
     time.sleep(5)
+    subprocess.run(
+        [str(JOBORDRE), "keys", "create", "jobcentre:101"], env=env, check=True, capture_output=True
+    )
     settings = Settings(home=home)
     clients = [Client(settings, "jobcentre:101") for _ in range(THREADS)]
     clients[0].call(CommandKind.REGISTER_ORDER, {"order": order_doc()})  # warm up, key made
