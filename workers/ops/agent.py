@@ -56,6 +56,16 @@ class OpsAgent(dramatiq.Middleware):
         with self._lock:
             return len(self._started)
 
+    def install(self, broker: dramatiq.Broker) -> None:
+        """Add the agent to ``broker`` first of all its middleware.
+
+        Dramatiq runs before-hooks in list order and after-hooks in reverse. First, the
+        agent's before-hook runs ahead of ``AgeLimit`` (so a message it skips was seen
+        starting and is counted as skipped), and its after-hook runs after ``Retries``
+        has decided (so ``message.failed`` tells a final failure from one to be retried).
+        """
+        broker.add_middleware(self, before=type(broker.middleware[0]))
+
     # --- job timing ---------------------------------------------------------------------
 
     def before_process_message(
