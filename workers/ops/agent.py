@@ -119,8 +119,13 @@ class OpsAgent(dramatiq.Middleware):
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         assert isinstance(broker, RedisBroker)
         self._broker = broker
+        if self.metrics is not None:
+            for name in broker.get_declared_actors():
+                actor = broker.get_actor(name)
+                self.metrics.declare(actor.queue_name, actor.actor_name)
         self._info = registry.worker_info(broker.broker_id, self.threads, time.time())
         try:
+            registry.record_start(self._client, self.settings.redis_prefix, self._info)
             self._tick_maintenance()  # registered and beating before the first job
         except redis.RedisError as error:
             # Dramatiq's consumers wait for Redis to come back; so does the ops thread.
