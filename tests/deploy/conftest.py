@@ -134,3 +134,66 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Any]:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait()
+
+
+#: PromQL words that look like metric names but are not.
+PROMQL_KEYWORDS = {"and", "or", "unless", "offset", "bool", "inf", "nan"}
+
+
+def promql_metrics(expr: str) -> set[str]:
+    """The metric names an expression reads (recording rule names included)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # label values
+    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", "", text)  # ranges, Grafana's $__rate_interval
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", text):
+        if text[match.end() :].lstrip().startswith("("):
+            continue  # a function or an aggregation
+        if match.group().lower() not in PROMQL_KEYWORDS:
+            names.add(match.group())
+    return names
+
+
+def rule_exprs(rules_yaml: str) -> dict[str, str]:
+    """Each rule's name (``record`` or ``alert``) and its ``expr``, from alerts.yml's layout.
+
+    Reads the two forms the file uses: ``expr: ONE LINE`` and ``expr: >-`` with the
+    expression on the more indented lines below.
+    """
+    exprs: dict[str, str] = {}
+    name = ""
+    lines = rules_yaml.splitlines()
+    for i, line in enumerate(lines):
+        found = re.match(r"\s*- (?:record|alert): (\S+)", line)
+        if found:
+            name = found.group(1)
+            continue
+        found = re.match(r"(\s*)expr: (.*)", line)
+        if not found:
+            continue
+        indent, value = len(found.group(1)), found.group(2)
+        if value.startswith(">"):
+            body = []
+            for below in lines[i + 1 :]:
+                if len(below) - len(below.lstrip()) <= indent:
+                    break
+                body.append(below.strip())
+            value = " ".join(body)
+        exprs[name] = value
+    return exprs
+
+
+def dashboard_exprs() -> dict[str, str]:
+    """Each query of the Grafana dashboard, by panel title and query letter."""
+    dashboard = json.loads((DEPLOY / "grafana" / "jobordre.json").read_text())
+    return {
+        f"{panel['title']} {target['refId']}": target["expr"]
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+    }
+
+
+def as_grafana_would(expr: str, rate_interval: str = "1m") -> str:
+    """``expr`` with the dashboard's variables as Grafana fills them in (every host)."""
+    return expr.replace("$__rate_interval", rate_interval).replace('=~"$host"', '=~".*"')

@@ -17,7 +17,13 @@ import pytest
 from shared.commands import CommandKind
 from shared.settings import Settings
 from tests.conftest import System, free_port, wait_until
-from tests.deploy.conftest import PROMETHEUS_DIR, Prometheus, tool
+from tests.deploy.conftest import (
+    PROMETHEUS_DIR,
+    Prometheus,
+    as_grafana_would,
+    dashboard_exprs,
+    tool,
+)
 from tests.factories import order_doc
 from workers.client import Client
 
@@ -175,3 +181,10 @@ def test_prometheus_sees_the_backlog_and_the_job_counts_of_two_worker_processes(
         for a in prometheus.query("ALERTS")
     ]
     assert set(alerts) <= {("JobordreJobsSlow", "register_order", "pending")}, alerts
+    # Every panel of the dashboard shows data from this run.
+    empty = [
+        title
+        for title, expr in dashboard_exprs().items()
+        if not prometheus.query(as_grafana_would(expr))
+    ]
+    assert empty == []
