@@ -1,12 +1,14 @@
 """The worker's job counters count what Dramatiq decided: retried, dead-lettered, skipped.
 
 Against a real redis-server and a real ``jobordre worker --metrics-port`` process: a
-poison message that fails on every attempt, and a message past its age limit.
+poison message that fails on every attempt, a message past its age limit, and a worker
+of another host registered beside it.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import time
 import urllib.request
@@ -20,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import System, free_port, wait_until
 from tests.factories import order_doc
+from workers.ops import registry
 
 JOBCENTRE = "jobcentre:101"
 COMMANDS = "jobordre.commands"
@@ -115,3 +118,33 @@ def test_a_message_past_its_age_limit_counts_as_skipped_not_processed(
     )
     assert job_counter(port, "dramatiq_messages_total", actor) == 0
     assert job_counter(port, "dramatiq_messages_inprogress", actor) == 0
+
+
+@pytest.mark.integration
+def test_every_hosts_workers_show_in_queues_health_and_metrics(bare_system: System) -> None:
+    system = bare_system
+    port = start_with_metrics(system)
+    here = socket.gethostname()
+    client = system.redis.client()
+    try:  # a worker on another host, registered as it would register itself
+        other = {"id": "other-host-worker", "host": "worker-b", "pid": 4242, "threads": 8}
+        registry.beat(client, "jobordre", {**other, "started_at": time.time()}, running=0)
+        registry.record_start(client, "jobordre", other)
+        queues = system.json("queues")
+        assert sorted(w["host"] for w in queues["workers"] if w["alive"]) == sorted(
+            [here, "worker-b"]
+        )
+        health = json.loads(system.cli("health", "--json", "--min-workers", "2").out)
+        [workers] = [c for c in health["checks"] if c["name"] == "workers"]
+        assert workers["ok"], workers
+        assert f"{here} 1/1" in workers["detail"] and "worker-b 1/1" in workers["detail"]
+        metrics = scrape(port)
+        for hostname in (here, "worker-b"):
+            alive = ("jobordre_host_workers", (("hostname", hostname), ("state", "alive")))
+            assert metrics[alive] == 1, hostname
+            started = ("jobordre_worker_starts_total", (("hostname", hostname),))
+            assert metrics[started] == 1, hostname
+        info = [k for k in metrics if k[0] == "jobordre_worker_info"]
+        assert [dict(labels)["hostname"] for _, labels in info] == [here]
+    finally:
+        client.close()
