@@ -142,15 +142,18 @@ def test_prometheus_sees_the_backlog_and_the_job_counts_of_two_worker_processes(
     )
 
     count = 12
+    # Both processes serve the same gauge: max, not sum.
+    depth = (
+        "sum(max by (state) (jobordre_queue_messages"
+        '{queue="jobordre.commands", state=~"ready|in_flight"}))'
+    )
+    # The workers' scheduled jobs of their start are done: the burst is alone.
+    wait_until(lambda: prometheus.scalar(depth) == 0, 30, "an idle commands queue")
     lock = hold_write_lock(system.db)
     try:
         sent = [client.send(CommandKind.REGISTER_ORDER, register) for _ in range(count)]
         # Every command of the burst is on the commands queue: ready, or fetched by a
-        # worker whose job waits for the lock. Both processes serve the same gauge: max.
-        depth = (
-            "sum(max by (state) (jobordre_queue_messages"
-            '{queue="jobordre.commands", state=~"ready|in_flight"}))'
-        )
+        # worker whose job waits for the lock.
         wait_until(lambda: prometheus.scalar(depth) == count, 60, f"a depth of {count}")
         ready = prometheus.scalar(
             'max(jobordre_queue_messages{queue="jobordre.commands", state="ready"})'
