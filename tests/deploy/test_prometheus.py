@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from shared.commands import CommandKind
-from shared.settings import Settings
 from tests.conftest import System, free_port, wait_until
 from tests.deploy.conftest import (
     PROMETHEUS_DIR,
@@ -104,13 +103,7 @@ def client_factory(bare_system: System) -> Iterator[Any]:
 
 
 def client_for(system: System) -> Client:
-    env = system.env()
-    settings = Settings(
-        home=Path(env["JOBORDRE_HOME"]),
-        db=Path(env["JOBORDRE_DB"]),
-        redis_url=env["JOBORDRE_REDIS_URL"],
-    )
-    return Client(settings, JOBCENTRE)
+    return Client(system.settings(), JOBCENTRE)
 
 
 def both_up(prometheus: Prometheus, ports: list[int]) -> list[dict[str, Any]] | None:
