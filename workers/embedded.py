@@ -295,26 +295,29 @@ def _run_locked(settings: Settings, options: UpOptions) -> int:
             broker.pid, "adopted" if broker.adopted else "restarted on its data", forgotten,
         )  # fmt: skip
     workers = Workers(settings, broker.url, options)
-    _write_address(
-        settings,
-        {
-            "redis_url": broker.url,
-            "pid": os.getpid(),
-            "broker_pid": broker.pid,
-            "worker_pids": workers.pids,
-        },
-    )
     stopping = threading.Event()
     watcher = threading.Thread(
         target=_watch_broker, args=(broker, stopping), name="jobordre-broker-watch", daemon=True
     )
     watcher.start()
-    logger.info("jobordre is up: broker %s, store %s", broker.url, settings.db_path)
-    print(
-        f"jobordre is up ({options.processes} worker process(es); store {settings.db_path}); "
-        "stop it with Ctrl+C",
-        flush=True,
-    )
+
+    def announce() -> None:
+        # Only once SIGTERM is handled: whoever finds the address may stop `up` at once.
+        _write_address(
+            settings,
+            {
+                "redis_url": broker.url,
+                "pid": os.getpid(),
+                "broker_pid": broker.pid,
+                "worker_pids": workers.pids,
+            },
+        )
+        logger.info("jobordre is up: broker %s, store %s", broker.url, settings.db_path)
+        print(
+            f"jobordre is up ({options.processes} worker process(es); store "
+            f"{settings.db_path}); stop it with Ctrl+C",
+            flush=True,
+        )
 
     def stop() -> None:
         stopping.set()
@@ -327,6 +330,6 @@ def _run_locked(settings: Settings, options: UpOptions) -> int:
     def stop_at_once() -> None:
         workers.stop_at_once()
 
-    wait_for_stop(stop, stop_at_once)
+    wait_for_stop(stop, stop_at_once, announce)
     return 0
 

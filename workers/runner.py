@@ -98,10 +98,13 @@ def stop_background() -> None:
 
 
 def wait_for_stop(
-    on_first: Callable[[], None], on_second: Callable[[], None] | None = None
+    on_first: Callable[[], None],
+    on_second: Callable[[], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Block until SIGTERM/SIGINT; run ``on_first`` then. A second signal runs
-    ``on_second`` and exits at once."""
+    ``on_second`` and exits at once. ``on_ready`` runs once the signals are handled (a
+    process announcing itself there can be stopped gracefully from that moment)."""
     stopping = threading.Event()
 
     def handle(signum: int, frame: FrameType | None) -> None:
@@ -114,6 +117,8 @@ def wait_for_stop(
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+    if on_ready is not None:
+        on_ready()
     while not stopping.wait(0.5):
         pass
     stop_background()
