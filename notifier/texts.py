@@ -31,6 +31,9 @@ class Notification:
     body: str
 
 
+#: Words for each status. ``inactivated`` names the reason (R3b) only where the system
+#: inactivated the order because its referrals reached the employer's maximum; a person
+#: inactivating it said no such thing (see :func:`status_words`).
 STATUS: dict[Language, dict[OrderStatus, str]] = {
     "da": {
         OrderStatus.PROCESSING: "Under behandling",
@@ -45,6 +48,8 @@ STATUS: dict[Language, dict[OrderStatus, str]] = {
         OrderStatus.CLOSED_EXPIRED: "Closed – the placement deadline has passed",
     },
 }
+#: ``inactivated`` as said of an order a person inactivated.
+INACTIVATED_BY_HAND: dict[Language, str] = {"da": "Inaktiveret", "en": "Inactivated"}
 
 _WORDS: dict[Language, dict[str, str]] = {
     "da": {
@@ -63,7 +68,8 @@ _WORDS: dict[Language, dict[str, str]] = {
         "orders_1": "jobordre",
         "orders_n": "jobordrer",
         "away": "Mens du var væk",
-        "more": "og {n} andre jobordrer",
+        "more_1": "og 1 anden jobordre",
+        "more_n": "og {n} andre jobordrer",
         "employer": "Arbejdsgiver (CVR {cvr})",
         "system": "Fællesdatagrundlaget",
     },
@@ -83,7 +89,8 @@ _WORDS: dict[Language, dict[str, str]] = {
         "orders_1": "job order",
         "orders_n": "job orders",
         "away": "While you were away",
-        "more": "and {n} more job orders",
+        "more_1": "and 1 more job order",
+        "more_n": "and {n} more job orders",
         "employer": "Employer (CVR {cvr})",
         "system": "The data foundation",
     },
@@ -137,15 +144,23 @@ def placement_summary(events: Iterable[EventHeader], language: Language = "da") 
     return ", ".join(parts) if parts else None
 
 
+def status_words(event: EventHeader, language: Language = "da") -> str:
+    """The new status of ``event`` in words; the reason of an inactivation only when the
+    system inactivated the order on reaching its maximum of referrals (R3b)."""
+    if event.status == OrderStatus.INACTIVATED and event.by != "system":
+        return INACTIVATED_BY_HAND[language]
+    return STATUS[language][event.status]
+
+
 def _order_lines(events: Sequence[EventHeader], language: Language) -> list[str]:
     """What happened to one order, oldest change first: status (the latest), log, new."""
     words = _WORDS[language]
     lines: list[str] = []
     if any(e.type == EventType.ORDER_REGISTERED for e in events):
         lines.append(words["registered"])
-    statuses = [e for e in events if e.type == EventType.ORDER_STATUS_CHANGED]
+    statuses = [e for e in events if e.status_changed]
     if statuses:
-        lines.append(f"{words['new_status']}: {STATUS[language][statuses[-1].status]}")
+        lines.append(f"{words['new_status']}: {status_words(statuses[-1], language)}")
     log = placement_summary(events, language)
     if log is not None:
         lines.append(f"{words['log_updated']}: {log}")
@@ -182,8 +197,9 @@ def summary(
         f"{order_heading(changes[-1], language)} – {'; '.join(_order_lines(changes, language))}"
         for changes in recent[:SUMMARY_ORDERS]
     ]
-    if len(recent) > SUMMARY_ORDERS:
-        lines.append(words["more"].format(n=len(recent) - SUMMARY_ORDERS))
+    more = len(recent) - SUMMARY_ORDERS
+    if more > 0:
+        lines.append(words["more_1"] if more == 1 else words["more_n"].format(n=more))
     return Notification(title, "\n".join(lines))
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from shared.context import Context
 from shared.events import AUTHORITIES, EventHeader, EventType, PlacementChange
-from shared.models import JobOrder, Principal
+from shared.models import JobOrder, OrderStatus, Principal
+from shared.redaction import redact_cpr
 
 
 def _placement_audience(conn: sqlite3.Connection, order: JobOrder) -> set[str]:
@@ -41,8 +42,14 @@ def record(
     event_type: EventType,
     *,
     placements: Iterable[PlacementChange] = (),
+    previous_status: OrderStatus | None = None,
 ) -> EventHeader:
-    """Append one event for ``order`` (as it is after the change) to the outbox."""
+    """Append one event for ``order`` (as it is after the change) to the outbox.
+
+    ``previous_status`` is the status before an ``order_status_changed``: the same as the
+    order's when only ``processing_by`` changed, which watchers do not take for a status
+    change.
+    """
     changes = list(placements)
     if event_type == EventType.PLACEMENT_LOG_UPDATED:
         audience = sorted(_placement_audience(ctx.conn, order))
@@ -62,7 +69,9 @@ def record(
         type=event_type,
         at=ctx.at.isoformat(),
         order_id=order.id,
-        title=order.title,
+        # The header goes onto Redis and desktops: a CPR someone typed into a title must
+        # not travel with it (the full order, for those entitled to it, stays as typed).
+        title=redact_cpr(order.title),
         status=order.status,
         version=order.version,
         processing_by=order.processing_by,
@@ -70,6 +79,7 @@ def record(
         by=str(ctx.who),
         audience=audience,
         placements=changes,
+        previous_status=previous_status if event_type == EventType.ORDER_STATUS_CHANGED else None,
     )
     ctx.conn.execute(
         "INSERT INTO events (seq, id, type, at, order_id, employer_cvr, header, order_doc,"

@@ -81,6 +81,15 @@ class EventHeader(BaseModel):
     audience: list[str]
     #: For placement log updates: the placements registered or changed.
     placements: list[PlacementChange] = []
+    #: For ``order_status_changed``: the status before the change. Equal to ``status`` when
+    #: only ``processing_by`` changed (take/release, R3a); ``None`` in headers written
+    #: before this field existed.
+    previous_status: OrderStatus | None = None
+
+    @property
+    def status_changed(self) -> bool:
+        """Whether this event changed the order's status (not only who processes it)."""
+        return self.type == EventType.ORDER_STATUS_CHANGED and self.previous_status != self.status
 
     def reaches(self, principal: str) -> bool:
         """Whether ``principal`` is entitled to this event (SPEC.md, "who may do what")."""

@@ -8,7 +8,7 @@ without sockets.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from notifier.backend import DeliveryFailed
 from notifier.source import STREAM_START
@@ -30,8 +30,15 @@ def event(
     cvr: str = CVR,
     audience: tuple[str, ...] = (AUTHORITIES,),
     placements: tuple[PlacementChange, ...] = (),
+    by: str = "system",
+    previous_status: OrderStatus | Literal["other"] | None = "other",
 ) -> EventHeader:
-    """One event header with sensible defaults."""
+    """One event header with sensible defaults: by default the system inactivated order 42
+    because its referrals reached the maximum (R3b). A status change comes from another
+    status unless ``previous_status`` says otherwise (``None``: a header from before the
+    field existed)."""
+    if previous_status == "other":
+        previous_status = next(s for s in OrderStatus if s != status)
     return EventHeader(
         id=f"e{seq}",
         seq=seq,
@@ -43,9 +50,10 @@ def event(
         version=seq,
         processing_by=[],
         employer_cvr=cvr,
-        by="employer:" + cvr,
+        by=by,
         audience=list(audience),
         placements=list(placements),
+        previous_status=previous_status if type == EventType.ORDER_STATUS_CHANGED else None,
     )
 
 
