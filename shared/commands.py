@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from shared.events import CURSOR_PATTERN
 from shared.models import (
     Cpr,
     JobType,
@@ -25,6 +26,8 @@ from shared.models import (
 
 Id = Annotated[int, Field(ge=1)]
 Note = Annotated[str, Field(max_length=2000)]
+#: A cursor into the event log: ``<epoch>:<seq>``, or a bare seq (the older format).
+Since = Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=CURSOR_PATTERN)]
 
 
 class CommandKind(StrEnum):
@@ -108,7 +111,7 @@ class GetOrder(_Payload):
 
 
 class OrderChanges(_Payload):
-    since: Annotated[int, Field(ge=0)] = 0
+    since: Since = 0
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
@@ -149,7 +152,7 @@ class ExpireOrders(_Payload):
 
 
 class Inbox(_Payload):
-    since: Annotated[int, Field(ge=0)] = 0
+    since: Since = 0
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
     #: Only the headers (no order, no placement log): what a watcher such as the desktop
     #: notifier needs, and no read of anyone's personal data for the access log.

@@ -208,12 +208,32 @@ def _v4_search_rebuild(db: sqlite_utils.Database) -> None:
     search.create_index(db.conn)
 
 
+def _v5_event_log_epochs(db: sqlite_utils.Database) -> None:
+    # The event log's identity (shared/events.py, Cursor): an epoch starts when the store
+    # is created, and again when the relay finds the log behind what it had published (a
+    # store restored from a backup). base_seq is the last seq the epoch shares with the one
+    # before it; a reader's cursor from that one is resolved to at most it.
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS event_log_epochs (
+            epoch TEXT PRIMARY KEY,
+            base_seq INTEGER NOT NULL,
+            started_at TEXT NOT NULL
+        );
+        INSERT INTO event_log_epochs (epoch, base_seq, started_at)
+            SELECT lower(hex(randomblob(6))), 0, strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')
+            WHERE NOT EXISTS (SELECT 1 FROM event_log_epochs);
+        """
+    )
+
+
 #: Migrations in order; migration i brings the store to ``user_version`` i + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_core,
     _v2_ops,
     _v3_search,
     _v4_search_rebuild,
+    _v5_event_log_epochs,
 ]
 
 #: The schema version this code expects.
