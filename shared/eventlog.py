@@ -136,6 +136,8 @@ def start_epoch(conn: sqlite3.Connection, at: str, *, replacing: str) -> str | N
 
     For a log that lost events readers had seen (a store restored from a backup): new
     events reuse seqs those readers have handled, and only a new identity tells them so.
+    Workers check before they take their first job (``workers/relay.py``), so no event of
+    the new history is written under the old identity.
     """
     if current_epoch(conn) != replacing:
         return None

@@ -104,7 +104,12 @@ class Relay:
 
     def check_identity(self) -> str | None:
         """Start a new epoch if this Redis has published more of the store's current epoch
-        than the store holds (see the module's docstring); returns the new epoch, if any."""
+        than the store holds (see the module's docstring); returns the new epoch, if any.
+
+        Workers call it before they take their first job, so that no event of the restored
+        store's new history is written under the old identity; the first flush checks
+        again, for a worker that could not reach Redis then.
+        """
         mark: Any = self.client.hgetall(self.published)
         if not mark or b"epoch" not in mark:
             return None
