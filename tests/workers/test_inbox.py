@@ -212,8 +212,7 @@ class TestPlacementLogs:
             [(theirs["id"], None, "interview")],
         ]
         assert [
-            [(p["id"], p["cpr"], p["status"]) for p in e["log"]["placements"]]
-            for e in akasse_logs
+            [(p["id"], p["cpr"], p["status"]) for p in e["log"]["placements"]] for e in akasse_logs
         ] == [[(theirs["id"], CPR_2, "placed")], [(theirs["id"], CPR_2, "interview")]]
         assert [entry["to_status"] for e in akasse_logs for entry in e["log"]["entries"]] == [
             "placed",
@@ -221,8 +220,7 @@ class TestPlacementLogs:
         ]
         # The whole log is one query away.
         assert all(
-            e["full_log"] == {"command": "placement log", "order_id": order["id"]}
-            for e in kbh_logs
+            e["full_log"] == {"command": "placement log", "order_id": order["id"]} for e in kbh_logs
         )
         # Employers receive their order's log without any CPR.
         employer_logs = [
