@@ -24,6 +24,7 @@ from typing import Literal
 from notifier.backend import Desktop
 from notifier.coalesce import Coalescer
 from notifier.cursor import CursorFile
+from notifier.digest import Digest
 from notifier.follow import Follows
 from notifier.source import INBOX_PAGE, STREAM_START, EventStream, Foundation, stream_id_key
 from notifier.texts import Language, notification_for
@@ -133,29 +134,35 @@ class Notifier:
         flow (``live``, after a reconnect)."""
         stream_id, stream_seq, stream_epoch = self.stream.tail()
         same_log = stream_epoch is None or self.epoch is None or stream_epoch == self.epoch
-        matched: list[EventHeader] | None = None
+        caught_up = Digest()
+        if show == "catch_up":
+            hold: Callable[[EventHeader], None] = caught_up.add
+        else:
+            now = self.clock()
+
+            def hold(event: EventHeader) -> None:
+                self.coalescer.add(event, now)
+
+        received: int | None = None
         if same_log and stream_seq is not None and stream_seq == since:
-            matched, received = [], since
+            received = since
         elif same_log and stream_seq is not None and stream_seq > since:
             headers = self.stream.headers_after(since, stream_seq, stream_id, stream_epoch)
             if headers is not None:
-                matched = self._matched(h for h in headers if h.reaches(self.follows.principal))
+                self._hold_followed((h for h in headers if h.reaches(self.follows.principal)), hold)
                 received = stream_seq
                 self.epoch = self.epoch or stream_epoch
-        if matched is None:
+        if received is None:
             # The stream misses some, ends below the cursor (a Redis that came back with an
             # older stream: not a new log, so the cursor stays), or is of another log.
-            matched, received = self._inbox_after(since)
+            received = self._inbox_after(since, hold)
         self.stream_id = stream_id
         self.received = received
         if show == "live":
-            now = self.clock()
-            for event in matched:
-                self.coalescer.add(event, now)
             return
         self._save(force=True)
-        if matched:
-            self._show(matched, catch_up=True)
+        if caught_up:
+            self._show(caught_up, catch_up=True)
             self.coalescer.shown(self.clock())
 
     def step(self) -> None:
@@ -196,10 +203,8 @@ class Notifier:
             self.coalescer.add(header, self.clock())
 
     def _fill_from_inbox(self, since: int) -> None:
-        matched, self.received = self._inbox_after(since)
         now = self.clock()
-        for event in matched:
-            self.coalescer.add(event, now)
+        self.received = self._inbox_after(since, lambda event: self.coalescer.add(event, now))
 
     def run(self, stop: Callable[[], bool]) -> None:
         """Catch up (unless :meth:`start` ran already), then loop until ``stop()``.
@@ -241,20 +246,25 @@ class Notifier:
             log.info("the event stream was reset; catching up from the inbox")
             self.sync(self.received or 0, show="live")
 
-    def _matched(self, events: Iterable[EventHeader]) -> list[EventHeader]:
-        """The followed ones of ``events`` (each is looked at, in seq order, so orders the
-        organisation places on become followed on the way)."""
-        return [event for event in events if self.follows.matches(event)]
+    def _hold_followed(
+        self, events: Iterable[EventHeader], hold: Callable[[EventHeader], None]
+    ) -> None:
+        """Hold the followed ones of ``events`` (each is looked at, in seq order, so orders
+        the organisation places on become followed on the way)."""
+        for event in events:
+            if self.follows.matches(event):
+                hold(event)
 
-    def _inbox_after(self, since: int) -> tuple[list[EventHeader], int]:
-        """The followed events of this organisation after ``since`` (of ``epoch``), page by
-        page, and the seq up to which every event has been seen; sets ``epoch``.
+    def _inbox_after(self, since: int, hold: Callable[[EventHeader], None]) -> int:
+        """Hold the followed events of this organisation after ``since`` (of ``epoch``),
+        page by page; returns the seq up to which every event has been seen, and sets
+        ``epoch``.
 
-        Only followed events are kept, so memory grows with what will be shown, not with
-        the inbox. The cursor is resolved by the foundation: one of another log is never
-        taken at its word (the pages then start lower than ``since``).
+        Nothing but the page being read is kept (``hold`` folds what matched into a
+        digest), so a catch-up after a long absence takes bounded memory. The cursor is
+        resolved by the foundation: one of another log is never taken at its word (the
+        pages then start lower than ``since``).
         """
-        matched: list[EventHeader] = []
         page = self.foundation.inbox(str(Cursor(since, self.epoch)), INBOX_PAGE)
         # Where the foundation resolved the cursor (below it for another log's cursor).
         received = int(page.get("from_seq", since))
@@ -268,7 +278,7 @@ class Notifier:
             ]
             if not batch:
                 break
-            matched.extend(self._matched(batch))
+            self._hold_followed(batch, hold)
             received = max(received, batch[-1].seq)
             page = self.foundation.inbox(str(page.get("cursor", batch[-1].cursor)), INBOX_PAGE)
         head = page.get("head")
@@ -277,15 +287,16 @@ class Notifier:
             # whole has come this far, though this organisation's last event may be older.
             end = Cursor.parse(head)
             received, self.epoch = max(received, end.seq), end.epoch
-        return matched, received
+        return received
 
     def _safe_cursor(self) -> Cursor | None:
         """The highest seq that can be stored: never past a change not yet shown."""
         if self.received is None:
             return None
         seq = self.received
-        if self.coalescer.pending:
-            seq = min(seq, min(e.seq for e in self.coalescer.pending) - 1)
+        first = self.coalescer.pending.first_seq
+        if first is not None:
+            seq = min(seq, first - 1)
         return Cursor(seq, self.epoch)
 
     def _save(self, *, force: bool = False) -> None:
@@ -298,13 +309,9 @@ class Notifier:
         self.cursor_file.save(cursor)
         self._saved, self._saved_at = cursor, now
 
-    def _show(self, events: list[EventHeader], *, catch_up: bool) -> None:
-        """Store the cursor past ``events``, then show them as one notification."""
+    def _show(self, changes: Digest, *, catch_up: bool) -> None:
+        """Store the cursor past ``changes``, then show them as one notification."""
         self._save(force=True)
-        notification = notification_for(events, self.language, catch_up=catch_up)
+        notification = notification_for(changes, self.language, catch_up=catch_up)
         self.desktop.show(notification.title, notification.body)
-        log.info(
-            "notified %d change(s) on %d order(s)",
-            len(events),
-            len({event.order_id for event in events}),
-        )
+        log.info("notified %d change(s) on %d order(s)", len(changes), changes.order_count)
