@@ -65,28 +65,34 @@ class Store:
         """
         with self._writer:
             conn = self.connection()
+            committed = False
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as error:
-                raise Unavailable(
-                    f"the store is busy ({error}); the command will be retried"
-                ) from error
-            try:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as error:
+                    raise Unavailable(
+                        f"the store is busy ({error}); the command will be retried"
+                    ) from error
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("COMMIT")
+                committed = True
+            finally:
+                # Whatever ended the scope (an error, or an asynchronous exception such as a
+                # time limit arriving between two statements, even right after BEGIN), the
+                # transaction must not outlive it: an open one keeps the write lock.
+                if not committed:
+                    end_transaction(conn)
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """One read transaction: a consistent snapshot across several queries."""
         conn = self.connection()
-        conn.execute("BEGIN")
         try:
+            conn.execute("BEGIN")
             yield conn
-        finally:
             conn.execute("COMMIT")
+        finally:
+            end_transaction(conn)
 
     def close(self) -> None:
         """Close every thread's connection."""
@@ -95,6 +101,12 @@ class Store:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+def end_transaction(conn: sqlite3.Connection) -> None:
+    """Roll back the connection's open transaction, if any (a read-only one loses nothing)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 # --- orders -------------------------------------------------------------------------------
@@ -152,12 +164,27 @@ def save_order(conn: sqlite3.Connection, order: JobOrder) -> None:
 # --- ledger and dead letters -------------------------------------------------------------
 
 
-def ledger_entry(conn: sqlite3.Connection, command_id: str) -> sqlite3.Row | None:
-    """The ledger row of a command id, if it was applied or rejected before."""
+def ledger_entry(conn: sqlite3.Connection, principal: str, command_id: str) -> sqlite3.Row | None:
+    """The ledger row of an organisation's command id, if it was applied or rejected before."""
     row: sqlite3.Row | None = conn.execute(
-        "SELECT * FROM commands WHERE command_id = ?", (command_id,)
+        "SELECT * FROM commands WHERE principal = ? AND command_id = ?", (principal, command_id)
     ).fetchone()
     return row
+
+
+def claim_read(
+    conn: sqlite3.Connection, principal: str, command_id: str, at: datetime, forget_before: datetime
+) -> bool:
+    """Note that a read command was answered; False if it was answered before.
+
+    Rows older than ``forget_before`` go: a command that old is refused as expired anyway.
+    """
+    conn.execute("DELETE FROM reads WHERE at < ?", (forget_before.isoformat(),))
+    cursor = conn.execute(
+        "INSERT OR IGNORE INTO reads (principal, command_id, at) VALUES (?, ?, ?)",
+        (principal, command_id, at.isoformat()),
+    )
+    return cursor.rowcount == 1
 
 
 def record_command(
@@ -272,13 +299,14 @@ def mark_dead_letter_retried(
     )
 
 
-def forget_rejection(conn: sqlite3.Connection, command_id: str) -> bool:
+def forget_rejection(conn: sqlite3.Connection, principal: str, command_id: str) -> bool:
     """Delete a command's ledger row if it records a rejection, so a retry applies it.
 
     A row with outcome ``ok`` is kept: the command id belongs to a command that succeeded.
     """
     cursor = conn.execute(
-        "DELETE FROM commands WHERE command_id = ? AND outcome = 'rejected'", (command_id,)
+        "DELETE FROM commands WHERE principal = ? AND command_id = ? AND outcome = 'rejected'",
+        (principal, command_id),
     )
     return cursor.rowcount == 1
 

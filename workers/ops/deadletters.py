@@ -43,6 +43,9 @@ from shared.settings import Settings
 from shared.store import Store
 from workers.broker import build_broker, queue_for, redact, resolve_redis_url
 
+#: Default of how long after it was sent a dead command may have died and still be retried,
+#: in ms: the default signature window (15 min) plus the default retries (6 x 60 s).
+RETRY_WINDOW_MS = 15 * 60 * 1000 + 6 * 60 * 1000
 #: An operator name as stored in the audit log.
 OPERATOR_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 #: ``--older-than`` values: a number and a unit (d, h, m, s); a bare number means days.
@@ -163,7 +166,9 @@ def _message_for(letter: dict[str, Any], original: str) -> dramatiq.Message[Any]
     )
 
 
-def _plan(conn: sqlite3.Connection, letter_id: int) -> tuple[dict[str, Any], dramatiq.Message[Any]]:
+def _plan(
+    conn: sqlite3.Connection, letter_id: int, window_ms: int
+) -> tuple[dict[str, Any], dramatiq.Message[Any]]:
     """A letter and the message that retries it; a :class:`JobordreError` saying why it
     cannot be retried."""
     letter = store.dead_letter(conn, letter_id)
@@ -182,7 +187,14 @@ def _plan(conn: sqlite3.Connection, letter_id: int) -> tuple[dict[str, Any], dra
         )
     if letter["kind"] in {kind.value for kind in CommandKind}:
         # Past the signature window it would be refused as expired: sign it anew.
-        original = keys.resign(conn, original)
+        original = keys.resign(
+            conn,
+            original,
+            source=letter["source"],
+            code=letter["code"],
+            died_at=datetime.fromisoformat(letter["at"]),
+            window_ms=window_ms,
+        )
     return letter, _message_for(letter, original)
 
 
@@ -193,8 +205,12 @@ def retry_letters(
     ids: Sequence[int] | None,
     operator: str,
     clock: Callable[[], datetime] = utc_now,
+    window_ms: int = RETRY_WINDOW_MS,
 ) -> dict[str, list[dict[str, Any]]]:
     """Put dead letters back on their queues; ``ids=None`` retries all not yet retried.
+
+    ``window_ms``: how long after it was sent a command may have died and still be retried
+    (the signature window plus the time its retries took; see :func:`shared.keys.resign`).
 
     One transaction per letter. Returns ``retried`` and ``skipped``: each letter that
     could not be retried with its ``code`` and ``reason`` (unknown, garbage, forged, ...,
@@ -207,9 +223,11 @@ def retry_letters(
     for position, letter_id in enumerate(chosen):
         try:
             with store_.write() as conn:
-                letter, message = _plan(conn, letter_id)
-                cleared = letter["command_id"] is not None and store.forget_rejection(
-                    conn, letter["command_id"]
+                letter, message = _plan(conn, letter_id, window_ms)
+                cleared = (
+                    letter["command_id"] is not None
+                    and letter["principal"] is not None
+                    and store.forget_rejection(conn, letter["principal"], letter["command_id"])
                 )
                 at = clock()
                 store.mark_dead_letter_retried(conn, letter["id"], at, operator)
@@ -306,7 +324,14 @@ def retry(
         sent.setdefault(message.queue_name, {})[message.message_id] = message.args[0]
 
     try:
-        result = retry_letters(store_, enqueue, ids=ids, operator=operator)
+        result = retry_letters(
+            store_,
+            enqueue,
+            ids=ids,
+            operator=operator,
+            window_ms=settings.signature_max_age_ms
+            + (settings.max_retries + 1) * settings.max_backoff_ms,
+        )
         retried = result["retried"]
         removed: dict[str, int] = {}
         try:
