@@ -130,16 +130,28 @@ class Foundation:
             keys.valid_keys(self.store.connection(), envelope.principal),
         )
 
+    def _revoked_signer(self, envelope: Envelope) -> SigningKey | None:
+        """The revoked key of the principal that signed ``envelope``, if one did."""
+        try:
+            return signing.verify(
+                envelope.model_dump(mode="json"),
+                keys.every_key(self.store.connection(), envelope.principal),
+            )
+        except NotAuthenticated:
+            return None
+
     def answer(self, envelope: Envelope) -> Answer:
         """Apply one envelope; the reply and the key it is to be sealed for (if authentic)."""
         try:
             key = self.authenticate(envelope)
         except NotAuthenticated as error:
             # Not the organisation's command: keep the attempt, but no ledger row (it cannot
-            # block the real command with that id) and no reply.
+            # block the real command with that id) and no reply, except to the holder of a
+            # key the organisation revoked: it signed, so it may learn it is refused, and a
+            # reply under its key is one that no client of a valid key believes.
             with self.store.write() as conn:
                 self.record_rejection(conn, envelope, error)
-            return Answer(error_reply(envelope.command_id, error), None)
+            return Answer(error_reply(envelope.command_id, error), self._revoked_signer(envelope))
         try:
             payload = sealing.open_payload(envelope.payload, envelope.command_id, key)
             if envelope.kind.writes:

@@ -437,3 +437,25 @@ def test_store_helpers_are_keyed_by_principal(tmp_path: Path) -> None:
         assert store.ledger_entry(conn, JOBCENTRE, "same-id-01") is not None
         assert store.ledger_entry(conn, AKASSE, "same-id-01") is None
     db.close()
+
+
+class TestOnlyAuthenticCommandsAreAnswered:
+    def test_a_forgery_gets_no_reply_key(self, foundation: Foundation) -> None:
+        key_of(foundation, JOBCENTRE)
+        forged = new_envelope(
+            K.GET_ORDER, JOBCENTRE, {"order_id": 1}, key=SigningKey.generate(JOBCENTRE)
+        )
+        answer = foundation.answer(forged)
+        assert answer.reply["error"]["code"] == "forbidden" and answer.key is None
+
+    def test_the_holder_of_a_revoked_key_is_told_under_that_key(
+        self, foundation: Foundation
+    ) -> None:
+        revoked = key_of(foundation, JOBCENTRE)
+        with foundation.store.write() as conn:
+            keys.revoke(conn, JOBCENTRE, revoked.key_id, utc_now())
+        answer = foundation.answer(
+            new_envelope(K.GET_ORDER, JOBCENTRE, {"order_id": 1}, key=revoked)
+        )
+        assert answer.reply["error"]["code"] == "forbidden"
+        assert answer.key is not None and answer.key.key_id == revoked.key_id

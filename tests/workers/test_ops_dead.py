@@ -230,8 +230,8 @@ def _letter(
 ) -> int:
     command_id = f"cmd-{at.timestamp():.0f}"
     if original == SIGNED:
-        # A command that died ten minutes after it was sent (its retries took that long),
-        # and is retried days later: far past the signature window, so it is re-signed.
+        # A command sent ten minutes before it was set aside (inside the signature window
+        # then); the retry comes later still, past the window, so it must be re-signed.
         key = key or keys.create(conn, "jobcentre:101", at - timedelta(hours=1))
         original = new_envelope(
             CommandKind.GET_ORDER,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dramatiq
@@ -19,10 +19,10 @@ import redis
 
 from shared.commands import CommandKind
 from shared.envelope import Envelope, new_envelope
+from shared.errors import Forbidden
 from shared.identifiers import validate_cpr
-from shared.settings import Settings
 from shared.signing import SigningKey
-from tests.conftest import System
+from tests.conftest import System, wait_until
 from tests.factories import EMPLOYER_A, order_doc
 from workers.broker import queue_for
 from workers.client import Client
@@ -38,13 +38,7 @@ ROUNDS = 25
 
 @pytest.fixture
 def clients(system: System) -> Iterator[dict[str, Client]]:
-    env = system.env()
-    settings = Settings(
-        home=Path(env["JOBORDRE_HOME"]),
-        db=Path(env["JOBORDRE_DB"]),
-        redis_url=env["JOBORDRE_REDIS_URL"],
-        reply_timeout_ms=20_000,
-    )
+    settings = system.settings(reply_timeout_ms=20_000)
     made = {who: Client(settings, who) for who in (KBH, EMPLOYER)}
     yield made
     for client in made.values():
@@ -134,3 +128,31 @@ def test_the_real_client_is_answered_only_by_its_own_command(
     assert {p["id"]: p["cpr"] for p in log["placements"]} == placed
     assert {p["placed_by"] for p in log["placements"]} == {KBH}
     assert not any(p["referral"] for p in log["placements"]), "a tampered copy was applied"
+
+
+def test_a_resend_is_not_answered_by_the_stale_reply_of_an_earlier_send(
+    system: System, clients: dict[str, Client]
+) -> None:
+    jobcentre = clients[KBH]
+    order = clients[EMPLOYER].call(K.REGISTER_ORDER, {"order": order_doc()})
+    payload = {"order_id": order["id"]}
+    # An earlier send of the id, refused as expired: its (authentic) refusal waits on the
+    # reply list when the client resends the same command id.
+    stale = new_envelope(
+        K.TAKE_ORDER,
+        KBH,
+        payload,
+        key=jobcentre.key,
+        sent_at=datetime.now(UTC) - timedelta(hours=1),
+    )
+    jobcentre.send_envelope(stale)
+    with pytest.raises(Forbidden, match="expired"):
+        jobcentre.wait(stale.command_id)
+    jobcentre.send_envelope(stale)  # the refusal of this one is left on the list, unread
+    wait_until(
+        lambda: system.redis.client().llen(reply_key("jobordre", stale.command_id)),
+        20,
+        "the stale refusal",
+    )
+    taken = jobcentre.call(K.TAKE_ORDER, payload, command_id=stale.command_id)
+    assert KBH in taken["processing_by"]
