@@ -47,6 +47,24 @@ ORDER: dict[str, Any] = {
 }
 
 
+#: JSON numbers as JavaScript's JSON.stringify writes them, the worker reads and re-writes.
+NUMBERS = (
+    "37",
+    "37.5",
+    "0.1",
+    "-2.5",
+    "1e+21",
+    "1.5e+300",
+    "1e-7",
+    "0.00001",
+    "0.0001",
+    "123456789012345680000",
+    "1234567890123456.8",
+    "-0",
+    "5e-324",
+)
+
+
 @contextmanager
 def fixed_nonces(*nonces: bytes) -> Iterator[None]:
     """Make sealing use these nonces, in order, instead of random ones."""
@@ -224,6 +242,8 @@ def build() -> dict[str, Any]:
             ),
         ],
         "replies": [*replies, forged],
+        # [what a client writes, how the worker's canonical form writes it back]
+        "numbers": [[text, canonical({"n": json.loads(text)}).decode()[5:-1]] for text in NUMBERS],
     }
 
 
