@@ -128,6 +128,9 @@ export class Client {
       }
       const reply = openReply(wire, this.key, commandId, signature);
       if (reply === null) continue;
+      // Answered: forget the signature (a long-lived client would otherwise grow); a resend
+      // of the id is signed afresh and remembered again.
+      this.sent.delete(commandId);
       if (!reply.ok) throw new JobordreError(reply.error ?? { code: 'error', message: 'no error body' });
       return reply.result;
     }
