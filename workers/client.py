@@ -43,7 +43,7 @@ class Client:
         self.url = url or resolve_redis_url(settings)
         self.key = key or signing_key(settings, self.principal)
         self.broker = build_broker(settings, self.url)
-        self.redis = redis.Redis.from_url(self.url, socket_connect_timeout=5)
+        self.redis = redis.Redis.from_url(self.url, socket_connect_timeout=5, socket_timeout=10)
         #: The signatures of each command this client sent (every send of a command id,
         #: oldest first): a reply is believed only if its MAC binds it to one of them.
         self._sent: dict[str, list[str]] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -447,3 +448,21 @@ def test_every_job_writes_one_json_line(system: System, tmp_path: Path) -> None:
         "outcome",
     }
     assert gets[-1]["principal"] == JOBCENTRE_AARHUS
+
+
+def test_a_long_wait_with_no_worker_ends_as_no_answer_not_a_lost_broker(
+    bare_system: System,
+) -> None:
+    # Longer than redis-py's default 5 s socket timeout: the wait must not read as a broken
+    # connection.
+    from shared.store import Store
+
+    Store(bare_system.db).close()
+    started = time.monotonic()
+    result = bare_system.cli(
+        "order", "get", "1", "--as", JOBCENTRE_KBH, "--json", "--timeout-ms", "8000"
+    )
+    assert result.code == 7, result.out + result.err
+    error = json.loads(result.out)["error"]
+    assert "no worker answered" in error["message"], error["message"]
+    assert time.monotonic() - started >= 8
