@@ -100,12 +100,20 @@ class PlacementLogResult(_Wire):
     entries: list[LogEntry]
 
 
+class FullLog(_Wire):
+    """How to fetch the whole placement log an event's change belongs to."""
+
+    command: str
+    order_id: int
+
+
 class InboxEvent(_Wire):
     """One event as its reader receives it: the header (no audience) and what it carries."""
 
     id: str
     seq: int
-    cursor: int
+    #: ``"<epoch>:<seq>"`` (see the README's "Cursors"); give it back as ``since``.
+    cursor: str
     type: EventType
     at: str
     order_id: int
@@ -116,21 +124,32 @@ class InboxEvent(_Wire):
     employer_cvr: str
     by: str
     placements: list[PlacementChange] = []
+    #: For ``order_status_changed``: the status before the change (equal to ``status`` for
+    #: take/release).
+    previous_status: OrderStatus | None = None
+    #: The identity of the event log ``seq`` counts in.
+    epoch: str = ""
     #: The order as it was right after the change (not with ``headers_only``; not for
     #: ``placement_log_updated``).
     order: JobOrder | None = None
     #: The placement log as it stood after the change, masked for the reader
     #: (``placement_log_updated`` only, not with ``headers_only``).
     log: PlacementLogResult | None = None
+    #: Where the whole placement log is (``placement_log_updated`` only): the event's
+    #: ``log`` holds just the change.
+    full_log: FullLog | None = None
 
 
 class InboxResult(_Wire):
     events: list[InboxEvent]
-    cursor: int
+    cursor: str
+    #: The seq the page was read from, and the cursor of the log's end.
+    from_seq: int | None = None
+    head: str | None = None
 
 
 class OrderChange(_Wire):
-    cursor: int
+    cursor: str
     type: EventType
     at: str
     order_id: int
@@ -142,7 +161,7 @@ class OrderChange(_Wire):
 
 class OrderChangesResult(_Wire):
     changes: list[OrderChange]
-    cursor: int
+    cursor: str
 
 
 class ExpireResult(_Wire):
