@@ -147,7 +147,7 @@ export class Client {
     return this.wait(envelope.command_id, timeoutMs);
   }
 
-  /** The organisation's inbox after cursor `since`: `{events, cursor}`. */
+  /** The organisation's inbox after cursor `since` (a `"<epoch>:<seq>"` string, or 0): `{events, cursor, from_seq, head}`. */
   async inbox({ since = 0, limit = 100, headersOnly = false } = {}) {
     return this.call('inbox', { since, limit, headers_only: headersOnly });
   }

@@ -64,7 +64,8 @@ describe('against real workers', () => {
     const types = inbox.events.filter((e) => e.order_id === order.id).map((e) => e.type);
     assert.ok(types.includes('order_registered'), JSON.stringify(types));
     assert.ok(types.includes('placement_log_updated'), JSON.stringify(types));
-    assert.equal(inbox.cursor, inbox.events.at(-1).seq);
+    assert.equal(inbox.cursor, inbox.events.at(-1).cursor);
+    assert.ok(inbox.cursor.endsWith(`:${inbox.events.at(-1).seq}`), "a cursor is <epoch>:<seq>");
   });
 
   it('reports a rejection with its code and field', async () => {
