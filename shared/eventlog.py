@@ -10,7 +10,6 @@ the log by ``seq`` and see only what they are entitled to, masked for them.
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -18,9 +17,10 @@ from typing import Any
 from shared.context import Context
 from shared.events import AUTHORITIES, EventHeader, EventType, PlacementChange
 from shared.models import JobOrder, Principal
+from shared.store.interface import Row, Tx
 
 
-def _placement_audience(conn: sqlite3.Connection, order: JobOrder) -> set[str]:
+def _placement_audience(conn: Tx, order: JobOrder) -> set[str]:
     """Who receives an order's placement log (S6): every organisation that placed on it,
     the organisations processing it and the authority that registered it."""
     placed = {
@@ -54,8 +54,7 @@ def record(
         log_upto = None
     # Inside the write transaction no one else can take the next seq, so the header that
     # names it is written with the row, in one INSERT.
-    last = ctx.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-    seq = (int(last[0]) if last else 0) + 1
+    seq = ctx.conn.next_event_seq()
     header = EventHeader(
         id=uuid.uuid4().hex,
         seq=seq,
@@ -94,9 +93,7 @@ def record(
     return header
 
 
-def read(
-    conn: sqlite3.Connection, who: Principal, since: int, limit: int, *, inbox: bool
-) -> list[sqlite3.Row]:
+def read(conn: Tx, who: Principal, since: int, limit: int, *, inbox: bool) -> list[Row]:
     """Events after ``since`` that ``who`` may read, oldest first.
 
     With ``inbox`` an authority gets what was addressed to it (its inbox); without, every
@@ -118,13 +115,13 @@ def read(
     ).fetchall()
 
 
-def header_of(row: sqlite3.Row) -> dict[str, Any]:
+def header_of(row: Row) -> dict[str, Any]:
     """The stored header of an event row, as JSON data."""
     header: dict[str, Any] = json.loads(row["header"])
     return header
 
 
-def unpushed(conn: sqlite3.Connection, limit: int) -> list[tuple[int, str]]:
+def unpushed(conn: Tx, limit: int) -> list[tuple[int, str]]:
     """The oldest events the relay has not pushed yet: (seq, header JSON)."""
     return [
         (int(row[0]), str(row[1]))
@@ -134,12 +131,12 @@ def unpushed(conn: sqlite3.Connection, limit: int) -> list[tuple[int, str]]:
     ]
 
 
-def mark_pushed(conn: sqlite3.Connection, seqs: list[int]) -> None:
+def mark_pushed(conn: Tx, seqs: list[int]) -> None:
     """Mark events as pushed to Redis."""
     conn.executemany("UPDATE events SET pushed = 1 WHERE seq = ?", [(seq,) for seq in seqs])
 
 
-def backlog(conn: sqlite3.Connection) -> tuple[int, str | None]:
+def backlog(conn: Tx) -> tuple[int, str | None]:
     """How many events wait for the relay, and when the oldest of them happened."""
     row = conn.execute("SELECT COUNT(*), MIN(at) FROM events WHERE pushed = 0").fetchone()
     return int(row[0]), row[1]

@@ -6,7 +6,6 @@ document's ``cursor`` is the last one read) and asks again from there.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from shared import eventlog, orders, placements
@@ -14,9 +13,10 @@ from shared.commands import Inbox, OrderChanges
 from shared.context import Context
 from shared.events import EventType
 from shared.models import JobOrder
+from shared.store.interface import Row
 
 
-def _event(row: sqlite3.Row, ctx: Context, headers_only: bool) -> dict[str, Any]:
+def _event(row: Row, ctx: Context, headers_only: bool) -> dict[str, Any]:
     """One event as ``ctx.who`` receives it: the header, and the order or log as they were."""
     header = eventlog.header_of(row)
     del header["audience"]

@@ -251,3 +251,34 @@ def bare_system(private_redis: RedisServer, tmp_path: Path) -> Iterator[System]:
     running = System(private_redis, home)
     yield running
     running.stop_workers()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Any]:
+    """One private PostgreSQL cluster for the whole session, on a free loopback port."""
+    from tests.postgres_cluster import start_cluster
+
+    cluster = start_cluster(free_port())
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(
+    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")]
+)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store of each engine lives: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.db")
+    cluster = request.getfixturevalue("postgres_cluster")
+    return str(cluster.fresh_database())
+
+
+@pytest.fixture
+def any_store(store_url: str) -> Iterator[Any]:
+    """A migrated, empty store of each engine (see :func:`store_url`)."""
+    from shared.store import open_url
+
+    opened = open_url(store_url)
+    yield opened
+    opened.close()

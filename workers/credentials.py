@@ -18,7 +18,7 @@ from shared.errors import Forbidden
 from shared.foundation import utc_now
 from shared.settings import Settings
 from shared.signing import SigningKey
-from shared.store import Store
+from shared.store import SqliteStore, Store
 
 
 def key_path(settings: Settings, principal: str) -> Path:
@@ -56,7 +56,7 @@ def signing_key(settings: Settings, principal: str) -> SigningKey:
         return key
     db = settings.db_path
     if db.exists() and os.access(db, os.W_OK) and os.access(db.parent, os.W_OK):
-        store = Store(db, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        store = SqliteStore(db, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
         try:
             return provision(store, settings, principal)
         finally:

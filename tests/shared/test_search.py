@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 import unicodedata
 from collections.abc import Iterator
 from datetime import date
@@ -15,6 +14,7 @@ import pytest
 from shared import search, store
 from shared.generator import Generator, load_orders
 from shared.models import Occupation, OrderStatus
+from shared.store import sqlite_search
 
 TODAY = date(2026, 11, 26)
 #: Orders in the shared test store: enough for thousands of matches per common word.
@@ -32,8 +32,8 @@ def tokens(text: str) -> list[str]:
 
 
 def reference(
-    conn: sqlite3.Connection, text: str | None, filters: dict[str, str]
-) -> list[sqlite3.Row]:
+    conn: store.Tx, text: str | None, filters: dict[str, str]
+) -> list[store.Row]:
     """Every order matching, decided in Python row by row: each word a prefix of a token."""
     words = tokens(text or "")
     found = []
@@ -47,10 +47,10 @@ def reference(
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sqlite3.Connection]:
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[store.Tx]:
     path = tmp_path_factory.mktemp("search") / "search.db"
     load_orders(path, ORDERS, seed=21, today=TODAY, progress=False)
-    target = store.Store(path)
+    target = store.SqliteStore(path)
     yield target.connection()
     target.close()
 
@@ -78,7 +78,7 @@ def _queries() -> list[Any]:
 
 @pytest.mark.parametrize(("text", "filters"), _queries())
 def test_text_search_finds_exactly_the_reference_matches(
-    loaded: sqlite3.Connection, text: str, filters: dict[str, str]
+    loaded: store.Tx, text: str, filters: dict[str, str]
 ) -> None:
     expected = reference(loaded, text, filters)
     total, page = search.search_orders(loaded, text=text, filters=filters, limit=500, offset=0)
@@ -91,7 +91,7 @@ def test_text_search_finds_exactly_the_reference_matches(
 
 
 def test_every_order_matches_its_own_title_in_its_municipality(
-    loaded: sqlite3.Connection,
+    loaded: store.Tx,
 ) -> None:
     rows = loaded.execute("SELECT id, title, municipality, status FROM orders LIMIT 50").fetchall()
     for row in rows:
@@ -113,7 +113,7 @@ def test_every_order_matches_its_own_title_in_its_municipality(
     ],
 )
 def test_filter_only_search_is_newest_first_and_exact(
-    loaded: sqlite3.Connection, filters: dict[str, str]
+    loaded: store.Tx, filters: dict[str, str]
 ) -> None:
     expected = sorted(reference(loaded, None, filters), key=lambda r: (r["updated_at"], r["id"]))
     expected.reverse()
@@ -122,18 +122,18 @@ def test_filter_only_search_is_newest_first_and_exact(
     assert [order.id for order in page] == [row["id"] for row in expected[5:35]]
 
 
-def test_pages_do_not_overlap_and_cover_the_matches(loaded: sqlite3.Connection) -> None:
+def test_pages_do_not_overlap_and_cover_the_matches(loaded: store.Tx) -> None:
     filters = {"municipality": "101"}
     expected = {row["id"] for row in reference(loaded, "du", filters)}
     seen: list[int] = []
     for offset in range(0, len(expected), 50):
         _, page = search.search_orders(loaded, text="du", filters=filters, limit=50, offset=offset)
         seen += [order.id for order in page]
-    assert len(expected) <= search.RANK_WINDOW, "the whole set is ranked in this data"
+    assert len(expected) <= sqlite_search.RANK_WINDOW, "the whole set is ranked in this data"
     assert sorted(seen) == sorted(expected)
 
 
-def test_an_employer_filter_sees_only_that_employer(loaded: sqlite3.Connection) -> None:
+def test_an_employer_filter_sees_only_that_employer(loaded: store.Tx) -> None:
     cvr = loaded.execute("SELECT employer_cvr FROM orders LIMIT 1").fetchone()[0]
     total, page = search.search_orders(
         loaded, text="du", filters={"employer_cvr": cvr}, limit=500, offset=0
@@ -142,14 +142,14 @@ def test_an_employer_filter_sees_only_that_employer(loaded: sqlite3.Connection) 
     assert {order.employer.cvr for order in page} == {cvr}
 
 
-def test_unknown_filters_are_refused(loaded: sqlite3.Connection) -> None:
+def test_unknown_filters_are_refused(loaded: store.Tx) -> None:
     with pytest.raises(KeyError):
         search.search_ids(loaded, text="kok", filters={"title": "Kok"}, limit=1, offset=0)
 
 
 @pytest.fixture
-def small(tmp_path: Path) -> Iterator[store.Store]:
-    target = store.Store(tmp_path / "small.db")
+def small(tmp_path: Path) -> Iterator[store.SqliteStore]:
+    target = store.SqliteStore(tmp_path / "small.db")
     yield target
     target.close()
 
@@ -161,14 +161,14 @@ NEUTRAL = {
 }
 
 
-def _insert(target: store.Store, order_id: int, **changes: Any) -> None:
+def _insert(target: store.SqliteStore, order_id: int, **changes: Any) -> None:
     order = Generator(order_id, today=TODAY).job_order(order_id)
     order = order.model_copy(update=NEUTRAL | changes)
     with target.write() as conn:
         store.insert_order(conn, order)
 
 
-def test_a_title_match_ranks_above_description_only_matches(small: store.Store) -> None:
+def test_a_title_match_ranks_above_description_only_matches(small: store.SqliteStore) -> None:
     generator = Generator(1, today=TODAY)
     for order_id in range(1, 6):
         order = generator.job_order(order_id).model_copy(
@@ -183,7 +183,7 @@ def test_a_title_match_ranks_above_description_only_matches(small: store.Store) 
     assert [order.id for order in page[1:]] == [5, 4], "ties: newest first"
 
 
-def test_the_index_follows_status_changes_and_deletes(small: store.Store) -> None:
+def test_the_index_follows_status_changes_and_deletes(small: store.SqliteStore) -> None:
     _insert(small, 1, title="Tømrer", status=OrderStatus.PROCESSING)
     conn = small.connection()
     processing = {"status": "processing"}
@@ -206,11 +206,11 @@ def test_the_index_follows_status_changes_and_deletes(small: store.Store) -> Non
 
 
 def test_ranking_is_bounded_to_the_newest_matches(
-    small: store.Store, monkeypatch: pytest.MonkeyPatch
+    small: store.SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for order_id in range(1, 11):
         _insert(small, order_id, title=f"Kok nummer {order_id}", description="Kok")
-    monkeypatch.setattr(search, "RANK_WINDOW", 4)
+    monkeypatch.setattr(sqlite_search, "RANK_WINDOW", 4)
     total, page = search.search_orders(
         small.connection(), text="kok", filters={}, limit=2, offset=0
     )
@@ -220,11 +220,11 @@ def test_ranking_is_bounded_to_the_newest_matches(
     assert [order.id for order in deep] == [4, 3, 2], "paging past the window widens it"
 
 
-def test_rebuilding_the_index_keeps_every_order_findable(small: store.Store) -> None:
+def test_rebuilding_the_index_keeps_every_order_findable(small: store.SqliteStore) -> None:
     _insert(small, 1, title="Elektriker")
     conn = small.connection()
-    search.create_index(conn)
-    search.create_index(conn)
+    sqlite_search.create_index(conn.raw)
+    sqlite_search.create_index(conn.raw)
     assert search.search_orders(conn, text="elektriker", filters={}, limit=5, offset=0)[0] == 1
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert "orders_fts" not in tables, "the old index is gone, so writes pay for one only"
@@ -232,11 +232,11 @@ def test_rebuilding_the_index_keeps_every_order_findable(small: store.Store) -> 
 
 def test_a_store_with_an_index_of_an_earlier_shape_is_rebuilt(tmp_path: Path) -> None:
     path = tmp_path / "v3.db"
-    target = store.Store(path)
+    target = store.SqliteStore(path)
     _insert(target, 1, title="Elektriker")
     # What a store migrated to v3 before the design settled holds: an empty index of
     # another shape (positive rowids, no tags).
-    target.connection().executescript(
+    target.connection().raw.executescript(
         """
         DROP TABLE order_search;
         CREATE VIRTUAL TABLE order_search USING fts5 (
@@ -246,7 +246,7 @@ def test_a_store_with_an_index_of_an_earlier_shape_is_rebuilt(tmp_path: Path) ->
         """
     )
     target.close()
-    migrated = store.Store(path)
+    migrated = store.SqliteStore(path)
     try:
         conn = migrated.connection()
         total, page = search.search_orders(conn, text="elektriker", filters={}, limit=5, offset=0)

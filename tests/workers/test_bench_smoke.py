@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared.search import search_orders
-from shared.store import Store
+from shared.store import SqliteStore as Store
 from tests.conftest import JOBORDRE
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from shared.commands import CommandKind
 from shared.envelope import decode_envelope, new_envelope
 from shared.errors import InvalidInput, NotFound, Unavailable
 from shared.signing import SigningKey, verify
-from shared.store import Store
+from shared.store import SqliteStore as Store
 from tests.conftest import System, wait_until
 from tests.factories import CPR_1, order_doc
 from workers.ops.deadletters import parse_duration, purge, retry_letters

@@ -47,7 +47,7 @@ from shared.commands import CommandKind
 from shared.errors import JobordreError, Unavailable
 from shared.generator import Generator, load_orders
 from shared.settings import Settings
-from shared.store import Store
+from shared.store import SqliteStore, sqlite_search
 from workers.bench.noop import NOOP_ACTOR, NOOP_QUEUE
 from workers.broker import build_broker
 from workers.client import Client
@@ -230,7 +230,7 @@ def measure_search(db: Path, config: BenchConfig) -> dict[str, Any]:
         )
         for _ in range(config.queries)
     ]
-    store = Store(db)
+    store = SqliteStore(db)
     conn = store.connection()
     direct = sqlite3.connect(db)
     try:
@@ -240,7 +240,7 @@ def measure_search(db: Path, config: BenchConfig) -> dict[str, Any]:
         baseline: list[float] = []
         totals: list[int] = []
         for text, filters in queries:
-            match = search.match_expression(text, filters)
+            match = sqlite_search.match_expression(search.words(text), filters)
             started = time.perf_counter()
             conn.execute("BEGIN")
             total, _page = search.search_orders(
@@ -251,10 +251,11 @@ def measure_search(db: Path, config: BenchConfig) -> dict[str, Any]:
             totals.append(total)
             started = time.perf_counter()
             scored = direct.execute(
-                search.TEXT_WINDOW_SQL, {"match": match, "window": search.RANK_WINDOW}
+                sqlite_search.TEXT_WINDOW_SQL,
+                {"match": match, "window": sqlite_search.RANK_WINDOW},
             ).fetchall()
-            if len(scored) >= search.RANK_WINDOW:
-                direct.execute(search.TEXT_COUNT_SQL, {"match": match}).fetchone()
+            if len(scored) >= sqlite_search.RANK_WINDOW:
+                direct.execute(sqlite_search.TEXT_COUNT_SQL, {"match": match}).fetchone()
             ids = [row[0] for row in sorted(scored, key=lambda row: (row[1], -row[0]))[:20]]
             marks = ",".join("?" * len(ids))
             direct.execute(f"SELECT doc FROM orders WHERE id IN ({marks})", ids).fetchall()  # noqa: S608

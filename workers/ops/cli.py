@@ -67,11 +67,11 @@ def _dead_retry(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _dead_purge(args: argparse.Namespace, settings: Settings) -> int:
-    from shared.store import Store
+    from shared.store import open_store
     from workers.ops.deadletters import operator_name, parse_duration, purge
 
     result = purge(
-        Store(settings.db_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms),
+        open_store(settings),
         older_than=parse_duration(args.older_than),
         operator=operator_name(args.by),
     )

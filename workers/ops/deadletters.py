@@ -32,7 +32,7 @@ from shared.errors import InvalidInput, Unavailable
 from shared.foundation import utc_now
 from shared.redaction import redact_cpr
 from shared.settings import Settings
-from shared.store import Store
+from shared.store import Store, open_store
 from workers.broker import build_broker, queue_for, redact, resolve_redis_url
 
 #: An operator name as stored in the audit log.
@@ -78,14 +78,14 @@ def list_letters(
     settings: Settings, *, limit: int, source: str | None = None, pending: bool = False
 ) -> list[dict[str, Any]]:
     """Dead letters, newest first, as people may see them."""
-    with Store(settings.db_path).read() as conn:
+    with open_store(settings).read() as conn:
         letters = store.find_dead_letters(conn, limit=limit, source=source, pending=pending)
     return [_visible(letter) for letter in letters]
 
 
 def show_letter(settings: Settings, letter_id: int) -> dict[str, Any]:
     """One dead letter with its reason, traceback and masked message."""
-    with Store(settings.db_path).read() as conn:
+    with open_store(settings).read() as conn:
         return _visible(store.dead_letter(conn, letter_id))
 
 
@@ -227,7 +227,7 @@ def retry(settings: Settings, *, ids: Sequence[int] | None, operator: str) -> li
 
     try:
         retried = retry_letters(
-            Store(settings.db_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms),
+            open_store(settings),
             enqueue,
             ids=ids,
             operator=operator,
@@ -279,5 +279,5 @@ def purge_expired(store_: Store, settings: Settings) -> dict[str, Any]:
 
 def audit(settings: Settings, limit: int) -> list[dict[str, Any]]:
     """The newest retries and purges first, with who did them."""
-    with Store(settings.db_path).read() as conn:
+    with open_store(settings).read() as conn:
         return store.ops_audit(conn, limit)

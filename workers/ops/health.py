@@ -22,6 +22,7 @@ import redis
 from shared import eventlog
 from shared.errors import Unavailable
 from shared.settings import Settings
+from shared.store.sqlite import SqliteTx
 from workers.broker import redact, resolve_redis_url
 from workers.ops.queues import broker_snapshot
 
@@ -90,7 +91,7 @@ def _outbox(settings: Settings, max_age_s: float) -> Check:
     try:
         conn = sqlite3.connect(f"file:{settings.db_path}?mode=ro", uri=True, timeout=2)
         try:
-            waiting, oldest = eventlog.backlog(conn)
+            waiting, oldest = eventlog.backlog(SqliteTx(conn))
         finally:
             conn.close()
     except sqlite3.OperationalError as error:

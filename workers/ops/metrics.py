@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from shared import eventlog
 from shared.errors import Unavailable
 from shared.settings import Settings
+from shared.store.sqlite import SqliteTx
 from workers.broker import resolve_redis_url
 
 logger = logging.getLogger("jobordre.metrics")
@@ -158,7 +159,7 @@ class DomainCollector(Collector):
                 family.add_metric([source], n)
             yield family
             if _table_exists(conn, "events"):
-                backlog, oldest = eventlog.backlog(conn)
+                backlog, oldest = eventlog.backlog(SqliteTx(conn))
                 yield GaugeMetricFamily(
                     "jobordre_outbox_backlog", "Events not yet relayed to Redis.", value=backlog
                 )

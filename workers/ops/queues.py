@@ -26,7 +26,7 @@ from dramatiq.common import dq_name
 from shared import store
 from shared.commands import CommandKind
 from shared.settings import Settings
-from shared.store import Store
+from shared.store import open_store
 from workers.broker import COMMANDS_QUEUE, QUERIES_QUEUE, queue_for
 from workers.ops import registry
 from workers.ops.recovery import acks_key, heartbeats_key
@@ -113,7 +113,7 @@ def store_dead_counts(settings: Settings) -> dict[str, int | None]:
     """Dead letters not retried yet, per queue (their kind's queue); None without a store."""
     if not settings.db_path.exists():  # an ops host that sees only Redis
         return dict.fromkeys(QUEUES, None)
-    with Store(settings.db_path).read() as conn:
+    with open_store(settings).read() as conn:
         per_kind = store.count_dead_letters(conn)
     counts = dict.fromkeys(QUEUES, 0)
     for kind, n in per_kind.items():

@@ -1,8 +1,9 @@
-"""Schema migrations of the foundation's SQLite store, numbered by ``PRAGMA user_version``.
+"""Schema migrations of the SQLite store, numbered by ``PRAGMA user_version``.
 
 A migration is appended, never edited: a store at version N gets migrations N+1.. applied
-in order, each idempotent. The search index and its triggers are :mod:`shared.search`'s
-(v3; v1's plain ``orders_fts`` is dropped by it).
+in order, each idempotent. The search index and its triggers are
+:mod:`shared.store.sqlite_search`'s (v3; v1's plain ``orders_fts`` is dropped by it).
+PostgreSQL's migrations, numbered alike: :mod:`shared.store.postgres_schema`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from shared import search
+from shared.store import sqlite_search as search
 
 
 def _v1_core(db: sqlite_utils.Database) -> None:
