@@ -16,7 +16,7 @@ id``, ISO-8601 text for times. What the engines do differently is a method here:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -77,6 +77,14 @@ class Tx(ABC):
         """Run one statement once per parameter row."""
 
     @abstractmethod
+    def columns(self, table: str) -> list[str]:
+        """The stored columns of ``table`` (computed ones, like a search vector, left out)."""
+
+    @abstractmethod
+    def bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        """Insert many rows with their ids as given (a copy); returns how many."""
+
+    @abstractmethod
     def next_event_seq(self) -> int:
         """The ``seq`` the next event gets; only inside :meth:`Store.write`."""
 
@@ -125,6 +133,10 @@ class Store(ABC):
     @abstractmethod
     def tables(self) -> list[str]:
         """The store's data tables (search indexes excluded), for copies and checks."""
+
+    @abstractmethod
+    def restart_ids(self) -> None:
+        """After :meth:`Tx.bulk_insert` with explicit ids: new rows get ids after them."""
 
     @abstractmethod
     def close(self) -> None:

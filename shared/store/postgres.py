@@ -19,7 +19,7 @@ What SQLite gives for free, made to hold here too:
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -152,6 +152,31 @@ class PostgresTx(Tx):
         except RETRYABLE as error:
             raise unavailable(cast(psycopg.Error, error)) from error
 
+    def columns(self, table: str) -> list[str]:
+        """The table's columns but generated ones (``orders.search``), in order."""
+        rows = self.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema ="
+            " current_schema() AND table_name = ? AND is_generated = 'NEVER'"
+            " ORDER BY ordinal_position",
+            (table,),
+        ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        """COPY FROM STDIN: an order of magnitude faster than INSERTs."""
+        count = 0
+        try:
+            with (
+                self.conn.cursor() as cursor,
+                cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+                    count += 1
+        except RETRYABLE as error:
+            raise unavailable(cast(psycopg.Error, error)) from error
+        return count
+
     def next_event_seq(self) -> int:
         """``MAX(seq) + 1``: the write lock keeps every other writer out until COMMIT."""
         row = self.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events").fetchone()
@@ -186,6 +211,11 @@ class _AutoTx(PostgresTx):
         """Run one statement per row, in one write transaction."""
         with self._store.write() as tx:
             tx.executemany(sql, rows)
+
+    def bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        """A copy in one write transaction of its own."""
+        with self._store.write() as tx:
+            return tx.bulk_insert(table, columns, rows)
 
     def next_event_seq(self) -> int:
         """Only a write transaction allocates a ``seq``."""
@@ -297,6 +327,19 @@ class PostgresStore(Store):
             )
         }
         return [name for name in TABLES if name in present]
+
+    def restart_ids(self) -> None:
+        """Move every identity column's sequence past the largest id copied in."""
+        with self.write() as tx:
+            identities = tx.execute(
+                "SELECT table_name, column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND is_identity = 'YES'"
+            ).fetchall()
+            for table, column in identities:
+                tx.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'),"  # noqa: S608
+                    f" (SELECT COALESCE(MAX({column}), 0) + 1 FROM {table}), false)"
+                )
 
     def close(self) -> None:
         """Close the pool."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -35,6 +35,20 @@ class SqliteTx(Tx):
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement once per parameter row."""
         self.raw.executemany(sql, rows)
+
+    def columns(self, table: str) -> list[str]:
+        """``PRAGMA table_info``."""
+        return [str(row["name"]) for row in self.raw.execute(f"PRAGMA table_info({table})")]
+
+    def bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        """One prepared INSERT, run per row (triggers keep the search index in step)."""
+        marks = ", ".join("?" for _ in columns)
+        before = self.raw.total_changes
+        self.raw.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608
+            rows,
+        )
+        return self.raw.total_changes - before
 
     def next_event_seq(self) -> int:
         """AUTOINCREMENT's last value + 1: inside ``BEGIN IMMEDIATE`` no one else takes it."""
@@ -140,6 +154,9 @@ class SqliteStore(Store):
             yield tx
         finally:
             tx.raw.execute("COMMIT")
+
+    def restart_ids(self) -> None:
+        """Nothing to do: SQLite's next rowid and AUTOINCREMENT follow the largest id."""
 
     def close(self) -> None:
         """Close every thread's connection."""
