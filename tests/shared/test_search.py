@@ -1,4 +1,5 @@
-"""The search design (shared/search.py) against a brute-force reference on generated data."""
+"""Search (shared/search.py) against a brute-force reference on generated data, on both
+store engines: the PostgreSQL store is a verified copy of the same SQLite store."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from shared import search, store
 from shared.generator import Generator, load_orders
 from shared.models import Occupation, OrderStatus
 from shared.store import sqlite_search
+from shared.store.copy import copy_store
 
 TODAY = date(2026, 11, 26)
 #: Orders in the shared test store: enough for thousands of matches per common word.
@@ -46,11 +48,21 @@ def reference(
     return found
 
 
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[store.Tx]:
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")],
+)
+def loaded(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[store.Tx]:
     path = tmp_path_factory.mktemp("search") / "search.db"
     load_orders(path, ORDERS, seed=21, today=TODAY, progress=False)
-    target = store.SqliteStore(path)
+    target: store.Store = store.SqliteStore(path)
+    if request.param == "postgres":
+        source = target
+        target = store.open_url(request.getfixturevalue("postgres_cluster").fresh_database())
+        copy_store(source, target)
+        source.close()
     yield target.connection()
     target.close()
 
@@ -148,10 +160,9 @@ def test_unknown_filters_are_refused(loaded: store.Tx) -> None:
 
 
 @pytest.fixture
-def small(tmp_path: Path) -> Iterator[store.SqliteStore]:
-    target = store.SqliteStore(tmp_path / "small.db")
-    yield target
-    target.close()
+def small(any_store: store.Store) -> store.Store:
+    """An empty store of each engine."""
+    return any_store
 
 
 #: Neutral text, so that only what a test sets can match.
@@ -161,14 +172,14 @@ NEUTRAL = {
 }
 
 
-def _insert(target: store.SqliteStore, order_id: int, **changes: Any) -> None:
+def _insert(target: store.Store, order_id: int, **changes: Any) -> None:
     order = Generator(order_id, today=TODAY).job_order(order_id)
     order = order.model_copy(update=NEUTRAL | changes)
     with target.write() as conn:
         store.insert_order(conn, order)
 
 
-def test_a_title_match_ranks_above_description_only_matches(small: store.SqliteStore) -> None:
+def test_a_title_match_ranks_above_description_only_matches(small: store.Store) -> None:
     generator = Generator(1, today=TODAY)
     for order_id in range(1, 6):
         order = generator.job_order(order_id).model_copy(
@@ -183,7 +194,7 @@ def test_a_title_match_ranks_above_description_only_matches(small: store.SqliteS
     assert [order.id for order in page[1:]] == [5, 4], "ties: newest first"
 
 
-def test_the_index_follows_status_changes_and_deletes(small: store.SqliteStore) -> None:
+def test_the_index_follows_status_changes_and_deletes(small: store.Store) -> None:
     _insert(small, 1, title="Tømrer", status=OrderStatus.PROCESSING)
     conn = small.connection()
     processing = {"status": "processing"}
@@ -202,11 +213,12 @@ def test_the_index_follows_status_changes_and_deletes(small: store.SqliteStore) 
     with small.write() as write:
         write.execute("DELETE FROM orders WHERE id = 1")
     assert search.search_orders(conn, text="murer", filters={}, limit=5, offset=0)[0] == 0
-    conn.execute("INSERT INTO order_search (order_search) VALUES ('integrity-check')")
+    if small.engine == "sqlite":
+        conn.execute("INSERT INTO order_search (order_search) VALUES ('integrity-check')")
 
 
 def test_ranking_is_bounded_to_the_newest_matches(
-    small: store.SqliteStore, monkeypatch: pytest.MonkeyPatch
+    small: store.Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for order_id in range(1, 11):
         _insert(small, order_id, title=f"Kok nummer {order_id}", description="Kok")
@@ -220,7 +232,8 @@ def test_ranking_is_bounded_to_the_newest_matches(
     assert [order.id for order in deep] == [4, 3, 2], "paging past the window widens it"
 
 
-def test_rebuilding_the_index_keeps_every_order_findable(small: store.SqliteStore) -> None:
+def test_rebuilding_the_index_keeps_every_order_findable(tmp_path: Path) -> None:
+    small = store.SqliteStore(tmp_path / "small.db")
     _insert(small, 1, title="Elektriker")
     conn = small.connection()
     sqlite_search.create_index(conn.raw)
