@@ -140,6 +140,8 @@ class System:
     redis: RedisServer
     home: Path
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: A PostgreSQL store instead of the SQLite file (``JOBORDRE_DATABASE_URL``).
+    database_url: str | None = None
 
     @property
     def db(self) -> Path:
@@ -155,6 +157,8 @@ class System:
             JOBORDRE_MIN_BACKOFF_MS="50",
             JOBORDRE_MAX_BACKOFF_MS="500",
         )
+        if self.database_url:
+            env["JOBORDRE_DATABASE_URL"] = self.database_url
         env.update(extra)
         return env
 
@@ -196,6 +200,22 @@ class System:
                 process.kill()
                 process.wait()
         self.workers.clear()
+
+    def sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Run one statement on the system's store, whichever engine, as an operator would."""
+        from shared.store import open_url
+
+        store = open_url(self.database_url or self.db, migrate=False)
+        try:
+            with store.write() as tx:
+                cursor = tx.execute(statement, params)
+                return (
+                    list(cursor.fetchall())
+                    if statement.lstrip().upper().startswith("SELECT")
+                    else []
+                )
+        finally:
+            store.close()
 
     def cli(self, *args: str, stdin: str | None = None, **extra: str) -> CliResult:
         """Run ``jobordre ARGS`` as a user would; returns exit code, stdout and stderr."""

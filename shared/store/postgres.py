@@ -295,6 +295,17 @@ class PostgresStore(Store):
         with self._transaction("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ") as tx:
             yield tx
 
+    def check_writable(self, timeout_ms: int) -> None:
+        """Take the write lock and release it unused; :class:`Unavailable` if a writer holds
+        it longer than ``timeout_ms`` or the database is read-only (a standby)."""
+        with self._transaction(f"SET LOCAL lock_timeout = {int(timeout_ms)}") as tx:
+            tx.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+            if tx.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+                raise Unavailable(
+                    f"{self.describe()} is a standby (read-only): point JOBORDRE_DATABASE_URL "
+                    "at the primary"
+                )
+
     def connection(self) -> Tx:
         """Single statements, each in its own transaction on a pooled connection."""
         return self._auto
