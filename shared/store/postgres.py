@@ -18,6 +18,7 @@ What SQLite gives for free, made to hold here too:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,6 +38,10 @@ WRITE_LOCK = 0x6A6F626F72647265 & 0x7FFF_FFFF_FFFF_FFFF
 POOL_TIMEOUT_MS = 10_000
 #: How long a new connection may take to open, in seconds (libpq's unit).
 CONNECT_TIMEOUT_S = 5
+
+
+#: What begins a write transaction: BEGIN and the write lock, in one round trip.
+_BEGIN_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
 
 
 class PgRow:
@@ -201,11 +206,14 @@ class _AutoTx(PostgresTx):
         self._store = store
 
     def execute(self, sql: str, params: Params = ()) -> Cursor:
-        """Run one statement in its own transaction."""
-        with self._store.read() as tx:
-            cursor = tx.execute(sql, params)
-            rows = cursor.fetchall() if cast(Any, cursor).description else []
-            return _Rows(rows, cursor.rowcount)
+        """Run one statement; alone, it is atomic without BEGIN and COMMIT."""
+        try:
+            with self._store.pool.connection() as conn:
+                cursor = conn.execute(to_pyformat(sql), params)
+                rows = cursor.fetchall() if cursor.description else []
+                return _Rows(rows, cursor.rowcount)
+        except RETRYABLE as error:
+            raise unavailable(cast(psycopg.Error, error)) from error
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement per row, in one write transaction."""
@@ -275,31 +283,47 @@ class PostgresStore(Store):
             self.migrate()
 
     @contextmanager
-    def _transaction(self, first: str, params: Sequence[Any] = ()) -> Iterator[PostgresTx]:
+    def _transaction(self, begin: str) -> Iterator[PostgresTx]:
+        """A transaction begun by ``begin`` (one round trip, however many statements).
+
+        BEGIN and COMMIT are sent by hand rather than through psycopg's transaction
+        blocks, which cost a round trip each for BEGIN, SET TRANSACTION and the lock: on a
+        busy host every round trip is a context switch to the server and back.
+        """
         try:
-            with self.pool.connection() as conn, conn.transaction():
-                conn.execute(first, params)
-                yield PostgresTx(conn)
+            with self.pool.connection() as conn:
+                conn.execute(begin.encode())
+                try:
+                    yield PostgresTx(conn)
+                except BaseException:
+                    if not conn.closed:
+                        # Best effort: a broken connection is discarded by the pool.
+                        with contextlib.suppress(psycopg.Error):
+                            conn.execute(b"ROLLBACK")
+                    raise
+                conn.execute(b"COMMIT")
         except RETRYABLE as error:
             raise unavailable(cast(psycopg.Error, error)) from error
 
     @contextmanager
     def write(self) -> Iterator[PostgresTx]:
         """One write transaction, after every other host's (see the module docstring)."""
-        with self._transaction("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,)) as tx:
+        with self._transaction(_BEGIN_WRITE) as tx:
             yield tx
 
     @contextmanager
     def read(self) -> Iterator[PostgresTx]:
         """One read transaction on one snapshot."""
-        with self._transaction("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ") as tx:
+        with self._transaction("BEGIN ISOLATION LEVEL REPEATABLE READ") as tx:
             yield tx
 
     def check_writable(self, timeout_ms: int) -> None:
         """Take the write lock and release it unused; :class:`Unavailable` if a writer holds
         it longer than ``timeout_ms`` or the database is read-only (a standby)."""
-        with self._transaction(f"SET LOCAL lock_timeout = {int(timeout_ms)}") as tx:
-            tx.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+        with self._transaction(
+            f"BEGIN; SET LOCAL lock_timeout = {int(timeout_ms)};"
+            f" SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+        ) as tx:
             if tx.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
                 raise Unavailable(
                     f"{self.describe()} is a standby (read-only): point JOBORDRE_DATABASE_URL "
