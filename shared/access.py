@@ -21,6 +21,8 @@ HASH_KEY = "access_log_hash_key"
 
 #: Actions written to the log.
 READ, REGISTER, CHANGE, ANONYMISE, AUDIT = "read", "register", "change", "anonymise", "audit"
+#: A refused placement that showed the caller the person is on the order already.
+PROBE = "probe"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,20 +35,21 @@ class Access:
     placement_id: int | None
 
 
-def _hash_key(conn: Tx) -> bytes:
-    row = conn.execute(
-        "SELECT value FROM foundation_secrets WHERE name = ?", (HASH_KEY,)
-    ).fetchone()
+def foundation_secret(conn: Tx, name: str) -> bytes:
+    """A 32-byte secret of the foundation's own, made on first use and kept for good."""
+    row = conn.execute("SELECT value FROM foundation_secrets WHERE name = ?", (name,)).fetchone()
     if row is not None:
         return bytes.fromhex(row[0])
     conn.execute(
         "INSERT INTO foundation_secrets (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
-        (HASH_KEY, secrets.token_hex(32)),
+        (name, secrets.token_hex(32)),
     )
-    row = conn.execute(
-        "SELECT value FROM foundation_secrets WHERE name = ?", (HASH_KEY,)
-    ).fetchone()
+    row = conn.execute("SELECT value FROM foundation_secrets WHERE name = ?", (name,)).fetchone()
     return bytes.fromhex(row[0])
+
+
+def _hash_key(conn: Tx) -> bytes:
+    return foundation_secret(conn, HASH_KEY)
 
 
 def person(conn: Tx, cpr: str) -> str:

@@ -48,6 +48,7 @@ class CommandKind(StrEnum):
     FOLLOWING = "following"
     AUDIT_PERSON = "audit_person"
     ANONYMISE_PLACEMENTS = "anonymise_placements"
+    COMMAND_RESULT = "command_result"
 
     @property
     def writes(self) -> bool:
@@ -194,6 +195,12 @@ class AnonymisePlacements(_Payload):
     retention_days: Annotated[int, Field(ge=0, le=36_500)]
 
 
+class CommandResult(_Payload):
+    """The stored result of one of the caller's own earlier write commands."""
+
+    command_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{8,100}$")]
+
+
 #: The payload model of each command kind.
 PAYLOADS: dict[CommandKind, type[_Payload]] = {
     CommandKind.REGISTER_ORDER: RegisterOrder,
@@ -214,4 +221,5 @@ PAYLOADS: dict[CommandKind, type[_Payload]] = {
     CommandKind.FOLLOWING: Following,
     CommandKind.AUDIT_PERSON: AuditPerson,
     CommandKind.ANONYMISE_PLACEMENTS: AnonymisePlacements,
+    CommandKind.COMMAND_RESULT: CommandResult,
 }

@@ -13,17 +13,20 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.commands import PAYLOADS, CommandKind
 from shared.errors import InvalidInput
 from shared.models import Principal, invalid_input_from
+from shared.sealing import seal_payload
 from shared.signing import SigningKey, signature
 
 #: The envelope schema version this code writes and reads.
 SCHEMA_VERSION = 1
 #: Largest envelope accepted from the queue, in bytes; an order is at most ~12 kB.
 MAX_ENVELOPE_BYTES = 256 * 1024
+#: Deepest nesting of JSON arrays/objects accepted in an envelope; an order needs 4.
+MAX_DEPTH = 32
 
 CommandId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{8,100}$")]
 
@@ -38,7 +41,7 @@ class Envelope(BaseModel):
     command_id: CommandId
     principal: str
     correlation_id: Annotated[str, Field(max_length=100)]
-    sent_at: datetime
+    sent_at: AwareDatetime
     #: The caseworker acting for the organisation, if the client names one.
     caseworker: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")] | None = None
     payload: dict[str, Any]
@@ -80,10 +83,15 @@ def new_envelope(
 ) -> Envelope:
     """Build an envelope for a client, signed with ``key``; ids default to fresh UUIDs."""
     fresh = uuid.uuid4().hex
+    command_id = command_id or fresh
+    if key is not None:
+        # Sealed before signing: the signature covers what travels, and the broker never
+        # holds the CPR or a note in clear.
+        payload = seal_payload(payload, command_id, key)
     try:
         envelope = Envelope(
             kind=kind,
-            command_id=command_id or fresh,
+            command_id=command_id,
             principal=principal,
             correlation_id=correlation_id or fresh,
             sent_at=sent_at or datetime.now(UTC),
@@ -110,8 +118,15 @@ def decode_envelope(data: str | bytes | dict[str, Any]) -> Envelope:
             )
         try:
             data = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidInput("envelope: not a JSON document", field="envelope") from None
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise InvalidInput(
+                "envelope: not a JSON document (or nested too deeply)", field="envelope"
+            ) from None
+    if depth(data) > MAX_DEPTH:
+        raise InvalidInput(
+            f"envelope: nested deeper than {MAX_DEPTH} levels; no command needs that",
+            field="envelope",
+        )
     if not isinstance(data, dict):
         raise InvalidInput("envelope: must be a JSON object", field="envelope")
     version = data.get("schema_version")
@@ -127,10 +142,31 @@ def decode_envelope(data: str | bytes | dict[str, Any]) -> Envelope:
         raise invalid_input_from(error) from None
 
 
-def parse_payload(envelope: Envelope) -> BaseModel:
-    """Validate the payload against its kind's model; raises :class:`InvalidInput`."""
+def depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a JSON value (a scalar is 0); no recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def parse_payload(envelope: Envelope, payload: dict[str, Any] | None = None) -> BaseModel:
+    """Validate the payload (``payload``: the opened one, if given) against its kind's model.
+
+    Raises :class:`InvalidInput`.
+    """
     try:
-        return PAYLOADS[envelope.kind].model_validate(envelope.payload)
+        return PAYLOADS[envelope.kind].model_validate(
+            envelope.payload if payload is None else payload
+        )
     except ValidationError as error:
         raise invalid_input_from(error) from None
 

@@ -22,6 +22,9 @@ class JobordreError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
+        #: Accesses to personal data the refusal itself reveals (``shared.access.Access``);
+        #: the foundation logs them with the rejection.
+        self.accesses: list[Any] = []
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: ``{"code", "message"}`` plus ``field`` when one field is at fault."""

@@ -1,31 +1,52 @@
 """The foundation: applies one command envelope to the store, exactly once.
 
 This is the whole delivery contract on the worker side. First the signature: a command
-that is unsigned, forged, tampered with or expired is refused as ``forbidden`` and only the
-attempt is kept (see :mod:`shared.signing`). A write command is then applied in ONE
-SQLite transaction together with its change-log rows and its ledger row keyed by
-``command_id``; a redelivered or resent command finds the ledger row and gets the stored
-reply without changing anything again. A command rejected for a validation,
-authorisation or state error is rolled back, and the rejection itself is stored (in the
-ledger, so a redelivery is rejected the same way, and as a dead letter, so people can see
-it). Anything else (a busy store, a bug) propagates: Dramatiq retries the message and in the
-end the worker dead-letters it with its traceback.
+that is unsigned, forged or tampered with is refused as ``forbidden``, only the attempt is
+kept (see :mod:`shared.signing`), and it gets no reply: it must not speak on the reply list
+of the real command it copies. The sealed personal data of an authentic command are opened
+(:mod:`shared.sealing`). A write command is then applied in ONE SQLite transaction together
+with its change-log rows and its ledger row keyed by (principal, ``command_id``): a command
+id belongs to the organisation that sent it, so nobody else's command can claim it. A
+redelivered or resent command finds the ledger row and gets the stored reply without
+changing anything again. A read is answered once per command id: a captured read replayed
+inside the signature window is refused, and shows nothing and logs no access.
+
+A command rejected for a validation, authorisation or state error is rolled back, and the
+rejection itself is stored (in the ledger, so a redelivery is rejected the same way, and
+as a dead letter, so people can see it). Anything else (a busy store, a bug) propagates:
+Dramatiq retries the message and in the end the worker dead-letters it with its traceback.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
-from shared import access, follows, inbox, keys, orders, placements, privacy, signing, store
+from shared import (
+    access,
+    follows,
+    inbox,
+    keys,
+    orders,
+    placements,
+    privacy,
+    results,
+    sealing,
+    signing,
+    store,
+)
 from shared.commands import CommandKind
 from shared.context import Context
 from shared.envelope import Envelope, mask_personal_data, parse_payload
 from shared.errors import CommandIdReused, JobordreError, NotAuthenticated
+from shared.signing import SigningKey
 from shared.store import Store
 
 Clock = Callable[[], datetime]
@@ -51,6 +72,7 @@ OPERATIONS: dict[CommandKind, Operation] = {
     CommandKind.FOLLOWING: follows.following,
     CommandKind.AUDIT_PERSON: privacy.audit,
     CommandKind.ANONYMISE_PLACEMENTS: privacy.anonymise,
+    CommandKind.COMMAND_RESULT: results.command_result,
 }
 
 
@@ -69,6 +91,23 @@ def error_reply(command_id: str | None, error: JobordreError) -> dict[str, Any]:
     return {"command_id": command_id, "ok": False, "error": error.to_dict()}
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the foundation says to one envelope: the reply, and the key it may be sent under.
+
+    ``key`` is ``None`` when the envelope was not authentic: its reply must not be sent.
+    """
+
+    reply: dict[str, Any]
+    key: SigningKey | None
+
+
+#: Name of the ledger-digest key in ``foundation_secrets``.
+DIGEST_KEY = "ledger_digest_key"
+#: Prefix of a keyed ledger digest (older rows hold a plain SHA-256 of the payload).
+DIGEST_PREFIX = "k1:"
+
+
 class Foundation:
     """Applies command envelopes to a :class:`Store`; the clock is injectable for tests."""
 
@@ -78,24 +117,51 @@ class Foundation:
         self.store = store
         self.clock = clock
         self.max_age_ms = max_age_ms
+        self._digest_key: bytes | None = None
 
     def handle(self, envelope: Envelope) -> dict[str, Any]:
         """Apply one envelope and return its reply; see the module docstring for guarantees."""
+        return self.answer(envelope).reply
+
+    def authenticate(self, envelope: Envelope) -> SigningKey:
+        """The organisation's valid key that signed ``envelope``; :class:`NotAuthenticated`."""
+        return signing.verify(
+            envelope.model_dump(mode="json"),
+            keys.valid_keys(self.store.connection(), envelope.principal),
+        )
+
+    def _revoked_signer(self, envelope: Envelope) -> SigningKey | None:
+        """The revoked key of the principal that signed ``envelope``, if one did."""
         try:
-            signing.verify(
+            return signing.verify(
                 envelope.model_dump(mode="json"),
-                keys.valid_keys(self.store.connection(), envelope.principal),
+                keys.every_key(self.store.connection(), envelope.principal),
             )
-            if envelope.kind.writes:
-                return self._write(envelope)
-            self._check_age(envelope)
-            return self._read(envelope)
-        except (NotAuthenticated, CommandIdReused) as error:
-            # Not the organisation's command (or not a new one): keep the attempt, but no
-            # ledger row, so it cannot block the real command with that id.
+        except NotAuthenticated:
+            return None
+
+    def answer(self, envelope: Envelope) -> Answer:
+        """Apply one envelope; the reply and the key it is to be sealed for (if authentic)."""
+        try:
+            key = self.authenticate(envelope)
+        except NotAuthenticated as error:
+            # Not the organisation's command: keep the attempt, but no ledger row (it cannot
+            # block the real command with that id) and no reply, except to the holder of a
+            # key the organisation revoked: it signed, so it may learn it is refused, and a
+            # reply under its key is one that no client of a valid key believes.
             with self.store.write() as conn:
                 self.record_rejection(conn, envelope, error)
-            return error_reply(envelope.command_id, error)
+            return Answer(error_reply(envelope.command_id, error), self._revoked_signer(envelope))
+        try:
+            payload = sealing.open_payload(envelope.payload, envelope.command_id, key)
+            if envelope.kind.writes:
+                return Answer(self._write(envelope, payload), key)
+            self._check_age(envelope)
+            return Answer(self._read(envelope, payload), key)
+        except (NotAuthenticated, CommandIdReused) as error:
+            with self.store.write() as conn:
+                self.record_rejection(conn, envelope, error)
+            return Answer(error_reply(envelope.command_id, error), key)
 
     def _check_age(self, envelope: Envelope) -> None:
         signing.check_age(envelope.sent_at, self.clock(), self.max_age_ms)
@@ -113,15 +179,24 @@ class Foundation:
     def _apply(ctx: Context, envelope: Envelope, payload: BaseModel) -> dict[str, Any]:
         return OPERATIONS[envelope.kind](ctx, payload)
 
-    def _write(self, envelope: Envelope) -> dict[str, Any]:
-        digest = envelope.payload_digest()
+    def _digest(self, conn: Any, envelope: Envelope, payload: dict[str, Any]) -> str:
+        """Keyed digest of the opened payload: a resend (sealed afresh) digests the same, and
+        the ledger holds nothing a CPR could be guessed back from without the key."""
+        if self._digest_key is None:
+            self._digest_key = access.foundation_secret(conn, DIGEST_KEY)
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        mac = hmac.new(self._digest_key, f"{envelope.kind}\n{canonical}".encode(), hashlib.sha256)
+        return DIGEST_PREFIX + mac.hexdigest()
+
+    def _write(self, envelope: Envelope, opened: dict[str, Any]) -> dict[str, Any]:
         try:
             # Validated before the write lock is taken: SQLite has one writer at a time,
             # and it should not wait for Python work that needs no lock. A malformed
             # redelivery is answered by the ledger in _reject all the same.
-            payload = parse_payload(envelope)
+            payload = parse_payload(envelope, opened)
             with self.store.write() as conn:
-                stored = self._stored_reply(conn, envelope, digest)
+                digest = self._digest(conn, envelope, opened)
+                stored = self._stored_reply(conn, envelope, opened, digest)
                 if stored is not None:
                     return stored
                 # A redelivery past the window got its stored reply above; a new one must be
@@ -137,14 +212,21 @@ class Foundation:
         except JobordreError as error:
             if error.retryable:
                 raise
-            return self._reject(envelope, error, digest)
+            return self._reject(envelope, opened, error)
 
     @staticmethod
-    def _stored_reply(conn: Any, envelope: Envelope, digest: str) -> dict[str, Any] | None:
-        row = store.ledger_entry(conn, envelope.command_id)
+    def _stored_reply(
+        conn: Any, envelope: Envelope, opened: dict[str, Any], digest: str
+    ) -> dict[str, Any] | None:
+        row = store.ledger_entry(conn, envelope.principal, envelope.command_id)
         if row is None:
             return None
-        if row["digest"] != digest:
+        stored = str(row["digest"])
+        if not stored.startswith(DIGEST_PREFIX):
+            # A row written before keyed digests: its payload travelled in clear then.
+            legacy = envelope.model_copy(update={"payload": opened})
+            digest = legacy.payload_digest()
+        if not hmac.compare_digest(stored, digest):
             raise CommandIdReused(
                 f"command_id {envelope.command_id} was used before for a different command; "
                 "give every new command a new id",
@@ -169,14 +251,22 @@ class Foundation:
             at=self.clock(),
         )
 
-    def _reject(self, envelope: Envelope, error: JobordreError, digest: str) -> dict[str, Any]:
+    def _reject(
+        self, envelope: Envelope, opened: dict[str, Any], error: JobordreError
+    ) -> dict[str, Any]:
         reply = error_reply(envelope.command_id, error)
         with self.store.write() as conn:
+            digest = self._digest(conn, envelope, opened)
             recorded = self._record(conn, envelope, digest, "rejected", reply)
             if not recorded:
                 # A concurrent delivery of the same command decided first: answer as it did.
-                stored = self._stored_reply(conn, envelope, digest)
+                stored = self._stored_reply(conn, envelope, opened, digest)
                 return stored if stored is not None else reply
+            # A refusal that told the caller something about a person (the person is on
+            # the order already) is an access of that person's data, and is logged.
+            access.write(
+                conn, error.accesses, envelope.principal, envelope.caseworker, self.clock()
+            )
             self.record_rejection(conn, envelope, error)
         return reply
 
@@ -195,20 +285,32 @@ class Foundation:
             original=envelope.to_json(),
         )
 
-    def _read(self, envelope: Envelope) -> dict[str, Any]:
+    def _read(self, envelope: Envelope, opened: dict[str, Any]) -> dict[str, Any]:
         try:
-            payload = parse_payload(envelope)
+            payload = parse_payload(envelope, opened)
             with self.store.read() as conn:
                 ctx = self._context(conn, envelope)
                 reply = ok_reply(envelope.command_id, self._apply(ctx, envelope, payload))
-            if ctx.accesses:
-                # Reads run in a read transaction; what they showed of people is logged
-                # right after, before the reply leaves.
-                with self.store.write() as conn:
-                    access.write(
-                        conn, ctx.accesses, envelope.principal, envelope.caseworker, ctx.at
+            with self.store.write() as conn:
+                # The read is claimed once it has been answered (a read that crashed is
+                # retried, and must still be answered): a replay, even a concurrent one,
+                # finds the claim, and its result is thrown away before anyone sees it.
+                # What the answer showed of people is logged in the same transaction.
+                forget = ctx.at - timedelta(
+                    milliseconds=self.max_age_ms + 2 * signing.CLOCK_SKEW_MS
+                )
+                if not store.claim_read(
+                    conn, envelope.principal, envelope.command_id, ctx.at, forget
+                ):
+                    raise CommandIdReused(
+                        f"command_id {envelope.command_id}: this read was answered already; "
+                        "a read is answered once, so send it again with a new command id",
+                        field="command_id",
                     )
+                access.write(conn, ctx.accesses, envelope.principal, envelope.caseworker, ctx.at)
             return reply
+        except CommandIdReused:
+            raise
         except JobordreError as error:
             if error.retryable:
                 raise

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared.envelope import decode_envelope, new_envelope
 from shared.errors import InvalidInput, NotAuthenticated, NotFound
+from shared.sealing import open_payload
 from shared.signing import SigningKey, verify
 from shared.store.interface import Tx
 
@@ -64,34 +65,77 @@ def every_key(conn: Tx, principal: str) -> dict[str, SigningKey]:
     return {row[0]: SigningKey(row[1], row[0], row[2]) for row in rows}
 
 
-def resign(conn: Tx, raw: str) -> str:
+def revoked_at(conn: Tx, key_id: str) -> datetime | None:
+    """When a key was revoked; ``None`` while it is valid."""
+    row = conn.execute("SELECT revoked_at FROM signing_keys WHERE key_id = ?", (key_id,)).fetchone()
+    return None if row is None or row[0] is None else datetime.fromisoformat(row[0])
+
+
+def _cannot_retry(envelope_id: str, why: str) -> InvalidInput:
+    return InvalidInput(f"command {envelope_id} cannot be retried: {why}; purge it", field="id")
+
+
+def resign(
+    conn: Tx,
+    raw: str,
+    *,
+    source: str,
+    code: str,
+    died_at: datetime,
+    window_ms: int,
+) -> str:
     """A kept command, signed afresh for a retry by the foundation's operator.
 
-    A retried command may be older than the signature window. It is re-signed, with the
-    same command id and payload, with a valid key of its organisation, but only if its
-    original signature was made with a key that organisation had: an operator's retry
-    must never turn a forged command into a real one.
+    A retried command may be older than the signature window, so it is re-signed (same
+    command id, same payload, its sealed fields sealed anew) with a valid key of its
+    organisation. A retry must never widen trust, so it refuses, saying why:
+
+    - a command refused as ``forbidden`` (not authentic, expired, dated in the future, or
+      not allowed): retrying cannot make it so;
+    - a command whose signature does not verify under a key its organisation had, or under
+      a key that was revoked at or before the command's ``sent_at`` (a stolen key's work);
+    - a command that died more than ``window_ms`` after it was sent: it was not a fresh
+      command when it arrived (a captured one replayed late).
     """
     envelope = decode_envelope(raw)
+    if source == "rejected" and code == "forbidden":
+        raise _cannot_retry(
+            envelope.command_id,
+            "it was refused as not authentic, expired or not allowed, and a retry cannot "
+            "change that",
+        )
     try:
-        verify(envelope.model_dump(mode="json"), every_key(conn, envelope.principal))
+        key = verify(envelope.model_dump(mode="json"), every_key(conn, envelope.principal))
     except NotAuthenticated:
-        raise InvalidInput(
-            f"command {envelope.command_id} was not signed by {envelope.principal}, so it "
-            "cannot be retried; purge it",
-            field="id",
+        raise _cannot_retry(
+            envelope.command_id, f"it was not signed by {envelope.principal}"
         ) from None
+    revoked = revoked_at(conn, key.key_id)
+    if revoked is not None and revoked <= envelope.sent_at:
+        raise _cannot_retry(
+            envelope.command_id,
+            f"it was signed with key {key.key_id} after that key was revoked",
+        )
+    if died_at - envelope.sent_at > timedelta(milliseconds=window_ms):
+        raise _cannot_retry(
+            envelope.command_id,
+            f"it arrived more than {window_ms} ms after it was sent (a late replay)",
+        )
     valid = valid_keys(conn, envelope.principal)
     if not valid:
-        raise InvalidInput(
-            f"{envelope.principal} has no valid signing key, so its command cannot be retried; "
-            f"create one with `jobordre keys create {envelope.principal}` first",
-            field="id",
+        raise _cannot_retry(
+            envelope.command_id,
+            f"{envelope.principal} has no valid signing key; create one with "
+            f"`jobordre keys create {envelope.principal}` first",
         )
+    try:
+        payload = open_payload(envelope.payload, envelope.command_id, key)
+    except NotAuthenticated as error:
+        raise _cannot_retry(envelope.command_id, error.message) from None
     return new_envelope(
         envelope.kind,
         envelope.principal,
-        envelope.payload,
+        payload,
         command_id=envelope.command_id,
         correlation_id=envelope.correlation_id,
         caseworker=envelope.caseworker,

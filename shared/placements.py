@@ -85,14 +85,27 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
     order = store.load_order(ctx.conn, command.order_id)
     rules.check_place(ctx.who, order)
     existing = ctx.conn.execute(
-        "SELECT id FROM placements WHERE order_id = ? AND cpr = ?", (order.id, command.cpr)
+        "SELECT id, placed_by FROM placements WHERE order_id = ? AND cpr = ?",
+        (order.id, command.cpr),
     ).fetchone()
     if existing is not None:
-        raise InvalidInput(
-            f"cpr: the person is already placed on job order {order.id} "
-            f"(placement {existing['id']}); change that placement's status instead",
-            field="cpr",
-        )
+        if rules.sees_person(ctx.who, existing["placed_by"]):
+            error = InvalidInput(
+                f"cpr: the person is already placed on job order {order.id} "
+                f"(placement {existing['id']}); change that placement's status instead",
+                field="cpr",
+            )
+        else:
+            # One placement per person per order makes the refusal itself tell that the
+            # person is on the order; it tells no more (not who placed, not which placement),
+            # and the probe is in the person's access log.
+            error = InvalidInput(
+                f"cpr: this person cannot be placed on job order {order.id}: a person is "
+                "placed once per order",
+                field="cpr",
+            )
+        error.accesses.append(access.Access(command.cpr, access.PROBE, order.id, None))
+        raise error
     at = ctx.at.isoformat()
     cursor = ctx.conn.execute(
         "INSERT INTO placements (order_id, cpr, placed_by, caseworker, referral, status, note,"

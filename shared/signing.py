@@ -68,11 +68,11 @@ def signature(fields: dict[str, Any], key: SigningKey) -> str:
     return hmac.new(key.secret.encode(), canonical(fields), hashlib.sha256).hexdigest()
 
 
-def verify(fields: dict[str, Any], keys: dict[str, SigningKey]) -> None:
+def verify(fields: dict[str, Any], keys: dict[str, SigningKey]) -> SigningKey:
     """Check the signature of an envelope's JSON fields against the principal's valid keys.
 
-    Raises :class:`NotAuthenticated` saying which check failed; never says what the right
-    signature would have been.
+    Returns the key that signed it. Raises :class:`NotAuthenticated` saying which check
+    failed; never says what the right signature would have been.
     """
     principal = fields.get("principal")
     key_id, given = fields.get("key_id"), fields.get("signature")
@@ -90,10 +90,13 @@ def verify(fields: dict[str, Any], keys: dict[str, SigningKey]) -> None:
         raise NotAuthenticated(
             f"command from {principal}: the signature does not match its content"
         )
+    return key
 
 
 def check_age(sent_at: datetime, now: datetime, max_age_ms: int) -> None:
     """Refuse a command sent too long ago (or too far in the future) as expired."""
+    if sent_at.tzinfo is None:
+        raise NotAuthenticated("command's sent_at has no time zone; send it in UTC")
     if sent_at > now + timedelta(milliseconds=CLOCK_SKEW_MS):
         raise NotAuthenticated("command is dated in the future; check the client's clock")
     if now - sent_at > timedelta(milliseconds=max_age_ms):

@@ -23,11 +23,13 @@ from dramatiq.brokers.redis import RedisBroker
 
 from shared import store
 from shared.commands import CommandKind
-from shared.envelope import decode_envelope, mask_personal_data
-from shared.errors import InvalidInput, Unavailable
+from shared.envelope import Envelope, decode_envelope, mask_personal_data
+from shared.errors import InvalidInput, JobordreError, Unavailable
 from shared.foundation import Foundation, error_reply
 from shared.redaction import redact_cpr
+from shared.sealing import seal_reply
 from shared.settings import Settings
+from shared.signing import SigningKey
 from workers.broker import JobordreBroker, queue_for
 from workers.relay import Relay
 from workers.replies import push_reply
@@ -50,28 +52,45 @@ class Runtime:
     settings: Settings
     relay: Relay
 
-    def reply(self, reply: dict[str, Any]) -> None:
-        """Push a reply to its client."""
-        push_reply(self.replies, self.settings.redis_prefix, self.settings.reply_ttl_ms, reply)
+    def reply(self, reply: dict[str, Any], key: SigningKey | None, envelope: Envelope) -> None:
+        """Push a reply to its client, sealed and authenticated for the command it answers.
+
+        Without a key (the envelope was not authentic) nothing is pushed: a forgery must not
+        speak on the reply list of the real command whose id it copied.
+        """
+        if key is None or envelope.signature is None:
+            return
+        push_reply(
+            self.replies,
+            self.settings.redis_prefix,
+            self.settings.reply_ttl_ms,
+            seal_reply(reply, key, envelope.signature),
+        )
 
     def process(self, kind: CommandKind, raw: Any) -> None:
         """Apply one message's envelope and answer its client."""
         started = time.perf_counter()
         try:
             envelope = decode_envelope(raw)
-            if envelope.kind != kind:
-                raise InvalidInput(
-                    f"envelope.kind: {envelope.kind} arrived at the {kind} actor; the "
-                    "client must send each kind to its own actor",
-                    field="kind",
-                )
         except InvalidInput as error:
             self._undecodable(kind, raw, error)
             return
-        reply = self.foundation.handle(envelope)
+        if envelope.kind != kind:
+            misrouted = InvalidInput(
+                f"envelope.kind: {envelope.kind} arrived at the {kind} actor; the "
+                "client must send each kind to its own actor",
+                field="kind",
+            )
+            self._undecodable(kind, raw, misrouted)
+            authentic = self._authentic(raw)
+            if authentic is not None:
+                self.reply(error_reply(envelope.command_id, misrouted), authentic[1], envelope)
+            return
+        answer = self.foundation.answer(envelope)
+        reply = answer.reply
         if kind.writes and reply["ok"] and self.settings.relay_push_on_commit:
             self.relay.nudge()
-        self.reply(reply)
+        self.reply(reply, answer.key, envelope)
         job_log.info(
             json.dumps(
                 {
@@ -116,12 +135,11 @@ class Runtime:
         return _command_id_of(raw)
 
     def _undecodable(self, kind: CommandKind, raw: Any, error: InvalidInput) -> None:
-        """Keep a message nobody can apply; answer its client if it named a command id."""
-        command_id = self._keep(
+        """Keep a message nobody can apply. Its client is not answered: an undecodable
+        message cannot be authenticated, so an answer could be anyone's words."""
+        self._keep(
             raw, source="undecodable", code=error.code, reason=error.message, kind=kind.value
         )
-        if command_id is not None:
-            self.reply(error_reply(command_id, error))
         job_log.warning(
             json.dumps(
                 {"kind": kind.value, "outcome": error.code, "reason": redact_cpr(error.message)}
@@ -161,7 +179,9 @@ class Runtime:
             kind=message.actor_name,
             traceback=traceback or "",
         )
-        if command_id is not None:
+        envelope = self._authentic(message.args[0] if message.args else None)
+        if command_id is not None and envelope is not None:
+            envelope_, key = envelope
             self.reply(
                 error_reply(
                     command_id,
@@ -169,8 +189,18 @@ class Runtime:
                         f"command {command_id} failed repeatedly and was set aside as a "
                         "dead letter; ops see it with `jobordre dead list`"
                     ),
-                )
+                ),
+                key,
+                envelope_,
             )
+
+    def _authentic(self, raw: Any) -> tuple[Envelope, SigningKey] | None:
+        """The envelope of a raw message and the key that signed it, if it is authentic."""
+        try:
+            envelope = decode_envelope(raw)
+            return envelope, self.foundation.authenticate(envelope)
+        except JobordreError:
+            return None
 
 
 def _as_json(raw: Any) -> Any:

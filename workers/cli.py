@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from shared.commands import CommandKind
+from shared.envelope import MAX_DEPTH, depth
 from shared.errors import InvalidInput, JobordreError
 from shared.models import JobType, OrderStatus, PlacementStatus, invalid_input_from
 from shared.settings import Settings, get_settings
@@ -40,6 +41,7 @@ EXTENSIONS: tuple[str, ...] = (
     "workers.keys_cli",
     "workers.store_cli",
     "workers.privacy_cli",
+    "workers.result_cli",
     "workers.ops.cli",
     "notifier.cli",
     "workers.bench.cli",
@@ -63,23 +65,79 @@ class Parser(argparse.ArgumentParser):
         raise InvalidInput(f"{self.prog}: {message}; see `{self.prog} --help`")
 
 
-def _read_json(path: str, field: str) -> dict[str, Any]:
+#: Largest ORDER.json / PATCH.json accepted, in bytes: a whole order is about 12 kB, and a
+#: command's envelope may not exceed 256 KiB on the queue.
+MAX_FILE_BYTES = 256 * 1024
+#: Most bytes read for a CPR from stdin (a CPR is 10 digits, maybe with a dash).
+MAX_CPR_BYTES = 64
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def read_json(path: str, field: str) -> dict[str, Any]:
+    """A JSON object from a file (or stdin for ``-``); any malformed input is InvalidInput."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        else:
+            with Path(path).open("rb") as file:
+                data = file.read(MAX_FILE_BYTES + 1)
     except OSError as error:
         raise InvalidInput(f"{field}: cannot read {path}: {error.strerror}", field=field) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidInput(
+            f"{field}: {path} is larger than {MAX_FILE_BYTES} bytes; a job order is far smaller",
+            field=field,
+        )
     try:
-        document = json.loads(text)
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            f"{field}: {path} is not UTF-8 text; save it as UTF-8", field=field
+        ) from None
+    if not text.strip():
+        raise InvalidInput(f"{field}: {path} is empty; it must hold a JSON object", field=field)
+    try:
+        document = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise InvalidInput(f"{field}: {path} is nested too deeply", field=field) from None
     except ValueError as error:
         raise InvalidInput(f"{field}: {path} is not valid JSON ({error})", field=field) from None
     if not isinstance(document, dict):
         raise InvalidInput(f"{field}: {path} must hold a JSON object", field=field)
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            f"{field}: {path} holds a \\u escape that is no character (a lone surrogate)",
+            field=field,
+        ) from None
+    if depth(document) > MAX_DEPTH:
+        raise InvalidInput(
+            f"{field}: {path} is nested deeper than {MAX_DEPTH} levels; see the README's "
+            "job order fields",
+            field=field,
+        )
     return document
 
 
-def _read_cpr(value: str) -> str:
+def read_cpr(value: str) -> str:
+    """The CPR given on the command line, or read from stdin for ``-``."""
     # "-" keeps the CPR out of the process list and the shell history.
-    return sys.stdin.readline().strip() if value == "-" else value
+    if value != "-":
+        return value
+    line = sys.stdin.buffer.readline(MAX_CPR_BYTES + 1)
+    try:
+        text = line.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise InvalidInput("cpr: stdin is not UTF-8 text; give 10 digits", field="cpr") from None
+    if not text or len(line) > MAX_CPR_BYTES:
+        raise InvalidInput(
+            "cpr: read no CPR from stdin; give one line of 10 digits (DDMMYYXXXX)", field="cpr"
+        )
+    return text
 
 
 # --- commands: each turns arguments into (kind, payload) -----------------------------------
@@ -96,7 +154,7 @@ def _by_order_id(kind: CommandKind) -> Build:
 
 
 def _order_register(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
-    return CommandKind.REGISTER_ORDER, {"order": _read_json(a.file, "file")}
+    return CommandKind.REGISTER_ORDER, {"order": read_json(a.file, "file")}
 
 
 def _order_get(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
@@ -120,7 +178,7 @@ def _order_update(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
     return CommandKind.UPDATE_ORDER, {
         "order_id": a.id,
         "expected_version": a.expected_version,
-        "patch": _read_json(a.file, "file"),
+        "patch": read_json(a.file, "file"),
     }
 
 
@@ -140,7 +198,7 @@ def _order_changes(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
 def _placement_register(a: argparse.Namespace) -> tuple[CommandKind, dict[str, Any]]:
     payload: dict[str, Any] = {
         "order_id": a.order_id,
-        "cpr": _read_cpr(a.cpr),
+        "cpr": read_cpr(a.cpr),
         "referral": a.referral,
     }
     if a.note is not None:
@@ -183,7 +241,8 @@ def _human_placement(placement: dict[str, Any]) -> str:
     )
 
 
-def _human(kind: CommandKind, result: dict[str, Any]) -> str:
+def human(kind: CommandKind, result: dict[str, Any]) -> str:
+    """What a person reads for the result of a command of ``kind``."""
     if kind == CommandKind.SEARCH_ORDERS:
         lines = [f"{result['total']} jobordrer"]
         lines += [_human_order(order) for order in result["results"]]
@@ -229,6 +288,12 @@ def acting(
     parser.add_argument("--caseworker", help="the caseworker acting for the organisation")
     parser.add_argument("--command-id", help="idempotency key; resend a command with its id")
     parser.add_argument("--timeout-ms", type=int, help="how long to wait for the result")
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help='print {"command_id": ...} once the command is queued; `jobordre result` fetches '
+        "its result later (write commands only)",
+    )
     parser.set_defaults(build=build, handler=_act, human=human)
 
 
@@ -330,12 +395,21 @@ def _act(args: argparse.Namespace, settings: Settings) -> int:
     from workers.client import Client
 
     kind, payload = args.build(args)
+    if args.no_wait and not kind.writes:
+        raise InvalidInput(
+            f"--no-wait: {kind} only reads, and the result of a read is not kept; wait for it",
+            field="no_wait",
+        )
     client = Client(settings, args.principal, caseworker=args.caseworker)
     try:
+        if args.no_wait:
+            command_id = client.send(kind, payload, command_id=args.command_id)
+            emit({"command_id": command_id}, args.json, command_id)
+            return 0
         result = client.call(kind, payload, command_id=args.command_id, timeout_ms=args.timeout_ms)
     finally:
         client.close()
-    emit(result, args.json, args.human(result) if args.human else _human(kind, result))
+    emit(result, args.json, args.human(result) if args.human else human(kind, result))
     return 0
 
 

@@ -14,9 +14,10 @@ import dramatiq
 import redis
 
 from shared.commands import CommandKind
-from shared.envelope import new_envelope
-from shared.errors import JobordreError, Unavailable
+from shared.envelope import Envelope, new_envelope
+from shared.errors import InvalidInput, JobordreError, Unavailable
 from shared.models import Principal
+from shared.sealing import open_reply
 from shared.settings import Settings
 from shared.signing import SigningKey
 from workers.broker import build_broker, queue_for, redact, resolve_redis_url
@@ -43,6 +44,9 @@ class Client:
         self.key = key or signing_key(settings, self.principal)
         self.broker = build_broker(settings, self.url)
         self.redis = redis.Redis.from_url(self.url, socket_connect_timeout=5)
+        #: The signature of each command this client sent, by command id: a reply is
+        #: believed only if its MAC binds it to that exact command.
+        self._sent: dict[str, str] = {}
 
     def send(
         self,
@@ -62,9 +66,13 @@ class Client:
             caseworker=self.caseworker,
             key=self.key,
         )
+        return self.send_envelope(envelope)
+
+    def send_envelope(self, envelope: Envelope) -> str:
+        """Enqueue an envelope made (and signed) by this client's key; returns its id."""
         message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=queue_for(kind),
-            actor_name=kind.value,
+            queue_name=queue_for(envelope.kind),
+            actor_name=envelope.kind.value,
             args=(envelope.to_json(),),
             kwargs={},
             options={},
@@ -77,13 +85,28 @@ class Client:
                 "check that jobordre (or Redis) is running and send the command again with "
                 f"--command-id {envelope.command_id} (it may have gone through)"
             ) from None
+        if envelope.signature is not None:
+            self._sent[envelope.command_id] = envelope.signature
         return envelope.command_id
 
     def wait(self, command_id: str, timeout_ms: int | None = None) -> dict[str, Any]:
         """The result of a sent command; raises the error the worker reported."""
         timeout = timeout_ms if timeout_ms is not None else self.settings.reply_timeout_ms
+        signature = self._sent.get(command_id)
+        if signature is None:
+            raise InvalidInput(
+                f"command {command_id} was not sent by this client; use `jobordre result` "
+                "to fetch the stored result of an earlier command",
+                field="command_id",
+            )
         try:
-            reply = wait_reply(self.redis, self.settings.redis_prefix, command_id, timeout)
+            reply = wait_reply(
+                self.redis,
+                self.settings.redis_prefix,
+                command_id,
+                timeout,
+                accept=lambda wire: open_reply(wire, self.key, command_id, signature),
+            )
         except redis.RedisError as error:
             raise Unavailable(
                 f"lost the broker at {redact(self.url)} while waiting for command "
@@ -93,7 +116,9 @@ class Client:
         if reply is None:
             raise Unavailable(
                 f"no worker answered command {command_id} within {timeout} ms; is a worker "
-                f"running? Resending with --command-id {command_id} is safe"
+                f"running? Resending with --command-id {command_id} is safe. (A command that "
+                "is not authentic, or cannot be decoded, gets no answer: ops see it with "
+                "`jobordre dead list`)"
             )
         if not reply.get("ok"):
             raise JobordreError.from_dict(reply.get("error") or {})

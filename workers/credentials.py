@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from shared import keys
-from shared.errors import Forbidden
+from shared.errors import Forbidden, InvalidInput
 from shared.foundation import utc_now
 from shared.settings import Settings
 from shared.signing import SigningKey
@@ -46,11 +46,39 @@ def provision(store: Store, settings: Settings, principal: str) -> SigningKey:
     return key
 
 
+#: Largest key file read, in bytes (a key file is about 120).
+MAX_KEY_FILE_BYTES = 4096
+
+
+def read_key_file(path: Path) -> SigningKey:
+    """A key file's key; :class:`InvalidInput` naming the file if it is not one."""
+    problem = f"the key file {path} is not a jobordre key file"
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_KEY_FILE_BYTES + 1)
+        if len(data) > MAX_KEY_FILE_BYTES:
+            raise InvalidInput(
+                f"{problem} (larger than {MAX_KEY_FILE_BYTES} bytes)", field="key_file"
+            )
+        key = SigningKey.from_json(data.decode("utf-8"))
+    except OSError as error:
+        raise InvalidInput(
+            f"cannot read the key file {path}: {error.strerror}", field="key_file"
+        ) from None
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        raise InvalidInput(
+            f"{problem}; ask the operator for a new one (`jobordre keys create`)", field="key_file"
+        ) from None
+    if not key.key_id or not key.secret or len(key.secret) < 16:
+        raise InvalidInput(f"{problem} (no key id or secret)", field="key_file")
+    return key
+
+
 def signing_key(settings: Settings, principal: str) -> SigningKey:
     """The key a client of ``principal`` signs with; see the module docstring."""
     path = key_path(settings, principal)
     if path.exists():
-        key = SigningKey.from_json(path.read_text())
+        key = read_key_file(path)
         if key.principal != principal:
             raise Forbidden(f"the key file {path} belongs to {key.principal}, not {principal}")
         return key

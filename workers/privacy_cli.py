@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from shared.commands import CommandKind
 from shared.settings import get_settings
-from workers.cli import Command, Parser, acting
+from workers.cli import Command, Parser, acting, read_cpr
 
 
 def _audit(args: argparse.Namespace) -> Command:
-    # "-" keeps the CPR out of the process list and the shell history.
-    cpr = sys.stdin.readline().strip() if args.cpr == "-" else args.cpr
-    return CommandKind.AUDIT_PERSON, {"cpr": cpr}
+    return CommandKind.AUDIT_PERSON, {"cpr": read_cpr(args.cpr)}
 
 
 def _human_audit(result: dict[str, Any]) -> str:

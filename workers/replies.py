@@ -9,6 +9,8 @@ returns it again.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -30,11 +32,32 @@ def push_reply(client: redis.Redis, prefix: str, ttl_ms: int, reply: dict[str, A
 
 
 def wait_reply(
-    client: redis.Redis, prefix: str, command_id: str, timeout_ms: int
+    client: redis.Redis,
+    prefix: str,
+    command_id: str,
+    timeout_ms: int,
+    accept: Callable[[dict[str, Any]], dict[str, Any] | None],
 ) -> dict[str, Any] | None:
-    """Block until the reply arrives; ``None`` after ``timeout_ms``."""
-    item = client.blpop([reply_key(prefix, command_id)], timeout=max(timeout_ms / 1000, 0.001))
-    if item is None:
-        return None
-    reply: dict[str, Any] = json.loads(item[1])
-    return reply
+    """Block until a reply that ``accept`` takes arrives; ``None`` after ``timeout_ms``.
+
+    ``accept`` returns the opened reply, or ``None`` for one that is not this command's (a
+    forgery, a stale reply of an earlier send of the same id): that one is dropped and the
+    wait goes on, so whoever can write to Redis cannot answer for the foundation.
+    """
+    deadline = time.monotonic() + timeout_ms / 1000
+    key = reply_key(prefix, command_id)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        item = client.blpop([key], timeout=max(left, 0.001))
+        if item is None:
+            return None
+        try:
+            wire = json.loads(item[1])
+        except ValueError:
+            continue
+        if isinstance(wire, dict):
+            reply = accept(wire)
+            if reply is not None:
+                return reply

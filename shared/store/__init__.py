@@ -27,7 +27,7 @@ from shared.store.dead_letters import (
     record_ops_action,
 )
 from shared.store.interface import Cursor, Params, Row, Store, Tx
-from shared.store.ledger import forget_rejection, ledger_entry, record_command
+from shared.store.ledger import claim_read, forget_rejection, ledger_entry, record_command
 from shared.store.order_table import insert_order, load_order, next_order_id, save_order
 from shared.store.sqlite import SqliteStore
 
@@ -42,6 +42,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "Tx",
+    "claim_read",
     "count_dead_letters",
     "dead_letter",
     "dead_letter_original",

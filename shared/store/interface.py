@@ -32,6 +32,7 @@ TABLES = (
     "foundation_secrets",
     "follows",
     "commands",
+    "reads",
     "dead_letters",
     "ops_audit",
 )

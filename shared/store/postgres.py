@@ -292,16 +292,19 @@ class PostgresStore(Store):
         """
         try:
             with self.pool.connection() as conn:
-                conn.execute(begin.encode())
+                committed = False
                 try:
+                    conn.execute(begin.encode())
                     yield PostgresTx(conn)
-                except BaseException:
-                    if not conn.closed:
-                        # Best effort: a broken connection is discarded by the pool.
+                    conn.execute(b"COMMIT")
+                    committed = True
+                finally:
+                    # Whatever ended the scope (an error, or an asynchronous exception such
+                    # as a time limit), the transaction must not outlive it: it would hold
+                    # the write lock. A broken connection is discarded by the pool.
+                    if not committed and not conn.closed:
                         with contextlib.suppress(psycopg.Error):
                             conn.execute(b"ROLLBACK")
-                    raise
-                conn.execute(b"COMMIT")
         except RETRYABLE as error:
             raise unavailable(cast(psycopg.Error, error)) from error
 

@@ -173,10 +173,30 @@ CREATE INDEX IF NOT EXISTS ops_audit_by_time ON ops_audit (at);
 #: v4 rebuilt SQLite's FTS5 index of an earlier shape; PostgreSQL never had one.
 _V4_NOTHING = "SELECT 1"
 
+#: v5: a command is (principal, command_id), so one organisation's id never claims
+#: another's; read commands answered are kept for the signature window.
+_V5_LEDGER_PER_ORGANISATION = """
+ALTER TABLE commands DROP CONSTRAINT IF EXISTS commands_pkey;
+ALTER TABLE commands ADD PRIMARY KEY (principal, command_id);
+CREATE TABLE IF NOT EXISTS reads (
+    principal TEXT NOT NULL,
+    command_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (principal, command_id)
+);
+CREATE INDEX IF NOT EXISTS reads_by_time ON reads (at);
+"""
+
 
 #: Migrations in order; migration i brings the store to version i + 1 (v3: the search
 #: index of :mod:`shared.store.postgres_search`).
-MIGRATIONS: list[str] = [_V1_CORE, _V2_OPS, postgres_search.CREATE_INDEX_SQL, _V4_NOTHING]
+MIGRATIONS: list[str] = [
+    _V1_CORE,
+    _V2_OPS,
+    postgres_search.CREATE_INDEX_SQL,
+    _V4_NOTHING,
+    _V5_LEDGER_PER_ORGANISATION,
+]
 
 
 def version(conn: psycopg.Connection[Any]) -> int:

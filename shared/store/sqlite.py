@@ -19,6 +19,12 @@ from shared.store import sqlite_schema, sqlite_search
 from shared.store.interface import TABLES, Cursor, Params, Store, Tx
 
 
+def end_transaction(conn: sqlite3.Connection) -> None:
+    """Roll back the connection's open transaction, if any (a read-only one loses nothing)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
 class SqliteTx(Tx):
     """A thread's SQLite connection, in the shared dialect (SQLite speaks it natively)."""
 
@@ -132,28 +138,34 @@ class SqliteStore(Store):
         """
         with self._writer:
             tx = self.connection()
+            committed = False
             try:
-                tx.raw.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as error:
-                raise Unavailable(
-                    f"the store is busy ({error}); the command will be retried"
-                ) from error
-            try:
+                try:
+                    tx.raw.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as error:
+                    raise Unavailable(
+                        f"the store is busy ({error}); the command will be retried"
+                    ) from error
                 yield tx
-            except BaseException:
-                tx.raw.execute("ROLLBACK")
-                raise
-            tx.raw.execute("COMMIT")
+                tx.raw.execute("COMMIT")
+                committed = True
+            finally:
+                # Whatever ended the scope (an error, or an asynchronous exception such as a
+                # time limit arriving between two statements, even right after BEGIN), the
+                # transaction must not outlive it: an open one keeps the write lock.
+                if not committed:
+                    end_transaction(tx.raw)
 
     @contextmanager
     def read(self) -> Iterator[SqliteTx]:
         """One read transaction: a consistent snapshot across several queries."""
         tx = self.connection()
-        tx.raw.execute("BEGIN")
         try:
+            tx.raw.execute("BEGIN")
             yield tx
-        finally:
             tx.raw.execute("COMMIT")
+        finally:
+            end_transaction(tx.raw)
 
     def restart_ids(self) -> None:
         """Nothing to do: SQLite's next rowid and AUTOINCREMENT follow the largest id."""

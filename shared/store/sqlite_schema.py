@@ -209,12 +209,55 @@ def _v4_search_rebuild(db: sqlite_utils.Database) -> None:
     search.create_index(db.conn)
 
 
+def _v5_ledger_per_organisation(db: sqlite_utils.Database) -> None:
+    # A command is (principal, command_id): an id that organisation B sends can never claim
+    # organisation A's command. The table is rebuilt in one transaction (SQLite cannot
+    # change a primary key in place); rerunning it after a crash finds the new key and only
+    # makes sure the reads table exists.
+    key = [row[5] for row in db.execute("PRAGMA table_info(commands)").fetchall() if row[5]]
+    if len(key) < 2:
+        db.executescript(
+            """
+            BEGIN;
+            CREATE TABLE commands_by_organisation (
+                principal TEXT NOT NULL,
+                command_id TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                digest TEXT NOT NULL,
+                outcome TEXT NOT NULL,
+                reply TEXT NOT NULL,
+                at TEXT NOT NULL,
+                PRIMARY KEY (principal, command_id)
+            );
+            INSERT INTO commands_by_organisation
+                SELECT principal, command_id, kind, digest, outcome, reply, at FROM commands;
+            DROP TABLE commands;
+            ALTER TABLE commands_by_organisation RENAME TO commands;
+            COMMIT;
+            """
+        )
+    db.executescript(
+        """
+        -- Read commands answered, so a captured read replayed inside the signature window
+        -- gets a refusal instead of the data again; rows older than the window are purged.
+        CREATE TABLE IF NOT EXISTS reads (
+            principal TEXT NOT NULL,
+            command_id TEXT NOT NULL,
+            at TEXT NOT NULL,
+            PRIMARY KEY (principal, command_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS reads_by_time ON reads (at);
+        """
+    )
+
+
 #: Migrations in order; migration i brings the store to ``user_version`` i + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_core,
     _v2_ops,
     _v3_search,
     _v4_search_rebuild,
+    _v5_ledger_per_organisation,
 ]
 
 #: The schema version this code expects.

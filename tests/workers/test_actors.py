@@ -20,9 +20,11 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import Retries
 
 from shared.commands import CommandKind
-from shared.envelope import new_envelope
+from shared.envelope import Envelope, new_envelope
 from shared.foundation import Foundation
+from shared.sealing import open_reply
 from shared.settings import Settings
+from shared.signing import SigningKey
 from shared.store import SqliteStore as Store
 from shared.store import list_dead_letters
 from tests.conftest import wait_until
@@ -62,6 +64,18 @@ def signed(running: Runtime, kind: CommandKind, payload: dict[str, Any]) -> Any:
     return new_envelope(kind, "system", payload, key=key)
 
 
+def reply_to(running: Runtime, envelope: Envelope, key: SigningKey) -> dict[str, Any] | None:
+    """The reply to ``envelope`` as its client sees it: only one that verifies for it."""
+    assert envelope.signature is not None
+    return wait_reply(
+        running.replies,
+        "jobordre",
+        envelope.command_id,
+        1000,
+        accept=lambda wire: open_reply(wire, key, envelope.command_id, str(envelope.signature)),
+    )
+
+
 def send(broker: StubBroker, kind: CommandKind, raw: Any) -> None:
     broker.enqueue(
         dramatiq.Message(
@@ -73,14 +87,12 @@ def send(broker: StubBroker, kind: CommandKind, raw: Any) -> None:
 
 def test_a_command_is_applied_answered_and_its_event_pushed(runtime: Any) -> None:
     running, broker, _ = runtime
+    key = provision(running.foundation.store, running.settings, "jobcentre:101")
     envelope = new_envelope(
-        CommandKind.REGISTER_ORDER,
-        "jobcentre:101",
-        {"order": order_doc()},
-        key=provision(running.foundation.store, running.settings, "jobcentre:101"),
+        CommandKind.REGISTER_ORDER, "jobcentre:101", {"order": order_doc()}, key=key
     )
     send(broker, CommandKind.REGISTER_ORDER, envelope.to_json())
-    reply = wait_reply(running.replies, "jobordre", envelope.command_id, 1000)
+    reply = reply_to(running, envelope, key)
     assert reply is not None and reply["ok"] and reply["result"]["status"] == "processing"
     entries = wait_until(lambda: running.replies.xrange("jobordre:events"), 5, "the event")
     assert [json.loads(fields[b"event"])["type"] for _, fields in entries] == ["order_registered"]
@@ -106,7 +118,7 @@ def test_a_message_at_the_wrong_actor_is_refused_and_answered(runtime: Any) -> N
     running, broker, _ = runtime
     envelope = signed(running, CommandKind.GET_ORDER, {"order_id": 1})
     send(broker, CommandKind.REGISTER_ORDER, envelope.to_json())
-    reply = wait_reply(running.replies, "jobordre", envelope.command_id, 1000)
+    reply = reply_to(running, envelope, system_key(running.foundation.store))
     assert reply is not None and reply["error"]["field"] == "kind"
 
 
@@ -125,7 +137,7 @@ def test_a_message_that_keeps_crashing_ends_as_a_dead_letter_with_its_traceback(
         CommandKind.REGISTER_PLACEMENT, "jobcentre:101", {"order_id": 1, "cpr": CPR_1}, key=key
     )
     send(broker, CommandKind.REGISTER_PLACEMENT, placing.to_json())
-    reply = wait_reply(running.replies, "jobordre", placing.command_id, 1000)
+    reply = reply_to(running, placing, key)
     assert reply is not None and reply["error"]["code"] == "unavailable"
     [letter] = list_dead_letters(running.foundation.store.connection())
     assert letter["source"] == "crashed" and letter["command_id"] == placing.command_id

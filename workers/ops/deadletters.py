@@ -35,6 +35,9 @@ from shared.settings import Settings
 from shared.store import Store, open_store
 from workers.broker import build_broker, queue_for, redact, resolve_redis_url
 
+#: Default of how long after it was sent a dead command may have died and still be retried,
+#: in ms: the default signature window (15 min) plus the default retries (6 x 60 s).
+RETRY_WINDOW_MS = 15 * 60 * 1000 + 6 * 60 * 1000
 #: An operator name as stored in the audit log.
 OPERATOR_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 #: ``--older-than`` values: a number and a unit (d, h, m, s); a bare number means days.
@@ -114,8 +117,12 @@ def retry_letters(
     ids: Sequence[int] | None,
     operator: str,
     clock: Callable[[], datetime] = utc_now,
+    window_ms: int = RETRY_WINDOW_MS,
 ) -> list[dict[str, Any]]:
     """Put dead letters back on their queues; ``ids=None`` retries all not yet retried.
+
+    ``window_ms``: how long after it was sent a command may have died and still be retried
+    (the signature window plus the time its retries took; see :func:`shared.keys.resign`).
 
     All or nothing: an unknown id or a letter without its raw message changes nothing.
     """
@@ -136,11 +143,20 @@ def retry_letters(
                 )
             if letter["kind"] in {kind.value for kind in CommandKind}:
                 # Past the signature window it would be refused as expired: sign it anew.
-                original = keys.resign(conn, original)
+                original = keys.resign(
+                    conn,
+                    original,
+                    source=letter["source"],
+                    code=letter["code"],
+                    died_at=datetime.fromisoformat(letter["at"]),
+                    window_ms=window_ms,
+                )
             planned.append((letter, _message_for(letter, original)))
         for letter, message in planned:
-            cleared = letter["command_id"] is not None and store.forget_rejection(
-                conn, letter["command_id"]
+            cleared = (
+                letter["command_id"] is not None
+                and letter["principal"] is not None
+                and store.forget_rejection(conn, letter["principal"], letter["command_id"])
             )
             store.mark_dead_letter_retried(conn, letter["id"], at, operator)
             store.record_ops_action(
@@ -231,6 +247,8 @@ def retry(settings: Settings, *, ids: Sequence[int] | None, operator: str) -> li
             enqueue,
             ids=ids,
             operator=operator,
+            window_ms=settings.signature_max_age_ms
+            + (settings.max_retries + 1) * settings.max_backoff_ms,
         )
         removed: dict[str, int] = {}
         try:

@@ -1,0 +1,460 @@
+"""What another organisation, or whoever can read or write Redis, can no longer do.
+
+Each test is one of the review's attacks (issue "Trust, part two"), driven against the
+foundation on a real SQLite file: a command id belongs to the organisation that sent it,
+reads are answered once, a refusal says no more than the caller may see, personal data
+travel sealed, retries never widen trust, and transactions always end.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared import keys, store
+from shared.commands import CommandKind
+from shared.envelope import Envelope, decode_envelope, new_envelope
+from shared.errors import InvalidInput
+from shared.foundation import Foundation, utc_now
+from shared.sealing import open_payload, seal_payload
+from shared.signing import SigningKey
+from shared.store import SqliteStore, Store, list_dead_letters
+from shared.store.sqlite import SqliteTx
+from tests.factories import CPR_1, EMPLOYER_A, order_doc
+
+K = CommandKind
+JOBCENTRE = "jobcentre:101"
+AKASSE = "akasse:3f"
+EMPLOYER = f"employer:{EMPLOYER_A}"
+SYSTEM = "system"
+
+
+@pytest.fixture
+def foundation(any_store: Store) -> Foundation:
+    """A foundation on a fresh store of each engine (SQLite, PostgreSQL)."""
+    return Foundation(any_store, max_age_ms=60_000)
+
+
+def key_of(f: Foundation, principal: str) -> SigningKey:
+    with f.store.write() as conn:
+        valid = keys.valid_keys(conn, principal)
+        return next(iter(valid.values())) if valid else keys.create(conn, principal, utc_now())
+
+
+def envelope(
+    f: Foundation, principal: str, kind: CommandKind, payload: dict[str, Any], **changes: Any
+) -> Envelope:
+    return new_envelope(kind, principal, payload, key=key_of(f, principal), **changes)
+
+
+def order_with_placement(f: Foundation) -> tuple[int, int]:
+    order = f.handle(envelope(f, JOBCENTRE, K.REGISTER_ORDER, {"order": order_doc()}))
+    order_id = order["result"]["id"]
+    placed = f.handle(
+        envelope(f, JOBCENTRE, K.REGISTER_PLACEMENT, {"order_id": order_id, "cpr": CPR_1})
+    )
+    assert placed["ok"], placed
+    return order_id, placed["result"]["id"]
+
+
+def rows(f: Foundation, sql: str) -> list[sqlite3.Row]:
+    return f.store.connection().execute(sql).fetchall()
+
+
+def audit(f: Foundation) -> list[dict[str, Any]]:
+    reply = f.handle(envelope(f, JOBCENTRE, K.AUDIT_PERSON, {"cpr": CPR_1}))
+    assert reply["ok"], reply
+    entries: list[dict[str, Any]] = reply["result"]["entries"]
+    return entries
+
+
+class TestTheLedgerIsPerOrganisation:
+    def test_another_organisations_copy_of_a_command_id_does_not_claim_it(
+        self, foundation: Foundation
+    ) -> None:
+        order_id = foundation.handle(
+            envelope(foundation, JOBCENTRE, K.REGISTER_ORDER, {"order": order_doc()})
+        )["result"]["id"]
+        real = envelope(
+            foundation, JOBCENTRE, K.REGISTER_PLACEMENT, {"order_id": order_id, "cpr": CPR_1}
+        )
+        # The employer read the queued command off Redis and sends its own, validly signed,
+        # under the same command id, before the real one is applied.
+        copy = envelope(
+            foundation,
+            EMPLOYER,
+            K.REGISTER_PLACEMENT,
+            {"order_id": order_id, "cpr": CPR_1},
+            command_id=real.command_id,
+        )
+        assert foundation.handle(copy)["error"]["code"] == "forbidden"
+        reply = foundation.handle(real)
+        assert reply["ok"], reply
+        assert reply["result"]["placed_by"] == JOBCENTRE
+        assert len(rows(foundation, "SELECT * FROM placements")) == 1
+
+    def test_a_stored_reply_is_given_only_to_the_organisation_that_owns_it(
+        self, foundation: Foundation
+    ) -> None:
+        first = foundation.handle(
+            envelope(
+                foundation,
+                JOBCENTRE,
+                K.REGISTER_ORDER,
+                {"order": order_doc()},
+                command_id="c-1234567",
+            )
+        )
+        second = foundation.handle(
+            envelope(
+                foundation, AKASSE, K.REGISTER_ORDER, {"order": order_doc()}, command_id="c-1234567"
+            )
+        )
+        assert first["ok"] and second["ok"]
+        assert first["result"]["id"] != second["result"]["id"]
+        assert second["result"]["registered_by"] == AKASSE
+
+    @pytest.mark.parametrize(
+        ("kind", "payload", "command_id"),
+        [
+            pytest.param(K.EXPIRE_ORDERS, {}, "expire-99999", id="deadline-expiry"),
+            pytest.param(
+                K.ANONYMISE_PLACEMENTS,
+                {"retention_days": 0},
+                "anonymise-expire-99999",
+                id="retention",
+            ),
+        ],
+    )
+    def test_a_jobcentre_cannot_take_the_schedulers_ids_for_the_next_period(
+        self, foundation: Foundation, kind: CommandKind, payload: dict[str, Any], command_id: str
+    ) -> None:
+        squatter = envelope(foundation, JOBCENTRE, kind, payload, command_id=command_id)
+        assert foundation.handle(squatter)["error"]["code"] == "forbidden"
+        scheduled = foundation.handle(
+            envelope(foundation, SYSTEM, kind, payload, command_id=command_id)
+        )
+        assert scheduled["ok"], scheduled
+
+
+class TestReadsAreReplaySafe:
+    def test_a_replayed_read_gets_a_refusal_not_the_data_and_logs_no_access(
+        self, foundation: Foundation
+    ) -> None:
+        order_id, _ = order_with_placement(foundation)
+        read = envelope(foundation, JOBCENTRE, K.PLACEMENT_LOG, {"order_id": order_id})
+        first = foundation.handle(read)
+        assert first["result"]["placements"][0]["cpr"] == CPR_1
+        logged = len(rows(foundation, "SELECT * FROM access_log"))
+        replay = foundation.handle(read)
+        assert replay["ok"] is False
+        assert (replay["error"]["code"], replay["error"]["field"]) == (
+            "validation_error",
+            "command_id",
+        )
+        assert CPR_1 not in json.dumps(replay)
+        assert len(rows(foundation, "SELECT * FROM access_log")) == logged
+
+    def test_reads_of_other_organisations_with_the_same_id_are_answered(
+        self, foundation: Foundation
+    ) -> None:
+        order_id, _ = order_with_placement(foundation)
+        for who in (JOBCENTRE, AKASSE):
+            reply = foundation.handle(
+                envelope(
+                    foundation, who, K.GET_ORDER, {"order_id": order_id}, command_id="read-0001"
+                )
+            )
+            assert reply["ok"], reply
+
+
+class TestNoPresenceOracle:
+    def test_the_refusal_tells_another_organisation_nothing_more_and_the_probe_is_logged(
+        self, foundation: Foundation
+    ) -> None:
+        order_id, placement_id = order_with_placement(foundation)
+        probe = foundation.handle(
+            envelope(foundation, AKASSE, K.REGISTER_PLACEMENT, {"order_id": order_id, "cpr": CPR_1})
+        )
+        assert probe["error"]["code"] == "validation_error"
+        message = probe["error"]["message"]
+        assert f"placement {placement_id}" not in message and JOBCENTRE not in message
+        probes = [e for e in audit(foundation) if e["action"] == "probe"]
+        assert [(p["organisation"], p["order_id"]) for p in probes] == [(AKASSE, order_id)]
+
+    def test_the_placing_organisation_still_learns_which_placement_it_is(
+        self, foundation: Foundation
+    ) -> None:
+        order_id, placement_id = order_with_placement(foundation)
+        again = foundation.handle(
+            envelope(
+                foundation, JOBCENTRE, K.REGISTER_PLACEMENT, {"order_id": order_id, "cpr": CPR_1}
+            )
+        )
+        assert f"placement {placement_id}" in again["error"]["message"]
+
+
+class TestPersonalDataTravelSealed:
+    def test_a_placement_command_holds_no_cpr_or_note_in_clear(
+        self, foundation: Foundation
+    ) -> None:
+        sent = envelope(
+            foundation,
+            JOBCENTRE,
+            K.REGISTER_PLACEMENT,
+            {"order_id": 1, "cpr": CPR_1, "note": "Kender Mette Hansen"},
+        )
+        wire = sent.to_json()
+        assert CPR_1 not in wire and "Mette" not in wire
+        opened = open_payload(sent.payload, sent.command_id, key_of(foundation, JOBCENTRE))
+        assert (opened["cpr"], opened["note"]) == (CPR_1, "Kender Mette Hansen")
+
+    def test_the_ledger_and_dead_letters_hold_no_cpr(self, foundation: Foundation) -> None:
+        order_id, _ = order_with_placement(foundation)
+        foundation.handle(
+            envelope(
+                foundation, EMPLOYER, K.REGISTER_PLACEMENT, {"order_id": order_id, "cpr": CPR_1}
+            )
+        )
+        dump = json.dumps(
+            [dict(r) for r in rows(foundation, "SELECT * FROM commands")]
+            + [dict(r) for r in rows(foundation, "SELECT * FROM dead_letters")]
+        )
+        assert CPR_1 not in dump
+        assert len(rows(foundation, "SELECT * FROM dead_letters")) == 1
+
+    def test_a_field_sealed_with_another_key_is_a_forbidden_dead_letter(
+        self, foundation: Foundation
+    ) -> None:
+        key = key_of(foundation, JOBCENTRE)
+        command_id = "sealed-0001"
+        wrong = seal_payload(
+            {"order_id": 1, "cpr": CPR_1}, command_id, SigningKey.generate(JOBCENTRE)
+        )
+        sent = new_envelope(K.REGISTER_PLACEMENT, JOBCENTRE, wrong, command_id=command_id, key=key)
+        reply = foundation.handle(sent)
+        assert reply["error"]["code"] == "forbidden"
+        (letter,) = list_dead_letters(foundation.store.connection())
+        assert (letter["code"], letter["command_id"]) == ("forbidden", command_id)
+        assert rows(foundation, "SELECT * FROM commands") == []
+
+    def test_a_resend_sealed_afresh_is_the_same_command(self, foundation: Foundation) -> None:
+        order_id = foundation.handle(
+            envelope(foundation, JOBCENTRE, K.REGISTER_ORDER, {"order": order_doc()})
+        )["result"]["id"]
+        payload = {"order_id": order_id, "cpr": CPR_1}
+        first = foundation.handle(
+            envelope(foundation, JOBCENTRE, K.REGISTER_PLACEMENT, payload, command_id="place-001")
+        )
+        resent = envelope(
+            foundation, JOBCENTRE, K.REGISTER_PLACEMENT, payload, command_id="place-001"
+        )
+        assert foundation.handle(resent)["result"]["id"] == first["result"]["id"]
+        assert len(rows(foundation, "SELECT * FROM placements")) == 1
+
+
+def letter_of(f: Foundation, sent: Envelope) -> dict[str, Any]:
+    (letter,) = [
+        dict(r) for r in rows(f, "SELECT * FROM dead_letters") if r["command_id"] == sent.command_id
+    ]
+    return letter
+
+
+def resign(f: Foundation, raw: str, *, source: str, code: str, died_at: Any = None) -> str:
+    with f.store.write() as conn:
+        return keys.resign(
+            conn,
+            raw,
+            source=source,
+            code=code,
+            died_at=died_at or utc_now(),
+            window_ms=3_600_000,
+        )
+
+
+class TestRetriesNeverWidenTrust:
+    def test_a_command_of_a_revoked_key_is_never_resigned(self, foundation: Foundation) -> None:
+        stolen = key_of(foundation, EMPLOYER)
+        with foundation.store.write() as conn:
+            keys.revoke(conn, EMPLOYER, stolen.key_id, utc_now())
+            keys.create(conn, EMPLOYER, utc_now())
+        thief = new_envelope(
+            K.CHANGE_ORDER_STATUS, EMPLOYER, {"order_id": 1, "status": "closed_filled"}, key=stolen
+        )
+        assert foundation.handle(thief)["error"]["code"] == "forbidden"
+        letter = letter_of(foundation, thief)
+        with pytest.raises(InvalidInput, match="cannot be retried"):
+            resign(foundation, letter["original"], source=letter["source"], code=letter["code"])
+        # Even as if it had crashed: the key was revoked before the command was sent.
+        with pytest.raises(InvalidInput, match="after that key was revoked"):
+            resign(foundation, thief.to_json(), source="crashed", code="unavailable")
+
+    def test_an_expired_replay_is_kept_but_never_retried(self, foundation: Foundation) -> None:
+        old = envelope(
+            foundation,
+            JOBCENTRE,
+            K.REGISTER_ORDER,
+            {"order": order_doc()},
+            sent_at=utc_now() - timedelta(hours=2),
+        )
+        assert foundation.handle(old)["error"]["code"] == "forbidden"
+        letter = letter_of(foundation, old)
+        with pytest.raises(InvalidInput, match="cannot be retried"):
+            resign(foundation, letter["original"], source=letter["source"], code=letter["code"])
+        with pytest.raises(InvalidInput, match="late replay"):
+            resign(foundation, old.to_json(), source="crashed", code="unavailable")
+
+    def test_a_crashed_command_of_a_key_revoked_later_is_resigned_and_sealed_anew(
+        self, foundation: Foundation
+    ) -> None:
+        old_key = key_of(foundation, JOBCENTRE)
+        sent = envelope(foundation, JOBCENTRE, K.REGISTER_PLACEMENT, {"order_id": 1, "cpr": CPR_1})
+        with foundation.store.write() as conn:
+            new_key = keys.create(conn, JOBCENTRE, utc_now())
+            keys.revoke(conn, JOBCENTRE, old_key.key_id, utc_now())
+        again = decode_envelope(
+            resign(foundation, sent.to_json(), source="crashed", code="unavailable")
+        )
+        assert (again.key_id, again.command_id) == (new_key.key_id, sent.command_id)
+        assert open_payload(again.payload, again.command_id, new_key)["cpr"] == CPR_1
+
+
+class InterruptAt:
+    """A connection that raises an asynchronous-style exception after one statement."""
+
+    def __init__(self, conn: sqlite3.Connection, statement: str) -> None:
+        self.conn, self.statement = conn, statement
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql.startswith(self.statement) and self.statement == "COMMIT":
+            raise KeyboardInterrupt  # before the commit happens
+        result = self.conn.execute(sql, *args)
+        if sql.startswith(self.statement):
+            raise KeyboardInterrupt  # right after the statement returned
+        return result
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
+
+class TestTransactionsAlwaysEnd:
+    @pytest.mark.parametrize(
+        "statement",
+        [
+            pytest.param("BEGIN IMMEDIATE", id="as-begin-returns"),
+            pytest.param("INSERT", id="mid-transaction"),
+            pytest.param("COMMIT", id="at-commit"),
+        ],
+    )
+    def test_an_interrupted_write_releases_the_write_lock(
+        self, tmp_path: Path, statement: str
+    ) -> None:
+        db = SqliteStore(tmp_path / "store.db", busy_timeout_ms=200)
+        real = db.connection().raw
+        db._local.tx = SqliteTx(InterruptAt(real, statement))  # type: ignore[arg-type]
+        with pytest.raises(KeyboardInterrupt), db.write() as conn:
+            conn.execute("INSERT INTO foundation_secrets (name, value) VALUES ('a', 'b')")
+        assert not real.in_transaction
+        # Another writer (another thread, its own connection) gets the lock at once.
+        outcome: list[str] = []
+
+        def other_writer() -> None:
+            with db.write() as conn:
+                conn.execute("INSERT INTO foundation_secrets (name, value) VALUES ('c', 'd')")
+            outcome.append("written")
+
+        thread = threading.Thread(target=other_writer)
+        thread.start()
+        thread.join(10)
+        assert outcome == ["written"]
+        names = [r[0] for r in real.execute("SELECT name FROM foundation_secrets")]
+        assert names == ["c"]
+        db.close()
+
+    def test_an_interrupted_read_ends_its_snapshot(self, tmp_path: Path) -> None:
+        db = SqliteStore(tmp_path / "store.db")
+        real = db.connection().raw
+        db._local.tx = SqliteTx(InterruptAt(real, "BEGIN"))  # type: ignore[arg-type]
+        with pytest.raises(KeyboardInterrupt), db.read():
+            pass
+        assert not real.in_transaction
+        db.close()
+
+
+#: A payload nested 40 levels deep: far past any command's shape.
+NESTED: Any = {}
+for _ in range(40):
+    NESTED = {"a": [NESTED]}
+
+
+class TestHostileEnvelopes:
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            pytest.param("[" * 100_000 + "]" * 100_000, id="deeply-nested-array"),
+            pytest.param(json.dumps({"schema_version": 1, "payload": NESTED}), id="nested-payload"),
+            pytest.param(b"\xff\xfe\x00garbage", id="not-utf8"),
+            pytest.param("", id="empty"),
+        ],
+    )
+    def test_is_refused_as_invalid_input(self, raw: str | bytes) -> None:
+        with pytest.raises(InvalidInput):
+            decode_envelope(raw)
+
+    def test_a_sent_at_without_time_zone_is_refused_not_crashed(
+        self, foundation: Foundation
+    ) -> None:
+        sent = envelope(foundation, JOBCENTRE, K.GET_ORDER, {"order_id": 1})
+        document = json.loads(sent.to_json())
+        document["sent_at"] = "2026-12-02T10:00:00"
+        with pytest.raises(InvalidInput, match="sent_at"):
+            decode_envelope(json.dumps(document))
+
+
+def test_store_helpers_are_keyed_by_principal(any_store: Store) -> None:
+    db = any_store
+    with db.write() as conn:
+        for principal in (JOBCENTRE, AKASSE):
+            assert store.record_command(
+                conn,
+                command_id="same-id-01",
+                kind="register_order",
+                principal=principal,
+                digest="d",
+                outcome="rejected",
+                reply={},
+                at=utc_now(),
+            )
+        assert store.forget_rejection(conn, AKASSE, "same-id-01")
+        assert store.ledger_entry(conn, JOBCENTRE, "same-id-01") is not None
+        assert store.ledger_entry(conn, AKASSE, "same-id-01") is None
+    db.close()
+
+
+class TestOnlyAuthenticCommandsAreAnswered:
+    def test_a_forgery_gets_no_reply_key(self, foundation: Foundation) -> None:
+        key_of(foundation, JOBCENTRE)
+        forged = new_envelope(
+            K.GET_ORDER, JOBCENTRE, {"order_id": 1}, key=SigningKey.generate(JOBCENTRE)
+        )
+        answer = foundation.answer(forged)
+        assert answer.reply["error"]["code"] == "forbidden" and answer.key is None
+
+    def test_the_holder_of_a_revoked_key_is_told_under_that_key(
+        self, foundation: Foundation
+    ) -> None:
+        revoked = key_of(foundation, JOBCENTRE)
+        with foundation.store.write() as conn:
+            keys.revoke(conn, JOBCENTRE, revoked.key_id, utc_now())
+        answer = foundation.answer(
+            new_envelope(K.GET_ORDER, JOBCENTRE, {"order_id": 1}, key=revoked)
+        )
+        assert answer.reply["error"]["code"] == "forbidden"
+        assert answer.key is not None and answer.key.key_id == revoked.key_id
