@@ -227,16 +227,36 @@ def peak_rss_mb(pid: int) -> float:
 # --- the measurements ----------------------------------------------------------------------
 
 
-def measure_search(db: Path, config: BenchConfig) -> dict[str, Any]:
-    """Search latency through jobordre and the same SQL directly on SQLite."""
+#: One timed search: the text and its filters.
+Query = tuple[str, dict[str, str]]
+
+
+def _search_queries(config: BenchConfig) -> list[Query]:
+    """What a caseworker searches for: generated words in a municipality, open orders."""
     generator = Generator(config.seed + 1)
-    queries = [
+    return [
         (
             generator.search_text(),
             {"municipality": generator.municipality(), "status": "processing"},
         )
         for _ in range(config.queries)
     ]
+
+
+def _search_figures(
+    ours: list[float], baseline: list[float], totals: list[int], queries: list[Query]
+) -> dict[str, Any]:
+    return {
+        "ours": _ms(ours),
+        "baseline": _ms(baseline),
+        "median_total": statistics.median(totals),
+        "examples": [{"text": t, **f} for t, f in queries[:3]],
+    }
+
+
+def measure_search(db: Path, config: BenchConfig) -> dict[str, Any]:
+    """Search latency through jobordre and the same SQL directly on SQLite."""
+    queries = _search_queries(config)
     store = SqliteStore(db)
     conn = store.connection()
     direct = sqlite3.connect(db)
@@ -270,12 +290,7 @@ def measure_search(db: Path, config: BenchConfig) -> dict[str, Any]:
     finally:
         direct.close()
         store.close()
-    return {
-        "ours": _ms(ours),
-        "baseline": _ms(baseline),
-        "median_total": statistics.median(totals),
-        "examples": [{"text": t, **f} for t, f in queries[:3]],
-    }
+    return _search_figures(ours, baseline, totals, queries)
 
 
 def _copy_to(db: Path, url: str) -> None:
@@ -289,14 +304,7 @@ def _copy_to(db: Path, url: str) -> None:
 
 def measure_search_postgres(url: str, config: BenchConfig) -> dict[str, Any]:
     """Search latency on PostgreSQL: jobordre's search, and its SQL sent directly."""
-    generator = Generator(config.seed + 1)
-    queries = [
-        (
-            generator.search_text(),
-            {"municipality": generator.municipality(), "status": "processing"},
-        )
-        for _ in range(config.queries)
-    ]
+    queries = _search_queries(config)
     store = open_url(url)
     direct = psycopg.connect(url, autocommit=True)
     try:
@@ -324,12 +332,7 @@ def measure_search_postgres(url: str, config: BenchConfig) -> dict[str, Any]:
     finally:
         direct.close()
         store.close()
-    return {
-        "ours": _ms(ours),
-        "baseline": _ms(baseline),
-        "median_total": statistics.median(totals),
-        "examples": [{"text": t, **f} for t, f in queries[:3]],
-    }
+    return _search_figures(ours, baseline, totals, queries)
 
 
 def measure_baseline(settings: Settings, config: BenchConfig, workdir: Path) -> float:
