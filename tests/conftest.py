@@ -162,6 +162,18 @@ class System:
         env.update(extra)
         return env
 
+    def settings(self, **overrides: Any) -> Any:
+        """Settings of an in-test client of this system (what ``env()`` gives the CLI)."""
+        from shared.settings import Settings
+
+        env = self.env()
+        return Settings(
+            home=Path(env["JOBORDRE_HOME"]),
+            db=Path(env["JOBORDRE_DB"]),
+            redis_url=env["JOBORDRE_REDIS_URL"],
+            **overrides,
+        )
+
     def start_worker(
         self, processes: int = 1, threads: int = 4, **extra: str
     ) -> subprocess.Popen[bytes]:

@@ -43,10 +43,10 @@ class Client:
         self.url = url or resolve_redis_url(settings)
         self.key = key or signing_key(settings, self.principal)
         self.broker = build_broker(settings, self.url)
-        self.redis = redis.Redis.from_url(self.url, socket_connect_timeout=5)
-        #: The signature of each command this client sent, by command id: a reply is
-        #: believed only if its MAC binds it to that exact command.
-        self._sent: dict[str, str] = {}
+        self.redis = redis.Redis.from_url(self.url, socket_connect_timeout=5, socket_timeout=10)
+        #: The signatures of each command this client sent (every send of a command id,
+        #: oldest first): a reply is believed only if its MAC binds it to one of them.
+        self._sent: dict[str, list[str]] = {}
 
     def send(
         self,
@@ -86,14 +86,14 @@ class Client:
                 f"--command-id {envelope.command_id} (it may have gone through)"
             ) from None
         if envelope.signature is not None:
-            self._sent[envelope.command_id] = envelope.signature
+            self._sent.setdefault(envelope.command_id, []).append(envelope.signature)
         return envelope.command_id
 
     def wait(self, command_id: str, timeout_ms: int | None = None) -> dict[str, Any]:
         """The result of a sent command; raises the error the worker reported."""
         timeout = timeout_ms if timeout_ms is not None else self.settings.reply_timeout_ms
-        signature = self._sent.get(command_id)
-        if signature is None:
+        signatures = self._sent.get(command_id)
+        if not signatures:
             raise InvalidInput(
                 f"command {command_id} was not sent by this client; use `jobordre result` "
                 "to fetch the stored result of an earlier command",
@@ -105,7 +105,7 @@ class Client:
                 self.settings.redis_prefix,
                 command_id,
                 timeout,
-                accept=lambda wire: open_reply(wire, self.key, command_id, signature),
+                accept=lambda wire: self._accept(wire, command_id, signatures),
             )
         except redis.RedisError as error:
             raise Unavailable(
@@ -120,10 +120,30 @@ class Client:
                 "is not authentic, or cannot be decoded, gets no answer: ops see it with "
                 "`jobordre dead list`)"
             )
+        del self._sent[command_id]
         if not reply.get("ok"):
             raise JobordreError.from_dict(reply.get("error") or {})
         result: dict[str, Any] = reply["result"]
         return result
+
+    def _accept(
+        self, wire: dict[str, Any], command_id: str, signatures: list[str]
+    ) -> dict[str, Any] | None:
+        """The opened reply if it answers one of this client's sends of ``command_id``.
+
+        Any send's answer is the command's answer (the ledger makes them agree), except a
+        ``forbidden`` answer to an earlier send: that one is about the send (expired, say),
+        and the latest send will be answered for itself.
+        """
+        for signature in reversed(signatures):
+            reply = open_reply(wire, self.key, command_id, signature)
+            if reply is None:
+                continue
+            stale = signature != signatures[-1]
+            if stale and not reply["ok"] and reply["error"].get("code") == "forbidden":
+                return None
+            return reply
+        return None
 
     def call(
         self,

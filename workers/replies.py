@@ -31,6 +31,11 @@ def push_reply(client: redis.Redis, prefix: str, ttl_ms: int, reply: dict[str, A
     pipe.execute()
 
 
+#: Longest single BLPOP of a wait, in seconds: well under any client's socket timeout
+#: (redis-py 8 reads with a 5 s timeout by default), so a long wait is many short ones.
+WAIT_CHUNK_S = 2.0
+
+
 def wait_reply(
     client: redis.Redis,
     prefix: str,
@@ -50,9 +55,9 @@ def wait_reply(
         left = deadline - time.monotonic()
         if left <= 0:
             return None
-        item = client.blpop([key], timeout=max(left, 0.001))
+        item = client.blpop([key], timeout=max(min(left, WAIT_CHUNK_S), 0.001))
         if item is None:
-            return None
+            continue
         try:
             wire = json.loads(item[1])
         except ValueError:

@@ -78,7 +78,7 @@ def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
     # retention and the metrics endpoint (workers/ops/agent.py).
     agent = OpsAgent(settings, threads)
     agent.serve_metrics()
-    broker.add_middleware(agent)
+    agent.install(broker)
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=settings.worker_poll_ms)
     worker.start()
     logger.info(

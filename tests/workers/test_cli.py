@@ -7,6 +7,7 @@ program exactly as a jobcentre system would script it.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -467,3 +468,21 @@ def test_every_job_writes_one_json_line(system: System, tmp_path: Path) -> None:
         "outcome",
     }
     assert gets[-1]["principal"] == JOBCENTRE_AARHUS
+
+
+def test_a_long_wait_with_no_worker_ends_as_no_answer_not_a_lost_broker(
+    bare_system: System,
+) -> None:
+    # Longer than redis-py's default 5 s socket timeout: the wait must not read as a broken
+    # connection.
+    from shared.store import SqliteStore
+
+    SqliteStore(bare_system.db).close()
+    started = time.monotonic()
+    result = bare_system.cli(
+        "order", "get", "1", "--as", JOBCENTRE_KBH, "--json", "--timeout-ms", "8000"
+    )
+    assert result.code == 7, result.out + result.err
+    error = json.loads(result.out)["error"]
+    assert "no worker answered" in error["message"], error["message"]
+    assert time.monotonic() - started >= 8

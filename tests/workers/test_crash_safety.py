@@ -22,7 +22,6 @@ import pytest
 from shared.commands import CommandKind
 from shared.errors import JobordreError, Unavailable, VersionConflict
 from shared.identifiers import validate_cpr
-from shared.settings import Settings
 from tests.conftest import RedisServer, System, start_redis
 from tests.factories import order_doc
 from workers.client import Client
@@ -56,14 +55,7 @@ def _close_clients() -> Iterator[None]:
 
 
 def client_for(system: System, principal: str) -> Client:
-    env = system.env()
-    settings = Settings(
-        home=Path(env["JOBORDRE_HOME"]),
-        db=Path(env["JOBORDRE_DB"]),
-        redis_url=env["JOBORDRE_REDIS_URL"],
-        reply_timeout_ms=2_000,
-    )
-    client = Client(settings, principal)
+    client = Client(system.settings(reply_timeout_ms=2_000), principal)
     _clients.append(client)
     return client
 

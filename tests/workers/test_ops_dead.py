@@ -210,15 +210,16 @@ def _letter(
 ) -> int:
     command_id = f"cmd-{at.timestamp():.0f}"
     if original == SIGNED:
-        # A command sent an hour before it was set aside: well past the signature window.
-        key = key or keys.create(conn, "jobcentre:101", at)
+        # A command sent ten minutes before it was set aside (inside the signature window
+        # then); the retry comes later still, past the window, so it must be re-signed.
+        key = key or keys.create(conn, "jobcentre:101", at - timedelta(hours=1))
         original = new_envelope(
             CommandKind.GET_ORDER,
             "jobcentre:101",
             {"order_id": 1},
             command_id=command_id,
             key=key,
-            sent_at=at - timedelta(hours=1),
+            sent_at=at - timedelta(minutes=10),
         ).to_json()
     return store.record_dead_letter(
         conn,

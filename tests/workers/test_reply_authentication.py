@@ -11,7 +11,6 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -22,7 +21,6 @@ from shared.commands import CommandKind
 from shared.envelope import Envelope, new_envelope
 from shared.errors import Forbidden
 from shared.identifiers import validate_cpr
-from shared.settings import Settings
 from shared.signing import SigningKey
 from tests.conftest import System, wait_until
 from tests.factories import EMPLOYER_A, order_doc
@@ -40,13 +38,7 @@ ROUNDS = 25
 
 @pytest.fixture
 def clients(system: System) -> Iterator[dict[str, Client]]:
-    env = system.env()
-    settings = Settings(
-        home=Path(env["JOBORDRE_HOME"]),
-        db=Path(env["JOBORDRE_DB"]),
-        redis_url=env["JOBORDRE_REDIS_URL"],
-        reply_timeout_ms=20_000,
-    )
+    settings = system.settings(reply_timeout_ms=20_000)
     made = {who: Client(settings, who) for who in (KBH, EMPLOYER)}
     yield made
     for client in made.values():

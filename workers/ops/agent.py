@@ -56,6 +56,16 @@ class OpsAgent(dramatiq.Middleware):
         with self._lock:
             return len(self._started)
 
+    def install(self, broker: dramatiq.Broker) -> None:
+        """Add the agent to ``broker`` first of all its middleware.
+
+        Dramatiq runs before-hooks in list order and after-hooks in reverse. First, the
+        agent's before-hook runs ahead of ``AgeLimit`` (so a message it skips was seen
+        starting and is counted as skipped), and its after-hook runs after ``Retries``
+        has decided (so ``message.failed`` tells a final failure from one to be retried).
+        """
+        broker.add_middleware(self, before=type(broker.middleware[0]))
+
     # --- job timing ---------------------------------------------------------------------
 
     def before_process_message(
@@ -109,8 +119,13 @@ class OpsAgent(dramatiq.Middleware):
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         assert isinstance(broker, RedisBroker)
         self._broker = broker
+        if self.metrics is not None:
+            for name in broker.get_declared_actors():
+                actor = broker.get_actor(name)
+                self.metrics.declare(actor.queue_name, actor.actor_name)
         self._info = registry.worker_info(broker.broker_id, self.threads, time.time())
         try:
+            registry.record_start(self._client, self.settings.redis_prefix, self._info)
             self._tick_maintenance()  # registered and beating before the first job
         except redis.RedisError as error:
             # Dramatiq's consumers wait for Redis to come back; so does the ops thread.

@@ -102,6 +102,13 @@ def _workers(client: redis.Redis, settings: Settings, min_workers: int) -> Check
         return Check("workers", False, "cannot list workers without the broker")
     alive = [w for w in workers if w["alive"]]
     detail = f"{len(alive)} alive of {len(workers)} registered (need {min_workers})"
+    hosts = sorted({w["host"] for w in workers})
+    if hosts:  # every host's workers, so a host that lost its workers stands out
+        per_host = (
+            f"{h} {sum(w['host'] == h for w in alive)}/{sum(w['host'] == h for w in workers)}"
+            for h in hosts
+        )
+        detail += f" [alive per host: {', '.join(per_host)}]"
     if len(alive) < min_workers:
         return Check("workers", False, detail + ": start workers with `jobordre worker`")
     return Check("workers", True, detail)

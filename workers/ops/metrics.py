@@ -3,28 +3,43 @@
 Job metrics under Dramatiq's own names (as its Prometheus middleware exports them, but
 from this process's private registry, so no multiprocess directory is needed), plus the
 domain's, read at scrape time: orders by status, placements by status, dead letters,
-outbox backlog, and the queue depths of :mod:`workers.ops.queues`. Process i of
-``--processes N`` serves port ``N + i``.
+outbox backlog, the queue depths of :mod:`workers.ops.queues` and the workers of every
+host. Process i of ``--processes N`` serves port ``N + i``.
+
+Every status and dead-letter source is served, with 0 where there are none: a series that
+appears only with its first dead letter cannot be compared with its past, and alert rules
+on ``delta`` or ``offset`` would miss exactly the first one.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import datetime
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from shared import eventlog
 from shared.errors import Unavailable
+from shared.models import OrderStatus, PlacementStatus
 from shared.settings import Settings
 from shared.store.sqlite import SqliteTx
 from workers.broker import resolve_redis_url
+from workers.ops import registry
 
 logger = logging.getLogger("jobordre.metrics")
 
@@ -34,6 +49,8 @@ DURATION_BUCKETS_MS = (
     600000, 900000, float("inf"),
 )  # fmt: skip
 LABELS = ("queue_name", "actor_name")
+#: Where a dead letter came from (the ``source`` column of ``dead_letters``).
+DEAD_LETTER_SOURCES = ("rejected", "crashed", "undecodable")
 
 
 class WorkerMetrics:
@@ -42,6 +59,15 @@ class WorkerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # process_start_time_seconds, memory, CPU, open files: of this process.
+        ProcessCollector(registry=r)
+        info = Gauge(
+            "jobordre_worker_info",
+            "This worker process: the host name it reports (as in `jobordre queues`), its pid.",
+            ("hostname", "pid"),
+            registry=r,
+        )
+        info.labels(socket.gethostname(), str(os.getpid())).set(1)
         self.total = Counter(
             "dramatiq_messages", "The total number of messages processed.", LABELS, registry=r
         )
@@ -83,6 +109,17 @@ class WorkerMetrics:
             registry=r,
         )
 
+    def declare(self, queue: str, actor: str) -> None:
+        """Serve every job series of ``actor`` from the start, at 0.
+
+        ``rate`` and ``increase`` need a sample before the first increment: a counter
+        that appears at 1 with the first error hides that error from the alert rules.
+        """
+        for metric in (self.total, self.errors, self.retries, self.rejects, self.skipped):
+            metric.labels(queue, actor)
+        self.inprogress.labels(queue, actor)
+        self.durations.labels(queue, actor)
+
     def started(self, queue: str, actor: str) -> None:
         """A job started."""
         self.inprogress.labels(queue, actor).inc()
@@ -116,6 +153,13 @@ class WorkerMetrics:
         logger.info("metrics on port %d", port)
 
 
+def _labelled_gauge(name: str, help_text: str, label: str, counts: dict[str, int]) -> Metric:
+    family = GaugeMetricFamily(name, help_text, labels=[label])
+    for value, n in sorted(counts.items()):
+        family.add_metric([value], n)
+    return family
+
+
 def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
     row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
     return row.fetchone() is not None
@@ -140,24 +184,32 @@ class DomainCollector(Collector):
             logger.warning("metrics: cannot open the store: %s", error)
             return
         try:
-            for name, help_text, table in (
-                ("jobordre_orders", "Job orders by status.", "orders"),
-                ("jobordre_placements", "Placements by the person's status.", "placements"),
+            for name, help_text, table, known in (
+                ("jobordre_orders", "Job orders by status.", "orders", tuple(OrderStatus)),
+                (
+                    "jobordre_placements",
+                    "Placements by the person's status.",
+                    "placements",
+                    tuple(PlacementStatus),
+                ),
             ):
-                family = GaugeMetricFamily(name, help_text, labels=["status"])
-                for status, n in conn.execute(
-                    f"SELECT status, COUNT(*) FROM {table} GROUP BY status"  # noqa: S608
-                ):
-                    family.add_metric([status], n)
-                yield family
-            family = GaugeMetricFamily(
-                "jobordre_dead_letters", "Dead letters not retried yet.", labels=["source"]
+                counts = dict.fromkeys(map(str, known), 0)
+                counts.update(
+                    conn.execute(
+                        f"SELECT status, COUNT(*) FROM {table} GROUP BY status"  # noqa: S608
+                    ).fetchall()
+                )
+                yield _labelled_gauge(name, help_text, "status", counts)
+            counts = dict.fromkeys(DEAD_LETTER_SOURCES, 0)
+            counts.update(
+                conn.execute(
+                    "SELECT source, COUNT(*) FROM dead_letters WHERE retried_at IS NULL"
+                    " GROUP BY source"
+                ).fetchall()
             )
-            for source, n in conn.execute(
-                "SELECT source, COUNT(*) FROM dead_letters WHERE retried_at IS NULL GROUP BY source"
-            ):
-                family.add_metric([source], n)
-            yield family
+            yield _labelled_gauge(
+                "jobordre_dead_letters", "Dead letters not retried yet.", "source", counts
+            )
             if _table_exists(conn, "events"):
                 backlog, oldest = eventlog.backlog(SqliteTx(conn))
                 yield GaugeMetricFamily(
@@ -185,6 +237,7 @@ class DomainCollector(Collector):
             )
             try:
                 snap = broker_snapshot(client, self.settings)
+                starts = registry.starts(client, self.settings.redis_prefix)
             finally:
                 client.close()
         except redis.RedisError as error:
@@ -209,3 +262,24 @@ class DomainCollector(Collector):
             "Workers whose heartbeat is fresh.",
             value=sum(1 for w in snap["workers"] if w["alive"]),
         )
+        per_host = GaugeMetricFamily(
+            "jobordre_host_workers",
+            "Registered worker processes per host, alive or dead (not yet forgotten).",
+            labels=["hostname", "state"],
+        )
+        hosts: dict[tuple[str, str], int] = {}
+        for worker in snap["workers"]:
+            key = (worker["host"], "alive" if worker["alive"] else "dead")
+            hosts[key] = hosts.get(key, 0) + 1
+        for hostname in sorted({w["host"] for w in snap["workers"]}):
+            for state in ("alive", "dead"):
+                per_host.add_metric([hostname, state], hosts.get((hostname, state), 0))
+        yield per_host
+        started = CounterMetricFamily(
+            "jobordre_worker_starts",
+            "Worker processes started per host, as long as Redis keeps the count.",
+            labels=["hostname"],
+        )
+        for hostname, n in sorted(starts.items()):
+            started.add_metric([hostname], n)
+        yield started

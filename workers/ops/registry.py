@@ -49,6 +49,26 @@ def beat(
             client.hdel(key, worker_id)
 
 
+def starts_key(prefix: str) -> str:
+    """The hash of worker starts per host."""
+    return f"{prefix}:ops:starts"
+
+
+def record_start(client: redis.Redis, prefix: str, info: dict[str, Any]) -> None:
+    """Count one more start of a worker process on this entry's host.
+
+    Kept in Redis, not in the process: a process that crashes before its first scrape
+    still counts, which is what an alert on restarting workers needs.
+    """
+    client.hincrby(starts_key(prefix), info["host"], 1)
+
+
+def starts(client: redis.Redis, prefix: str) -> dict[str, int]:
+    """Worker starts per host since Redis was last emptied."""
+    counts = client.hgetall(starts_key(prefix))
+    return {(h.decode() if isinstance(h, bytes) else h): int(n) for h, n in counts.items()}
+
+
 def unregister(client: redis.Redis, prefix: str, worker_id: str) -> None:
     """Remove this worker's entry (on a clean stop)."""
     client.hdel(workers_key(prefix), worker_id)
