@@ -5,10 +5,13 @@ at once, and a burst that arrives together shows as one summary), but never long
 ``burst_s`` after the first held change (a steady trickle still shows). After a
 notification, the next one waits until ``burst_s`` has passed: at most one popup per
 ``burst_s``, however busy the foundation is. Time is passed in, so this is pure logic.
+Held changes are folded into a :class:`~notifier.digest.Digest` as they come, so a flood
+of them (a reconnect after a long outage) takes bounded memory.
 """
 
 from __future__ import annotations
 
+from notifier.digest import Digest
 from shared.events import EventHeader
 
 
@@ -18,7 +21,8 @@ class Coalescer:
     def __init__(self, quiet_s: float, burst_s: float) -> None:
         self.quiet_s = quiet_s
         self.burst_s = burst_s
-        self.pending: list[EventHeader] = []
+        #: The changes held, folded into what their notification will say.
+        self.pending = Digest()
         self._first_at = 0.0
         self._last_at = 0.0
         self._shown_at: float | None = None
@@ -28,7 +32,7 @@ class Coalescer:
         if not self.pending:
             self._first_at = now
         self._last_at = now
-        self.pending.append(event)
+        self.pending.add(event)
 
     def due_at(self) -> float | None:
         """When the held changes are to be shown; ``None`` when nothing is held."""
@@ -43,11 +47,12 @@ class Coalescer:
         """A notification was shown at ``now`` by other means (the catch-up summary)."""
         self._shown_at = now
 
-    def take(self, now: float) -> list[EventHeader]:
-        """The held changes if they are due at ``now`` (then forgotten), else nothing."""
+    def take(self, now: float) -> Digest:
+        """The held changes if they are due at ``now`` (then forgotten), else an empty
+        digest."""
         due = self.due_at()
         if due is None or now < due:
-            return []
-        batch, self.pending = self.pending, []
+            return Digest()
+        batch, self.pending = self.pending, Digest()
         self._shown_at = now
         return batch

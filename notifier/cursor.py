@@ -1,4 +1,5 @@
-"""The notifier's cursor: the event ``seq`` up to which everything was handled.
+"""The notifier's cursor: the event ``seq`` up to which everything was handled, and the
+``epoch`` of the event log it counts in (a file written before logs had one has none).
 
 It lives in a small file on the caseworker's machine under ``settings.home`` (a desktop
 never opens the foundation's SQLite file), one per organisation and caseworker. The file
@@ -11,6 +12,8 @@ import hashlib
 import json
 import os
 from pathlib import Path
+
+from shared.events import Cursor
 
 
 class CursorFile:
@@ -25,17 +28,23 @@ class CursorFile:
         digest = hashlib.sha256(f"{principal}\0{caseworker}".encode()).hexdigest()[:16]
         return cls(home / "notifier" / f"cursor-{digest}.json")
 
-    def load(self) -> int | None:
+    def load(self) -> Cursor | None:
         """The stored cursor; ``None`` on the first run (or if the file is unreadable)."""
         try:
-            value = json.loads(self.path.read_text(encoding="utf-8"))["cursor"]
-        except (OSError, ValueError, KeyError, TypeError):
+            stored = json.loads(self.path.read_text(encoding="utf-8"))
+            value, epoch = stored["cursor"], stored.get("epoch")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
-        return value if isinstance(value, int) and value >= 0 else None
+        if not isinstance(value, int) or value < 0:
+            return None
+        return Cursor(value, epoch if isinstance(epoch, str) and epoch else None)
 
-    def save(self, cursor: int) -> None:
+    def save(self, cursor: Cursor) -> None:
         """Store ``cursor``; a crash leaves the old file or the new one, never half of one."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_suffix(".tmp")
-        partial.write_text(json.dumps({"cursor": cursor}), encoding="utf-8")
+        stored: dict[str, object] = {"cursor": cursor.seq}
+        if cursor.epoch:
+            stored["epoch"] = cursor.epoch
+        partial.write_text(json.dumps(stored), encoding="utf-8")
         os.replace(partial, self.path)

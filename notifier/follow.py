@@ -3,7 +3,8 @@
 A caseworker follows single orders, every order of an employer (CVR), and/or every order
 where the caseworker's organisation placed someone. Only changes to an order's status and
 to its placement log are notified (the issue's promise), plus a new order of a followed
-employer.
+employer: not field edits, and not take/release (an ``order_status_changed`` whose status
+stayed the same).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class Follows:
             return event.employer_cvr in self.employers
         if event.type not in NOTIFIED:
             return False
+        if event.type == EventType.ORDER_STATUS_CHANGED and not event.status_changed:
+            return False  # take/release: only processing_by changed
         return (
             event.order_id in self.orders
             or event.employer_cvr in self.employers

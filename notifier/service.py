@@ -3,8 +3,12 @@
 Two sources, one cursor. The Redis stream carries every event's header the moment the relay
 pushes it: fast, but at-least-once and lost if Redis restarts. The inbox query is slow
 (a worker round trip) but complete. The notifier keeps ``received``, the seq up to which
-it has seen every event: a header at or below it is a duplicate and dropped; a header
-beyond ``received + 1`` reveals a gap (a lost or reordered push), which the inbox fills.
+it has seen every event, and ``epoch``, the identity of the log that seq counts in: a
+header at or below it is a duplicate and dropped; a header beyond ``received + 1`` reveals
+a gap (a lost or reordered push), which the inbox fills. A header of another epoch (a store
+restored from a backup, a new store) makes the inbox resolve the cursor in the new log; a
+stream that ends below the cursor (a Redis that came back with an older stream) is no
+reason to move the cursor back.
 
 What the screen has shown is never shown again: the stored cursor is written *before* a
 notification is handed to the desktop, and never past a change still waiting to be shown.
@@ -14,17 +18,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from notifier.backend import Desktop
 from notifier.coalesce import Coalescer
 from notifier.cursor import CursorFile
+from notifier.digest import Digest
 from notifier.follow import Follows
 from notifier.source import INBOX_PAGE, STREAM_START, EventStream, Foundation, stream_id_key
 from notifier.texts import Language, notification_for
 from shared.errors import Unavailable
-from shared.events import EventHeader
+from shared.events import Cursor, EventHeader
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +75,12 @@ class Notifier:
         self.sleep = sleep
         #: Every event up to this seq has been seen (``None`` until the first sync).
         self.received: int | None = None
+        #: The identity of the event log ``received`` counts in (``None``: not known, as
+        #: for a cursor stored before logs had one).
+        self.epoch: str | None = None
         #: Stream id to read after.
         self.stream_id = STREAM_START
-        self._saved: int | None = None
+        self._saved: Cursor | None = None
         self._saved_at = 0.0
         self._follows_at = 0.0
 
@@ -86,10 +94,23 @@ class Notifier:
         self.refresh_follows()
         if stored is None:
             log.info("first run: notifying changes from now on")
-            self.sync(0, show="nothing")
+            self._start_from_now()
         else:
-            self.sync(stored, show="catch_up")
+            self.epoch = stored.epoch
+            self.sync(stored.seq, show="catch_up")
         log.info("caught up to event %s; watching for changes", self.received)
+
+    def _start_from_now(self) -> None:
+        """Take the end of the log as the cursor, reading no event: one inbox call for a
+        single event, whose reply names the log's ``head``."""
+        stream_id, stream_seq, stream_epoch = self.stream.tail()
+        page = self.foundation.inbox(str(Cursor(0)), 1)
+        head = page.get("head")
+        # Workers from before the reply had a head: the stream's end will do.
+        cursor = Cursor.parse(head) if head else Cursor(stream_seq or 0, stream_epoch)
+        self.stream_id = stream_id
+        self.received, self.epoch = cursor.seq, cursor.epoch
+        self._save(force=True)
 
     def refresh_follows(self) -> None:
         """Re-read what the caseworker follows (follows change from other terminals)."""
@@ -106,36 +127,42 @@ class Notifier:
                 self.follows.principal,
             )
 
-    def sync(self, since: int, *, show: Literal["catch_up", "live", "nothing"]) -> None:
-        """Read every event after ``since`` from the inbox, then go on from the stream's
-        current end. What matched is shown as one catch-up summary now (``catch_up``),
-        joins the live flow (``live``, after a reconnect) or is skipped (first run)."""
-        stream_id, stream_seq = self.stream.tail()
-        if stream_seq is not None and stream_seq < since:
-            # The foundation's log ends before this notifier's cursor: it was set up anew
-            # (a fresh store). Waiting for its seq to pass the old cursor would hide
-            # everything until then, so go on from its end.
-            log.warning("the event log is behind the stored cursor (a new store?); resetting")
-            since = stream_seq
-        events: list[EventHeader]
-        if show == "nothing" and stream_seq is not None:
-            events, cursor = [], stream_seq  # first run: only the end of the log matters
+    def sync(self, since: int, *, show: Literal["catch_up", "live"]) -> None:
+        """Read every event after ``since`` (in the log of ``epoch``), from the stream when
+        it holds every one, else from the inbox; then go on from the stream's current end.
+        What matched is shown as one catch-up summary now (``catch_up``) or joins the live
+        flow (``live``, after a reconnect)."""
+        stream_id, stream_seq, stream_epoch = self.stream.tail()
+        same_log = stream_epoch is None or self.epoch is None or stream_epoch == self.epoch
+        caught_up = Digest()
+        if show == "catch_up":
+            hold: Callable[[EventHeader], None] = caught_up.add
         else:
-            events, cursor = self._events_after(since, stream_id, stream_seq)
-        self.stream_id = stream_id
-        # The inbox lists only this organisation's events; the stream's newest header says
-        # how far the foundation as a whole has come, and everything up to it was committed
-        # before the inbox was asked.
-        self.received = max(cursor, stream_seq or 0, since)
-        matched = [event for event in events if self.follows.matches(event)]
-        if show == "live":
             now = self.clock()
-            for event in matched:
+
+            def hold(event: EventHeader) -> None:
                 self.coalescer.add(event, now)
+
+        received: int | None = None
+        if same_log and stream_seq is not None and stream_seq == since:
+            received = since
+        elif same_log and stream_seq is not None and stream_seq > since:
+            headers = self.stream.headers_after(since, stream_seq, stream_id, stream_epoch)
+            if headers is not None:
+                self._hold_followed((h for h in headers if h.reaches(self.follows.principal)), hold)
+                received = stream_seq
+                self.epoch = self.epoch or stream_epoch
+        if received is None:
+            # The stream misses some, ends below the cursor (a Redis that came back with an
+            # older stream: not a new log, so the cursor stays), or is of another log.
+            received = self._inbox_after(since, hold)
+        self.stream_id = stream_id
+        self.received = received
+        if show == "live":
             return
         self._save(force=True)
-        if show == "catch_up" and matched:
-            self._show(matched, catch_up=True)
+        if caught_up:
+            self._show(caught_up, catch_up=True)
             self.coalescer.shown(self.clock())
 
     def step(self) -> None:
@@ -158,18 +185,26 @@ class Notifier:
     def receive(self, header: EventHeader) -> None:
         """Take one header from the stream: drop duplicates, fill gaps, hold matches."""
         received = self.received or 0
+        if header.epoch and self.epoch and header.epoch != self.epoch:
+            # Another log (a restored or new store): the inbox says where it parts from
+            # ours and lists what is new since.
+            self._fill_from_inbox(received)
+            return
         if header.seq <= received:
             return  # at-least-once delivery: seen already
         if header.seq > received + 1:
             # Lost or reordered pushes: the inbox has every committed event of this
             # organisation up to here (and perhaps beyond; later headers are then dropped).
-            events, cursor = self._inbox_after(received)
-            self.received = max(cursor, header.seq)
-            for event in events:
-                self._hold_if_followed(event)
+            self._fill_from_inbox(received)
             return
         self.received = header.seq
-        self._hold_if_followed(header)
+        self.epoch = self.epoch or header.epoch or None
+        if self.follows.matches(header):
+            self.coalescer.add(header, self.clock())
+
+    def _fill_from_inbox(self, since: int) -> None:
+        now = self.clock()
+        self.received = self._inbox_after(since, lambda event: self.coalescer.add(event, now))
 
     def run(self, stop: Callable[[], bool]) -> None:
         """Catch up (unless :meth:`start` ran already), then loop until ``stop()``.
@@ -206,32 +241,34 @@ class Notifier:
 
     def _check_stream_reset(self) -> None:
         """A Redis that restarted between two reads holds a new, shorter stream: resync."""
-        tail_id, _ = self.stream.tail()
+        tail_id, _, _ = self.stream.tail()
         if stream_id_key(tail_id) < stream_id_key(self.stream_id):
             log.info("the event stream was reset; catching up from the inbox")
             self.sync(self.received or 0, show="live")
 
-    def _events_after(
-        self, since: int, stream_id: str, stream_seq: int | None
-    ) -> tuple[list[EventHeader], int]:
-        """This organisation's events after ``since`` and the cursor after them: from the
-        stream if it still holds every one (no worker round trip, and no placement log with
-        CPR numbers read, and so logged as read, only to be thrown away), else the inbox."""
-        if stream_seq is not None:
-            if stream_seq <= since:
-                return [], since
-            headers = self.stream.headers_after(since, stream_seq, stream_id)
-            if headers is not None:
-                mine = [h for h in headers if h.reaches(self.follows.principal)]
-                return mine, stream_seq
-        return self._inbox_after(since)
+    def _hold_followed(
+        self, events: Iterable[EventHeader], hold: Callable[[EventHeader], None]
+    ) -> None:
+        """Hold the followed ones of ``events`` (each is looked at, in seq order, so orders
+        the organisation places on become followed on the way)."""
+        for event in events:
+            if self.follows.matches(event):
+                hold(event)
 
-    def _inbox_after(self, since: int) -> tuple[list[EventHeader], int]:
-        """Every inbox event after ``since``, page by page, and the cursor after them."""
-        events: list[EventHeader] = []
-        cursor = since
+    def _inbox_after(self, since: int, hold: Callable[[EventHeader], None]) -> int:
+        """Hold the followed events of this organisation after ``since`` (of ``epoch``),
+        page by page; returns the seq up to which every event has been seen, and sets
+        ``epoch``.
+
+        Nothing but the page being read is kept (``hold`` folds what matched into a
+        digest), so a catch-up after a long absence takes bounded memory. The cursor is
+        resolved by the foundation: one of another log is never taken at its word (the
+        pages then start lower than ``since``).
+        """
+        page = self.foundation.inbox(str(Cursor(since, self.epoch)), INBOX_PAGE)
+        # Where the foundation resolved the cursor (below it for another log's cursor).
+        received = int(page.get("from_seq", since))
         while True:
-            page = self.foundation.inbox(cursor, INBOX_PAGE)
             # The inbox lists the organisation's own events and leaves out who else
             # received them: each one reaches this organisation by definition.
             audience = [self.follows.principal]
@@ -239,23 +276,28 @@ class Notifier:
                 EventHeader.model_validate({"audience": audience, **event})
                 for event in page.get("events", [])
             ]
-            events.extend(event for event in batch if event.seq > since)
-            next_cursor = int(page.get("cursor", cursor))
-            if not batch or next_cursor <= cursor:
-                return events, cursor
-            cursor = next_cursor
+            if not batch:
+                break
+            self._hold_followed(batch, hold)
+            received = max(received, batch[-1].seq)
+            page = self.foundation.inbox(str(page.get("cursor", batch[-1].cursor)), INBOX_PAGE)
+        head = page.get("head")
+        if head is not None:
+            # The last page listed everything up to the log's end: the foundation as a
+            # whole has come this far, though this organisation's last event may be older.
+            end = Cursor.parse(head)
+            received, self.epoch = max(received, end.seq), end.epoch
+        return received
 
-    def _hold_if_followed(self, event: EventHeader) -> None:
-        if self.follows.matches(event):
-            self.coalescer.add(event, self.clock())
-
-    def _safe_cursor(self) -> int | None:
+    def _safe_cursor(self) -> Cursor | None:
         """The highest seq that can be stored: never past a change not yet shown."""
         if self.received is None:
             return None
-        if self.coalescer.pending:
-            return min(self.received, min(e.seq for e in self.coalescer.pending) - 1)
-        return self.received
+        seq = self.received
+        first = self.coalescer.pending.first_seq
+        if first is not None:
+            seq = min(seq, first - 1)
+        return Cursor(seq, self.epoch)
 
     def _save(self, *, force: bool = False) -> None:
         cursor = self._safe_cursor()
@@ -267,13 +309,9 @@ class Notifier:
         self.cursor_file.save(cursor)
         self._saved, self._saved_at = cursor, now
 
-    def _show(self, events: list[EventHeader], *, catch_up: bool) -> None:
-        """Store the cursor past ``events``, then show them as one notification."""
+    def _show(self, changes: Digest, *, catch_up: bool) -> None:
+        """Store the cursor past ``changes``, then show them as one notification."""
         self._save(force=True)
-        notification = notification_for(events, self.language, catch_up=catch_up)
+        notification = notification_for(changes, self.language, catch_up=catch_up)
         self.desktop.show(notification.title, notification.body)
-        log.info(
-            "notified %d change(s) on %d order(s)",
-            len(events),
-            len({event.order_id for event in events}),
-        )
+        log.info("notified %d change(s) on %d order(s)", len(changes), changes.order_count)

@@ -37,17 +37,20 @@ class Foundation(Protocol):
         """The ``following`` query's result."""
         ...
 
-    def inbox(self, since: int, limit: int) -> dict[str, Any]:
-        """The ``inbox`` query's result: ``{"events": [...], "cursor": int}``."""
+    def inbox(self, since: str, limit: int) -> dict[str, Any]:
+        """The ``inbox`` query's result after cursor ``since``: ``{"events": [...],
+        "cursor": str, "from_seq": int, "head": str}`` (the last two from workers that
+        know event-log epochs)."""
         ...
 
 
 class EventStream(Protocol):
     """The Redis stream of event headers."""
 
-    def tail(self) -> tuple[str, int | None]:
-        """The id of the newest entry (:data:`STREAM_START` if none) and the highest event
-        seq among the newest entries (``None`` if they hold no header)."""
+    def tail(self) -> tuple[str, int | None, str | None]:
+        """The id of the newest entry (:data:`STREAM_START` if none), the highest event
+        seq among the newest entries of the newest header's log (``None`` if they hold no
+        header) and that log's epoch (``None`` if none, or a header without one)."""
         ...
 
     def read(self, after: str, block_ms: int) -> list[tuple[str, EventHeader | None]]:
@@ -55,10 +58,13 @@ class EventStream(Protocol):
         entry without a readable header comes as ``None`` (its id still counts)."""
         ...
 
-    def headers_after(self, since: int, upto: int, upto_id: str) -> list[EventHeader] | None:
-        """Every header with a seq in ``since + 1 .. upto``, oldest first, read back from
-        the entry ``upto_id``; ``None`` when the stream misses one of them (trimmed, lost
-        with a Redis restart, not pushed yet): then the inbox has to be asked."""
+    def headers_after(
+        self, since: int, upto: int, upto_id: str, epoch: str | None
+    ) -> list[EventHeader] | None:
+        """Every header of the log ``epoch`` with a seq in ``since + 1 .. upto``, oldest
+        first, read back from the entry ``upto_id``; ``None`` when the stream misses one of
+        them (trimmed, lost with a Redis restart, not pushed yet): then the inbox has to be
+        asked."""
         ...
 
 
@@ -73,8 +79,8 @@ class ClientFoundation:
         result: dict[str, Any] = self.client.call(CommandKind.FOLLOWING, {"caseworker": caseworker})
         return result
 
-    def inbox(self, since: int, limit: int) -> dict[str, Any]:
-        """Ask the workers for the organisation's events after ``since``."""
+    def inbox(self, since: str, limit: int) -> dict[str, Any]:
+        """Ask the workers for the organisation's event headers after cursor ``since``."""
         result: dict[str, Any] = self.client.call(
             CommandKind.INBOX, {"since": since, "limit": limit, "headers_only": True}
         )
@@ -95,19 +101,23 @@ class RedisEventStream:
         # A blocking XREAD must not outlive the socket timeout: reads block at most 5 s.
         self.redis = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=15)
 
-    def tail(self) -> tuple[str, int | None]:
+    def tail(self) -> tuple[str, int | None, str | None]:
         """The newest entry's id, and the highest seq among the newest :data:`TAIL_WINDOW`
-        entries: a relay may push an old header again after newer ones (at-least-once), so
-        the very last entry alone could understate how far the log has come."""
+        entries of the newest header's log: a relay may push an old header again after
+        newer ones (at-least-once), so the very last entry alone could understate how far
+        the log has come. It may still understate it: readers take it as a hint only."""
         try:
             newest: Any = self.redis.xrevrange(self.key, count=TAIL_WINDOW)
         except redis.RedisError as error:
             raise Unavailable(f"cannot read the event stream ({type(error).__name__})") from None
         if not newest:
-            return STREAM_START, None
-        headers = [parse_entry(fields) for _, fields in newest]
-        seqs = [header.seq for header in headers if header is not None]
-        return newest[0][0].decode(), max(seqs, default=None)
+            return STREAM_START, None, None
+        headers = [h for h in (parse_entry(fields) for _, fields in newest) if h is not None]
+        if not headers:
+            return newest[0][0].decode(), None, None
+        epoch = headers[0].epoch
+        seqs = [header.seq for header in headers if header.epoch == epoch]
+        return newest[0][0].decode(), max(seqs), epoch or None
 
     def read(self, after: str, block_ms: int) -> list[tuple[str, EventHeader | None]]:
         """Up to :data:`STREAM_BATCH` entries after ``after``."""
@@ -123,8 +133,11 @@ class RedisEventStream:
             for entry_id, fields in items
         ]
 
-    def headers_after(self, since: int, upto: int, upto_id: str) -> list[EventHeader] | None:
-        """Scan back from ``upto_id`` until every seq in ``since + 1 .. upto`` is found.
+    def headers_after(
+        self, since: int, upto: int, upto_id: str, epoch: str | None
+    ) -> list[EventHeader] | None:
+        """Scan back from ``upto_id`` until every seq in ``since + 1 .. upto`` of the log
+        ``epoch`` is found.
 
         Not merely until the first seq at or below ``since``: pushes from different worker
         processes may interleave, so an older seq can sit after a newer one.
@@ -143,7 +156,7 @@ class RedisEventStream:
                 ) from None
             for _entry_id, fields in page:
                 header = parse_entry(fields)
-                if header is not None and header.seq in missing:
+                if header is not None and header.seq in missing and header.epoch == (epoch or ""):
                     missing.discard(header.seq)
                     found[header.seq] = header
             if len(page) < STREAM_BATCH:

@@ -7,12 +7,12 @@ Order titles are typed by people, so any CPR-shaped number in one is masked all 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from shared.events import EventHeader, EventType
+from notifier.digest import Digest, OrderChanges
+from shared.events import EventHeader
 from shared.models import OrderStatus
 from shared.municipalities import MUNICIPALITIES
 from shared.redaction import redact_cpr
@@ -31,6 +31,9 @@ class Notification:
     body: str
 
 
+#: Words for each status. ``inactivated`` names the reason (R3b) only where the system
+#: inactivated the order because its referrals reached the employer's maximum; a person
+#: inactivating it said no such thing (see :func:`status_words`).
 STATUS: dict[Language, dict[OrderStatus, str]] = {
     "da": {
         OrderStatus.PROCESSING: "Under behandling",
@@ -45,6 +48,8 @@ STATUS: dict[Language, dict[OrderStatus, str]] = {
         OrderStatus.CLOSED_EXPIRED: "Closed – the placement deadline has passed",
     },
 }
+#: ``inactivated`` as said of an order a person inactivated.
+INACTIVATED_BY_HAND: dict[Language, str] = {"da": "Inaktiveret", "en": "Inactivated"}
 
 _WORDS: dict[Language, dict[str, str]] = {
     "da": {
@@ -63,7 +68,8 @@ _WORDS: dict[Language, dict[str, str]] = {
         "orders_1": "jobordre",
         "orders_n": "jobordrer",
         "away": "Mens du var væk",
-        "more": "og {n} andre jobordrer",
+        "more_1": "og 1 anden jobordre",
+        "more_n": "og {n} andre jobordrer",
         "employer": "Arbejdsgiver (CVR {cvr})",
         "system": "Fællesdatagrundlaget",
     },
@@ -83,7 +89,8 @@ _WORDS: dict[Language, dict[str, str]] = {
         "orders_1": "job order",
         "orders_n": "job orders",
         "away": "While you were away",
-        "more": "and {n} more job orders",
+        "more_1": "and 1 more job order",
+        "more_n": "and {n} more job orders",
         "employer": "Employer (CVR {cvr})",
         "system": "The data foundation",
     },
@@ -119,78 +126,82 @@ def order_heading(event: EventHeader, language: Language = "da") -> str:
 def placement_summary(events: Iterable[EventHeader], language: Language = "da") -> str | None:
     """``1 ny formidling fra Jobcenter Aarhus``, over every placement change in ``events``;
     ``None`` when they hold none. Organisations keep the order they first appear in."""
-    words = _WORDS[language]
-    new: Counter[str] = Counter()
-    changed: Counter[str] = Counter()
+    order: OrderChanges | None = None
     for event in events:
-        for change in event.placements:
-            (new if change.from_status is None else changed)[change.by] += 1
+        if order is None:
+            order = OrderChanges(event)
+        order.add(event)
+    return None if order is None else _placements(order, language)
+
+
+def _placements(order: OrderChanges, language: Language) -> str | None:
+    words = _WORDS[language]
     parts = [
         f"{_count(n, words['new_1'], words['new_n'])} {words['from']} "
         f"{organisation_name(by, language)}"
-        for by, n in new.items()
+        for by, n in order.new.items()
     ] + [
         f"{_count(n, words['changed_1'], words['changed_n'])} {words['from']} "
         f"{organisation_name(by, language)}"
-        for by, n in changed.items()
+        for by, n in order.changed.items()
     ]
     return ", ".join(parts) if parts else None
 
 
-def _order_lines(events: Sequence[EventHeader], language: Language) -> list[str]:
-    """What happened to one order, oldest change first: status (the latest), log, new."""
+def status_words(event: EventHeader, language: Language = "da") -> str:
+    """The new status of ``event`` in words; the reason of an inactivation only when the
+    system inactivated the order on reaching its maximum of referrals (R3b)."""
+    if event.status == OrderStatus.INACTIVATED and event.by != "system":
+        return INACTIVATED_BY_HAND[language]
+    return STATUS[language][event.status]
+
+
+def _order_lines(order: OrderChanges, language: Language) -> list[str]:
+    """What happened to one order: registered, its latest status, its placement log."""
     words = _WORDS[language]
     lines: list[str] = []
-    if any(e.type == EventType.ORDER_REGISTERED for e in events):
+    if order.registered:
         lines.append(words["registered"])
-    statuses = [e for e in events if e.type == EventType.ORDER_STATUS_CHANGED]
-    if statuses:
-        lines.append(f"{words['new_status']}: {STATUS[language][statuses[-1].status]}")
-    log = placement_summary(events, language)
+    if order.status is not None:
+        lines.append(f"{words['new_status']}: {status_words(order.status, language)}")
+    log = _placements(order, language)
     if log is not None:
         lines.append(f"{words['log_updated']}: {log}")
     return lines
 
 
-def single(events: Sequence[EventHeader], language: Language = "da") -> Notification:
-    """One notification for the changes of ONE order: heading as title, changes as body."""
-    return Notification(
-        order_heading(events[-1], language), "\n".join(_order_lines(events, language))
-    )
-
-
-def summary(
-    events: Sequence[EventHeader], language: Language = "da", *, catch_up: bool = False
-) -> Notification:
+def summary(digest: Digest, language: Language = "da", *, catch_up: bool = False) -> Notification:
     """One notification for many changes: one line per order (the first few), the rest
-    counted. ``catch_up`` marks changes that happened while the notifier was off."""
+    counted; for ONE order outside a catch-up, its heading as title and its changes as
+    body. ``catch_up`` marks changes that happened while the notifier was off."""
     words = _WORDS[language]
-    by_order: dict[int, list[EventHeader]] = {}
-    for event in events:
-        by_order.setdefault(event.order_id, []).append(event)
-    if len(by_order) == 1 and not catch_up:
-        return single(events, language)
+    recent = digest.most_recent()
+    if digest.order_count == 1 and not catch_up:
+        return Notification(
+            order_heading(recent[0].latest, language), "\n".join(_order_lines(recent[0], language))
+        )
     title = (
-        f"{_count(len(events), words['changes_1'], words['changes_n'])} {words['on']} "
-        f"{_count(len(by_order), words['orders_1'], words['orders_n'])}"
+        f"{_count(digest.changes, words['changes_1'], words['changes_n'])} {words['on']} "
+        f"{_count(digest.order_count, words['orders_1'], words['orders_n'])}"
     )
     if catch_up:
         title = f"{words['away']}: {title}"
     # The most recently changed orders first: that is what a person looks for.
-    recent = sorted(by_order.values(), key=lambda changes: changes[-1].seq, reverse=True)
     lines = [
-        f"{order_heading(changes[-1], language)} – {'; '.join(_order_lines(changes, language))}"
-        for changes in recent[:SUMMARY_ORDERS]
+        f"{order_heading(order.latest, language)} – {'; '.join(_order_lines(order, language))}"
+        for order in recent[:SUMMARY_ORDERS]
     ]
-    if len(recent) > SUMMARY_ORDERS:
-        lines.append(words["more"].format(n=len(recent) - SUMMARY_ORDERS))
+    more = digest.order_count - SUMMARY_ORDERS
+    if more > 0:
+        lines.append(words["more_1"] if more == 1 else words["more_n"].format(n=more))
     return Notification(title, "\n".join(lines))
 
 
 def notification_for(
-    events: Sequence[EventHeader], language: Language = "da", *, catch_up: bool = False
+    changes: Sequence[EventHeader] | Digest, language: Language = "da", *, catch_up: bool = False
 ) -> Notification:
     """The one notification for a batch of changes (never empty)."""
-    if not events:
+    digest = changes if isinstance(changes, Digest) else Digest(changes)
+    if not digest:
         raise ValueError("a notification needs at least one change")
-    return summary(events, language, catch_up=catch_up)
+    return summary(digest, language, catch_up=catch_up)

@@ -64,7 +64,8 @@ def write(
     caseworker: str | None,
     at: datetime,
 ) -> None:
-    """Write accesses to the log (inside a write transaction)."""
+    """Write accesses to the log (inside a write transaction): one row per person, action
+    and placement per command, however often the command read the same row."""
     conn.executemany(
         "INSERT INTO access_log (at, person, organisation, caseworker, action, order_id,"
         " placement_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -78,7 +79,7 @@ def write(
                 a.order_id,
                 a.placement_id,
             )
-            for a in accesses
+            for a in dict.fromkeys(accesses)
         ],
     )
 

@@ -10,9 +10,10 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from shared.events import Cursor
 from shared.models import (
     Cpr,
     JobType,
@@ -25,6 +26,21 @@ from shared.models import (
 
 Id = Annotated[int, Field(ge=1)]
 Note = Annotated[str, Field(max_length=2000)]
+
+
+def _cursor(value: object) -> str:
+    if isinstance(value, int | str):
+        try:
+            return str(Cursor.parse(value))
+        except ValueError:
+            pass
+    raise PydanticCustomError(
+        "cursor", "not a cursor: give the `cursor` of the last event read (or 0 for all)"
+    )
+
+
+#: A cursor into the event log: ``<epoch>:<seq>``, or a bare seq (the older format).
+Since = Annotated[str, BeforeValidator(_cursor)]
 
 
 class CommandKind(StrEnum):
@@ -109,7 +125,7 @@ class GetOrder(_Payload):
 
 
 class OrderChanges(_Payload):
-    since: Annotated[int, Field(ge=0)] = 0
+    since: Since = "0"
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
@@ -150,7 +166,7 @@ class ExpireOrders(_Payload):
 
 
 class Inbox(_Payload):
-    since: Annotated[int, Field(ge=0)] = 0
+    since: Since = "0"
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
     #: Only the headers (no order, no placement log): what a watcher such as the desktop
     #: notifier needs, and no read of anyone's personal data for the access log.

@@ -15,8 +15,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from shared.context import Context
-from shared.events import AUTHORITIES, EventHeader, EventType, PlacementChange
-from shared.models import JobOrder, Principal
+from shared.events import AUTHORITIES, Cursor, EventHeader, EventType, PlacementChange
+from shared.models import JobOrder, OrderStatus, Principal
+from shared.redaction import redact_cpr
 from shared.store.interface import Row, Tx
 
 
@@ -41,8 +42,14 @@ def record(
     event_type: EventType,
     *,
     placements: Iterable[PlacementChange] = (),
+    previous_status: OrderStatus | None = None,
 ) -> EventHeader:
-    """Append one event for ``order`` (as it is after the change) to the outbox."""
+    """Append one event for ``order`` (as it is after the change) to the outbox.
+
+    ``previous_status`` is the status before an ``order_status_changed``: the same as the
+    order's when only ``processing_by`` changed, which watchers do not take for a status
+    change.
+    """
     changes = list(placements)
     if event_type == EventType.PLACEMENT_LOG_UPDATED:
         audience = sorted(_placement_audience(ctx.conn, order))
@@ -61,7 +68,9 @@ def record(
         type=event_type,
         at=ctx.at.isoformat(),
         order_id=order.id,
-        title=order.title,
+        # The header goes onto Redis and desktops: a CPR someone typed into a title must
+        # not travel with it (the full order, for those entitled to it, stays as typed).
+        title=redact_cpr(order.title),
         status=order.status,
         version=order.version,
         processing_by=order.processing_by,
@@ -69,6 +78,8 @@ def record(
         by=str(ctx.who),
         audience=audience,
         placements=changes,
+        previous_status=previous_status if event_type == EventType.ORDER_STATUS_CHANGED else None,
+        epoch=current_epoch(ctx.conn),
     )
     ctx.conn.execute(
         "INSERT INTO events (seq, id, type, at, order_id, employer_cvr, header, order_doc,"
@@ -91,6 +102,72 @@ def record(
         [(organisation, seq) for organisation in audience],
     )
     return header
+
+
+def last_seq(conn: Tx) -> int:
+    """The highest seq ever given out (see :meth:`Tx.last_event_seq`)."""
+    return conn.last_event_seq()
+
+
+def epochs(conn: Tx) -> list[tuple[str, int]]:
+    """Every epoch of the log with its base seq, oldest first."""
+    return [
+        (str(row[0]), int(row[1]))
+        for row in conn.execute(
+            "SELECT epoch, base_seq FROM event_log_epochs ORDER BY base_seq, ordinal"
+        )
+    ]
+
+
+def current_epoch(conn: Tx) -> str:
+    """The identity of the event log as it is now."""
+    return epochs(conn)[-1][0]
+
+
+def head(conn: Tx) -> Cursor:
+    """The cursor after the newest event: where a reader starting from now begins."""
+    return Cursor(last_seq(conn), current_epoch(conn))
+
+
+def start_epoch(conn: Tx, at: str, *, replacing: str) -> str | None:
+    """Start a new epoch at the current end of the log, if ``replacing`` is still the
+    current one (so two workers that both noticed start one epoch, not two); returns it.
+
+    For a log that lost events readers had seen (a store restored from a backup): new
+    events reuse seqs those readers have handled, and only a new identity tells them so.
+    Workers check before they take their first job (``workers/relay.py``), so no event of
+    the new history is written under the old identity.
+    """
+    if current_epoch(conn) != replacing:
+        return None
+    epoch = uuid.uuid4().hex[:12]
+    # ``ordinal`` orders epochs that share a base seq (a log restored twice with no event
+    # in between); the write transaction keeps MAX + 1 free of races.
+    conn.execute(
+        "INSERT INTO event_log_epochs (epoch, base_seq, started_at, ordinal) VALUES"
+        " (?, ?, ?, (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM event_log_epochs))",
+        (epoch, last_seq(conn), at),
+    )
+    return epoch
+
+
+def resolve(conn: Tx, cursor: Cursor) -> int:
+    """The seq to read after for a reader's ``cursor``, never trusting a foreign one.
+
+    A cursor of this epoch is taken as it is, as is one in the old format (no epoch); one
+    of an earlier epoch of this log counts only up to where that epoch ended; one of an
+    unknown log (another store) counts for nothing: everything in this log is new to its
+    reader. No cursor counts beyond the log's end.
+    """
+    end = last_seq(conn)
+    if cursor.epoch is None:
+        return min(cursor.seq, end)
+    known = epochs(conn)
+    for (epoch, _), later in zip(known, [*known[1:], None], strict=True):
+        if epoch == cursor.epoch:
+            upto = end if later is None else later[1]
+            return min(cursor.seq, upto)
+    return 0
 
 
 def read(conn: Tx, who: Principal, since: int, limit: int, *, inbox: bool) -> list[Row]:

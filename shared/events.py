@@ -13,6 +13,8 @@ number, a name or a comment. The full event, masked for the reader, is read thro
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -35,6 +37,40 @@ def stream_key(prefix: str) -> str:
 
 #: Audience marker: every jobcentre and every a-kasse.
 AUTHORITIES = "authorities"
+
+#: A reader's cursor as text: ``<epoch>:<seq>``, the event log's identity and a position
+#: in it. A bare ``<seq>``, the format before the log had an identity, is still read.
+CURSOR_PATTERN = r"^(?:[0-9a-f]{1,32}:)?[0-9]{1,18}$"
+_CURSOR = re.compile(CURSOR_PATTERN)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in one event log: ``seq``, and the log's ``epoch`` (its identity).
+
+    A store restored from a backup, or a new store on the same Redis, numbers its events
+    again from a lower seq; the epoch tells a reader that its cursor belongs to another
+    log, so it is never taken at its word. ``epoch`` is ``None`` for a cursor in the old
+    format (a bare seq), which is trusted as before.
+    """
+
+    seq: int
+    epoch: str | None = None
+
+    @classmethod
+    def parse(cls, value: int | str) -> Cursor:
+        """Read a cursor: an int or ``"<seq>"`` (old format) or ``"<epoch>:<seq>"``."""
+        if isinstance(value, int):
+            if value < 0:
+                raise ValueError("a cursor is not negative")
+            return cls(value)
+        if not _CURSOR.match(value):
+            raise ValueError(f"not a cursor: {value!r}")
+        epoch, _, seq = value.rpartition(":")
+        return cls(int(seq), epoch or None)
+
+    def __str__(self) -> str:
+        return f"{self.epoch}:{self.seq}" if self.epoch else str(self.seq)
 
 
 class EventType(StrEnum):
@@ -81,6 +117,23 @@ class EventHeader(BaseModel):
     audience: list[str]
     #: For placement log updates: the placements registered or changed.
     placements: list[PlacementChange] = []
+    #: For ``order_status_changed``: the status before the change. Equal to ``status`` when
+    #: only ``processing_by`` changed (take/release, R3a); ``None`` in headers written
+    #: before this field existed.
+    previous_status: OrderStatus | None = None
+    #: The identity of the event log ``seq`` counts in (see :class:`Cursor`); empty in
+    #: headers written before the log had one.
+    epoch: str = ""
+
+    @property
+    def cursor(self) -> Cursor:
+        """This event's position: the cursor of a reader who has handled it."""
+        return Cursor(self.seq, self.epoch or None)
+
+    @property
+    def status_changed(self) -> bool:
+        """Whether this event changed the order's status (not only who processes it)."""
+        return self.type == EventType.ORDER_STATUS_CHANGED and self.previous_status != self.status
 
     def reaches(self, principal: str) -> bool:
         """Whether ``principal`` is entitled to this event (SPEC.md, "who may do what")."""

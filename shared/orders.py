@@ -97,7 +97,7 @@ def set_status(ctx: Context, order: JobOrder, status: OrderStatus) -> JobOrder:
         update={"status": status, "version": order.version + 1, "updated_at": ctx.at}
     )
     store.save_order(ctx.conn, updated)
-    eventlog.record(ctx, updated, EventType.ORDER_STATUS_CHANGED)
+    eventlog.record(ctx, updated, EventType.ORDER_STATUS_CHANGED, previous_status=order.status)
     return updated
 
 
@@ -154,7 +154,7 @@ def _processing(ctx: Context, command: TakeOrder | ReleaseOrder, take: bool) -> 
         update={"processing_by": processing_by, "version": order.version + 1, "updated_at": ctx.at}
     )
     store.save_order(ctx.conn, updated)
-    eventlog.record(ctx, updated, EventType.ORDER_STATUS_CHANGED)
+    eventlog.record(ctx, updated, EventType.ORDER_STATUS_CHANGED, previous_status=order.status)
     return view(updated, ctx.who)
 
 

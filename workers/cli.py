@@ -357,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("id", type=int)
         acting(p, _by_order_id(kind))
     p = orders.add_parser("changes", help="orders changed since a cursor")
-    p.add_argument("--since", type=int, default=0, metavar="CURSOR")
+    p.add_argument("--since", default="0", metavar="CURSOR")
     p.add_argument("--limit", type=int, default=100)
     acting(p, _order_changes)
 

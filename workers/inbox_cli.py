@@ -17,6 +17,7 @@ import redis
 
 from shared.commands import CommandKind
 from shared.errors import InvalidInput, Unavailable
+from shared.events import Cursor
 from shared.settings import Settings
 from workers.cli import Command, acting, emit
 
@@ -26,6 +27,16 @@ FOLLOW_BLOCK_MS = 5_000
 RECONNECT_MS = 1_000
 
 
+def _cursor(text: str) -> str:
+    """``--since``: a cursor as printed (``<epoch>:<seq>``) or a bare seq (older format)."""
+    try:
+        return str(Cursor.parse(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a cursor: give the `cursor` of the last event you read"
+        ) from None
+
+
 def _human_event(event: dict[str, Any]) -> str:
     return (
         f"#{event['seq']} {event['at']} {event['type']} jobordre {event['order_id']} "
@@ -33,12 +44,13 @@ def _human_event(event: dict[str, Any]) -> str:
     )
 
 
-def _pages(client: Any, since: int, limit: int) -> Iterator[dict[str, Any]]:
+def _pages(client: Any, since: str, limit: int) -> Iterator[dict[str, Any]]:
     """Every inbox event after ``since``, page by page."""
     while True:
         page = client.call(CommandKind.INBOX, {"since": since, "limit": limit})
         yield from page["events"]
-        if len(page["events"]) < limit:
+        # A page may end before ``limit`` when its events are large (bounded by size too).
+        if not page["events"]:
             return
         since = page["cursor"]
 
@@ -49,21 +61,24 @@ def _follow(args: argparse.Namespace, settings: Settings) -> int:
 
     client = Client(settings, args.principal)
     key = events_stream_key(settings)
-    cursor = args.since
+    cursor = Cursor.parse(args.since)
     stream_id = "$"
     while True:
         try:
             if stream_id == "$":
                 stream_id = latest_stream_id(client.redis, key)
-            for event in _pages(client, cursor, args.limit):
+            for event in _pages(client, str(cursor), args.limit):
                 line = json.dumps(event, ensure_ascii=False) if args.json else _human_event(event)
                 print(line, flush=True)
-                cursor = event["seq"]
-            # Wake on the first header meant for us; the inbox query is the truth.
+                cursor = Cursor.parse(event["cursor"])
+            # Wake on the first header meant for us (or of another log: the inbox then
+            # resolves the cursor); the inbox query is the truth.
             while True:
                 stream_id, headers = read_headers(client.redis, key, stream_id, FOLLOW_BLOCK_MS)
                 if not headers or any(
-                    h.seq > cursor and h.reaches(args.principal) for h in headers
+                    h.reaches(args.principal)
+                    and (h.seq > cursor.seq or (h.epoch or cursor.epoch) != cursor.epoch)
+                    for h in headers
                 ):
                     break
         except (redis.RedisError, Unavailable):
@@ -125,7 +140,7 @@ def _follow_command(kind: CommandKind) -> Callable[[argparse.Namespace], Command
 def add_commands(commands: Any) -> None:
     """Add ``inbox``, ``follow``, ``unfollow``, ``following`` and ``expire``."""
     p = commands.add_parser("inbox", help="the events your organisation receives (R1–R4, S6)")
-    p.add_argument("--since", type=int, default=0, metavar="CURSOR")
+    p.add_argument("--since", type=_cursor, default="0", metavar="CURSOR")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--follow", action="store_true", help="keep printing events as they happen")
     acting(p, lambda a: (CommandKind.INBOX, {}))

@@ -3,6 +3,13 @@
 At-least-once: a header is pushed, then its event is marked pushed. A crash in between
 pushes it again later with the same ``id`` and ``seq`` (readers deduplicate by ``seq``); a
 crash before the push leaves it in the outbox for the next sweep. Nothing is dropped.
+
+Beside the stream the relay keeps ``<prefix>:events:published``: the event log's epoch and
+the highest seq pushed from it. A store whose log ends below what this Redis has published
+of the same epoch has lost events readers may have seen (it was restored from a backup, or
+lost its last commits): its relay starts a new epoch at its first flush, so readers' cursors
+of the old one are resolved to where the two logs part (``shared.eventlog.resolve``) and
+no new event is taken for one already seen.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import redis
 
 from shared import eventlog
 from shared.events import EVENTS_STREAM_MAXLEN, EventHeader, parse_entry, stream_key
+from shared.foundation import utc_now
 from shared.settings import Settings
 from shared.store import Store
 
@@ -22,6 +30,21 @@ logger = logging.getLogger("jobordre.relay")
 
 #: Events pushed per Redis round trip.
 RELAY_BATCH = 500
+
+#: Raises the published seq of an epoch, or starts it afresh for another epoch.
+_PUBLISH = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
+if epoch ~= ARGV[1] or seq < tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', ARGV[2])
+end
+return 1
+"""
+
+
+def published_key(settings: Settings) -> str:
+    """The Redis hash of the epoch and highest seq the relays have published."""
+    return f"{events_stream_key(settings)}:published"
 
 
 def events_stream_key(settings: Settings) -> str:
@@ -36,8 +59,11 @@ class Relay:
         self.store = store
         self.client = client
         self.key = events_stream_key(settings)
+        self.published = published_key(settings)
+        self._publish = client.register_script(_PUBLISH)
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._identity_checked = False
 
     def nudge(self) -> None:
         """Ask the sweeping thread to flush now (after a commit).
@@ -52,9 +78,13 @@ class Relay:
         pushed = 0
         # One flusher per process at a time: concurrent ones would only push duplicates.
         with self._lock:
+            if not self._identity_checked:
+                self.check_identity()
+                self._identity_checked = True
             while True:
                 with self.store.read() as conn:
                     batch = eventlog.unpushed(conn, RELAY_BATCH)
+                    epoch = eventlog.current_epoch(conn)
                 if not batch:
                     return pushed
                 pipe = self.client.pipeline(transaction=False)
@@ -62,10 +92,45 @@ class Relay:
                     pipe.xadd(
                         self.key, {"event": header}, maxlen=EVENTS_STREAM_MAXLEN, approximate=True
                     )
+                # Headers of an earlier epoch still waiting are published under it; the
+                # marker follows the log's current epoch only.
+                self._publish(
+                    keys=[self.published], args=[epoch, max(seq for seq, _ in batch)], client=pipe
+                )
                 pipe.execute()
                 with self.store.write() as conn:
                     eventlog.mark_pushed(conn, [seq for seq, _ in batch])
                 pushed += len(batch)
+
+    def check_identity(self) -> str | None:
+        """Start a new epoch if this Redis has published more of the store's current epoch
+        than the store holds (see the module's docstring); returns the new epoch, if any.
+
+        Workers call it before they take their first job, so that no event of the restored
+        store's new history is written under the old identity; the first flush checks
+        again, for a worker that could not reach Redis then.
+        """
+        mark: Any = self.client.hgetall(self.published)
+        if not mark or b"epoch" not in mark:
+            return None
+        epoch, seq = mark[b"epoch"].decode(), int(mark.get(b"seq", b"0"))
+        with self.store.read() as conn:
+            behind = eventlog.current_epoch(conn) == epoch and eventlog.last_seq(conn) < seq
+        if not behind:
+            return None
+        with self.store.write() as conn:
+            started = eventlog.start_epoch(conn, utc_now().isoformat(), replacing=epoch)
+            end = eventlog.last_seq(conn)
+        if started is not None:
+            logger.warning(
+                "the store's event log ends at event %d, but this Redis has published up to "
+                "event %d of it: the store was restored or lost its last commits. New "
+                "events start log epoch %s, so readers are not misled by their cursors",
+                end,
+                seq,
+                started,
+            )
+        return started
 
     def sweep_forever(self, interval_ms: int, stop: threading.Event) -> None:
         """Flush when nudged, and every ``interval_ms`` anyway, until ``stop`` is set.

@@ -72,6 +72,12 @@ def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
         relay=Relay(store, client, settings),
     )
     declare_actors(broker, runtime)
+    try:
+        # Before the first job: a store restored from a backup gets a new log identity
+        # before it writes an event (workers/relay.py).
+        runtime.relay.check_identity()
+    except redis.RedisError:
+        logger.warning("cannot check the event log against Redis yet; the relay will")
     _background(runtime.relay.sweep_forever, settings.relay_interval_ms, name="relay")
     _background(request_expiry_forever, settings, url, system_key(store), name="expiry")
     # Job timing, heartbeats, fast recovery of dead workers' messages, dead-letter

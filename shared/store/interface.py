@@ -8,7 +8,8 @@ id``, ISO-8601 text for times. What the engines do differently is a method here:
   (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction-level advisory lock), so a
   command, its events, access-log rows and ledger row commit together or not at all, and
   event ``seq`` grows in commit order.
-* :meth:`Tx.next_event_seq` - the outbox's next ``seq`` inside that transaction.
+* :meth:`Tx.next_event_seq` - the outbox's next ``seq`` inside that transaction, and
+  :meth:`Tx.last_event_seq` - the highest one given out (the event log's end).
 * :meth:`Tx.search_ids` - full-text search (FTS5 or tsvector), same semantics.
 * :meth:`Store.migrate` - the engine's numbered migrations, safe when several start at once.
 """
@@ -27,6 +28,7 @@ TABLES = (
     "placement_log",
     "events",
     "event_audience",
+    "event_log_epochs",
     "signing_keys",
     "access_log",
     "foundation_secrets",
@@ -88,6 +90,10 @@ class Tx(ABC):
     @abstractmethod
     def next_event_seq(self) -> int:
         """The ``seq`` the next event gets; only inside :meth:`Store.write`."""
+
+    @abstractmethod
+    def last_event_seq(self) -> int:
+        """The highest ``seq`` given out so far (0 for an empty log): the log's end."""
 
     @abstractmethod
     def search_ids(

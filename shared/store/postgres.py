@@ -184,7 +184,11 @@ class PostgresTx(Tx):
 
     def next_event_seq(self) -> int:
         """``MAX(seq) + 1``: the write lock keeps every other writer out until COMMIT."""
-        row = self.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events").fetchone()
+        return self.last_event_seq() + 1
+
+    def last_event_seq(self) -> int:
+        """``MAX(seq)``: events are never deleted, so it is the highest seq given out."""
+        row = self.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
         return int(row[0])
 
     def search_ids(

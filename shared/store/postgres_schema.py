@@ -187,6 +187,21 @@ CREATE TABLE IF NOT EXISTS reads (
 CREATE INDEX IF NOT EXISTS reads_by_time ON reads (at);
 """
 
+#: v6: the event log's epochs (see :mod:`.sqlite_schema`'s v6): the store's first epoch,
+#: a random 12-hex-digit identity, starts now at seq 0.
+_V6_EVENT_LOG_EPOCHS = """
+CREATE TABLE IF NOT EXISTS event_log_epochs (
+    epoch TEXT PRIMARY KEY,
+    base_seq BIGINT NOT NULL,
+    started_at TEXT NOT NULL,
+    ordinal INTEGER NOT NULL UNIQUE
+);
+INSERT INTO event_log_epochs (epoch, base_seq, started_at, ordinal)
+    SELECT substr(md5(random()::text || clock_timestamp()::text), 1, 12), 0,
+        to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"'), 1
+    WHERE NOT EXISTS (SELECT 1 FROM event_log_epochs);
+"""
+
 
 #: Migrations in order; migration i brings the store to version i + 1 (v3: the search
 #: index of :mod:`shared.store.postgres_search`).
@@ -196,6 +211,7 @@ MIGRATIONS: list[str] = [
     postgres_search.CREATE_INDEX_SQL,
     _V4_NOTHING,
     _V5_LEDGER_PER_ORGANISATION,
+    _V6_EVENT_LOG_EPOCHS,
 ]
 
 

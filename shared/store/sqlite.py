@@ -58,8 +58,12 @@ class SqliteTx(Tx):
 
     def next_event_seq(self) -> int:
         """AUTOINCREMENT's last value + 1: inside ``BEGIN IMMEDIATE`` no one else takes it."""
+        return self.last_event_seq() + 1
+
+    def last_event_seq(self) -> int:
+        """AUTOINCREMENT's last value: it never hands one out twice."""
         last = self.raw.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        return (int(last[0]) if last else 0) + 1
+        return int(last[0]) if last else 0
 
     def search_ids(
         self, *, words: list[str], filters: dict[str, str], limit: int, offset: int

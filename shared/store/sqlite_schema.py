@@ -251,6 +251,27 @@ def _v5_ledger_per_organisation(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v6_event_log_epochs(db: sqlite_utils.Database) -> None:
+    # The event log's identity (shared/events.py, Cursor): an epoch starts when the store
+    # is created, and again when the relay finds the log behind what it had published (a
+    # store restored from a backup). base_seq is the last seq the epoch shares with the one
+    # before it; a reader's cursor from that one is resolved to at most it. ordinal orders
+    # the epochs (1, 2, ...), also those that share a base seq.
+    db.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS event_log_epochs (
+            epoch TEXT PRIMARY KEY,
+            base_seq INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            ordinal INTEGER NOT NULL UNIQUE
+        );
+        INSERT INTO event_log_epochs (epoch, base_seq, started_at, ordinal)
+            SELECT lower(hex(randomblob(6))), 0, strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'), 1
+            WHERE NOT EXISTS (SELECT 1 FROM event_log_epochs);
+        """
+    )
+
+
 #: Migrations in order; migration i brings the store to ``user_version`` i + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_core,
@@ -258,6 +279,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v3_search,
     _v4_search_rebuild,
     _v5_ledger_per_organisation,
+    _v6_event_log_epochs,
 ]
 
 #: The schema version this code expects.

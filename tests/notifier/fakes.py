@@ -8,12 +8,12 @@ without sockets.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from notifier.backend import DeliveryFailed
 from notifier.source import STREAM_START
 from shared.errors import Unavailable
-from shared.events import AUTHORITIES, EventHeader, EventType, PlacementChange
+from shared.events import AUTHORITIES, Cursor, EventHeader, EventType, PlacementChange
 from shared.models import OrderStatus, PlacementStatus
 
 ME = "jobcentre:751"
@@ -30,8 +30,15 @@ def event(
     cvr: str = CVR,
     audience: tuple[str, ...] = (AUTHORITIES,),
     placements: tuple[PlacementChange, ...] = (),
+    by: str = "system",
+    previous_status: OrderStatus | Literal["other"] | None = "other",
 ) -> EventHeader:
-    """One event header with sensible defaults."""
+    """One event header with sensible defaults: by default the system inactivated order 42
+    because its referrals reached the maximum (R3b). A status change comes from another
+    status unless ``previous_status`` says otherwise (``None``: a header from before the
+    field existed)."""
+    if previous_status == "other":
+        previous_status = next(s for s in OrderStatus if s != status)
     return EventHeader(
         id=f"e{seq}",
         seq=seq,
@@ -43,9 +50,10 @@ def event(
         version=seq,
         processing_by=[],
         employer_cvr=cvr,
-        by="employer:" + cvr,
+        by=by,
         audience=list(audience),
         placements=list(placements),
+        previous_status=previous_status if type == EventType.ORDER_STATUS_CHANGED else None,
     )
 
 
@@ -82,10 +90,16 @@ def placed(
 
 @dataclass
 class FakeFoundation:
-    """The workers' ``following`` and ``inbox`` queries over an in-memory event log."""
+    """The workers' ``following`` and ``inbox`` queries over an in-memory event log.
+
+    The log has epochs like the real one (``shared/eventlog.py``): :meth:`restore` goes
+    back to a backup and starts a new epoch, :meth:`new_store` starts a log of its own.
+    """
 
     principal: str = ME
     events: list[EventHeader] = field(default_factory=list)
+    #: (epoch, base seq) of every epoch of this log, oldest first.
+    epochs: list[tuple[str, int]] = field(default_factory=lambda: [("e1", 0)])
     follows: dict[str, Any] = field(
         default_factory=lambda: {
             "orders": [42],
@@ -96,27 +110,69 @@ class FakeFoundation:
     )
     down: bool = False
     inbox_calls: list[int] = field(default_factory=list)
+    #: How many events the inbox listed, in all.
+    listed: int = 0
 
-    def commit(self, *events: EventHeader) -> None:
-        self.events.extend(events)
+    @property
+    def epoch(self) -> str:
+        return self.epochs[-1][0]
+
+    @property
+    def last_seq(self) -> int:
+        return max((e.seq for e in self.events), default=self.epochs[-1][1])
+
+    def commit(self, *events: EventHeader) -> list[EventHeader]:
+        """Append events, stamped with the log's current epoch; returns them stamped."""
+        stamped = [e.model_copy(update={"epoch": self.epoch}) for e in events]
+        self.events.extend(stamped)
+        return stamped
+
+    def restore(self, upto: int) -> None:
+        """The store is restored from a backup that ends at event ``upto``; its relay
+        then starts a new epoch."""
+        self.events = [e for e in self.events if e.seq <= upto]
+        self.epochs.append((f"e{len(self.epochs) + 1}", upto))
+
+    def new_store(self) -> None:
+        """A new, empty store on the same Redis: a log of its own."""
+        self.events = []
+        self.epochs = [("ab", 0)]
+
+    def resolve(self, since: str) -> int:
+        cursor = Cursor.parse(since)
+        if cursor.epoch is None:
+            return min(cursor.seq, self.last_seq)
+        ends = [base for _, base in self.epochs[1:]] + [self.last_seq]
+        for (epoch, _), end in zip(self.epochs, ends, strict=True):
+            if epoch == cursor.epoch:
+                return min(cursor.seq, end)
+        return 0
 
     def following(self, caseworker: str) -> dict[str, Any]:
         if self.down:
             raise Unavailable("the foundation is down (fake)")
         return {"caseworker": caseworker, **self.follows}
 
-    def inbox(self, since: int, limit: int) -> dict[str, Any]:
+    def inbox(self, since: str, limit: int) -> dict[str, Any]:
         if self.down:
             raise Unavailable("the foundation is down (fake)")
-        self.inbox_calls.append(since)
-        mine = [e for e in self.events if e.seq > since and e.reaches(self.principal)][:limit]
+        self.inbox_calls.append(Cursor.parse(since).seq)
+        after = self.resolve(since)
+        mine = [e for e in self.events if e.seq > after and e.reaches(self.principal)][:limit]
+        self.listed += len(mine)
         # Like the real inbox: the header without its audience, plus the order.
         return {
             "events": [
-                {**e.model_dump(mode="json", exclude={"audience"}), "order": {"id": e.order_id}}
+                {
+                    **e.model_dump(mode="json", exclude={"audience"}),
+                    "cursor": str(e.cursor),
+                    "order": {"id": e.order_id},
+                }
                 for e in mine
             ],
-            "cursor": mine[-1].seq if mine else since,
+            "cursor": str(mine[-1].cursor if mine else Cursor(after, self.epoch)),
+            "from_seq": after,
+            "head": str(Cursor(self.last_seq, self.epoch)),
         }
 
 
@@ -145,14 +201,18 @@ class FakeStream:
         self.entries = []
         self.epoch = 0
 
-    def tail(self) -> tuple[str, int | None]:
+    def tail(self) -> tuple[str, int | None, str | None]:
         if self.down:
             raise Unavailable("redis is down (fake)")
         if not self.entries:
-            return STREAM_START, None
-        return self.entries[-1][0], max(header.seq for _, header in self.entries)
+            return STREAM_START, None, None
+        epoch = self.entries[-1][1].epoch
+        newest = [header.seq for _, header in self.entries[-100:] if header.epoch == epoch]
+        return self.entries[-1][0], max(newest), epoch or None
 
-    def headers_after(self, since: int, upto: int, upto_id: str) -> list[EventHeader] | None:
+    def headers_after(
+        self, since: int, upto: int, upto_id: str, epoch: str | None
+    ) -> list[EventHeader] | None:
         if self.down:
             raise Unavailable("redis is down (fake)")
         self.scans += 1
@@ -160,7 +220,9 @@ class FakeStream:
         found = {
             header.seq: header
             for entry_id, header in self.entries
-            if _key(entry_id) <= upto_key and since < header.seq <= upto
+            if _key(entry_id) <= upto_key
+            and since < header.seq <= upto
+            and header.epoch == (epoch or "")
         }
         if set(found) != set(range(since + 1, upto + 1)):
             return None

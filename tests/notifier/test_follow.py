@@ -6,6 +6,7 @@ import pytest
 
 from notifier.follow import Follows
 from shared.events import EventType
+from shared.models import OrderStatus
 from tests.notifier.fakes import CVR, ME, event, placed
 
 OTHER_CVR = "25313763"
@@ -26,6 +27,18 @@ def follows(**result) -> Follows:
             event(1, 42, type=EventType.ORDER_UPDATED),
             False,
             id="field-edit-is-not-notified",
+        ),
+        pytest.param(
+            {"orders": [42]},
+            event(1, 42, status=OrderStatus.PROCESSING, previous_status=OrderStatus.PROCESSING),
+            False,
+            id="take-or-release-is-not-a-status-change",
+        ),
+        pytest.param(
+            {"orders": [42]},
+            event(1, 42, status=OrderStatus.PROCESSING, previous_status=None),
+            True,
+            id="a-header-from-before-previous-status-counts-as-a-status-change",
         ),
         pytest.param({"employers": [CVR]}, event(1, 77), True, id="followed-employer"),
         pytest.param(

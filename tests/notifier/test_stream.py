@@ -46,17 +46,36 @@ def push(server: RedisServer, *headers: EventHeader) -> None:
 def test_tail_and_read(private_redis: RedisServer) -> None:
     stream = RedisEventStream(private_redis.url, PREFIX)
     try:
-        assert stream.tail() == (STREAM_START, None)
+        assert stream.tail() == (STREAM_START, None, None)
         assert stream.read(STREAM_START, 1) == []
         push(private_redis, event(1), event(2))
         private_redis.client().xadd(stream_key(PREFIX), {"something": "else"})
         entries = stream.read(STREAM_START, 1)
         assert [header.seq if header else None for _, header in entries] == [1, 2, None]
         push(private_redis, event(1))  # an old header pushed again
-        tail_id, tail_seq = stream.tail()
+        tail_id, tail_seq, tail_epoch = stream.tail()
         assert tail_id == stream.read(entries[-1][0], 1)[0][0]
         assert tail_seq == 2  # the highest seq, not the last entry's
+        assert tail_epoch is None  # headers from before the log had an identity
         assert [e for e, _ in stream.read(entries[1][0], 1)] == [entries[2][0], tail_id]
+    finally:
+        stream.close()
+
+
+def test_the_tail_and_the_read_back_keep_to_the_newest_headers_log(
+    private_redis: RedisServer,
+) -> None:
+    old = [event(seq).model_copy(update={"epoch": "e1"}) for seq in range(1, 11)]
+    new = [event(seq).model_copy(update={"epoch": "e2"}) for seq in (7, 8)]
+    push(private_redis, *old, *new)  # a store restored to event 6 began epoch e2
+    stream = RedisEventStream(private_redis.url, PREFIX)
+    try:
+        tail_id, tail_seq, tail_epoch = stream.tail()
+        assert (tail_seq, tail_epoch) == (8, "e2")
+        headers = stream.headers_after(6, 8, tail_id, "e2")
+        assert headers is not None
+        assert [(h.seq, h.epoch) for h in headers] == [(7, "e2"), (8, "e2")]
+        assert stream.headers_after(0, 8, tail_id, "e2") is None  # 1-6 were of e1
     finally:
         stream.close()
 
@@ -83,9 +102,9 @@ def test_headers_after_reads_back_until_every_seq_is_found(
     push(private_redis, *[event(seq) for seq in pushed])
     stream = RedisEventStream(private_redis.url, PREFIX)
     try:
-        tail_id, tail_seq = stream.tail()
+        tail_id, tail_seq, tail_epoch = stream.tail()
         assert tail_seq == max(pushed)
-        headers = stream.headers_after(since, max(pushed), tail_id)
+        headers = stream.headers_after(since, max(pushed), tail_id, tail_epoch)
     finally:
         stream.close()
     assert (None if headers is None else [h.seq for h in headers]) == expected
@@ -103,7 +122,7 @@ def test_a_restarted_redis_raises_unavailable_then_works_again(
             stream.read(STREAM_START, 1)
         restarted = start_redis(tmp_path / "redis", private_redis.port)
         try:
-            assert stream.tail() == (STREAM_START, None)  # a fresh, empty stream
+            assert stream.tail() == (STREAM_START, None, None)  # a fresh, empty stream
         finally:
             restarted.stop()
     finally:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.texts import SUMMARY_ORDERS, notification_for, organisation_name
+from notifier.texts import SUMMARY_ORDERS, Language, notification_for, organisation_name
 from shared.events import EventType
 from shared.models import OrderStatus, PlacementStatus
-from tests.notifier.fakes import event, placed
+from tests.notifier.fakes import CVR, event, placed
 
 
 @pytest.mark.parametrize(
@@ -18,7 +18,7 @@ from tests.notifier.fakes import event, placed
             OrderStatus.INACTIVATED,
             "Inaktiveret – tilstrækkelige henvisninger",
             "Inactivated – enough referrals",
-            id="inactivated",
+            id="inactivated-by-the-system-on-enough-referrals",
         ),
         pytest.param(
             OrderStatus.CLOSED_FILLED,
@@ -127,6 +127,41 @@ def test_a_summary_lists_the_most_recent_orders_and_counts_the_rest() -> None:
     assert lines[1].startswith(f"Jobordre {100 + orders}: Job {orders} – ")
     assert len(lines) == SUMMARY_ORDERS + 1
     assert lines[-1] == "og 2 andre jobordrer"
+
+
+@pytest.mark.parametrize(
+    ("language", "last_line"),
+    [
+        pytest.param("da", "og 1 anden jobordre", id="da"),
+        pytest.param("en", "and 1 more job order", id="en"),
+    ],
+)
+def test_one_order_beyond_the_summary_is_counted_in_the_singular(
+    language: Language, last_line: str
+) -> None:
+    orders = SUMMARY_ORDERS + 1
+    changes = [event(seq, 100 + seq) for seq in range(1, orders + 1)]
+    assert notification_for(changes, language).body.splitlines()[-1] == last_line
+
+
+@pytest.mark.parametrize(
+    ("by", "language", "body"),
+    [
+        pytest.param("jobcentre:101", "da", "Ny status: Inaktiveret", id="jobcentre-da"),
+        pytest.param(f"employer:{CVR}", "en", "New status: Inactivated", id="employer-en"),
+    ],
+)
+def test_an_order_inactivated_by_hand_gives_no_reason_nobody_gave(
+    by: str, language: Language, body: str
+) -> None:
+    notification = notification_for([event(1, status=OrderStatus.INACTIVATED, by=by)], language)
+    assert notification.body == body
+
+
+def test_take_and_release_among_other_changes_add_no_status_line() -> None:
+    take = event(2, status=OrderStatus.PROCESSING, previous_status=OrderStatus.PROCESSING)
+    notification = notification_for([placed(1), take])
+    assert notification.body == "Formidlingslog opdateret: 1 ny formidling fra Jobcenter Aarhus"
 
 
 def test_a_catch_up_summary_says_so_even_for_one_change() -> None:

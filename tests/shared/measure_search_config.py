@@ -94,9 +94,11 @@ def main() -> None:
         target = open_url(url)
         copy_store(sqlite, target)
         target.close()
-        rows = sqlite.connection().execute(
-            "SELECT id, title, occupation, description FROM orders"
-        ).fetchall()
+        rows = (
+            sqlite.connection()
+            .execute("SELECT id, title, occupation, description FROM orders")
+            .fetchall()
+        )
         results: dict[str, Any] = {}
         totals: dict[str, list[int]] = {name: [0, 0, 0] for name in ["sqlite", *CANDIDATES]}
         with psycopg.connect(url, autocommit=True) as conn:

@@ -41,3 +41,61 @@ def test_the_formatter_redacts_messages_and_tracebacks() -> None:
         record.exc_info = sys.exc_info()
     line = RedactingFormatter("%(message)s").format(record)
     assert CPR_1 not in line and "ValueError" in line
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("010190 1234", id="space"),
+        pytest.param("010190\u20131234", id="en-dash"),
+        pytest.param("010190\u20141234", id="em-dash"),
+        pytest.param("010190\u00a01234", id="no-break-space"),
+    ],
+)
+def test_cpr_numbers_written_with_other_separators_are_blanked(text: str) -> None:
+    assert redact_cpr(f"spørg {text} om") == "spørg ********** om"
+
+
+class _Message:
+    """Shaped like a Dramatiq message: its text is the actor call with every argument."""
+
+    message_id = "5f0c"
+    actor_name = "register_order"
+    args = ('{"contact": {"name": "Karen Jensen", "phone": "+4529292929"}}',)
+
+    def __str__(self) -> str:
+        return f"{self.actor_name}({self.args[0]!r})"
+
+
+def test_a_message_logged_as_an_argument_is_named_not_printed() -> None:
+    record = logging.LogRecord(
+        "dramatiq.worker.WorkerThread",
+        logging.ERROR,
+        __file__,
+        1,
+        "Failed to process message %s with unhandled exception.",
+        (_Message(),),
+        None,
+    )
+    line = RedactingFormatter("%(message)s").format(record)
+    assert line == "Failed to process message register_order[5f0c] with unhandled exception."
+
+
+def test_pydantic_input_values_are_cut_from_tracebacks() -> None:
+    from pydantic import BaseModel, ValidationError
+
+    class Contact(BaseModel):
+        phone: int
+
+    # Kept out of the line that raises: tracebacks quote source lines.
+    given = {"phone": "ring til " + "Karen Jensen"}
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), None)
+    try:
+        Contact.model_validate(given)
+    except ValidationError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    line = RedactingFormatter("%(message)s").format(record)
+    assert "Karen Jensen" not in line
+    assert "ValidationError" in line and "input_value=<withheld>" in line

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from shared import search, store
+from shared.errors import InvalidInput
 from shared.generator import Generator, load_orders
 from shared.models import Occupation, OrderStatus
 from shared.store import sqlite_search
@@ -33,9 +34,7 @@ def tokens(text: str) -> list[str]:
     return re.findall(r"[^\W_]+", fold(text))
 
 
-def reference(
-    conn: store.Tx, text: str | None, filters: dict[str, str]
-) -> list[store.Row]:
+def reference(conn: store.Tx, text: str | None, filters: dict[str, str]) -> list[store.Row]:
     """Every order matching, decided in Python row by row: each word a prefix of a token."""
     words = tokens(text or "")
     found = []
@@ -266,3 +265,36 @@ def test_a_store_with_an_index_of_an_earlier_shape_is_rebuilt(tmp_path: Path) ->
         assert (total, [order.id for order in page]) == (1, [1])
     finally:
         migrated.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        pytest.param("a b c d", "at least 2 letters", id="one-letter-words"),
+        pytest.param("tømrer x", "drop or lengthen 'x'", id="one-short-word-among-others"),
+        pytest.param("a-kasse", "search 'kasse'", id="a-one-letter-part-of-a-compound"),
+        pytest.param(
+            " ".join(f"ord{i}" for i in range(search.MAX_WORDS + 1)),
+            f"at most {search.MAX_WORDS} words",
+            id="too-many-words",
+        ),
+    ],
+)
+def test_a_query_that_would_cost_hundreds_of_normal_ones_is_refused(
+    loaded: store.Tx, text: str, says: str
+) -> None:
+    with pytest.raises(InvalidInput, match=says) as refused:
+        search.search_ids(loaded, text=text, filters={}, limit=20, offset=0)
+    assert refused.value.field == "text"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("du", id="two-letters"),
+        pytest.param(" ".join(["tømrer"] * search.MAX_WORDS), id="the-most-words"),
+        pytest.param("", id="no-text"),
+    ],
+)
+def test_queries_within_the_bounds_are_answered(loaded: store.Tx, text: str) -> None:
+    search.search_ids(loaded, text=text, filters={}, limit=20, offset=0)

@@ -202,18 +202,26 @@ class TestPlacementLogs:
         ]
         # KBH placed first, so it also receives the a-kasse's placement and the interview.
         assert len(kbh_logs) == 3 and len(akasse_logs) == 2
-        last_kbh, last_akasse = kbh_logs[-1]["log"], akasse_logs[-1]["log"]
-        assert {p["id"]: p["cpr"] for p in last_kbh["placements"]} == {
-            mine["id"]: CPR_1,
-            theirs["id"]: None,
-        }
-        assert {p["id"]: p["cpr"] for p in last_akasse["placements"]} == {
-            mine["id"]: None,
-            theirs["id"]: CPR_2,
-        }
-        assert [p["status"] for p in last_akasse["placements"]] == ["placed", "interview"]
-        # Each event carries the log as it stood then: the first KBH event has one row.
-        assert [p["id"] for p in kbh_logs[0]["log"]["placements"]] == [mine["id"]]
+        # Each event carries its change, masked for the reader: the placement as it stood
+        # then and the log entry of the change.
+        assert [
+            [(p["id"], p["cpr"], p["status"]) for p in e["log"]["placements"]] for e in kbh_logs
+        ] == [
+            [(mine["id"], CPR_1, "placed")],
+            [(theirs["id"], None, "placed")],
+            [(theirs["id"], None, "interview")],
+        ]
+        assert [
+            [(p["id"], p["cpr"], p["status"]) for p in e["log"]["placements"]] for e in akasse_logs
+        ] == [[(theirs["id"], CPR_2, "placed")], [(theirs["id"], CPR_2, "interview")]]
+        assert [entry["to_status"] for e in akasse_logs for entry in e["log"]["entries"]] == [
+            "placed",
+            "interview",
+        ]
+        # The whole log is one query away.
+        assert all(
+            e["full_log"] == {"command": "placement log", "order_id": order["id"]} for e in kbh_logs
+        )
         # Employers receive their order's log without any CPR.
         employer_logs = [
             e

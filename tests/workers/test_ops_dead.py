@@ -1,7 +1,7 @@
 """Dead letters end to end: a poison message is kept, shown, fixed, retried and applied once.
 
 Runs the installed ``jobordre`` against a real redis-server and a real worker process; the
-store-only parts (purge, the all-or-nothing retry) run on a real SQLite file.
+store-only parts (purge, retrying what can be retried) run on a real SQLite file.
 """
 
 from __future__ import annotations
@@ -19,11 +19,20 @@ from shared import keys, store
 from shared.commands import CommandKind
 from shared.envelope import decode_envelope, new_envelope
 from shared.errors import InvalidInput, NotFound, Unavailable
+from shared.settings import Settings
 from shared.signing import SigningKey, verify
 from shared.store import SqliteStore as Store
 from tests.conftest import System, wait_until
 from tests.factories import CPR_1, order_doc
-from workers.ops.deadletters import parse_duration, purge, retry_letters
+from workers.ops import deadletters
+from workers.ops.deadletters import (
+    RETENTION_OPERATOR,
+    operator_name,
+    parse_duration,
+    purge,
+    purge_ids,
+    retry_letters,
+)
 
 JOBCENTRE = "jobcentre:101"
 
@@ -185,12 +194,23 @@ class TestPoisonMessage:
             pytest.param(("dead", "retry", "--all", "--by", "al ice"), 2, id="bad-operator"),
             pytest.param(("dead", "show", "999999"), 4, id="show-unknown-id"),
             pytest.param(("dead", "purge", "--older-than", "soon"), 2, id="bad-duration"),
+            pytest.param(("dead", "purge", "--by", "alice"), 2, id="purge-neither-ids-nor-age"),
+            pytest.param(
+                ("dead", "purge", "1", "--older-than", "9d"), 2, id="purge-both-ids-and-age"
+            ),
+            pytest.param(("dead", "purge", "999999", "--by", "alice"), 4, id="purge-unknown-id"),
         ],
     )
     def test_mistakes_are_named(self, system: System, args: tuple[str, ...], code: int) -> None:
         result = system.cli(*args, "--json")
         assert result.code == code, result.out + result.err
-        assert json.loads(result.out)["error"]["code"] in ("not_found", "validation_error")
+        document = json.loads(result.out)
+        codes = (
+            [document["error"]["code"]]
+            if "error" in document
+            else [s["code"] for s in document["skipped"]]  # named letters not retried
+        )
+        assert codes and set(codes) <= {"not_found", "validation_error"}
 
 
 # --- the store side, on a real SQLite file ------------------------------------------------
@@ -252,34 +272,133 @@ def test_purge_deletes_only_older_letters_and_records_who(fresh: Store) -> None:
     assert (row["operator"], row["action"], row["count"]) == ("carol", "purge", 2)
 
 
-def test_retry_is_all_or_nothing(fresh: Store) -> None:
+def _garbage(conn: sqlite3.Connection, *, kind: str | None, original: str) -> int:
+    return store.record_dead_letter(
+        conn,
+        at=NOW,
+        source="undecodable",
+        code="validation_error",
+        reason="not a command",
+        message=original,
+        command_id=None,
+        kind=kind,
+        original=original,
+    )
+
+
+def test_retry_retries_what_it_can_and_reports_each_other_letter_with_its_reason(
+    fresh: Store,
+) -> None:
     with fresh.write() as conn:
-        first = _letter(conn, NOW)
+        good = _letter(conn, NOW)
         no_original = _letter(conn, NOW + timedelta(seconds=1), original=None)
+        garbage = _garbage(conn, kind=None, original="\x00\x01 not a message")
+        unknown_kind = _garbage(conn, kind="frobnicate_orders", original="{}")
+        planted = _garbage(conn, kind="get_order", original='{"not": "an envelope"}')
+        forged = _letter(conn, NOW + timedelta(seconds=2), key=SigningKey.generate("jobcentre:101"))
     sent: list[dramatiq.Message[Any]] = []
-    with pytest.raises(InvalidInput, match="cannot be retried"):
-        retry_letters(fresh, sent.append, ids=[first, no_original], operator="dave")
-    with pytest.raises(NotFound):
-        retry_letters(fresh, sent.append, ids=[first, 424242], operator="dave")
-
-    def broker_down(message: dramatiq.Message[Any]) -> None:
-        raise Unavailable("broker down")
-
-    with pytest.raises(Unavailable):
-        retry_letters(fresh, broker_down, ids=[first], operator="dave")
-    with fresh.read() as conn:
-        assert store.dead_letter(conn, first)["retried_at"] is None
-        assert store.ops_audit(conn) == []
-    # --all takes only the letters that can be retried and were not yet.
-    done = retry_letters(fresh, sent.append, ids=None, operator="dave", clock=lambda: NOW)
-    assert [r["id"] for r in done] == [first]
+    chosen = [good, no_original, garbage, unknown_kind, planted, forged, 424242]
+    result = retry_letters(fresh, sent.append, ids=chosen, operator="dave", clock=lambda: NOW)
+    assert [r["id"] for r in result["retried"]] == [good]
+    skipped = {s["id"]: (s["code"], s["reason"]) for s in result["skipped"]}
+    assert set(skipped) == set(chosen) - {good}
+    assert skipped[424242][0] == "not_found"
+    assert "was not kept" in skipped[no_original][1]
+    assert "not a Dramatiq message" in skipped[garbage][1]
+    assert "unknown to this jobordre" in skipped[unknown_kind][1]
+    assert "not signed by jobcentre:101" in skipped[forged][1]
+    assert all(code == "validation_error" for code, _ in [skipped[planted], skipped[forged]])
     assert [(m.actor_name, m.queue_name) for m in sent] == [("get_order", "jobordre.queries")]
     resent = decode_envelope(sent[0].args[0])
     assert resent.command_id == f"cmd-{NOW.timestamp():.0f}"
     assert resent.sent_at > NOW, "re-signed afresh: the signature window starts again"
     with fresh.read() as conn:
         verify(resent.model_dump(mode="json"), keys.valid_keys(conn, "jobcentre:101"))
-    assert retry_letters(fresh, sent.append, ids=None, operator="dave") == []
+        assert [row["dead_letter_id"] for row in store.ops_audit(conn)] == [good]
+        for letter_id in set(chosen) - {good, 424242}:
+            assert store.dead_letter(conn, letter_id)["retried_at"] is None
+    # --all takes the letters not retried yet: the unretryable ones are reported again.
+    again = retry_letters(fresh, sent.append, ids=None, operator="dave")
+    assert again["retried"] == []
+    assert sorted(s["id"] for s in again["skipped"]) == sorted(
+        {garbage, unknown_kind, planted, forged}
+    )
+
+
+def test_a_broker_failure_part_way_keeps_what_was_retried_and_stops(fresh: Store) -> None:
+    with fresh.write() as conn:
+        letters = [_letter(conn, NOW + timedelta(seconds=i)) for i in range(3)]
+    sent: list[dramatiq.Message[Any]] = []
+
+    def fails_second(message: dramatiq.Message[Any]) -> None:
+        if sent:
+            raise Unavailable("broker down")
+        sent.append(message)
+
+    result = retry_letters(fresh, fails_second, ids=letters, operator="dave")
+    assert [r["id"] for r in result["retried"]] == letters[:1]
+    assert [(s["id"], s["code"]) for s in result["skipped"]] == [
+        (letters[1], "unavailable"),
+        (letters[2], "unavailable"),
+    ]
+    with fresh.read() as conn:
+        retried = [store.dead_letter(conn, i)["retried_at"] is not None for i in letters]
+        assert retried == [True, False, False]
+        assert len(store.ops_audit(conn)) == 1
+
+
+def test_purge_by_id_deletes_those_letters_or_nothing(fresh: Store) -> None:
+    with fresh.write() as conn:
+        letters = [_letter(conn, NOW + timedelta(seconds=i)) for i in range(3)]
+    with pytest.raises(NotFound):
+        purge_ids(fresh, [letters[0], 424242], operator="erin", clock=lambda: NOW)
+    result = purge_ids(fresh, [letters[0], letters[2]], operator="erin", clock=lambda: NOW)
+    assert result["purged"] == 2
+    with fresh.read() as conn:
+        assert [d["id"] for d in store.find_dead_letters(conn, limit=10)] == [letters[1]]
+        audit = store.ops_audit(conn)
+    assert sorted((a["action"], a["dead_letter_id"]) for a in audit) == [
+        ("purge", letters[0]),
+        ("purge", letters[2]),
+    ]
+
+
+def test_retention_that_purged_nothing_writes_no_audit_row(fresh: Store) -> None:
+    purge(fresh, older_than=timedelta(days=90), operator=RETENTION_OPERATOR)
+    purge(fresh, older_than=timedelta(days=90), operator="carol")
+    with fresh.read() as conn:
+        assert [a["operator"] for a in store.ops_audit(conn)] == ["carol"]
+
+
+def test_without_a_login_name_retry_asks_for_by(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_passwd_entry() -> str:
+        raise OSError("No username set in the environment")
+
+    monkeypatch.setattr(deadletters.getpass, "getuser", no_passwd_entry)
+    with pytest.raises(InvalidInput, match="--by NAME") as raised:
+        operator_name(None)
+    assert raised.value.field == "by"
+    assert operator_name("dave") == "dave"
+
+
+@pytest.mark.parametrize(
+    "empty_file", [pytest.param(False, id="missing"), pytest.param(True, id="empty-file")]
+)
+def test_read_only_commands_never_create_a_store(tmp_path: Path, empty_file: bool) -> None:
+    settings = Settings(home=tmp_path / "wrong-home")
+    if empty_file:
+        settings.home.mkdir()
+        settings.db_path.touch()
+    for read in (
+        lambda: deadletters.list_letters(settings, limit=10),
+        lambda: deadletters.show_letter(settings, 1),
+        lambda: deadletters.audit(settings, 10),
+    ):
+        with pytest.raises(Unavailable, match="JOBORDRE_HOME"):
+            read()
+    assert settings.db_path.exists() is empty_file
+    if empty_file:
+        assert settings.db_path.stat().st_size == 0
 
 
 @pytest.mark.parametrize(
@@ -318,6 +437,7 @@ def test_a_command_its_organisation_never_signed_is_never_retried(fresh: Store) 
         keys.create(conn, "jobcentre:101", NOW)
         forged = _letter(conn, NOW, key=SigningKey.generate("jobcentre:101"))
     sent: list[dramatiq.Message[Any]] = []
-    with pytest.raises(InvalidInput, match="not signed by jobcentre:101"):
-        retry_letters(fresh, sent.append, ids=[forged], operator="dave")
-    assert sent == []
+    result = retry_letters(fresh, sent.append, ids=[forged], operator="dave")
+    assert result["retried"] == [] and sent == []
+    [(code, reason)] = [(s["code"], s["reason"]) for s in result["skipped"]]
+    assert code == "validation_error" and "not signed by jobcentre:101" in reason

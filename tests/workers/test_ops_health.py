@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from shared.settings import Settings
 from tests.conftest import JOBORDRE, System, free_port, wait_until
 from tests.factories import CPR_1, order_doc
-from workers.ops.health import _outbox
+from workers.ops.health import _outbox, _store
 
 JOBCENTRE = "jobcentre:101"
 
@@ -55,6 +55,13 @@ def test_a_stuck_outbox_is_unhealthy(bare_system: System) -> None:
     assert code == 1 and checks["outbox"]["ok"] is False
     assert checks["outbox"]["detail"].startswith("1 events wait")
     assert (checks["workers"]["ok"], checks["store"]["ok"]) == (True, True)
+
+
+def test_an_empty_file_where_the_store_should_be_is_not_a_healthy_store(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    settings.db_path.touch()  # what a read-only command used to leave behind
+    check = _store(settings)
+    assert not check.ok and "not a jobordre store" in check.detail
 
 
 def test_a_store_without_an_outbox_passes_the_outbox_check(tmp_path: Path) -> None:

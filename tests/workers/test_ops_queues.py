@@ -177,3 +177,25 @@ def test_an_unreachable_broker_is_unavailable(bare_system: System) -> None:
 )
 def test_sparkline(values: list[float], expected: str) -> None:
     assert sparkline(values) == expected
+
+
+@pytest.mark.integration
+def test_the_oldest_age_counts_a_message_requeued_at_the_tail(private_redis: Any) -> None:
+    from shared.settings import Settings
+    from workers.ops.queues import NAMESPACE, broker_snapshot
+
+    client = private_redis.client()
+    now_ms = int(time.time() * 1000)
+    queue = f"{NAMESPACE}:jobordre.commands"
+    # Sent 10 s ago and waiting at the head; then a message sent 100 s ago that recovery
+    # took back from a dead worker and Dramatiq pushed onto the tail.
+    for message_id, age_s in (("fresh", 10), ("requeued", 100)):
+        client.hset(
+            f"{queue}.msgs",
+            message_id,
+            json.dumps({"message_id": message_id, "message_timestamp": now_ms - age_s * 1000}),
+        )
+        client.rpush(queue, message_id)
+    snapshot = broker_snapshot(client, Settings())
+    [commands] = [q for q in snapshot["queues"] if q["name"] == "jobordre.commands"]
+    assert 100 <= commands["oldest_age_s"] < 110

@@ -51,33 +51,60 @@ def _dead_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def _dead_retry(args: argparse.Namespace, settings: Settings) -> int:
     from shared.errors import InvalidInput
+    from workers.cli import EXIT_CODES
     from workers.ops.deadletters import operator_name, retry
 
     if bool(args.ids) == bool(args.all):
         raise InvalidInput("dead retry: give dead letter ids or --all, not both nor neither")
     operator = operator_name(args.by)
-    retried = retry(settings, ids=None if args.all else args.ids, operator=operator)
+    result = retry(settings, ids=None if args.all else args.ids, operator=operator)
+    retried, skipped = result["retried"], result["skipped"]
     human = "\n".join(
-        f"#{r['id']} {r['kind']} back on {r['queue']}"
-        + (" (its rejection cleared from the ledger)" if r["ledger_cleared"] else "")
-        for r in retried
+        [
+            *(
+                f"#{r['id']} {r['kind']} back on {r['queue']}"
+                + (" (its rejection cleared from the ledger)" if r["ledger_cleared"] else "")
+                for r in retried
+            ),
+            *(f"#{s['id']} not retried ({s['code']}): {s['reason']}" for s in skipped),
+        ]
     )
-    emit({"retried": retried, "by": operator}, args.json, human or "nothing to retry")
-    return 0
+    emit(
+        {"retried": retried, "skipped": skipped, "by": operator},
+        args.json,
+        human or "nothing to retry",
+    )
+    # --all retries what can be retried and reports the rest; named letters that could
+    # not be retried fail the command (a broker failure always does).
+    failed = [s for s in skipped if s["code"] == "unavailable" or not args.all]
+    return EXIT_CODES.get(failed[0]["code"], 1) if failed else 0
 
 
 def _dead_purge(args: argparse.Namespace, settings: Settings) -> int:
-    from shared.store import open_store
-    from workers.ops.deadletters import operator_name, parse_duration, purge
+    from shared.errors import InvalidInput
+    from workers.ops.deadletters import (
+        open_store,
+        operator_name,
+        parse_duration,
+        purge,
+        purge_ids,
+    )
 
-    result = purge(
-        open_store(settings),
-        older_than=parse_duration(args.older_than),
-        operator=operator_name(args.by),
-    )
-    emit(
-        result, args.json, f"purged {result['purged']} dead letters from before {result['before']}"
-    )
+    if bool(args.ids) == (args.older_than is not None):
+        raise InvalidInput(
+            "dead purge: give dead letter ids or --older-than D, not both nor neither",
+            field="older_than",
+        )
+    operator = operator_name(args.by)
+    if args.ids:
+        result = purge_ids(open_store(settings), args.ids, operator=operator)
+        human = f"purged dead letters {', '.join(f'#{i}' for i in result['ids'])}"
+    else:
+        result = purge(
+            open_store(settings), older_than=parse_duration(args.older_than), operator=operator
+        )
+        human = f"purged {result['purged']} dead letters from before {result['before']}"
+    emit(result, args.json, human)
     return 0
 
 
@@ -200,8 +227,9 @@ def add_commands(commands: Any) -> None:
     _by(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_dead_retry)
-    p = deads.add_parser("purge", help="delete dead letters older than a duration")
-    p.add_argument("--older-than", required=True, metavar="D", help="e.g. 90d, 12h, 30m")
+    p = deads.add_parser("purge", help="delete dead letters by id, or older than a duration")
+    p.add_argument("ids", type=int, nargs="*", metavar="ID")
+    p.add_argument("--older-than", metavar="D", help="e.g. 90d, 12h, 30m")
     _by(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_dead_purge)

@@ -8,10 +8,17 @@ the message as it arrived (``original``, which may hold a CPR number and is neve
 Retry puts ``original`` back on its actor's queue as a new Dramatiq message. A rejected
 write command sits in the command ledger as ``rejected``, and the ledger answers every
 redelivery of a command id from there; so the retry deletes that ledger row in the same
-SQLite transaction that marks the letter retried and writes the audit row, and enqueues
+store transaction that marks the letter retried and writes the audit row, and enqueues
 before that transaction commits. A worker that picks the message up at once waits on the
-write lock, then finds no ledger row and applies the command once. If the enqueue fails,
-nothing changes.
+write lock, then finds no ledger row and applies the command once. Each letter is one
+transaction: a letter that cannot be retried (garbage, an unknown kind, a forged command,
+an organisation without a key) is reported with its reason and the others are retried; if
+the enqueue fails, that letter and the ones after it stay as they were.
+
+The read-only commands (list, show, audit) and retry and purge open an existing store
+only: a wrong ``JOBORDRE_HOME`` or ``JOBORDRE_DB`` is an error, never a new empty store;
+so is a PostgreSQL database at ``JOBORDRE_DATABASE_URL`` without jobordre's schema (it is
+never migrated into one).
 """
 
 from __future__ import annotations
@@ -19,8 +26,11 @@ from __future__ import annotations
 import getpass
 import json
 import re
-from collections.abc import Callable, Sequence
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -28,11 +38,12 @@ import redis
 
 from shared import keys, store
 from shared.commands import CommandKind
-from shared.errors import InvalidInput, Unavailable
+from shared.errors import InvalidInput, JobordreError, Unavailable
 from shared.foundation import utc_now
 from shared.redaction import redact_cpr
 from shared.settings import Settings
-from shared.store import Store, open_store
+from shared.store import Store, Tx, open_url
+from shared.store.sqlite import SqliteTx
 from workers.broker import build_broker, queue_for, redact, resolve_redis_url
 
 #: Default of how long after it was sent a dead command may have died and still be retried,
@@ -52,7 +63,16 @@ Enqueue = Callable[[dramatiq.Message[Any]], None]
 
 def operator_name(given: str | None) -> str:
     """``--by``, or the login name of whoever runs the command; validated."""
-    name = given if given is not None else getpass.getuser()
+    if given is None:
+        try:
+            given = getpass.getuser()
+        except (OSError, KeyError):  # no LOGNAME/USER and no passwd entry (a container)
+            raise InvalidInput(
+                "--by: your login name is not known on this host; give your operator "
+                "name with --by NAME",
+                field="by",
+            ) from None
+    name = given
     if not OPERATOR_PATTERN.match(name):
         raise InvalidInput(
             "--by: give your operator name: 1-64 letters, digits or _.@-", field="by"
@@ -77,18 +97,87 @@ def _visible(letter: dict[str, Any]) -> dict[str, Any]:
     return {k: redact_cpr(v) if isinstance(v, str) else v for k, v in letter.items()}
 
 
+def existing_store(settings: Settings) -> Path:
+    """The SQLite store's path, if there is a file there; else :class:`Unavailable` saying
+    what to set (nothing is created)."""
+    path = settings.db_path
+    if not path.is_file():
+        raise Unavailable(
+            f"no store at {path}: set JOBORDRE_HOME (or JOBORDRE_DB) to the foundation's "
+            "data folder; nothing was created"
+        )
+    return path
+
+
+def _existing_postgres(settings: Settings) -> Store:
+    """The PostgreSQL store at ``JOBORDRE_DATABASE_URL``, if it has jobordre's schema; it
+    is never migrated from nothing."""
+    found = open_url(
+        str(settings.database_url), pool_size=settings.database_pool_size, migrate=False
+    )
+    if found.schema_version() == 0 or "dead_letters" not in found.tables():
+        where = found.describe()
+        found.close()
+        raise Unavailable(
+            f"{where} is not a jobordre store (no schema): fix JOBORDRE_DATABASE_URL, or run "
+            "`jobordre migrate` to create one there; nothing was created"
+        )
+    return found
+
+
+@contextmanager
+def read_only(settings: Settings) -> Iterator[Tx]:
+    """A read transaction on the existing store (never created, never migrated)."""
+    if settings.database_url:
+        found = _existing_postgres(settings)
+        try:
+            with found.read() as tx:
+                yield tx
+        finally:
+            found.close()
+        return
+    path = existing_store(settings)
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+    except sqlite3.Error as error:
+        raise Unavailable(f"cannot open the store at {path} ({error})") from None
+    conn.row_factory = sqlite3.Row
+    try:
+        if "dead_letters" not in {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }:
+            raise Unavailable(
+                f"{path} is not a jobordre store (no dead_letters table): set JOBORDRE_HOME "
+                "(or JOBORDRE_DB) to the foundation's data folder"
+            )
+        yield SqliteTx(conn)
+    finally:
+        conn.close()
+
+
+def open_store(settings: Settings) -> Store:
+    """The existing store, for writing: SQLite at ``JOBORDRE_DB`` if the file is there,
+    or PostgreSQL at ``JOBORDRE_DATABASE_URL`` if it has jobordre's schema (then brought
+    to this jobordre's version); never a new one."""
+    if settings.database_url:
+        found = _existing_postgres(settings)
+        found.migrate()
+        return found
+    return open_url(existing_store(settings), busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+
+
 def list_letters(
     settings: Settings, *, limit: int, source: str | None = None, pending: bool = False
 ) -> list[dict[str, Any]]:
     """Dead letters, newest first, as people may see them."""
-    with open_store(settings).read() as conn:
+    with read_only(settings) as conn:
         letters = store.find_dead_letters(conn, limit=limit, source=source, pending=pending)
     return [_visible(letter) for letter in letters]
 
 
 def show_letter(settings: Settings, letter_id: int) -> dict[str, Any]:
     """One dead letter with its reason, traceback and masked message."""
-    with open_store(settings).read() as conn:
+    with read_only(settings) as conn:
         return _visible(store.dead_letter(conn, letter_id))
 
 
@@ -110,6 +199,36 @@ def _message_for(letter: dict[str, Any], original: str) -> dramatiq.Message[Any]
     )
 
 
+def _plan(conn: Tx, letter_id: int, window_ms: int) -> tuple[dict[str, Any], dramatiq.Message[Any]]:
+    """A letter and the message that retries it; a :class:`JobordreError` saying why it
+    cannot be retried."""
+    letter = store.dead_letter(conn, letter_id)
+    original = store.dead_letter_original(conn, letter_id)
+    if original is None:
+        raise InvalidInput(
+            f"dead letter {letter_id}: the message itself was not kept, so it cannot "
+            "be retried; have its sender send it again, then purge this one",
+            field="id",
+        )
+    if letter["kind"] is None:
+        raise InvalidInput(
+            f"dead letter {letter_id}: it was not a Dramatiq message at all, so there is no "
+            "job to give it to; purge it when you are done with it",
+            field="id",
+        )
+    if letter["kind"] in {kind.value for kind in CommandKind}:
+        # Past the signature window it would be refused as expired: sign it anew.
+        original = keys.resign(
+            conn,
+            original,
+            source=letter["source"],
+            code=letter["code"],
+            died_at=datetime.fromisoformat(letter["at"]),
+            window_ms=window_ms,
+        )
+    return letter, _message_for(letter, original)
+
+
 def retry_letters(
     store_: Store,
     enqueue: Enqueue,
@@ -118,74 +237,65 @@ def retry_letters(
     operator: str,
     clock: Callable[[], datetime] = utc_now,
     window_ms: int = RETRY_WINDOW_MS,
-) -> list[dict[str, Any]]:
+) -> dict[str, list[dict[str, Any]]]:
     """Put dead letters back on their queues; ``ids=None`` retries all not yet retried.
 
     ``window_ms``: how long after it was sent a command may have died and still be retried
     (the signature window plus the time its retries took; see :func:`shared.keys.resign`).
 
-    All or nothing: an unknown id or a letter without its raw message changes nothing.
+    One transaction per letter. Returns ``retried`` and ``skipped``: each letter that
+    could not be retried with its ``code`` and ``reason`` (unknown, garbage, forged, ...,
+    or ``unavailable`` for it and every one after it when the broker failed).
     """
     retried: list[dict[str, Any]] = []
-    with store_.write() as conn:
+    skipped: list[dict[str, Any]] = []
+    with store_.read() as conn:
         chosen = list(ids) if ids is not None else store.dead_letters_to_retry(conn)
-        at = clock()
-        # Every letter is checked before anything is sent, so a bad id sends nothing.
-        planned: list[tuple[dict[str, Any], dramatiq.Message[Any]]] = []
-        for letter_id in chosen:
-            letter = store.dead_letter(conn, letter_id)
-            original = store.dead_letter_original(conn, letter_id)
-            if original is None:
-                raise InvalidInput(
-                    f"dead letter {letter_id}: the message itself was not kept, so it cannot "
-                    "be retried; have its sender send it again",
-                    field="id",
+    for position, letter_id in enumerate(chosen):
+        try:
+            with store_.write() as conn:
+                letter, message = _plan(conn, letter_id, window_ms)
+                cleared = (
+                    letter["command_id"] is not None
+                    and letter["principal"] is not None
+                    and store.forget_rejection(conn, letter["principal"], letter["command_id"])
                 )
-            if letter["kind"] in {kind.value for kind in CommandKind}:
-                # Past the signature window it would be refused as expired: sign it anew.
-                original = keys.resign(
+                at = clock()
+                store.mark_dead_letter_retried(conn, letter["id"], at, operator)
+                store.record_ops_action(
                     conn,
-                    original,
-                    source=letter["source"],
-                    code=letter["code"],
-                    died_at=datetime.fromisoformat(letter["at"]),
-                    window_ms=window_ms,
+                    at=at,
+                    operator=operator,
+                    action="retry",
+                    dead_letter_id=letter["id"],
+                    count=1,
+                    detail=f"{letter['source']} {letter['kind']} to {message.queue_name}"
+                    + ("; rejection cleared from the ledger" if cleared else ""),
                 )
-            planned.append((letter, _message_for(letter, original)))
-        for letter, message in planned:
-            cleared = (
-                letter["command_id"] is not None
-                and letter["principal"] is not None
-                and store.forget_rejection(conn, letter["principal"], letter["command_id"])
-            )
-            store.mark_dead_letter_retried(conn, letter["id"], at, operator)
-            store.record_ops_action(
-                conn,
-                at=at,
-                operator=operator,
-                action="retry",
-                dead_letter_id=letter["id"],
-                count=1,
-                detail=f"{letter['source']} {letter['kind']} to {message.queue_name}"
-                + ("; rejection cleared from the ledger" if cleared else ""),
-            )
-            retried.append(
-                {
-                    "id": letter["id"],
-                    "kind": letter["kind"],
-                    "command_id": letter["command_id"],
-                    "queue": message.queue_name,
-                    "ledger_cleared": cleared,
-                    "message_id": message.message_id,
-                    "retried_before": letter["retried_at"] is not None,
-                }
-            )
-        # Enqueued last and inside the transaction: if Redis fails, the ledger rows and
-        # the letters stay as they were (a message already sent then finds its rejection
-        # in the ledger and is answered with it, changing nothing).
-        for _, message in planned:
-            enqueue(message)
-    return retried
+                # Enqueued last and inside the transaction: if Redis fails, the ledger row
+                # and the letter stay as they were.
+                enqueue(message)
+        except Unavailable as error:
+            skipped += [
+                {"id": later, "code": error.code, "reason": error.message}
+                for later in chosen[position:]
+            ]
+            break
+        except JobordreError as error:
+            skipped.append({"id": letter_id, "code": error.code, "reason": error.message})
+            continue
+        retried.append(
+            {
+                "id": letter["id"],
+                "kind": letter["kind"],
+                "command_id": letter["command_id"],
+                "queue": message.queue_name,
+                "ledger_cleared": cleared,
+                "message_id": message.message_id,
+                "retried_before": letter["retried_at"] is not None,
+            }
+        )
+    return {"retried": retried, "skipped": skipped}
 
 
 def forget_broker_copies(
@@ -225,8 +335,11 @@ def _identity(raw: str) -> str:
     return f"command:{command_id}" if isinstance(command_id, str) else raw
 
 
-def retry(settings: Settings, *, ids: Sequence[int] | None, operator: str) -> list[dict[str, Any]]:
+def retry(
+    settings: Settings, *, ids: Sequence[int] | None, operator: str
+) -> dict[str, list[dict[str, Any]]]:
     """:func:`retry_letters` against the configured store and broker."""
+    store_ = open_store(settings)
     url = resolve_redis_url(settings)
     broker = build_broker(settings, url)
     sent: dict[str, dict[str, str]] = {}  # queue -> new message id -> raw message
@@ -236,20 +349,21 @@ def retry(settings: Settings, *, ids: Sequence[int] | None, operator: str) -> li
             broker.enqueue(message)
         except redis.RedisError as error:
             raise Unavailable(
-                f"cannot reach the broker at {redact(url)} ({type(error).__name__}); nothing "
-                "was retried: start Redis or jobordre and retry again"
+                f"cannot reach the broker at {redact(url)} ({type(error).__name__}); this "
+                "letter was not retried: start Redis or jobordre and retry it again"
             ) from None
         sent.setdefault(message.queue_name, {})[message.message_id] = message.args[0]
 
     try:
-        retried = retry_letters(
-            open_store(settings),
+        result = retry_letters(
+            store_,
             enqueue,
             ids=ids,
             operator=operator,
             window_ms=settings.signature_max_age_ms
             + (settings.max_retries + 1) * settings.max_backoff_ms,
         )
+        retried = result["retried"]
         removed: dict[str, int] = {}
         try:
             for queue, originals in sent.items():
@@ -258,7 +372,7 @@ def retry(settings: Settings, *, ids: Sequence[int] | None, operator: str) -> li
             pass  # the retry stands; the broker's copies expire on their own after 7 days
         for letter in retried:
             letter["broker_copies_removed"] = removed.get(letter["message_id"], 0)
-        return retried
+        return result
     finally:
         broker.close()
 
@@ -270,20 +384,49 @@ def purge(
     operator: str,
     clock: Callable[[], datetime] = utc_now,
 ) -> dict[str, Any]:
-    """Delete dead letters older than ``older_than``; the purge itself is audited."""
+    """Delete dead letters older than ``older_than``; the purge itself is audited (the
+    workers' own retention only when it deleted something)."""
     at = clock()
     before = at - older_than
     with store_.write() as conn:
         count = store.purge_dead_letters(conn, before)
-        store.record_ops_action(
-            conn,
-            at=at,
-            operator=operator,
-            action="purge",
-            count=count,
-            detail=f"dead letters recorded before {before.isoformat()}",
-        )
+        if count or operator != RETENTION_OPERATOR:
+            store.record_ops_action(
+                conn,
+                at=at,
+                operator=operator,
+                action="purge",
+                count=count,
+                detail=f"dead letters recorded before {before.isoformat()}",
+            )
     return {"purged": count, "before": before.isoformat(), "by": operator}
+
+
+def purge_ids(
+    store_: Store,
+    ids: Sequence[int],
+    *,
+    operator: str,
+    clock: Callable[[], datetime] = utc_now,
+) -> dict[str, Any]:
+    """Delete the dead letters ``ids`` (one audit row each); an unknown id deletes nothing."""
+    at = clock()
+    with store_.write() as conn:
+        for letter_id in ids:
+            store.dead_letter(conn, letter_id)  # NotFound before anything is deleted
+        for letter_id in dict.fromkeys(ids):
+            letter = store.dead_letter(conn, letter_id)
+            conn.execute("DELETE FROM dead_letters WHERE id = ?", (letter_id,))
+            store.record_ops_action(
+                conn,
+                at=at,
+                operator=operator,
+                action="purge",
+                dead_letter_id=letter_id,
+                count=1,
+                detail=f"{letter['source']} {letter['kind'] or '?'} dead letter by id",
+            )
+    return {"purged": len(dict.fromkeys(ids)), "ids": list(dict.fromkeys(ids)), "by": operator}
 
 
 def purge_expired(store_: Store, settings: Settings) -> dict[str, Any]:
@@ -297,5 +440,5 @@ def purge_expired(store_: Store, settings: Settings) -> dict[str, Any]:
 
 def audit(settings: Settings, limit: int) -> list[dict[str, Any]]:
     """The newest retries and purges first, with who did them."""
-    with open_store(settings).read() as conn:
+    with read_only(settings) as conn:
         return store.ops_audit(conn, limit)

@@ -3,8 +3,10 @@
 Four checks, each with a detail that says what to do when it fails:
 
 - broker: Redis answers PING;
-- store: the SQLite file exists, or PostgreSQL at ``JOBORDRE_DATABASE_URL`` answers, and
-  the write lock can be taken (then released unused); the detail names the engine;
+- store: the SQLite file exists, or PostgreSQL at ``JOBORDRE_DATABASE_URL`` answers; it
+  is a jobordre store (it has a schema version: an empty file left by a mistyped
+  ``JOBORDRE_HOME`` is not) and the write lock can be taken (then released unused); the
+  detail names the engine;
 - workers: at least ``min_workers`` registered workers beat within the heartbeat timeout;
 - outbox: no event has waited for the relay longer than ``outbox_max_age_s`` (a store
   without an outbox table passes, saying so).
@@ -69,6 +71,13 @@ def _postgres(settings: Settings) -> Check:
         return Check("store", False, f"postgres store {where}: {error.message}")
     finally:
         store.close()
+    if version == 0:
+        return Check(
+            "store",
+            False,
+            f"postgres store {where} is not a jobordre store (no schema): fix "
+            "JOBORDRE_DATABASE_URL, or run `jobordre migrate`",
+        )
     return Check("store", True, f"postgres store {where} is writable, schema version {version}")
 
 
@@ -81,6 +90,7 @@ def _store(settings: Settings) -> Check:
     try:
         conn = sqlite3.connect(path, timeout=STORE_LOCK_WAIT_MS / 1000, isolation_level=None)
         try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("ROLLBACK")
         finally:
@@ -91,6 +101,13 @@ def _store(settings: Settings) -> Check:
             False,
             f"cannot write {path} ({error}): check the disk, its permissions, and for a "
             f"process holding the write lock longer than {STORE_LOCK_WAIT_MS} ms",
+        )
+    if version == 0:
+        return Check(
+            "store",
+            False,
+            f"{path} is not a jobordre store (no schema): set JOBORDRE_HOME (or JOBORDRE_DB) "
+            "to the foundation's data folder",
         )
     return Check("store", True, f"sqlite store {path} is writable")
 

@@ -8,7 +8,10 @@ Read straight from Dramatiq's keys in Redis (one MULTI snapshot, no ``KEYS``):
   unacked sets of every worker in the heartbeat set (a dead worker's too, until recovery);
 - dead: in Dramatiq's dead-letter set ``<queue>.XQ`` (kept 7 days) and in the store
   (dead letters not retried yet, of the kinds that travel on the queue);
-- oldest age: seconds since the oldest ready message was first enqueued.
+- oldest age: seconds since the oldest ready message was first enqueued. Workers take
+  from the head of the list, but Dramatiq puts requeued messages (recovery, a stopping
+  worker's prefetch) back at its tail, so the oldest may be at either end: the first and
+  the last :data:`OLDEST_SCAN` ids are looked at (every one, for a list up to twice that).
 
 Plus the throughput and durations per job kind (:mod:`workers.ops.stats`) and the workers
 (:mod:`workers.ops.registry` joined with Dramatiq's heartbeats).
@@ -25,10 +28,11 @@ from dramatiq.common import dq_name
 
 from shared import store
 from shared.commands import CommandKind
+from shared.errors import Unavailable
 from shared.settings import Settings
-from shared.store import open_store
 from workers.broker import COMMANDS_QUEUE, QUERIES_QUEUE, queue_for
 from workers.ops import registry
+from workers.ops.deadletters import read_only
 from workers.ops.recovery import acks_key, heartbeats_key
 from workers.ops.stats import read_stats
 
@@ -36,17 +40,27 @@ from workers.ops.stats import read_stats
 NAMESPACE = "dramatiq"
 #: The queues jobordre declares.
 QUEUES = (COMMANDS_QUEUE, QUERIES_QUEUE)
+#: Message ids read from each end of a ready list to find its oldest message.
+OLDEST_SCAN = 500
 
 
 def _oldest_age_s(client: redis.Redis, queue: str, now_s: float) -> float | None:
-    first = client.lindex(f"{NAMESPACE}:{queue}", 0)
-    if first is None:
+    key = f"{NAMESPACE}:{queue}"
+    pipe = client.pipeline(transaction=True)
+    pipe.lrange(key, 0, OLDEST_SCAN - 1)
+    pipe.lrange(key, -OLDEST_SCAN, -1)
+    head, tail = pipe.execute()
+    ids = list(dict.fromkeys([*head, *tail]))
+    if not ids:
         return None
-    raw = client.hget(f"{NAMESPACE}:{queue}.msgs", first)
-    if raw is None:  # acked between the two reads
+    stamps = [
+        int(json.loads(raw)["message_timestamp"])
+        for raw in client.hmget(f"{key}.msgs", ids)
+        if raw is not None  # acked between the two reads
+    ]
+    if not stamps:
         return None
-    enqueued_ms = int(json.loads(raw)["message_timestamp"])
-    return round(max(now_s - enqueued_ms / 1000, 0.0), 3)
+    return round(max(now_s - min(stamps) / 1000, 0.0), 3)
 
 
 def broker_snapshot(client: redis.Redis, settings: Settings) -> dict[str, Any]:
@@ -111,10 +125,11 @@ def broker_snapshot(client: redis.Redis, settings: Settings) -> dict[str, Any]:
 
 def store_dead_counts(settings: Settings) -> dict[str, int | None]:
     """Dead letters not retried yet, per queue (their kind's queue); None without a store."""
-    if not settings.db_path.exists():  # an ops host that sees only Redis
+    try:
+        with read_only(settings) as conn:
+            per_kind = store.count_dead_letters(conn)
+    except Unavailable:  # an ops host that sees only Redis: nothing created, nothing shown
         return dict.fromkeys(QUEUES, None)
-    with open_store(settings).read() as conn:
-        per_kind = store.count_dead_letters(conn)
     counts = dict.fromkeys(QUEUES, 0)
     for kind, n in per_kind.items():
         try:

@@ -1,0 +1,5 @@
+// The jobordre reference client for Node.js (docs/protocol.md).
+export { canonical, pythonFloat, pythonJson } from './canonical.js';
+export { derive, open, openReply, replyMac, seal, sealPayload, sign, SEALED_FIELDS } from './crypto.js';
+export { formatSentAt, KINDS, makeEnvelope, queueFor, SCHEMA_VERSION, WRITE_KINDS } from './envelope.js';
+export { Client, dramatiqMessage, JobordreError, readKeyFile } from './client.js';

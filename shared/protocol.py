@@ -1,0 +1,282 @@
+"""The queue protocol, machine-readable: JSON Schemas of what travels on Redis.
+
+``docs/protocol.md`` describes the protocol for clients in other languages; the schemas in
+``docs/schemas/`` are generated from the models the code uses (the envelope, the payloads,
+the event header) and from the models below, which describe the replies the operations
+build as plain JSON. ``scripts/schemas`` writes them; a test fails when they drift.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.commands import PAYLOADS, CommandKind
+from shared.envelope import Envelope
+from shared.events import EventHeader, EventType, PlacementChange
+from shared.models import JobOrder, LogEntry, OrderStatus, Placement
+
+#: JSON Schema dialect of every generated schema.
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DramatiqMessage(_Wire):
+    """A Dramatiq message as stored in the hash ``dramatiq:<queue>.msgs`` (UTF-8 JSON)."""
+
+    queue_name: Literal["jobordre.commands", "jobordre.queries"]
+    #: The command kind (the actor's name).
+    actor_name: CommandKind
+    #: One element: the envelope as a JSON string.
+    args: list[str] = Field(min_length=1, max_length=1)
+    kwargs: dict[str, Any] = {}
+    #: ``redis_message_id``: the id under which the message is stored (set it to
+    #: ``message_id``). Dramatiq's middleware writes its own options (``retries``...).
+    options: dict[str, Any] = {}
+    #: A fresh UUID (text form), unique per enqueue.
+    message_id: str
+    #: When the message was made, in milliseconds since the Unix epoch.
+    message_timestamp: int
+
+
+class ErrorBody(_Wire):
+    """An error, as in ``{"error": {...}}`` on the command line."""
+
+    code: Literal[
+        "validation_error",
+        "forbidden",
+        "not_found",
+        "version_conflict",
+        "invalid_transition",
+        "unavailable",
+    ]
+    message: str
+    #: The field at fault, when there is one.
+    field: str | None = None
+
+
+class SealedReply(_Wire):
+    """What a worker pushes onto ``<prefix>:reply:<command_id>`` (see :mod:`shared.sealing`)."""
+
+    v: Literal[1]
+    command_id: str
+    ok: bool
+    #: The key that signed the command, and under which the reply is sealed.
+    key_id: str
+    #: base64 of a 12-byte nonce and the AES-256-GCM ciphertext of the reply body.
+    body: str
+    #: Lowercase hex HMAC-SHA256 binding the body to the command it answers.
+    mac: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ResultBody(_Wire):
+    """The opened ``body`` of a reply with ``"ok": true``."""
+
+    result: dict[str, Any]
+
+
+class ErrorReplyBody(_Wire):
+    """The opened ``body`` of a reply with ``"ok": false``."""
+
+    error: ErrorBody
+
+
+class SearchResult(_Wire):
+    total: int
+    results: list[JobOrder]
+
+
+class PlacementLogResult(_Wire):
+    order_id: int
+    status: OrderStatus
+    placements: list[Placement]
+    entries: list[LogEntry]
+
+
+class FullLog(_Wire):
+    """How to fetch the whole placement log an event's change belongs to."""
+
+    command: str
+    order_id: int
+
+
+class InboxEvent(_Wire):
+    """One event as its reader receives it: the header (no audience) and what it carries."""
+
+    id: str
+    seq: int
+    #: ``"<epoch>:<seq>"`` (see the README's "Cursors"); give it back as ``since``.
+    cursor: str
+    type: EventType
+    at: str
+    order_id: int
+    title: str
+    status: OrderStatus
+    version: int
+    processing_by: list[str]
+    employer_cvr: str
+    by: str
+    placements: list[PlacementChange] = []
+    #: For ``order_status_changed``: the status before the change (equal to ``status`` for
+    #: take/release).
+    previous_status: OrderStatus | None = None
+    #: The identity of the event log ``seq`` counts in.
+    epoch: str = ""
+    #: The order as it was right after the change (not with ``headers_only``; not for
+    #: ``placement_log_updated``).
+    order: JobOrder | None = None
+    #: The placement log as it stood after the change, masked for the reader
+    #: (``placement_log_updated`` only, not with ``headers_only``).
+    log: PlacementLogResult | None = None
+    #: Where the whole placement log is (``placement_log_updated`` only): the event's
+    #: ``log`` holds just the change.
+    full_log: FullLog | None = None
+
+
+class InboxResult(_Wire):
+    events: list[InboxEvent]
+    cursor: str
+    #: The seq the page was read from, and the cursor of the log's end.
+    from_seq: int | None = None
+    head: str | None = None
+
+
+class OrderChange(_Wire):
+    cursor: str
+    type: EventType
+    at: str
+    order_id: int
+    version: int
+    status: OrderStatus
+    by: str
+    order: JobOrder
+
+
+class OrderChangesResult(_Wire):
+    changes: list[OrderChange]
+    cursor: str
+
+
+class ExpireResult(_Wire):
+    today: str
+    closed: list[int]
+
+
+class FollowingResult(_Wire):
+    caseworker: str
+    organisation: str
+    orders: list[int]
+    employers: list[str]
+    placements_of_my_organisation: bool
+    placed_orders: list[int]
+
+
+class AccessEntry(_Wire):
+    at: datetime
+    organisation: str
+    caseworker: str | None
+    action: Literal["register", "read", "change", "anonymise", "audit"]
+    order_id: int | None
+    placement_id: int | None
+
+
+class AuditResult(_Wire):
+    entries: list[AccessEntry]
+    count: int
+
+
+class AnonymiseResult(_Wire):
+    anonymised: int
+    closed_before: str
+
+
+class CommandResultResult(_Wire):
+    """The stored reply of an earlier write (``reply`` is the unsealed reply, CPR masked)."""
+
+    command_id: str
+    kind: CommandKind
+    outcome: Literal["ok", "rejected"]
+    at: str
+    reply: dict[str, Any]
+
+
+#: The ``result`` of a successful reply, by command kind.
+RESULTS: dict[CommandKind, type[BaseModel]] = {
+    CommandKind.REGISTER_ORDER: JobOrder,
+    CommandKind.UPDATE_ORDER: JobOrder,
+    CommandKind.CHANGE_ORDER_STATUS: JobOrder,
+    CommandKind.SEARCH_ORDERS: SearchResult,
+    CommandKind.GET_ORDER: JobOrder,
+    CommandKind.ORDER_CHANGES: OrderChangesResult,
+    CommandKind.REGISTER_PLACEMENT: Placement,
+    CommandKind.CHANGE_PLACEMENT_STATUS: Placement,
+    CommandKind.PLACEMENT_LOG: PlacementLogResult,
+    CommandKind.TAKE_ORDER: JobOrder,
+    CommandKind.RELEASE_ORDER: JobOrder,
+    CommandKind.EXPIRE_ORDERS: ExpireResult,
+    CommandKind.INBOX: InboxResult,
+    CommandKind.FOLLOW: FollowingResult,
+    CommandKind.UNFOLLOW: FollowingResult,
+    CommandKind.FOLLOWING: FollowingResult,
+    CommandKind.AUDIT_PERSON: AuditResult,
+    CommandKind.ANONYMISE_PLACEMENTS: AnonymiseResult,
+    CommandKind.COMMAND_RESULT: CommandResultResult,
+}
+
+
+def _schema(model: type[BaseModel], title: str, description: str) -> dict[str, Any]:
+    schema = model.model_json_schema(mode="validation")
+    return {"$schema": DIALECT, **schema, "title": title, "description": description}
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """Every schema of the protocol, by its path under ``docs/schemas/``."""
+    schemas = {
+        "dramatiq-message.json": _schema(
+            DramatiqMessage, "DramatiqMessage", DramatiqMessage.__doc__ or ""
+        ),
+        "envelope.json": _schema(Envelope, "Envelope", "One command, signed (docs/protocol.md)."),
+        "reply.json": _schema(SealedReply, "SealedReply", SealedReply.__doc__ or ""),
+        "reply-result.json": _schema(ResultBody, "ResultBody", ResultBody.__doc__ or ""),
+        "reply-error.json": _schema(ErrorReplyBody, "ErrorReplyBody", ErrorReplyBody.__doc__ or ""),
+        "event-header.json": _schema(
+            EventHeader, "EventHeader", "The `event` field of an entry on `<prefix>:events`."
+        ),
+    }
+    for kind in CommandKind:
+        schemas[f"payloads/{kind.value}.json"] = _schema(
+            PAYLOADS[kind], f"{kind.value} payload", f"`payload` of a `{kind.value}` envelope."
+        )
+        schemas[f"results/{kind.value}.json"] = _schema(
+            RESULTS[kind],
+            f"{kind.value} result",
+            f"`result` in the opened body of a successful `{kind.value}` reply.",
+        )
+    return schemas
+
+
+def render(schema: dict[str, Any]) -> str:
+    """A schema file's exact content."""
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_schemas(folder: Path) -> list[Path]:
+    """Write every schema under ``folder``, removing stale ones; returns the files written."""
+    expected = json_schemas()
+    for old in folder.rglob("*.json"):
+        if str(old.relative_to(folder)) not in expected:
+            old.unlink()
+    written = []
+    for name, schema in expected.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(schema), encoding="utf-8")
+        written.append(path)
+    return written

@@ -1,0 +1,78 @@
+"""The event log: what each change writes to the outbox, and the header the relay pushes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.commands import CommandKind
+from shared.foundation import Foundation
+from shared.store import SqliteStore as Store
+from tests.shared.test_foundation import JOBCENTRE, ok, register
+
+K = CommandKind
+
+
+@pytest.fixture
+def foundation(tmp_path: Path) -> Foundation:
+    return Foundation(Store(tmp_path / "store.db"))
+
+
+def headers(f: Foundation) -> list[dict[str, Any]]:
+    rows = f.store.connection().execute("SELECT header FROM events ORDER BY seq").fetchall()
+    return [json.loads(row[0]) for row in rows]
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        pytest.param("0101901234", id="plain"),
+        pytest.param("010190-1234", id="dash"),
+        pytest.param("010190 1234", id="space"),
+        pytest.param("010190\u20131234", id="en-dash"),
+    ],
+)
+def test_a_cpr_typed_into_a_title_never_reaches_the_header(
+    foundation: Foundation, typed: str
+) -> None:
+    order = register(foundation, title=f"Pedel, spørg {typed}")
+    ok(
+        foundation,
+        JOBCENTRE,
+        K.UPDATE_ORDER,
+        {"order_id": order["id"], "expected_version": 1, "patch": {"positions": 2}},
+    )
+    for header in headers(foundation):
+        assert header["title"] == "Pedel, spørg **********"
+    # The order itself, for those entitled to it, keeps what was typed.
+    assert order["title"] == f"Pedel, spørg {typed}"
+
+
+def test_a_status_change_says_what_the_status_was(foundation: Foundation) -> None:
+    order = register(foundation)
+    ok(
+        foundation,
+        JOBCENTRE,
+        K.CHANGE_ORDER_STATUS,
+        {"order_id": order["id"], "status": "inactivated"},
+    )
+    header = headers(foundation)[-1]
+    assert (header["previous_status"], header["status"]) == ("processing", "inactivated")
+
+
+@pytest.mark.parametrize(
+    "action", [pytest.param(K.TAKE_ORDER, id="take"), pytest.param(K.RELEASE_ORDER, id="release")]
+)
+def test_take_and_release_keep_the_status_and_say_so(
+    foundation: Foundation, action: CommandKind
+) -> None:
+    order = register(foundation)
+    ok(foundation, "jobcentre:751", K.TAKE_ORDER, {"order_id": order["id"]})
+    if action == K.RELEASE_ORDER:
+        ok(foundation, "jobcentre:751", K.RELEASE_ORDER, {"order_id": order["id"]})
+    header = headers(foundation)[-1]
+    assert header["type"] == "order_status_changed"
+    assert header["previous_status"] == header["status"] == "processing"

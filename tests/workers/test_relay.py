@@ -1,0 +1,110 @@
+"""The relay against a real redis-server: headers on the stream, and the event log's
+identity kept across a store restored from a backup."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared import eventlog
+from shared.commands import CommandKind
+from shared.events import Cursor, parse_entry
+from shared.foundation import Foundation
+from shared.settings import Settings
+from shared.store import SqliteStore as Store
+from tests.conftest import RedisServer
+from tests.shared.test_foundation import JOBCENTRE, ok, register
+from workers.relay import Relay, events_stream_key
+
+pytestmark = pytest.mark.integration
+
+
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path, redis_prefix="relay-test")
+
+
+def status_changes(f: Foundation, order_id: int, count: int) -> None:
+    """``count`` status changes: the order inactivated, then reactivated, and so on."""
+    for _ in range(count):
+        order = ok(f, JOBCENTRE, CommandKind.GET_ORDER, {"order_id": order_id})
+        status = "processing" if order["status"] == "inactivated" else "inactivated"
+        ok(f, JOBCENTRE, CommandKind.CHANGE_ORDER_STATUS, {"order_id": order_id, "status": status})
+
+
+def pushed(server: RedisServer, s: Settings) -> list[tuple[int, str]]:
+    entries: Any = server.client().xrange(events_stream_key(s))
+    headers = [parse_entry(fields) for _, fields in entries]
+    return [(h.seq, h.epoch) for h in headers if h is not None]
+
+
+def backup(db: Path, to: Path) -> None:
+    """An online backup, as an operator would take one (sqlite3's backup API)."""
+    source, target = sqlite3.connect(db), sqlite3.connect(to)
+    source.backup(target)
+    source.close()
+    target.close()
+
+
+def test_every_header_names_the_log_it_belongs_to(
+    private_redis: RedisServer, tmp_path: Path
+) -> None:
+    s = settings(tmp_path)
+    f = Foundation(Store(tmp_path / "store.db"))
+    register(f)
+    Relay(f.store, private_redis.client(), s).flush()
+    with f.store.read() as conn:
+        epoch = eventlog.current_epoch(conn)
+    assert pushed(private_redis, s) == [(1, epoch)]
+
+
+def test_a_store_restored_from_a_backup_starts_a_new_epoch(
+    private_redis: RedisServer, tmp_path: Path
+) -> None:
+    s = settings(tmp_path)
+    db = tmp_path / "store.db"
+    f = Foundation(Store(db))
+    order = register(f)
+    status_changes(f, order["id"], 5)  # events 1-6
+    backup(db, tmp_path / "backup.db")
+    status_changes(f, order["id"], 4)  # events 7-10, published, then lost
+    Relay(f.store, private_redis.client(), s).flush()
+    with f.store.read() as conn:
+        old = eventlog.current_epoch(conn)
+    seen = str(Cursor(10, old))  # a reader who saw everything
+    f.store.close()
+
+    shutil.copy(tmp_path / "backup.db", db)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    restored = Foundation(Store(db))
+    relay = Relay(restored.store, private_redis.client(), s)
+    relay.check_identity()  # as a worker does before its first job
+    status_changes(restored, order["id"], 1)  # event 7 again, of another history
+    relay.flush()
+
+    with restored.store.read() as conn:
+        new = eventlog.current_epoch(conn)
+    assert new != old
+    assert pushed(private_redis, s)[-1] == (7, new)
+    page = ok(restored, JOBCENTRE, CommandKind.INBOX, {"since": seen, "headers_only": True})
+    assert page["from_seq"] == 6  # where the two histories part
+    assert [(e["seq"], e["epoch"]) for e in page["events"]] == [(7, new)]
+    assert page["cursor"] == f"{new}:7"
+    # A second relay (another worker process) starting on the restored store agrees.
+    assert Relay(restored.store, private_redis.client(), s).check_identity() is None
+
+
+def test_a_store_ahead_of_redis_keeps_its_epoch(private_redis: RedisServer, tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    f = Foundation(Store(tmp_path / "store.db"))
+    order = register(f)
+    Relay(f.store, private_redis.client(), s).flush()
+    status_changes(f, order["id"], 3)  # not pushed yet: Redis is behind, which is normal
+    relay = Relay(f.store, private_redis.client(), s)
+    assert relay.check_identity() is None
+    with f.store.read() as conn:
+        assert len(eventlog.epochs(conn)) == 1
