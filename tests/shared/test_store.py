@@ -11,8 +11,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from shared import eventlog
 from shared.commands import CommandKind
 from shared.errors import InvalidInput, Unavailable
+from shared.events import Cursor
 from shared.foundation import Foundation
 from shared.store import SqliteStore, Store, open_url
 from shared.store.copy import copy_store, table_summary
@@ -90,6 +92,31 @@ def test_a_failed_write_leaves_nothing(any_store: Store) -> None:
     with pytest.raises(ZeroDivisionError):
         fail_half_way()
     assert any_store.connection().execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 1
+
+
+def test_the_event_log_has_epochs_in_order_on_both_engines(any_store: Store) -> None:
+    """Migration 6 gives a new store its first epoch; later ones are ordered by ``ordinal``
+    even when they share a base seq, and cursors resolve the same on both engines."""
+    foundation = Foundation(any_store)
+    with any_store.read() as tx:
+        [(first, base)] = eventlog.epochs(tx)
+        assert (base, tx.last_event_seq()) == (0, 0)
+    register(foundation)
+    register(foundation)
+    with any_store.write() as tx:
+        assert (tx.last_event_seq(), tx.next_event_seq()) == (2, 3)
+        second = eventlog.start_epoch(tx, "2026-12-01T00:00:00+00:00", replacing=first)
+        assert eventlog.start_epoch(tx, "2026-12-01T00:00:00+00:00", replacing=first) is None
+        third = eventlog.start_epoch(tx, "2026-12-01T00:00:00+00:00", replacing=str(second))
+    with any_store.read() as tx:
+        assert eventlog.epochs(tx) == [(first, 0), (second, 2), (third, 2)]
+        assert eventlog.head(tx) == Cursor(2, third)
+        assert eventlog.resolve(tx, Cursor(9, first)) == 2, "up to where it ended"
+        assert eventlog.resolve(tx, Cursor(1, third)) == 1
+        assert eventlog.resolve(tx, Cursor(1, "abcdef")) == 0, "another log counts for nothing"
+    register(foundation)
+    header = any_store.connection().execute("SELECT header FROM events WHERE seq = 3")
+    assert f'"epoch":"{third}"' in header.fetchone()[0]
 
 
 def test_event_seq_is_gap_free_in_commit_order_across_hosts(store_url: str) -> None:
@@ -244,6 +271,10 @@ def test_copy_to_postgres_is_verified_and_the_copy_works_on(
         assert [o["title"] for o in found["results"]] == ["Tømrer til Aarhus"]
         seqs = [r[0] for r in target.connection().execute("SELECT seq FROM events ORDER BY seq")]
         assert seqs == list(range(1, len(seqs) + 1)), "seq goes on without a gap"
+        with filled_sqlite.read() as before, target.read() as after:
+            assert eventlog.epochs(after) == eventlog.epochs(before), (
+                "the copy keeps the log's identity: readers' cursors stay valid"
+            )
         with pytest.raises(InvalidInput, match="not empty"):
             copy_store(filled_sqlite, target)
     finally:
