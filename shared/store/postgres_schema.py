@@ -202,6 +202,10 @@ INSERT INTO event_log_epochs (epoch, base_seq, started_at, ordinal)
     WHERE NOT EXISTS (SELECT 1 FROM event_log_epochs);
 """
 
+#: v7 numbered the epochs of SQLite stores whose v6 had no ``ordinal``; PostgreSQL's v6
+#: always had it.
+_V7_NOTHING = "SELECT 1"
+
 
 #: Migrations in order; migration i brings the store to version i + 1 (v3: the search
 #: index of :mod:`shared.store.postgres_search`).
@@ -212,6 +216,7 @@ MIGRATIONS: list[str] = [
     _V4_NOTHING,
     _V5_LEDGER_PER_ORGANISATION,
     _V6_EVENT_LOG_EPOCHS,
+    _V7_NOTHING,
 ]
 
 

@@ -272,6 +272,27 @@ def _v6_event_log_epochs(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v7_epoch_ordinal(db: sqlite_utils.Database) -> None:
+    # A store that main's first v6 migrated (before the store package) has epochs without
+    # ordinal; it ordered them by base_seq, then rowid, which only SQLite has. Number them
+    # in that order (again after a crash half-way: the numbering is idempotent). A store
+    # made by the v6 above is numbered so already.
+    if "ordinal" not in db["event_log_epochs"].columns_dict:
+        db.execute("ALTER TABLE event_log_epochs ADD COLUMN ordinal INTEGER NOT NULL DEFAULT 0")
+    db.executescript(
+        """
+        UPDATE event_log_epochs SET ordinal = (
+            SELECT COUNT(*) FROM event_log_epochs AS earlier
+            WHERE earlier.base_seq < event_log_epochs.base_seq
+               OR (earlier.base_seq = event_log_epochs.base_seq
+                   AND earlier.rowid <= event_log_epochs.rowid)
+        ) WHERE (SELECT MIN(ordinal) FROM event_log_epochs) = 0;
+        CREATE UNIQUE INDEX IF NOT EXISTS event_log_epochs_by_ordinal
+            ON event_log_epochs (ordinal);
+        """
+    )
+
+
 #: Migrations in order; migration i brings the store to ``user_version`` i + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_core,
@@ -280,6 +301,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v4_search_rebuild,
     _v5_ledger_per_organisation,
     _v6_event_log_epochs,
+    _v7_epoch_ordinal,
 ]
 
 #: The schema version this code expects.

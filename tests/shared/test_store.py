@@ -3,6 +3,7 @@ versions across hosts, infrastructure failures as ``unavailable``, and the verif
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -279,3 +280,32 @@ def test_copy_to_postgres_is_verified_and_the_copy_works_on(
             copy_store(filled_sqlite, target)
     finally:
         target.close()
+
+
+def test_a_sqlite_store_of_the_first_v6_gets_its_epochs_numbered(tmp_path: Path) -> None:
+    """Main's first v6 had no ``ordinal`` and ordered epochs by rowid; v7 numbers them so."""
+    path = tmp_path / "v6.db"
+    SqliteStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.executescript(
+            """
+            DROP TABLE event_log_epochs;
+            CREATE TABLE event_log_epochs (
+                epoch TEXT PRIMARY KEY, base_seq INTEGER NOT NULL, started_at TEXT NOT NULL
+            );
+            INSERT INTO event_log_epochs VALUES ('ccc', 4, 't'), ('aaa', 0, 't'), ('bbb', 4, 't');
+            PRAGMA user_version = 6;
+            """
+        )
+    conn.close()
+    store = SqliteStore(path)
+    try:
+        assert store.schema_version() == SCHEMA_VERSION
+        with store.read() as tx:
+            assert eventlog.epochs(tx) == [("aaa", 0), ("ccc", 4), ("bbb", 4)]
+            assert eventlog.current_epoch(tx) == "bbb"
+        with store.write() as tx:
+            assert eventlog.start_epoch(tx, "t", replacing="bbb") is not None
+        assert store.migrate() == SCHEMA_VERSION, "a second run has nothing to do"
+    finally:
+        store.close()
