@@ -39,7 +39,6 @@ EXIT_CODES: dict[str, int] = {
 EXTENSIONS: tuple[str, ...] = (
     "workers.inbox_cli",
     "workers.keys_cli",
-    "workers.store_cli",
     "workers.privacy_cli",
     "workers.result_cli",
     "workers.ops.cli",
