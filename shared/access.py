@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
+
+from shared.store.interface import Tx
 
 #: Name of the access log's hash key in ``foundation_secrets``.
 HASH_KEY = "access_log_hash_key"
@@ -34,30 +35,30 @@ class Access:
     placement_id: int | None
 
 
-def foundation_secret(conn: sqlite3.Connection, name: str) -> bytes:
+def foundation_secret(conn: Tx, name: str) -> bytes:
     """A 32-byte secret of the foundation's own, made on first use and kept for good."""
     row = conn.execute("SELECT value FROM foundation_secrets WHERE name = ?", (name,)).fetchone()
     if row is not None:
         return bytes.fromhex(row[0])
     conn.execute(
-        "INSERT OR IGNORE INTO foundation_secrets (name, value) VALUES (?, ?)",
+        "INSERT INTO foundation_secrets (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (name, secrets.token_hex(32)),
     )
     row = conn.execute("SELECT value FROM foundation_secrets WHERE name = ?", (name,)).fetchone()
     return bytes.fromhex(row[0])
 
 
-def _hash_key(conn: sqlite3.Connection) -> bytes:
+def _hash_key(conn: Tx) -> bytes:
     return foundation_secret(conn, HASH_KEY)
 
 
-def person(conn: sqlite3.Connection, cpr: str) -> str:
+def person(conn: Tx, cpr: str) -> str:
     """The keyed hash that names a person in the access log."""
     return hmac.new(_hash_key(conn), cpr.encode(), hashlib.sha256).hexdigest()
 
 
 def write(
-    conn: sqlite3.Connection,
+    conn: Tx,
     accesses: list[Access],
     organisation: str,
     caseworker: str | None,
@@ -83,7 +84,7 @@ def write(
     )
 
 
-def history(conn: sqlite3.Connection, cpr: str) -> list[dict[str, object]]:
+def history(conn: Tx, cpr: str) -> list[dict[str, object]]:
     """Every logged access to the person's data, oldest first."""
     rows = conn.execute(
         "SELECT at, organisation, caseworker, action, order_id, placement_id FROM access_log"

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.access import Access
 from shared.models import Principal
+from shared.store.interface import Tx
 
 
 @dataclass(frozen=True, slots=True)
 class Context:
     """One command being applied inside one SQLite transaction."""
 
-    conn: sqlite3.Connection
+    conn: Tx
     who: Principal
     at: datetime
     command_id: str | None = None

@@ -10,7 +10,6 @@ the log by ``seq`` and see only what they are entitled to, masked for them.
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -19,9 +18,10 @@ from shared.context import Context
 from shared.events import AUTHORITIES, Cursor, EventHeader, EventType, PlacementChange
 from shared.models import JobOrder, OrderStatus, Principal
 from shared.redaction import redact_cpr
+from shared.store.interface import Row, Tx
 
 
-def _placement_audience(conn: sqlite3.Connection, order: JobOrder) -> set[str]:
+def _placement_audience(conn: Tx, order: JobOrder) -> set[str]:
     """Who receives an order's placement log (S6): every organisation that placed on it,
     the organisations processing it and the authority that registered it."""
     placed = {
@@ -61,7 +61,7 @@ def record(
         log_upto = None
     # Inside the write transaction no one else can take the next seq, so the header that
     # names it is written with the row, in one INSERT.
-    seq = last_seq(ctx.conn) + 1
+    seq = ctx.conn.next_event_seq()
     header = EventHeader(
         id=uuid.uuid4().hex,
         seq=seq,
@@ -104,33 +104,32 @@ def record(
     return header
 
 
-def last_seq(conn: sqlite3.Connection) -> int:
-    """The highest seq ever given out (AUTOINCREMENT never hands one out twice)."""
-    last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-    return int(last[0]) if last else 0
+def last_seq(conn: Tx) -> int:
+    """The highest seq ever given out (see :meth:`Tx.last_event_seq`)."""
+    return conn.last_event_seq()
 
 
-def epochs(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+def epochs(conn: Tx) -> list[tuple[str, int]]:
     """Every epoch of the log with its base seq, oldest first."""
     return [
         (str(row[0]), int(row[1]))
         for row in conn.execute(
-            "SELECT epoch, base_seq FROM event_log_epochs ORDER BY base_seq, rowid"
+            "SELECT epoch, base_seq FROM event_log_epochs ORDER BY base_seq, ordinal"
         )
     ]
 
 
-def current_epoch(conn: sqlite3.Connection) -> str:
+def current_epoch(conn: Tx) -> str:
     """The identity of the event log as it is now."""
     return epochs(conn)[-1][0]
 
 
-def head(conn: sqlite3.Connection) -> Cursor:
+def head(conn: Tx) -> Cursor:
     """The cursor after the newest event: where a reader starting from now begins."""
     return Cursor(last_seq(conn), current_epoch(conn))
 
 
-def start_epoch(conn: sqlite3.Connection, at: str, *, replacing: str) -> str | None:
+def start_epoch(conn: Tx, at: str, *, replacing: str) -> str | None:
     """Start a new epoch at the current end of the log, if ``replacing`` is still the
     current one (so two workers that both noticed start one epoch, not two); returns it.
 
@@ -142,14 +141,17 @@ def start_epoch(conn: sqlite3.Connection, at: str, *, replacing: str) -> str | N
     if current_epoch(conn) != replacing:
         return None
     epoch = uuid.uuid4().hex[:12]
+    # ``ordinal`` orders epochs that share a base seq (a log restored twice with no event
+    # in between); the write transaction keeps MAX + 1 free of races.
     conn.execute(
-        "INSERT INTO event_log_epochs (epoch, base_seq, started_at) VALUES (?, ?, ?)",
+        "INSERT INTO event_log_epochs (epoch, base_seq, started_at, ordinal) VALUES"
+        " (?, ?, ?, (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM event_log_epochs))",
         (epoch, last_seq(conn), at),
     )
     return epoch
 
 
-def resolve(conn: sqlite3.Connection, cursor: Cursor) -> int:
+def resolve(conn: Tx, cursor: Cursor) -> int:
     """The seq to read after for a reader's ``cursor``, never trusting a foreign one.
 
     A cursor of this epoch is taken as it is, as is one in the old format (no epoch); one
@@ -168,9 +170,7 @@ def resolve(conn: sqlite3.Connection, cursor: Cursor) -> int:
     return 0
 
 
-def read(
-    conn: sqlite3.Connection, who: Principal, since: int, limit: int, *, inbox: bool
-) -> list[sqlite3.Row]:
+def read(conn: Tx, who: Principal, since: int, limit: int, *, inbox: bool) -> list[Row]:
     """Events after ``since`` that ``who`` may read, oldest first.
 
     With ``inbox`` an authority gets what was addressed to it (its inbox); without, every
@@ -192,13 +192,13 @@ def read(
     ).fetchall()
 
 
-def header_of(row: sqlite3.Row) -> dict[str, Any]:
+def header_of(row: Row) -> dict[str, Any]:
     """The stored header of an event row, as JSON data."""
     header: dict[str, Any] = json.loads(row["header"])
     return header
 
 
-def unpushed(conn: sqlite3.Connection, limit: int) -> list[tuple[int, str]]:
+def unpushed(conn: Tx, limit: int) -> list[tuple[int, str]]:
     """The oldest events the relay has not pushed yet: (seq, header JSON)."""
     return [
         (int(row[0]), str(row[1]))
@@ -208,12 +208,12 @@ def unpushed(conn: sqlite3.Connection, limit: int) -> list[tuple[int, str]]:
     ]
 
 
-def mark_pushed(conn: sqlite3.Connection, seqs: list[int]) -> None:
+def mark_pushed(conn: Tx, seqs: list[int]) -> None:
     """Mark events as pushed to Redis."""
     conn.executemany("UPDATE events SET pushed = 1 WHERE seq = ?", [(seq,) for seq in seqs])
 
 
-def backlog(conn: sqlite3.Connection) -> tuple[int, str | None]:
+def backlog(conn: Tx) -> tuple[int, str | None]:
     """How many events wait for the relay, and when the oldest of them happened."""
     row = conn.execute("SELECT COUNT(*), MIN(at) FROM events WHERE pushed = 0").fetchone()
     return int(row[0]), row[1]

@@ -33,8 +33,8 @@ def follow(ctx: Context, command: Follow) -> dict[str, Any]:
     if target_type == ORDER:
         store.load_order(ctx.conn, int(target))  # NotFound for an order that doesn't exist
     ctx.conn.execute(
-        "INSERT OR IGNORE INTO follows (organisation, caseworker, target_type, target,"
-        " created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO follows (organisation, caseworker, target_type, target, created_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (str(ctx.who), command.caseworker, target_type, target, ctx.at.isoformat()),
     )
     return _following(ctx, command.caseworker)

@@ -593,7 +593,7 @@ def load_orders(
     from rich.progress import Progress
 
     generator = Generator(seed, today=today, employers=employers_for(count))
-    target = store.Store(path)
+    target = store.SqliteStore(path)
     try:
         with target.write() as conn:
             first = store.next_order_id(conn)

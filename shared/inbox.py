@@ -12,7 +12,6 @@ one reply stays small whatever the events carry.
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from shared import eventlog, orders, placements
@@ -20,6 +19,7 @@ from shared.commands import Inbox, OrderChanges
 from shared.context import Context
 from shared.events import Cursor, EventType
 from shared.models import JobOrder
+from shared.store.interface import Row, Tx
 
 #: A page ends once its events take this many bytes of JSON (at least one event is sent).
 PAGE_MAX_BYTES = 1_000_000
@@ -28,7 +28,7 @@ PAGE_MAX_BYTES = 1_000_000
 class _Epochs:
     """Which epoch each seq belongs to, for headers written before they carried one."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Tx) -> None:
         self.epochs = eventlog.epochs(conn)
 
     def of(self, seq: int) -> str:
@@ -44,7 +44,7 @@ def _cursor(header: dict[str, Any], epochs: _Epochs) -> str:
     return str(Cursor(seq, header.get("epoch") or epochs.of(seq)))
 
 
-def _event(row: sqlite3.Row, ctx: Context, headers_only: bool, epochs: _Epochs) -> dict[str, Any]:
+def _event(row: Row, ctx: Context, headers_only: bool, epochs: _Epochs) -> dict[str, Any]:
     """One event as ``ctx.who`` receives it: the header, and the order or the change to the
     placement log as they were."""
     header = eventlog.header_of(row)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime, timedelta
 
 from shared.envelope import decode_envelope, new_envelope
 from shared.errors import InvalidInput, NotAuthenticated, NotFound
 from shared.sealing import open_payload
 from shared.signing import SigningKey, verify
+from shared.store.interface import Tx
 
 
-def create(conn: sqlite3.Connection, principal: str, at: datetime) -> SigningKey:
+def create(conn: Tx, principal: str, at: datetime) -> SigningKey:
     """A new valid key for ``principal``; keys it had stay valid (that is a rotation)."""
     key = SigningKey.generate(principal)
     conn.execute(
@@ -21,7 +21,7 @@ def create(conn: sqlite3.Connection, principal: str, at: datetime) -> SigningKey
     return key
 
 
-def revoke(conn: sqlite3.Connection, principal: str, key_id: str, at: datetime) -> None:
+def revoke(conn: Tx, principal: str, key_id: str, at: datetime) -> None:
     """Make one key of ``principal`` invalid from now on."""
     cursor = conn.execute(
         "UPDATE signing_keys SET revoked_at = ? WHERE key_id = ? AND principal = ?"
@@ -32,7 +32,7 @@ def revoke(conn: sqlite3.Connection, principal: str, key_id: str, at: datetime) 
         raise NotFound(f"{principal} has no valid key {key_id}; see `jobordre keys list`")
 
 
-def valid_keys(conn: sqlite3.Connection, principal: str) -> dict[str, SigningKey]:
+def valid_keys(conn: Tx, principal: str) -> dict[str, SigningKey]:
     """The keys of ``principal`` that are not revoked, by key id."""
     rows = conn.execute(
         "SELECT key_id, principal, secret FROM signing_keys WHERE principal = ?"
@@ -42,19 +42,22 @@ def valid_keys(conn: sqlite3.Connection, principal: str) -> dict[str, SigningKey
     return {row[0]: SigningKey(row[1], row[0], row[2]) for row in rows}
 
 
-def listing(conn: sqlite3.Connection, principal: str | None) -> list[dict[str, str | None]]:
+def listing(conn: Tx, principal: str | None) -> list[dict[str, str | None]]:
     """Every key (without its secret), newest first; of one principal if given."""
-    rows = conn.execute(
-        "SELECT key_id, principal, created_at, revoked_at FROM signing_keys"
-        " WHERE ? IS NULL OR principal = ? ORDER BY created_at DESC",
-        (principal, principal),
-    ).fetchall()
+    columns = "SELECT key_id, principal, created_at, revoked_at FROM signing_keys"
+    rows = (
+        conn.execute(columns + " ORDER BY created_at DESC").fetchall()
+        if principal is None
+        else conn.execute(
+            columns + " WHERE principal = ? ORDER BY created_at DESC", (principal,)
+        ).fetchall()
+    )
     return [
         {"key_id": r[0], "principal": r[1], "created_at": r[2], "revoked_at": r[3]} for r in rows
     ]
 
 
-def every_key(conn: sqlite3.Connection, principal: str) -> dict[str, SigningKey]:
+def every_key(conn: Tx, principal: str) -> dict[str, SigningKey]:
     """Every key ``principal`` ever had, revoked ones included, by key id."""
     rows = conn.execute(
         "SELECT key_id, principal, secret FROM signing_keys WHERE principal = ?", (principal,)
@@ -62,7 +65,7 @@ def every_key(conn: sqlite3.Connection, principal: str) -> dict[str, SigningKey]
     return {row[0]: SigningKey(row[1], row[0], row[2]) for row in rows}
 
 
-def revoked_at(conn: sqlite3.Connection, key_id: str) -> datetime | None:
+def revoked_at(conn: Tx, key_id: str) -> datetime | None:
     """When a key was revoked; ``None`` while it is valid."""
     row = conn.execute("SELECT revoked_at FROM signing_keys WHERE key_id = ?", (key_id,)).fetchone()
     return None if row is None or row[0] is None else datetime.fromisoformat(row[0])
@@ -73,7 +76,7 @@ def _cannot_retry(envelope_id: str, why: str) -> InvalidInput:
 
 
 def resign(
-    conn: sqlite3.Connection,
+    conn: Tx,
     raw: str,
     *,
     source: str,

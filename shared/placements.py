@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import replace
 from typing import Any
 
@@ -12,10 +11,11 @@ from shared.context import Context
 from shared.errors import InvalidInput, NotFound
 from shared.events import EventType, PlacementChange
 from shared.models import JobOrder, LogEntry, OrderStatus, Placement, PlacementStatus, Principal
+from shared.store.interface import Row, Tx
 
 
 def _placement_view(
-    row: sqlite3.Row, who: Principal, status: str | None = None, updated_at: str | None = None
+    row: Row, who: Principal, status: str | None = None, updated_at: str | None = None
 ) -> dict[str, Any]:
     full = rules.sees_person(who, row["placed_by"])
     return Placement(
@@ -33,7 +33,7 @@ def _placement_view(
     ).model_dump(mode="json")
 
 
-def _entry_view(row: sqlite3.Row, placed_by: str, who: Principal) -> dict[str, Any]:
+def _entry_view(row: Row, placed_by: str, who: Principal) -> dict[str, Any]:
     return LogEntry(
         id=row["id"],
         order_id=row["order_id"],
@@ -71,8 +71,8 @@ def _log(
     )
 
 
-def _load(conn: sqlite3.Connection, order_id: int, placement_id: int) -> sqlite3.Row:
-    row: sqlite3.Row | None = conn.execute(
+def _load(conn: Tx, order_id: int, placement_id: int) -> Row:
+    row: Row | None = conn.execute(
         "SELECT * FROM placements WHERE id = ? AND order_id = ?", (placement_id, order_id)
     ).fetchone()
     if row is None:
@@ -109,7 +109,7 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
     at = ctx.at.isoformat()
     cursor = ctx.conn.execute(
         "INSERT INTO placements (order_id, cpr, placed_by, caseworker, referral, status, note,"
-        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             order.id,
             command.cpr,
@@ -122,7 +122,7 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
             at,
         ),
     )
-    placement_id = int(cursor.lastrowid or 0)
+    placement_id = int(cursor.fetchone()[0])
     _log(ctx, placement_id, order.id, None, PlacementStatus.PLACED.value, command.note)
     change = PlacementChange(
         placement_id=placement_id,

@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=_default_home)
     #: SQLite file of the foundation's store; defaults to ``<home>/jobordre.db``.
     db: Path | None = None
+    #: PostgreSQL store (``postgresql://user:pass@host:5432/db``) for workers on several
+    #: hosts; unset = the SQLite file at ``db``.
+    database_url: str | None = None
+    #: Most connections one process keeps open to PostgreSQL (worker threads share them).
+    database_pool_size: int = Field(default=10, ge=1, le=256)
     #: Redis URL (``redis://``, ``rediss://``, with password); unset = the embedded broker.
     redis_url: str | None = None
     #: Namespace of every Redis key jobordre writes besides Dramatiq's own.

@@ -140,6 +140,8 @@ class System:
     redis: RedisServer
     home: Path
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: A PostgreSQL store instead of the SQLite file (``JOBORDRE_DATABASE_URL``).
+    database_url: str | None = None
 
     @property
     def db(self) -> Path:
@@ -155,6 +157,8 @@ class System:
             JOBORDRE_MIN_BACKOFF_MS="50",
             JOBORDRE_MAX_BACKOFF_MS="500",
         )
+        if self.database_url:
+            env["JOBORDRE_DATABASE_URL"] = self.database_url
         env.update(extra)
         return env
 
@@ -208,6 +212,22 @@ class System:
                 process.kill()
                 process.wait()
         self.workers.clear()
+
+    def sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Run one statement on the system's store, whichever engine, as an operator would."""
+        from shared.store import open_url
+
+        store = open_url(self.database_url or self.db, migrate=False)
+        try:
+            with store.write() as tx:
+                cursor = tx.execute(statement, params)
+                return (
+                    list(cursor.fetchall())
+                    if statement.lstrip().upper().startswith("SELECT")
+                    else []
+                )
+        finally:
+            store.close()
 
     def cli(self, *args: str, stdin: str | None = None, **extra: str) -> CliResult:
         """Run ``jobordre ARGS`` as a user would; returns exit code, stdout and stderr."""
@@ -263,3 +283,34 @@ def bare_system(private_redis: RedisServer, tmp_path: Path) -> Iterator[System]:
     running = System(private_redis, home)
     yield running
     running.stop_workers()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Any]:
+    """One private PostgreSQL cluster for the whole session, on a free loopback port."""
+    from tests.postgres_cluster import start_cluster
+
+    cluster = start_cluster(free_port())
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(
+    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")]
+)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store of each engine lives: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.db")
+    cluster = request.getfixturevalue("postgres_cluster")
+    return str(cluster.fresh_database())
+
+
+@pytest.fixture
+def any_store(store_url: str) -> Iterator[Any]:
+    """A migrated, empty store of each engine (see :func:`store_url`)."""
+    from shared.store import open_url
+
+    opened = open_url(store_url)
+    yield opened
+    opened.close()

@@ -39,6 +39,7 @@ EXIT_CODES: dict[str, int] = {
 EXTENSIONS: tuple[str, ...] = (
     "workers.inbox_cli",
     "workers.keys_cli",
+    "workers.store_cli",
     "workers.privacy_cli",
     "workers.result_cli",
     "workers.ops.cli",

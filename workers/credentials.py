@@ -18,7 +18,7 @@ from shared.errors import Forbidden, InvalidInput
 from shared.foundation import utc_now
 from shared.settings import Settings
 from shared.signing import SigningKey
-from shared.store import Store
+from shared.store import SqliteStore, Store, open_store
 
 
 def key_path(settings: Settings, principal: str) -> Path:
@@ -82,9 +82,16 @@ def signing_key(settings: Settings, principal: str) -> SigningKey:
         if key.principal != principal:
             raise Forbidden(f"the key file {path} belongs to {key.principal}, not {principal}")
         return key
+    if settings.database_url:
+        # Whoever holds the database URL is the operator already: provision there.
+        store: Store = open_store(settings)
+        try:
+            return provision(store, settings, principal)
+        finally:
+            store.close()
     db = settings.db_path
     if db.exists() and os.access(db, os.W_OK) and os.access(db.parent, os.W_OK):
-        store = Store(db, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        store = SqliteStore(db, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
         try:
             return provision(store, settings, principal)
         finally:

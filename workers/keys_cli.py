@@ -13,12 +13,12 @@ from shared import keys
 from shared.foundation import utc_now
 from shared.models import Principal
 from shared.settings import Settings
-from shared.store import Store
+from shared.store import Store, open_store
 from workers.cli import Parser, emit
 
 
 def _store(settings: Settings) -> Store:
-    return Store(settings.db_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    return open_store(settings)
 
 
 def _create(args: argparse.Namespace, settings: Settings) -> int:

@@ -22,7 +22,7 @@ import redis
 from shared.foundation import Foundation
 from shared.redaction import RedactingFormatter
 from shared.settings import Settings
-from shared.store import Store
+from shared.store import open_store
 from workers.actors import Runtime, declare_actors
 from workers.broker import build_broker
 from workers.credentials import system_key
@@ -68,7 +68,7 @@ def start_worker(
     broker = build_broker(
         settings, url, doorbell=doorbell, wait_ms=settings.worker_poll_ms if doorbell else None
     )
-    store = Store(settings.db_path, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    store = open_store(settings)
     client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
     runtime = Runtime(
         foundation=Foundation(store, max_age_ms=settings.signature_max_age_ms),

@@ -17,7 +17,7 @@ from shared.commands import CommandKind
 from shared.envelope import new_envelope
 from shared.foundation import Foundation, utc_now
 from shared.protocol import RESULTS, ErrorReplyBody
-from shared.store import Store
+from shared.store import SqliteStore as Store
 from tests.factories import CPR_1, order_doc
 
 K = CommandKind

@@ -10,7 +10,7 @@ import pytest
 
 from shared.commands import CommandKind
 from shared.foundation import Foundation
-from shared.store import Store
+from shared.store import SqliteStore as Store
 from tests.shared.test_foundation import JOBCENTRE, ok, register
 
 K = CommandKind

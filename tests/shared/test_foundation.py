@@ -14,7 +14,7 @@ from shared.envelope import new_envelope
 from shared.events import Cursor
 from shared.foundation import Foundation, utc_now
 from shared.signing import SigningKey
-from shared.store import Store, list_dead_letters
+from shared.store import SqliteStore, Store, list_dead_letters
 from tests.factories import CPR_1, CPR_2, EMPLOYER_A, EMPLOYER_B, order_doc
 
 K = CommandKind
@@ -25,8 +25,9 @@ EMPLOYER = f"employer:{EMPLOYER_A}"
 
 
 @pytest.fixture
-def foundation(tmp_path: Path) -> Foundation:
-    return Foundation(Store(tmp_path / "store.db"))
+def foundation(any_store: Store) -> Foundation:
+    """A foundation on a fresh store of each engine (SQLite, PostgreSQL)."""
+    return Foundation(any_store)
 
 
 def key_of(f: Foundation, principal: str) -> SigningKey:
@@ -421,8 +422,9 @@ class TestSearchAndChanges:
         )
 
 
-def test_the_store_survives_integrity_check(foundation: Foundation) -> None:
+def test_the_store_survives_integrity_check(tmp_path: Path) -> None:
+    foundation = Foundation(SqliteStore(tmp_path / "store.db"))
     register(foundation)
-    conn = sqlite3.connect(foundation.store.path)
+    conn = sqlite3.connect(tmp_path / "store.db")
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

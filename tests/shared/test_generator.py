@@ -94,7 +94,7 @@ def test_bulk_load_writes_what_the_store_reads(tmp_path: Path) -> None:
     assert (first, last) == (1, 1_234)
     again, _ = load_orders(path, 10, seed=2, today=TODAY, progress=False)
     assert again == 1_235, "a second load appends after the existing orders"
-    target = store.Store(path)
+    target = store.SqliteStore(path)
     try:
         conn = target.connection()
         assert conn.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 1_244

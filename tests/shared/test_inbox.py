@@ -12,7 +12,7 @@ from shared import eventlog, inbox
 from shared.commands import CommandKind
 from shared.events import Cursor
 from shared.foundation import Foundation
-from shared.store import Store
+from shared.store import SqliteStore as Store
 from tests.shared.test_foundation import AKASSE, JOBCENTRE, count, ok, register
 
 K = CommandKind

@@ -9,7 +9,7 @@ import pytest
 
 from shared.commands import CommandKind
 from shared.foundation import Foundation
-from shared.store import Store
+from shared.store import SqliteStore as Store
 from tests.factories import CPR_1, CPR_2, EMPLOYER_A
 from tests.shared.test_foundation import call, ok, register
 
@@ -53,7 +53,7 @@ def test_every_read_and_change_of_a_person_is_logged(foundation: Foundation) -> 
 def test_the_access_log_holds_no_cpr(foundation: Foundation) -> None:
     order = register(foundation)
     ok(foundation, JOBCENTRE, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": CPR_1})
-    dump = "\n".join(foundation.store.connection().iterdump())
+    dump = "\n".join(foundation.store.connection().raw.iterdump())
     rows = [line for line in dump.splitlines() if "access_log" in line or '"commands"' in line]
     assert rows and not any(CPR_1 in line for line in rows)
 

@@ -1,9 +1,9 @@
-"""The search design (shared/search.py) against a brute-force reference on generated data."""
+"""Search (shared/search.py) against a brute-force reference on generated data, on both
+store engines: the PostgreSQL store is a verified copy of the same SQLite store."""
 
 from __future__ import annotations
 
 import re
-import sqlite3
 import unicodedata
 from collections.abc import Iterator
 from datetime import date
@@ -16,6 +16,8 @@ from shared import search, store
 from shared.errors import InvalidInput
 from shared.generator import Generator, load_orders
 from shared.models import Occupation, OrderStatus
+from shared.store import sqlite_search
+from shared.store.copy import copy_store
 
 TODAY = date(2026, 11, 26)
 #: Orders in the shared test store: enough for thousands of matches per common word.
@@ -32,9 +34,7 @@ def tokens(text: str) -> list[str]:
     return re.findall(r"[^\W_]+", fold(text))
 
 
-def reference(
-    conn: sqlite3.Connection, text: str | None, filters: dict[str, str]
-) -> list[sqlite3.Row]:
+def reference(conn: store.Tx, text: str | None, filters: dict[str, str]) -> list[store.Row]:
     """Every order matching, decided in Python row by row: each word a prefix of a token."""
     words = tokens(text or "")
     found = []
@@ -47,11 +47,21 @@ def reference(
     return found
 
 
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sqlite3.Connection]:
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")],
+)
+def loaded(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[store.Tx]:
     path = tmp_path_factory.mktemp("search") / "search.db"
     load_orders(path, ORDERS, seed=21, today=TODAY, progress=False)
-    target = store.Store(path)
+    target: store.Store = store.SqliteStore(path)
+    if request.param == "postgres":
+        source = target
+        target = store.open_url(request.getfixturevalue("postgres_cluster").fresh_database())
+        copy_store(source, target)
+        source.close()
     yield target.connection()
     target.close()
 
@@ -79,7 +89,7 @@ def _queries() -> list[Any]:
 
 @pytest.mark.parametrize(("text", "filters"), _queries())
 def test_text_search_finds_exactly_the_reference_matches(
-    loaded: sqlite3.Connection, text: str, filters: dict[str, str]
+    loaded: store.Tx, text: str, filters: dict[str, str]
 ) -> None:
     expected = reference(loaded, text, filters)
     total, page = search.search_orders(loaded, text=text, filters=filters, limit=500, offset=0)
@@ -92,7 +102,7 @@ def test_text_search_finds_exactly_the_reference_matches(
 
 
 def test_every_order_matches_its_own_title_in_its_municipality(
-    loaded: sqlite3.Connection,
+    loaded: store.Tx,
 ) -> None:
     rows = loaded.execute("SELECT id, title, municipality, status FROM orders LIMIT 50").fetchall()
     for row in rows:
@@ -114,7 +124,7 @@ def test_every_order_matches_its_own_title_in_its_municipality(
     ],
 )
 def test_filter_only_search_is_newest_first_and_exact(
-    loaded: sqlite3.Connection, filters: dict[str, str]
+    loaded: store.Tx, filters: dict[str, str]
 ) -> None:
     expected = sorted(reference(loaded, None, filters), key=lambda r: (r["updated_at"], r["id"]))
     expected.reverse()
@@ -123,18 +133,18 @@ def test_filter_only_search_is_newest_first_and_exact(
     assert [order.id for order in page] == [row["id"] for row in expected[5:35]]
 
 
-def test_pages_do_not_overlap_and_cover_the_matches(loaded: sqlite3.Connection) -> None:
+def test_pages_do_not_overlap_and_cover_the_matches(loaded: store.Tx) -> None:
     filters = {"municipality": "101"}
     expected = {row["id"] for row in reference(loaded, "du", filters)}
     seen: list[int] = []
     for offset in range(0, len(expected), 50):
         _, page = search.search_orders(loaded, text="du", filters=filters, limit=50, offset=offset)
         seen += [order.id for order in page]
-    assert len(expected) <= search.RANK_WINDOW, "the whole set is ranked in this data"
+    assert len(expected) <= sqlite_search.RANK_WINDOW, "the whole set is ranked in this data"
     assert sorted(seen) == sorted(expected)
 
 
-def test_an_employer_filter_sees_only_that_employer(loaded: sqlite3.Connection) -> None:
+def test_an_employer_filter_sees_only_that_employer(loaded: store.Tx) -> None:
     cvr = loaded.execute("SELECT employer_cvr FROM orders LIMIT 1").fetchone()[0]
     total, page = search.search_orders(
         loaded, text="du", filters={"employer_cvr": cvr}, limit=500, offset=0
@@ -143,16 +153,15 @@ def test_an_employer_filter_sees_only_that_employer(loaded: sqlite3.Connection) 
     assert {order.employer.cvr for order in page} == {cvr}
 
 
-def test_unknown_filters_are_refused(loaded: sqlite3.Connection) -> None:
+def test_unknown_filters_are_refused(loaded: store.Tx) -> None:
     with pytest.raises(KeyError):
         search.search_ids(loaded, text="kok", filters={"title": "Kok"}, limit=1, offset=0)
 
 
 @pytest.fixture
-def small(tmp_path: Path) -> Iterator[store.Store]:
-    target = store.Store(tmp_path / "small.db")
-    yield target
-    target.close()
+def small(any_store: store.Store) -> store.Store:
+    """An empty store of each engine."""
+    return any_store
 
 
 #: Neutral text, so that only what a test sets can match.
@@ -203,7 +212,8 @@ def test_the_index_follows_status_changes_and_deletes(small: store.Store) -> Non
     with small.write() as write:
         write.execute("DELETE FROM orders WHERE id = 1")
     assert search.search_orders(conn, text="murer", filters={}, limit=5, offset=0)[0] == 0
-    conn.execute("INSERT INTO order_search (order_search) VALUES ('integrity-check')")
+    if small.engine == "sqlite":
+        conn.execute("INSERT INTO order_search (order_search) VALUES ('integrity-check')")
 
 
 def test_ranking_is_bounded_to_the_newest_matches(
@@ -211,7 +221,7 @@ def test_ranking_is_bounded_to_the_newest_matches(
 ) -> None:
     for order_id in range(1, 11):
         _insert(small, order_id, title=f"Kok nummer {order_id}", description="Kok")
-    monkeypatch.setattr(search, "RANK_WINDOW", 4)
+    monkeypatch.setattr(sqlite_search, "RANK_WINDOW", 4)
     total, page = search.search_orders(
         small.connection(), text="kok", filters={}, limit=2, offset=0
     )
@@ -221,11 +231,12 @@ def test_ranking_is_bounded_to_the_newest_matches(
     assert [order.id for order in deep] == [4, 3, 2], "paging past the window widens it"
 
 
-def test_rebuilding_the_index_keeps_every_order_findable(small: store.Store) -> None:
+def test_rebuilding_the_index_keeps_every_order_findable(tmp_path: Path) -> None:
+    small = store.SqliteStore(tmp_path / "small.db")
     _insert(small, 1, title="Elektriker")
     conn = small.connection()
-    search.create_index(conn)
-    search.create_index(conn)
+    sqlite_search.create_index(conn.raw)
+    sqlite_search.create_index(conn.raw)
     assert search.search_orders(conn, text="elektriker", filters={}, limit=5, offset=0)[0] == 1
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert "orders_fts" not in tables, "the old index is gone, so writes pay for one only"
@@ -233,11 +244,11 @@ def test_rebuilding_the_index_keeps_every_order_findable(small: store.Store) -> 
 
 def test_a_store_with_an_index_of_an_earlier_shape_is_rebuilt(tmp_path: Path) -> None:
     path = tmp_path / "v3.db"
-    target = store.Store(path)
+    target = store.SqliteStore(path)
     _insert(target, 1, title="Elektriker")
     # What a store migrated to v3 before the design settled holds: an empty index of
     # another shape (positive rowids, no tags).
-    target.connection().executescript(
+    target.connection().raw.executescript(
         """
         DROP TABLE order_search;
         CREATE VIRTUAL TABLE order_search USING fts5 (
@@ -247,7 +258,7 @@ def test_a_store_with_an_index_of_an_earlier_shape_is_rebuilt(tmp_path: Path) ->
         """
     )
     target.close()
-    migrated = store.Store(path)
+    migrated = store.SqliteStore(path)
     try:
         conn = migrated.connection()
         total, page = search.search_orders(conn, text="elektriker", filters={}, limit=5, offset=0)
@@ -270,7 +281,7 @@ def test_a_store_with_an_index_of_an_earlier_shape_is_rebuilt(tmp_path: Path) ->
     ],
 )
 def test_a_query_that_would_cost_hundreds_of_normal_ones_is_refused(
-    loaded: sqlite3.Connection, text: str, says: str
+    loaded: store.Tx, text: str, says: str
 ) -> None:
     with pytest.raises(InvalidInput, match=says) as refused:
         search.search_ids(loaded, text=text, filters={}, limit=20, offset=0)
@@ -285,5 +296,5 @@ def test_a_query_that_would_cost_hundreds_of_normal_ones_is_refused(
         pytest.param("", id="no-text"),
     ],
 )
-def test_queries_within_the_bounds_are_answered(loaded: sqlite3.Connection, text: str) -> None:
+def test_queries_within_the_bounds_are_answered(loaded: store.Tx, text: str) -> None:
     search.search_ids(loaded, text=text, filters={}, limit=20, offset=0)

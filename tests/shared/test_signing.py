@@ -13,7 +13,8 @@ from shared.commands import CommandKind
 from shared.envelope import Envelope, new_envelope
 from shared.foundation import Foundation, utc_now
 from shared.signing import SigningKey, signature
-from shared.store import Store, list_dead_letters
+from shared.store import SqliteStore as Store
+from shared.store import list_dead_letters
 from tests.factories import order_doc
 
 JOBCENTRE = "jobcentre:101"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,8 @@ from shared.errors import InvalidInput
 from shared.foundation import Foundation, utc_now
 from shared.sealing import open_payload, seal_payload
 from shared.signing import SigningKey
-from shared.store import Store, list_dead_letters
+from shared.store import SqliteStore, Store, list_dead_letters
+from shared.store.sqlite import SqliteTx
 from tests.factories import CPR_1, EMPLOYER_A, order_doc
 
 K = CommandKind
@@ -36,10 +36,9 @@ SYSTEM = "system"
 
 
 @pytest.fixture
-def foundation(tmp_path: Path) -> Iterator[Foundation]:
-    f = Foundation(Store(tmp_path / "store.db"), max_age_ms=60_000)
-    yield f
-    f.store.close()
+def foundation(any_store: Store) -> Foundation:
+    """A foundation on a fresh store of each engine (SQLite, PostgreSQL)."""
+    return Foundation(any_store, max_age_ms=60_000)
 
 
 def key_of(f: Foundation, principal: str) -> SigningKey:
@@ -357,9 +356,9 @@ class TestTransactionsAlwaysEnd:
     def test_an_interrupted_write_releases_the_write_lock(
         self, tmp_path: Path, statement: str
     ) -> None:
-        db = Store(tmp_path / "store.db", busy_timeout_ms=200)
-        real = db.connection()
-        db._local.conn = InterruptAt(real, statement)
+        db = SqliteStore(tmp_path / "store.db", busy_timeout_ms=200)
+        real = db.connection().raw
+        db._local.tx = SqliteTx(InterruptAt(real, statement))  # type: ignore[arg-type]
         with pytest.raises(KeyboardInterrupt), db.write() as conn:
             conn.execute("INSERT INTO foundation_secrets (name, value) VALUES ('a', 'b')")
         assert not real.in_transaction
@@ -380,9 +379,9 @@ class TestTransactionsAlwaysEnd:
         db.close()
 
     def test_an_interrupted_read_ends_its_snapshot(self, tmp_path: Path) -> None:
-        db = Store(tmp_path / "store.db")
-        real = db.connection()
-        db._local.conn = InterruptAt(real, "BEGIN")
+        db = SqliteStore(tmp_path / "store.db")
+        real = db.connection().raw
+        db._local.tx = SqliteTx(InterruptAt(real, "BEGIN"))  # type: ignore[arg-type]
         with pytest.raises(KeyboardInterrupt), db.read():
             pass
         assert not real.in_transaction
@@ -419,8 +418,8 @@ class TestHostileEnvelopes:
             decode_envelope(json.dumps(document))
 
 
-def test_store_helpers_are_keyed_by_principal(tmp_path: Path) -> None:
-    db = Store(tmp_path / "store.db")
+def test_store_helpers_are_keyed_by_principal(any_store: Store) -> None:
+    db = any_store
     with db.write() as conn:
         for principal in (JOBCENTRE, AKASSE):
             assert store.record_command(

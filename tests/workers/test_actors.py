@@ -25,7 +25,8 @@ from shared.foundation import Foundation
 from shared.sealing import open_reply
 from shared.settings import Settings
 from shared.signing import SigningKey
-from shared.store import Store, list_dead_letters
+from shared.store import SqliteStore as Store
+from shared.store import list_dead_letters
 from tests.conftest import wait_until
 from tests.factories import CPR_1, order_doc
 from workers.actors import Runtime, declare_actors

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shared.search import search_orders
-from shared.store import Store
+from shared.store import SqliteStore as Store
 from tests.conftest import JOBORDRE
 
 pytestmark = pytest.mark.integration
@@ -33,14 +33,25 @@ POSITIVE_FIGURES = (
 
 
 @pytest.mark.timeout(600)
-def test_bench_json_has_every_figure(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "engine", [pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")]
+)
+def test_bench_json_has_every_figure(
+    tmp_path: Path, engine: str, request: pytest.FixtureRequest
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBORDRE_")}
     env["JOBORDRE_HOME"] = str(tmp_path)
+    target = (
+        ["--database-url", request.getfixturevalue("postgres_cluster").fresh_database()]
+        if engine == "postgres"
+        else []
+    )
     done = subprocess.run(
         [
             *(str(JOBORDRE), "bench", "--json", "--quiet", "--orders", "400"),
             *("--processes", "1", "--threads", "2", "--messages", "30"),
             *("--baseline-messages", "200", "--queries", "20", "--roundtrips", "5"),
+            *target,
         ],
         env=env,
         capture_output=True,
@@ -58,6 +69,7 @@ def test_bench_json_has_every_figure(tmp_path: Path) -> None:
     assert figures["event_latency_p95_ms"] is None or figures["event_latency_p95_ms"] > 0
     assert figures["versions"]["python"] == ".".join(map(str, sys.version_info[:3]))
     assert figures["parameters"]["orders"] == 400
+    assert figures["store_engine"] == engine
     assert figures["search_total"] == "exact"
 
 

@@ -7,17 +7,40 @@ program exactly as a jobcentre system would script it.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import System, free_port
+from tests.conftest import RedisServer, System, free_port
 from tests.factories import BAD_CVR, CPR_1, CPR_2, EMPLOYER_A, EMPLOYER_B, order_doc
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")],
+)
+def system(
+    request: pytest.FixtureRequest,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[System]:
+    """The scenarios on each store engine: one worker process on a fresh store."""
+    redis_server.client().flushall()
+    url = (
+        request.getfixturevalue("postgres_cluster").fresh_database()
+        if request.param == "postgres"
+        else None
+    )
+    running = System(redis_server, tmp_path_factory.mktemp("home"), database_url=url)
+    running.start_worker()
+    yield running
+    running.stop_workers()
+
 
 JOBCENTRE_KBH = "jobcentre:101"
 JOBCENTRE_AARHUS = "jobcentre:751"
@@ -321,10 +344,7 @@ class TestDelivery:
             "jobcentre-101-req-0001",
         )
         assert first == again
-        with sqlite3.connect(system.db) as conn:
-            stored = conn.execute(
-                "SELECT COUNT(*) FROM orders WHERE title = 'Idempotent ordre'"
-            ).fetchone()
+        [stored] = system.sql("SELECT COUNT(*) FROM orders WHERE title = 'Idempotent ordre'")
         assert stored[0] == 1
 
     def test_rejected_commands_are_kept_with_their_reason(
@@ -364,10 +384,8 @@ class TestDelivery:
         self, system: System, tmp_path: Path
     ) -> None:
         order = register(system, tmp_path, JOBCENTRE_KBH)
-        with sqlite3.connect(system.db) as conn:  # a corrupt row: every attempt crashes
-            conn.execute(
-                "UPDATE orders SET doc = '{\"broken\": true}' WHERE id = ?", (order["id"],)
-            )
+        # A corrupt row: every attempt crashes.
+        system.sql("UPDATE orders SET doc = '{\"broken\": true}' WHERE id = ?", (order["id"],))
         error = error_of(system, "order", "get", str(order["id"]), "--as", JOBCENTRE_KBH, expect=7)
         assert "dead letter" in error["message"]
         crashed = [
@@ -397,6 +415,7 @@ class TestSigningKeys:
         remote = {
             "JOBORDRE_HOME": str(tmp_path / "remote"),
             "JOBORDRE_DB": str(tmp_path / "none.db"),
+            "JOBORDRE_DATABASE_URL": "",  # no store of any engine within reach
         }
         result = system.cli("order", "get", "1", "--as", "jobcentre:461", "--json", **remote)
         assert result.code == 3
@@ -412,6 +431,7 @@ class TestSigningKeys:
         remote = {
             "JOBORDRE_HOME": str(tmp_path / "remote"),
             "JOBORDRE_DB": str(tmp_path / "none.db"),
+            "JOBORDRE_DATABASE_URL": "",  # no store of any engine within reach
             "JOBORDRE_KEY_FILE": str(key_file),
         }
         order = register(system, tmp_path, JOBCENTRE_KBH)
@@ -455,9 +475,9 @@ def test_a_long_wait_with_no_worker_ends_as_no_answer_not_a_lost_broker(
 ) -> None:
     # Longer than redis-py's default 5 s socket timeout: the wait must not read as a broken
     # connection.
-    from shared.store import Store
+    from shared.store import SqliteStore
 
-    Store(bare_system.db).close()
+    SqliteStore(bare_system.db).close()
     started = time.monotonic()
     result = bare_system.cli(
         "order", "get", "1", "--as", JOBCENTRE_KBH, "--json", "--timeout-ms", "8000"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import dramatiq
+import psycopg
 import pytest
 
 from shared import keys, store
@@ -21,7 +22,7 @@ from shared.envelope import decode_envelope, new_envelope
 from shared.errors import InvalidInput, NotFound, Unavailable
 from shared.settings import Settings
 from shared.signing import SigningKey, verify
-from shared.store import Store
+from shared.store import SqliteStore as Store
 from tests.conftest import System, wait_until
 from tests.factories import CPR_1, order_doc
 from workers.ops import deadletters
@@ -441,3 +442,23 @@ def test_a_command_its_organisation_never_signed_is_never_retried(fresh: Store) 
     assert result["retried"] == [] and sent == []
     [(code, reason)] = [(s["code"], s["reason"]) for s in result["skipped"]]
     assert code == "validation_error" and "not signed by jobcentre:101" in reason
+
+
+@pytest.mark.postgres
+def test_dead_commands_never_turn_an_empty_postgres_database_into_a_store(
+    tmp_path: Path, postgres_cluster: Any
+) -> None:
+    url = str(postgres_cluster.fresh_database(migrated=False))
+    settings = Settings(home=tmp_path, database_url=url)
+    for command in (
+        lambda: deadletters.list_letters(settings, limit=10),
+        lambda: deadletters.audit(settings, 10),
+        lambda: deadletters.open_store(settings),
+    ):
+        with pytest.raises(Unavailable, match="not a jobordre store"):
+            command()
+    with psycopg.connect(url) as conn:
+        tables = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+        ).fetchone()
+    assert tables is not None and tables[0] == 0, "nothing was created"

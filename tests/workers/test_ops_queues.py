@@ -19,7 +19,7 @@ from shared import store
 from shared.commands import CommandKind
 from shared.envelope import new_envelope
 from shared.foundation import utc_now
-from shared.store import Store
+from shared.store import SqliteStore as Store
 from tests.conftest import System, free_port, wait_until
 from tests.factories import order_doc
 from tests.workers.test_ops_recovery import (

@@ -18,7 +18,7 @@ import pytest
 
 from shared.commands import CommandKind
 from shared.settings import Settings
-from shared.store import Store
+from shared.store import SqliteStore as Store
 from tests.conftest import System, wait_until
 from tests.factories import order_doc
 from workers.client import Client

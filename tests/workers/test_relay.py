@@ -15,7 +15,7 @@ from shared.commands import CommandKind
 from shared.events import Cursor, parse_entry
 from shared.foundation import Foundation
 from shared.settings import Settings
-from shared.store import Store
+from shared.store import SqliteStore as Store
 from tests.conftest import RedisServer
 from tests.shared.test_foundation import JOBCENTRE, ok, register
 from workers.relay import Relay, events_stream_key

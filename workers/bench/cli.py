@@ -29,6 +29,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         roundtrips=args.roundtrips,
         seed=args.seed,
         progress=not args.quiet,
+        database_url=args.database_url,
     )
     figures = run_bench(config)
     emit(figures, args.json, human(figures))
@@ -89,6 +90,11 @@ def add_commands(commands: Any) -> None:
         "--roundtrips", type=_positive, default=100, help="idle round trips timed (default 100)"
     )
     bench.add_argument("--seed", type=int, default=7, help="seed of the generated data")
+    bench.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="measure the PostgreSQL engine: an empty database the generated store is copied to",
+    )
     bench.add_argument("--quiet", action="store_true", help="no progress on stderr")
     bench.add_argument("--json", action="store_true", help="print one JSON document")
     bench.set_defaults(handler=_bench)

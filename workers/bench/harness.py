@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import dramatiq
+import psycopg
 import redis
 
 from shared import search
@@ -47,7 +48,8 @@ from shared.commands import CommandKind
 from shared.errors import JobordreError, Unavailable
 from shared.generator import Generator, load_orders
 from shared.settings import Settings
-from shared.store import Store
+from shared.store import SqliteStore, open_store, open_url, postgres_search, sqlite_search
+from shared.store.copy import copy_store
 from workers.bench.noop import NOOP_ACTOR, NOOP_QUEUE
 from workers.broker import build_broker
 from workers.client import Client
@@ -82,6 +84,9 @@ class BenchConfig:
     queries: int = 500
     #: Round trips of one search job on an idle system; also change → event samples.
     roundtrips: int = 100
+    #: An empty PostgreSQL database to measure instead of SQLite (the generated store is
+    #: copied into it); None = SQLite.
+    database_url: str | None = None
     #: Seed of the generated data and queries.
     seed: int = 7
     #: Show progress on stderr.
@@ -177,6 +182,8 @@ def _environment(settings: Settings) -> dict[str, str]:
         JOBORDRE_DB=str(settings.db_path),
         JOBORDRE_REDIS_URL=str(settings.redis_url),
     )
+    if settings.database_url:
+        env["JOBORDRE_DATABASE_URL"] = settings.database_url
     return env
 
 
@@ -220,17 +227,37 @@ def peak_rss_mb(pid: int) -> float:
 # --- the measurements ----------------------------------------------------------------------
 
 
-def measure_search(db: Path, config: BenchConfig) -> dict[str, Any]:
-    """Search latency through jobordre and the same SQL directly on SQLite."""
+#: One timed search: the text and its filters.
+Query = tuple[str, dict[str, str]]
+
+
+def _search_queries(config: BenchConfig) -> list[Query]:
+    """What a caseworker searches for: generated words in a municipality, open orders."""
     generator = Generator(config.seed + 1)
-    queries = [
+    return [
         (
             generator.search_text(),
             {"municipality": generator.municipality(), "status": "processing"},
         )
         for _ in range(config.queries)
     ]
-    store = Store(db)
+
+
+def _search_figures(
+    ours: list[float], baseline: list[float], totals: list[int], queries: list[Query]
+) -> dict[str, Any]:
+    return {
+        "ours": _ms(ours),
+        "baseline": _ms(baseline),
+        "median_total": statistics.median(totals),
+        "examples": [{"text": t, **f} for t, f in queries[:3]],
+    }
+
+
+def measure_search(db: Path, config: BenchConfig) -> dict[str, Any]:
+    """Search latency through jobordre and the same SQL directly on SQLite."""
+    queries = _search_queries(config)
+    store = SqliteStore(db)
     conn = store.connection()
     direct = sqlite3.connect(db)
     try:
@@ -240,7 +267,7 @@ def measure_search(db: Path, config: BenchConfig) -> dict[str, Any]:
         baseline: list[float] = []
         totals: list[int] = []
         for text, filters in queries:
-            match = search.match_expression(text, filters)
+            match = sqlite_search.match_expression(search.words(text), filters)
             started = time.perf_counter()
             conn.execute("BEGIN")
             total, _page = search.search_orders(
@@ -251,10 +278,11 @@ def measure_search(db: Path, config: BenchConfig) -> dict[str, Any]:
             totals.append(total)
             started = time.perf_counter()
             scored = direct.execute(
-                search.TEXT_WINDOW_SQL, {"match": match, "window": search.RANK_WINDOW}
+                sqlite_search.TEXT_WINDOW_SQL,
+                {"match": match, "window": sqlite_search.RANK_WINDOW},
             ).fetchall()
-            if len(scored) >= search.RANK_WINDOW:
-                direct.execute(search.TEXT_COUNT_SQL, {"match": match}).fetchone()
+            if len(scored) >= sqlite_search.RANK_WINDOW:
+                direct.execute(sqlite_search.TEXT_COUNT_SQL, {"match": match}).fetchone()
             ids = [row[0] for row in sorted(scored, key=lambda row: (row[1], -row[0]))[:20]]
             marks = ",".join("?" * len(ids))
             direct.execute(f"SELECT doc FROM orders WHERE id IN ({marks})", ids).fetchall()  # noqa: S608
@@ -262,12 +290,49 @@ def measure_search(db: Path, config: BenchConfig) -> dict[str, Any]:
     finally:
         direct.close()
         store.close()
-    return {
-        "ours": _ms(ours),
-        "baseline": _ms(baseline),
-        "median_total": statistics.median(totals),
-        "examples": [{"text": t, **f} for t, f in queries[:3]],
-    }
+    return _search_figures(ours, baseline, totals, queries)
+
+
+def _copy_to(db: Path, url: str) -> None:
+    source, target = SqliteStore(db), open_url(url)
+    try:
+        copy_store(source, target)
+    finally:
+        source.close()
+        target.close()
+
+
+def measure_search_postgres(url: str, config: BenchConfig) -> dict[str, Any]:
+    """Search latency on PostgreSQL: jobordre's search, and its SQL sent directly."""
+    queries = _search_queries(config)
+    store = open_url(url)
+    direct = psycopg.connect(url, autocommit=True)
+    try:
+        for text, filters in queries[:50]:  # warm the buffer cache for both alike
+            with store.read() as tx:
+                search.search_orders(tx, text=text, filters=filters, limit=20, offset=0)
+        ours: list[float] = []
+        baseline: list[float] = []
+        totals: list[int] = []
+        for text, filters in queries:
+            started = time.perf_counter()
+            with store.read() as tx:
+                total, _page = search.search_orders(
+                    tx, text=text, filters=filters, limit=20, offset=0
+                )
+            ours.append(time.perf_counter() - started)
+            totals.append(total)
+            started = time.perf_counter()
+            with direct.transaction():
+                _total, ids = postgres_search.search_ids(
+                    direct, words=search.words(text), filters=filters, limit=20, offset=0
+                )
+                direct.execute("SELECT doc FROM orders WHERE id = ANY(%s)", (ids,)).fetchall()
+            baseline.append(time.perf_counter() - started)
+    finally:
+        direct.close()
+        store.close()
+    return _search_figures(ours, baseline, totals, queries)
 
 
 def measure_baseline(settings: Settings, config: BenchConfig, workdir: Path) -> float:
@@ -308,17 +373,21 @@ def measure_baseline(settings: Settings, config: BenchConfig, workdir: Path) -> 
         client.close()
 
 
-def _open_orders(db: Path, count: int, skip: int) -> list[tuple[int, int]]:
+def _open_orders(settings: Settings, count: int, skip: int) -> list[tuple[int, int]]:
     """(id, version) of ``count`` orders being processed, after the first ``skip``."""
-    conn = sqlite3.connect(db)
+    store = open_store(settings)
     try:
-        rows = conn.execute(
-            "SELECT id, version FROM orders WHERE status = 'processing' ORDER BY id"
-            " LIMIT ? OFFSET ?",
-            (count, skip),
-        ).fetchall()
+        rows = (
+            store.connection()
+            .execute(
+                "SELECT id, version FROM orders WHERE status = 'processing' ORDER BY id"
+                " LIMIT ? OFFSET ?",
+                (count, skip),
+            )
+            .fetchall()
+        )
     finally:
-        conn.close()
+        store.close()
     return [(int(row[0]), int(row[1])) for row in rows]
 
 
@@ -354,14 +423,12 @@ def throughput(client: Client, kind: CommandKind, payloads: list[dict[str, Any]]
     return {"per_s": round(len(payloads) / elapsed, 1), "errors": len(failures)}
 
 
-def measure_writes(
-    settings: Settings, config: BenchConfig, db: Path, workdir: Path
-) -> dict[str, Any]:
+def measure_writes(settings: Settings, config: BenchConfig, workdir: Path) -> dict[str, Any]:
     """Placements, status changes and updates end to end; idle round trip; events; RSS."""
     argv = [sys.executable, "-c", "from workers.cli import main; main()", "worker"]
     argv += ["--processes", str(config.processes), "--threads", str(config.threads)]
     count = config.messages
-    targets = _open_orders(db, 3 * count, 0)
+    targets = _open_orders(settings, 3 * count, 0)
     if len(targets) < 3 * count:
         raise Unavailable(
             f"the benchmark needs {3 * count} open orders and found {len(targets)}: "
@@ -488,17 +555,30 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="jobordre-bench-") as folder:
         workdir = Path(folder)
         with private_redis(workdir) as url:
-            settings = Settings(home=workdir, db=workdir / "bench.db", redis_url=url)
+            settings = Settings(
+                home=workdir,
+                db=workdir / "bench.db",
+                redis_url=url,
+                database_url=config.database_url,
+            )
             db = settings.db_path
             _say(config, f"loading {config.orders} generated orders into {db}")
             load_orders(db, config.orders, seed=config.seed, progress=config.progress)
+            if config.database_url:
+                _say(config, "copying them into the PostgreSQL database")
+                _copy_to(db, config.database_url)
             _say(config, f"{config.queries} searches, jobordre and direct SQL")
-            searched = measure_search(db, config)
+            searched = (
+                measure_search(db, config)
+                if config.database_url is None
+                else measure_search_postgres(config.database_url, config)
+            )
             _say(config, f"no-op baseline: {config.baseline_messages} messages")
             baseline = measure_baseline(settings, config, workdir)
-            writes = measure_writes(settings, config, db, workdir)
+            writes = measure_writes(settings, config, workdir)
     events = writes["events"]
     return {
+        "store_engine": "postgres" if config.database_url else "sqlite",
         "baseline_per_s": round(baseline, 1),
         "placements_per_s": writes["placements"]["per_s"],
         "placements_ratio": _ratio(writes["placements"]["per_s"], baseline),
@@ -561,6 +641,7 @@ def human(figures: dict[str, Any]) -> str:
         ),
         ("worker peak RSS", f"{figures['worker_rss_mb']} MB", ""),
     ]
+    rows.insert(0, ("store engine", figures.get("store_engine", "sqlite"), ""))
     lines = [f"{name:<26}{value:<28}{note}" for name, value, note in rows]
     lines.append(
         f"{figures['cores']} cores, {figures['cpu_model']}; "

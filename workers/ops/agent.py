@@ -21,7 +21,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from shared.settings import Settings
-from shared.store import Store
+from shared.store import open_store
 from workers.ops import deadletters, registry
 from workers.ops.metrics import WorkerMetrics
 from workers.ops.recovery import run_maintenance
@@ -162,7 +162,7 @@ class OpsAgent(dramatiq.Middleware):
         registry.beat(self._client, self.settings.redis_prefix, self._info, self.running)
 
     def _tick_retention(self) -> None:
-        store = Store(self.settings.db_path, busy_timeout_ms=self.settings.sqlite_busy_timeout_ms)
+        store = open_store(self.settings)
         try:
             purged = deadletters.purge_expired(store, self.settings)
         finally:

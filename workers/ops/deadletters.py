@@ -8,7 +8,7 @@ the message as it arrived (``original``, which may hold a CPR number and is neve
 Retry puts ``original`` back on its actor's queue as a new Dramatiq message. A rejected
 write command sits in the command ledger as ``rejected``, and the ledger answers every
 redelivery of a command id from there; so the retry deletes that ledger row in the same
-SQLite transaction that marks the letter retried and writes the audit row, and enqueues
+store transaction that marks the letter retried and writes the audit row, and enqueues
 before that transaction commits. A worker that picks the message up at once waits on the
 write lock, then finds no ledger row and applies the command once. Each letter is one
 transaction: a letter that cannot be retried (garbage, an unknown kind, a forged command,
@@ -16,7 +16,9 @@ an organisation without a key) is reported with its reason and the others are re
 the enqueue fails, that letter and the ones after it stay as they were.
 
 The read-only commands (list, show, audit) and retry and purge open an existing store
-only: a wrong ``JOBORDRE_HOME`` or ``JOBORDRE_DB`` is an error, never a new empty store.
+only: a wrong ``JOBORDRE_HOME`` or ``JOBORDRE_DB`` is an error, never a new empty store;
+so is a PostgreSQL database at ``JOBORDRE_DATABASE_URL`` without jobordre's schema (it is
+never migrated into one).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from shared.errors import InvalidInput, JobordreError, Unavailable
 from shared.foundation import utc_now
 from shared.redaction import redact_cpr
 from shared.settings import Settings
-from shared.store import Store
+from shared.store import Store, Tx, open_url
+from shared.store.sqlite import SqliteTx
 from workers.broker import build_broker, queue_for, redact, resolve_redis_url
 
 #: Default of how long after it was sent a dead command may have died and still be retried,
@@ -95,8 +98,8 @@ def _visible(letter: dict[str, Any]) -> dict[str, Any]:
 
 
 def existing_store(settings: Settings) -> Path:
-    """The store's path, if there is a jobordre store there; else :class:`Unavailable`
-    saying what to set (nothing is created)."""
+    """The SQLite store's path, if there is a file there; else :class:`Unavailable` saying
+    what to set (nothing is created)."""
     path = settings.db_path
     if not path.is_file():
         raise Unavailable(
@@ -106,9 +109,33 @@ def existing_store(settings: Settings) -> Path:
     return path
 
 
+def _existing_postgres(settings: Settings) -> Store:
+    """The PostgreSQL store at ``JOBORDRE_DATABASE_URL``, if it has jobordre's schema; it
+    is never migrated from nothing."""
+    found = open_url(
+        str(settings.database_url), pool_size=settings.database_pool_size, migrate=False
+    )
+    if found.schema_version() == 0 or "dead_letters" not in found.tables():
+        where = found.describe()
+        found.close()
+        raise Unavailable(
+            f"{where} is not a jobordre store (no schema): fix JOBORDRE_DATABASE_URL, or run "
+            "`jobordre migrate` to create one there; nothing was created"
+        )
+    return found
+
+
 @contextmanager
-def read_only(settings: Settings) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to the existing store (never created, never migrated)."""
+def read_only(settings: Settings) -> Iterator[Tx]:
+    """A read transaction on the existing store (never created, never migrated)."""
+    if settings.database_url:
+        found = _existing_postgres(settings)
+        try:
+            with found.read() as tx:
+                yield tx
+        finally:
+            found.close()
+        return
     path = existing_store(settings)
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
@@ -123,14 +150,20 @@ def read_only(settings: Settings) -> Iterator[sqlite3.Connection]:
                 f"{path} is not a jobordre store (no dead_letters table): set JOBORDRE_HOME "
                 "(or JOBORDRE_DB) to the foundation's data folder"
             )
-        yield conn
+        yield SqliteTx(conn)
     finally:
         conn.close()
 
 
 def open_store(settings: Settings) -> Store:
-    """The existing store, for writing."""
-    return Store(existing_store(settings), busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+    """The existing store, for writing: SQLite at ``JOBORDRE_DB`` if the file is there,
+    or PostgreSQL at ``JOBORDRE_DATABASE_URL`` if it has jobordre's schema (then brought
+    to this jobordre's version); never a new one."""
+    if settings.database_url:
+        found = _existing_postgres(settings)
+        found.migrate()
+        return found
+    return open_url(existing_store(settings), busy_timeout_ms=settings.sqlite_busy_timeout_ms)
 
 
 def list_letters(
@@ -166,9 +199,7 @@ def _message_for(letter: dict[str, Any], original: str) -> dramatiq.Message[Any]
     )
 
 
-def _plan(
-    conn: sqlite3.Connection, letter_id: int, window_ms: int
-) -> tuple[dict[str, Any], dramatiq.Message[Any]]:
+def _plan(conn: Tx, letter_id: int, window_ms: int) -> tuple[dict[str, Any], dramatiq.Message[Any]]:
     """A letter and the message that retries it; a :class:`JobordreError` saying why it
     cannot be retried."""
     letter = store.dead_letter(conn, letter_id)

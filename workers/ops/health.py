@@ -3,9 +3,10 @@
 Four checks, each with a detail that says what to do when it fails:
 
 - broker: Redis answers PING;
-- store: the SQLite file exists, is a jobordre store (it has a schema version: an empty
-  file left by a mistyped ``JOBORDRE_HOME`` is not) and its write lock can be taken (then
-  released unused);
+- store: the SQLite file exists, or PostgreSQL at ``JOBORDRE_DATABASE_URL`` answers; it
+  is a jobordre store (it has a schema version: an empty file left by a mistyped
+  ``JOBORDRE_HOME`` is not) and the write lock can be taken (then released unused); the
+  detail names the engine;
 - workers: at least ``min_workers`` registered workers beat within the heartbeat timeout;
 - outbox: no event has waited for the relay longer than ``outbox_max_age_s`` (a store
   without an outbox table passes, saying so).
@@ -24,6 +25,7 @@ import redis
 from shared import eventlog
 from shared.errors import Unavailable
 from shared.settings import Settings
+from shared.store.sqlite import SqliteTx
 from workers.broker import redact, resolve_redis_url
 from workers.ops.queues import broker_snapshot
 
@@ -53,7 +55,35 @@ def _broker(client: redis.Redis, url: str) -> Check:
     return Check("broker", True, f"Redis at {redact(url)} answers")
 
 
+def _postgres(settings: Settings) -> Check:
+    from shared.store.postgres import PostgresStore  # only processes that use it load psycopg
+
+    url = str(settings.database_url)
+    try:
+        store = PostgresStore(url, pool_size=1, migrate=False)
+    except Unavailable as error:
+        return Check("store", False, error.message)
+    where = store.describe()
+    try:
+        store.check_writable(STORE_LOCK_WAIT_MS)
+        version = store.schema_version()
+    except Unavailable as error:
+        return Check("store", False, f"postgres store {where}: {error.message}")
+    finally:
+        store.close()
+    if version == 0:
+        return Check(
+            "store",
+            False,
+            f"postgres store {where} is not a jobordre store (no schema): fix "
+            "JOBORDRE_DATABASE_URL, or run `jobordre migrate`",
+        )
+    return Check("store", True, f"postgres store {where} is writable, schema version {version}")
+
+
 def _store(settings: Settings) -> Check:
+    if settings.database_url:
+        return _postgres(settings)
     path = settings.db_path
     if not path.exists():
         return Check("store", False, f"no store at {path}: start a worker once, or fix JOBORDRE_DB")
@@ -79,7 +109,7 @@ def _store(settings: Settings) -> Check:
             f"{path} is not a jobordre store (no schema): set JOBORDRE_HOME (or JOBORDRE_DB) "
             "to the foundation's data folder",
         )
-    return Check("store", True, f"{path} is writable")
+    return Check("store", True, f"sqlite store {path} is writable")
 
 
 def _workers(client: redis.Redis, settings: Settings, min_workers: int) -> Check:
@@ -101,19 +131,39 @@ def _workers(client: redis.Redis, settings: Settings, min_workers: int) -> Check
     return Check("workers", True, detail)
 
 
+def _outbox_postgres(settings: Settings) -> tuple[int, str | None]:
+    from shared.store.postgres import PostgresStore
+
+    store = PostgresStore(str(settings.database_url), pool_size=1, migrate=False)
+    try:
+        return eventlog.backlog(store.connection())
+    finally:
+        store.close()
+
+
 def _outbox(settings: Settings, max_age_s: float) -> Check:
+    if settings.database_url:
+        try:
+            waiting, oldest = _outbox_postgres(settings)
+        except Unavailable as error:
+            return Check("outbox", False, f"cannot read the outbox ({error.message})")
+        return _outbox_age(waiting, oldest, max_age_s)
     if not settings.db_path.exists():
         return Check("outbox", False, "no store to read the outbox from")
     try:
         conn = sqlite3.connect(f"file:{settings.db_path}?mode=ro", uri=True, timeout=2)
         try:
-            waiting, oldest = eventlog.backlog(conn)
+            waiting, oldest = eventlog.backlog(SqliteTx(conn))
         finally:
             conn.close()
     except sqlite3.OperationalError as error:
         if "no such table" in str(error):
             return Check("outbox", True, "this store has no outbox yet; nothing to check")
         return Check("outbox", False, f"cannot read the outbox ({error})")
+    return _outbox_age(waiting, oldest, max_age_s)
+
+
+def _outbox_age(waiting: int, oldest: str | None, max_age_s: float) -> Check:
     if oldest is None:
         return Check("outbox", True, "empty")
     age_s = max(time.time() - datetime.fromisoformat(oldest).timestamp(), 0.0)
@@ -141,4 +191,8 @@ def health(settings: Settings, *, min_workers: int, outbox_max_age_s: float) -> 
         finally:
             client.close()
     checks.append(_outbox(settings, outbox_max_age_s))
-    return {"healthy": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}
+    return {
+        "healthy": all(c.ok for c in checks),
+        "store_engine": "postgres" if settings.database_url else "sqlite",
+        "checks": [asdict(c) for c in checks],
+    }

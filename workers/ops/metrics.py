@@ -37,6 +37,7 @@ from shared import eventlog
 from shared.errors import Unavailable
 from shared.models import OrderStatus, PlacementStatus
 from shared.settings import Settings
+from shared.store.sqlite import SqliteTx
 from workers.broker import resolve_redis_url
 from workers.ops import registry
 
@@ -210,7 +211,7 @@ class DomainCollector(Collector):
                 "jobordre_dead_letters", "Dead letters not retried yet.", "source", counts
             )
             if _table_exists(conn, "events"):
-                backlog, oldest = eventlog.backlog(conn)
+                backlog, oldest = eventlog.backlog(SqliteTx(conn))
                 yield GaugeMetricFamily(
                     "jobordre_outbox_backlog", "Events not yet relayed to Redis.", value=backlog
                 )

@@ -1,8 +1,9 @@
-"""Schema migrations of the foundation's SQLite store, numbered by ``PRAGMA user_version``.
+"""Schema migrations of the SQLite store, numbered by ``PRAGMA user_version``.
 
 A migration is appended, never edited: a store at version N gets migrations N+1.. applied
-in order, each idempotent. The search index and its triggers are :mod:`shared.search`'s
-(v3; v1's plain ``orders_fts`` is dropped by it).
+in order, each idempotent. The search index and its triggers are
+:mod:`shared.store.sqlite_search`'s (v3; v1's plain ``orders_fts`` is dropped by it).
+PostgreSQL's migrations, numbered alike: :mod:`shared.store.postgres_schema`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from shared import search
+from shared.store import sqlite_search as search
 
 
 def _v1_core(db: sqlite_utils.Database) -> None:
@@ -254,17 +255,40 @@ def _v6_event_log_epochs(db: sqlite_utils.Database) -> None:
     # The event log's identity (shared/events.py, Cursor): an epoch starts when the store
     # is created, and again when the relay finds the log behind what it had published (a
     # store restored from a backup). base_seq is the last seq the epoch shares with the one
-    # before it; a reader's cursor from that one is resolved to at most it.
+    # before it; a reader's cursor from that one is resolved to at most it. ordinal orders
+    # the epochs (1, 2, ...), also those that share a base seq.
     db.executescript(
         """
         CREATE TABLE IF NOT EXISTS event_log_epochs (
             epoch TEXT PRIMARY KEY,
             base_seq INTEGER NOT NULL,
-            started_at TEXT NOT NULL
+            started_at TEXT NOT NULL,
+            ordinal INTEGER NOT NULL UNIQUE
         );
-        INSERT INTO event_log_epochs (epoch, base_seq, started_at)
-            SELECT lower(hex(randomblob(6))), 0, strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')
+        INSERT INTO event_log_epochs (epoch, base_seq, started_at, ordinal)
+            SELECT lower(hex(randomblob(6))), 0, strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'), 1
             WHERE NOT EXISTS (SELECT 1 FROM event_log_epochs);
+        """
+    )
+
+
+def _v7_epoch_ordinal(db: sqlite_utils.Database) -> None:
+    # A store that main's first v6 migrated (before the store package) has epochs without
+    # ordinal; it ordered them by base_seq, then rowid, which only SQLite has. Number them
+    # in that order (again after a crash half-way: the numbering is idempotent). A store
+    # made by the v6 above is numbered so already.
+    if "ordinal" not in db["event_log_epochs"].columns_dict:
+        db.execute("ALTER TABLE event_log_epochs ADD COLUMN ordinal INTEGER NOT NULL DEFAULT 0")
+    db.executescript(
+        """
+        UPDATE event_log_epochs SET ordinal = (
+            SELECT COUNT(*) FROM event_log_epochs AS earlier
+            WHERE earlier.base_seq < event_log_epochs.base_seq
+               OR (earlier.base_seq = event_log_epochs.base_seq
+                   AND earlier.rowid <= event_log_epochs.rowid)
+        ) WHERE (SELECT MIN(ordinal) FROM event_log_epochs) = 0;
+        CREATE UNIQUE INDEX IF NOT EXISTS event_log_epochs_by_ordinal
+            ON event_log_epochs (ordinal);
         """
     )
 
@@ -277,6 +301,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v4_search_rebuild,
     _v5_ledger_per_organisation,
     _v6_event_log_epochs,
+    _v7_epoch_ordinal,
 ]
 
 #: The schema version this code expects.

@@ -1,0 +1,150 @@
+"""The engine-neutral store: what the domain modules and the foundation talk to.
+
+The domain modules (orders, placements, the logs ...) write their SQL once, in the dialect
+both engines share: ``?`` placeholders, ``INSERT ... ON CONFLICT DO NOTHING``, ``RETURNING
+id``, ISO-8601 text for times. What the engines do differently is a method here:
+
+* :meth:`Store.write` - one write transaction at a time across every process and host
+  (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction-level advisory lock), so a
+  command, its events, access-log rows and ledger row commit together or not at all, and
+  event ``seq`` grows in commit order.
+* :meth:`Tx.next_event_seq` - the outbox's next ``seq`` inside that transaction, and
+  :meth:`Tx.last_event_seq` - the highest one given out (the event log's end).
+* :meth:`Tx.search_ids` - full-text search (FTS5 or tsvector), same semantics.
+* :meth:`Store.migrate` - the engine's numbered migrations, safe when several start at once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+#: The data tables of both engines, in an order that satisfies their foreign keys.
+TABLES = (
+    "orders",
+    "placements",
+    "placement_log",
+    "events",
+    "event_audience",
+    "event_log_epochs",
+    "signing_keys",
+    "access_log",
+    "foundation_secrets",
+    "follows",
+    "commands",
+    "reads",
+    "dead_letters",
+    "ops_audit",
+)
+
+
+#: Parameters of one statement: positional for ``?``, or a mapping for ``:name``.
+Params = Sequence[Any] | Mapping[str, Any]
+
+
+class Row(Protocol):
+    """One result row: by column name (``row["id"]``) or position (``row[0]``)."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+
+    def keys(self) -> list[str]: ...
+
+
+class Cursor(Protocol):
+    """The result of one statement."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Tx(ABC):
+    """A connection inside one transaction (or, from :meth:`Store.connection`, outside)."""
+
+    #: ``sqlite`` or ``postgres``.
+    engine: str
+
+    @abstractmethod
+    def execute(self, sql: str, params: Params = ()) -> Cursor:
+        """Run one statement of the shared dialect."""
+
+    @abstractmethod
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement once per parameter row."""
+
+    @abstractmethod
+    def columns(self, table: str) -> list[str]:
+        """The stored columns of ``table`` (computed ones, like a search vector, left out)."""
+
+    @abstractmethod
+    def bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        """Insert many rows with their ids as given (a copy); returns how many."""
+
+    @abstractmethod
+    def next_event_seq(self) -> int:
+        """The ``seq`` the next event gets; only inside :meth:`Store.write`."""
+
+    @abstractmethod
+    def last_event_seq(self) -> int:
+        """The highest ``seq`` given out so far (0 for an empty log): the log's end."""
+
+    @abstractmethod
+    def search_ids(
+        self, *, words: list[str], filters: dict[str, str], limit: int, offset: int
+    ) -> tuple[int, list[int]]:
+        """(exact total, the page of order ids) of orders containing every word as a
+        prefix and matching the filters; best match first, newest first on ties."""
+
+
+class Store(ABC):
+    """The foundation's store: orders, placements, the logs, the ledger and dead letters."""
+
+    #: ``sqlite`` or ``postgres``.
+    engine: str
+
+    @abstractmethod
+    def write(self) -> AbstractContextManager[Tx]:
+        """One write transaction: committed on success, rolled back on any exception.
+
+        A store that cannot start or commit it (busy, connection lost, serialization
+        failure) raises :class:`shared.errors.Unavailable`, which retries the command.
+        """
+
+    @abstractmethod
+    def read(self) -> AbstractContextManager[Tx]:
+        """One read transaction: a consistent snapshot across several queries."""
+
+    @abstractmethod
+    def connection(self) -> Tx:
+        """A connection for single statements outside an explicit transaction."""
+
+    @abstractmethod
+    def migrate(self) -> int:
+        """Run the migrations this store has not had; returns the version it was at."""
+
+    @abstractmethod
+    def schema_version(self) -> int:
+        """The schema version the store is at."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the store is, for people: a path, or a URL without its password."""
+
+    @abstractmethod
+    def tables(self) -> list[str]:
+        """The store's data tables (search indexes excluded), for copies and checks."""
+
+    @abstractmethod
+    def restart_ids(self) -> None:
+        """After :meth:`Tx.bulk_insert` with explicit ids: new rows get ids after them."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close every connection."""

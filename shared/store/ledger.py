@@ -1,0 +1,64 @@
+"""The command ledger: the outcome of every write command, keyed by its command id."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from shared.store.interface import Row, Tx
+
+
+def ledger_entry(conn: Tx, principal: str, command_id: str) -> Row | None:
+    """The ledger row of an organisation's command id, if it was applied or rejected before."""
+    row: Row | None = conn.execute(
+        "SELECT * FROM commands WHERE principal = ? AND command_id = ?", (principal, command_id)
+    ).fetchone()
+    return row
+
+
+def claim_read(
+    conn: Tx, principal: str, command_id: str, at: datetime, forget_before: datetime
+) -> bool:
+    """Note that a read command was answered; False if it was answered before.
+
+    Rows older than ``forget_before`` go: a command that old is refused as expired anyway.
+    """
+    conn.execute("DELETE FROM reads WHERE at < ?", (forget_before.isoformat(),))
+    cursor = conn.execute(
+        "INSERT INTO reads (principal, command_id, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        (principal, command_id, at.isoformat()),
+    )
+    return cursor.rowcount == 1
+
+
+def record_command(
+    conn: Tx,
+    *,
+    command_id: str,
+    kind: str,
+    principal: str,
+    digest: str,
+    outcome: str,
+    reply: dict[str, Any],
+    at: datetime,
+) -> bool:
+    """Write the ledger row of a command; False if the command id was already there."""
+    cursor = conn.execute(
+        "INSERT INTO commands (command_id, kind, principal, digest, outcome, reply, at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (command_id, kind, principal, digest, outcome, json.dumps(reply), at.isoformat()),
+    )
+    return cursor.rowcount == 1
+
+
+def forget_rejection(conn: Tx, principal: str, command_id: str) -> bool:
+    """Delete a command's ledger row if it records a rejection, so a retry applies it.
+
+    A row with outcome ``ok`` is kept: the command id belongs to a command that succeeded.
+    """
+    cursor = conn.execute(
+        "DELETE FROM commands WHERE principal = ? AND command_id = ? AND outcome = 'rejected'",
+        (principal, command_id),
+    )
+    return cursor.rowcount == 1

@@ -1,0 +1,58 @@
+"""The ``orders`` table: an order's JSON document and the columns searches filter on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.errors import NotFound
+from shared.models import JobOrder
+from shared.store.interface import Tx
+
+
+def load_order(conn: Tx, order_id: int) -> JobOrder:
+    """The stored order; :class:`NotFound` if there is none."""
+    row = conn.execute("SELECT doc FROM orders WHERE id = ?", (order_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"job order {order_id}: not found; check the id")
+    return JobOrder.model_validate_json(row["doc"])
+
+
+def _order_columns(order: JobOrder) -> dict[str, Any]:
+    occupation = " ".join(part for part in (order.occupation.label, order.occupation.disco) if part)
+    return {
+        "status": order.status.value,
+        "municipality": order.address.municipality,
+        "job_type": order.job_type.value,
+        "employer_cvr": order.employer.cvr,
+        "placement_deadline": order.placement_deadline.isoformat(),
+        "version": order.version,
+        "updated_at": order.updated_at.isoformat(),
+        "title": order.title,
+        "description": order.description,
+        "occupation": occupation,
+        "doc": order.model_dump_json(),
+    }
+
+
+def next_order_id(conn: Tx) -> int:
+    """The id the next inserted order gets."""
+    row = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM orders").fetchone()
+    return int(row[0])
+
+
+def insert_order(conn: Tx, order: JobOrder) -> None:
+    """Insert a new order (its id taken from :func:`next_order_id`)."""
+    columns = {"id": order.id, **_order_columns(order)}
+    names = ", ".join(columns)
+    marks = ", ".join("?" for _ in columns)
+    conn.execute(f"INSERT INTO orders ({names}) VALUES ({marks})", tuple(columns.values()))  # noqa: S608
+
+
+def save_order(conn: Tx, order: JobOrder) -> None:
+    """Overwrite an order's current state (its history lives in ``events``)."""
+    columns = _order_columns(order)
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    conn.execute(
+        f"UPDATE orders SET {assignments} WHERE id = ?",  # noqa: S608
+        (*columns.values(), order.id),
+    )

@@ -1,0 +1,192 @@
+"""SQLite's search (S1, semantics in :mod:`shared.search`) fast at a million orders: FTS5.
+
+Why not the obvious query. ``orders_fts MATCH ? JOIN orders ... WHERE municipality = ? AND
+status = ? ORDER BY rank`` makes SQLite find *every* order containing the words, fetch each
+one's ``orders`` row to test the filters, and compute bm25 for all of them before it can
+sort. At 1,000,000 orders a common word matches tens of thousands of rows: p95 ~100 ms
+(FACTS.md), almost all of it random B-tree lookups for rows the filters then throw away.
+
+The design:
+
+* **Filters live inside the full-text index.** ``order_search`` is a contentless FTS5 table
+  whose fourth column, ``tags``, holds one token per filter value: ``m751`` (municipality),
+  ``sprocessing`` (status), ``jordinary`` (job type), ``e25313763`` (employer CVR), plus
+  the compound ``x751processing`` for the commonest pair. A search is then ONE FTS5
+  expression, ``tags : ("x751processing") AND {title description occupation} :
+  ("tømrer"*)``, which FTS5 answers by intersecting doclists, seeking in the long ones.
+  No ``orders`` row is read for an order that does not match.
+* **No word positions** (``detail=column``): the doclists FTS5 reads, and merges for a
+  prefix ("tømrer"* = every term starting so), are shorter. Words are therefore never
+  phrases: :func:`words` splits ``SOSU-assistent`` into two required words. Prefix
+  indexes would remove the merge, but they multiply the cost of every indexed write
+  (README, "Performance").
+* **Newest first is ascending rowid.** The index's rowid is minus the order id, so FTS5
+  streams matches newest first in its cheap direction (walking a doclist backwards makes
+  FTS5 load it whole).
+* **Ranking is bounded.** bm25 is computed for the newest :data:`RANK_WINDOW` matches
+  only (the ``LIMIT`` stops the stream), and the page is the best-ranked of those. When
+  fewer orders match than the window — the normal case with a municipality filter — the
+  order is exactly bm25's; otherwise older matches are reached by refining the search (or
+  paging: the window grows to cover ``offset + limit``).
+* **LIMIT before join.** Only the page's ids are looked up in ``orders`` for their JSON.
+* **The count stays exact**, and is usually free: a window that is not full holds every
+  match. Only a full window costs a count query, a pure doclist intersection whose cost
+  grows with the number of matches, not with the corpus.
+* **Triggers keep the index in step** in the writer's own transaction, and reindex an
+  order only when a searchable column or a filter column changed: an update of, say,
+  ``positions`` touches no index.
+
+Searches without text use the ``orders`` B-tree indexes (``orders_by_municipality`` etc.),
+which already answer in well under a millisecond.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+#: The FTS5 table of the search index.
+SEARCH_TABLE = "order_search"
+#: How many of the newest matching orders are ranked by bm25 (orders).
+RANK_WINDOW = 1_000
+#: bm25 weights of the columns title, description, occupation, tags: a word in the title
+#: counts ten description words; the tags never score (they are filters).
+BM25_WEIGHTS = (10.0, 1.0, 5.0, 0.0)
+#: Filter name -> (the ``orders`` column, the token prefix in ``tags``).
+TAGS: dict[str, str] = {
+    "municipality": "m",
+    "status": "s",
+    "job_type": "j",
+    "employer_cvr": "e",
+}
+#: The FTS5 tokenizer: case-folding and diacritics removed, so "Tomrer" finds "Tømrer"
+#: where Unicode decomposes the letter (é, ü), and "ø" matches "Ø".
+TOKENIZER = "unicode61 remove_diacritics 2"
+
+
+#: Prefix of the compound token of municipality and status, e.g. ``x751processing``.
+PLACE_STATUS = "x"
+
+
+def _tags_sql(row: str) -> str:
+    """SQL building the ``tags`` text of a row (``new`` or ``old`` in a trigger).
+
+    Underscores are dropped because unicode61 splits tokens on them: ``closed_filled``
+    becomes the single token ``sclosedfilled``. The compound ``x<kommunekode><status>``
+    serves the commonest search, municipality and status together, with one short doclist
+    (about 0.6 % of all orders) instead of intersecting ``m751`` with the huge
+    ``sprocessing``: FTS5 reads a doclist whole to walk it newest first.
+    """
+    single = [f"'{prefix}' || replace({row}.{column}, '_', '')" for column, prefix in TAGS.items()]
+    compound = f"'{PLACE_STATUS}' || {row}.municipality || replace({row}.status, '_', '')"
+    return " || ' ' || ".join([*single, compound])
+
+
+def _index_row_sql(row: str) -> str:
+    return f"{row}.title, {row}.description, {row}.occupation, {_tags_sql(row)}"
+
+
+def create_index(conn: sqlite3.Connection) -> None:
+    """(Re)build the search index and its triggers; drop the old ``orders_fts``.
+
+    Idempotent: the index is dropped and rebuilt from ``orders``, so a migration that
+    crashed half-way is repaired by running it again. A change to the index's shape needs
+    a new migration in :mod:`shared.schema` calling this again, as v4 does.
+    """
+    changed = " OR ".join(
+        f"old.{column} IS NOT new.{column}"
+        for column in ("title", "description", "occupation", *TAGS)
+    )
+    conn.executescript(
+        f"""
+        DROP TRIGGER IF EXISTS orders_ai;
+        DROP TRIGGER IF EXISTS orders_ad;
+        DROP TRIGGER IF EXISTS orders_au;
+        DROP TABLE IF EXISTS orders_fts;
+        DROP TABLE IF EXISTS {SEARCH_TABLE};
+        CREATE VIRTUAL TABLE {SEARCH_TABLE} USING fts5 (
+            title, description, occupation, tags,
+            content = '', tokenize = '{TOKENIZER}', detail = column
+        );
+        INSERT INTO {SEARCH_TABLE} (rowid, title, description, occupation, tags)
+            SELECT -id, {_index_row_sql("orders")} FROM orders;
+        CREATE TRIGGER IF NOT EXISTS {SEARCH_TABLE}_insert AFTER INSERT ON orders BEGIN
+            INSERT INTO {SEARCH_TABLE} (rowid, title, description, occupation, tags)
+                VALUES (-new.id, {_index_row_sql("new")});
+        END;
+        -- A contentless table forgets a row only when told its indexed text again.
+        CREATE TRIGGER IF NOT EXISTS {SEARCH_TABLE}_delete AFTER DELETE ON orders BEGIN
+            INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}, rowid, title, description, occupation,
+                tags) VALUES ('delete', -old.id, {_index_row_sql("old")});
+        END;
+        CREATE TRIGGER IF NOT EXISTS {SEARCH_TABLE}_update AFTER UPDATE ON orders
+        WHEN {changed} BEGIN
+            INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}, rowid, title, description, occupation,
+                tags) VALUES ('delete', -old.id, {_index_row_sql("old")});
+            INSERT INTO {SEARCH_TABLE} (rowid, title, description, occupation, tags)
+                VALUES (-new.id, {_index_row_sql("new")});
+        END;
+        """  # noqa: S608 - names and SQL from this module's constants only
+    )
+
+
+def text_query(words: list[str]) -> str:
+    """Words (:func:`shared.search.words`) as an FTS5 expression: each must occur, as a prefix.
+
+    Words are split where the tokenizer splits them (``SOSU-assistent`` is two words, both
+    required) and quoted, so FTS5 syntax in the user's text (``AND``, ``-``, ``"``) is
+    taken literally. Empty if the text has no words.
+    """
+    return " ".join(f'"{word}"*' for word in words)
+
+
+def _tag(name: str, value: str) -> str:
+    # Values arrive validated (kommunekode, enum values, 8-digit CVR); dropping anything
+    # else keeps a stray character from turning into FTS5 syntax.
+    return TAGS[name] + "".join(ch for ch in value if ch.isalnum())
+
+
+def match_expression(words: list[str], filters: dict[str, str]) -> str:
+    """The one FTS5 expression for words plus filters; empty if there are no words."""
+    query = text_query(words)
+    if not query:
+        return ""
+    expression = f"{{title description occupation}} : ({query})"
+    terms = {name: _tag(name, value) for name, value in filters.items()}
+    if "municipality" in terms and "status" in terms:
+        terms["municipality"] = PLACE_STATUS + terms["municipality"][1:] + terms.pop("status")[1:]
+    if terms:
+        tags = " AND ".join(f'"{term}"' for term in terms.values())
+        expression = f"tags : ({tags}) AND {expression}"
+    return expression
+
+
+#: The text search: the newest ``:window`` matches with their bm25 score (lower is better).
+TEXT_WINDOW_SQL = f"""
+    SELECT -rowid AS id, bm25({SEARCH_TABLE}, {", ".join(map(str, BM25_WEIGHTS))}) AS score
+    FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :match
+    ORDER BY rowid LIMIT :window
+"""  # noqa: S608 - constants only
+#: The number of orders matching a text search.
+TEXT_COUNT_SQL = f"SELECT COUNT(*) FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :match"  # noqa: S608
+
+
+def search_ids(
+    conn: sqlite3.Connection, *, words: list[str], filters: dict[str, str], limit: int, offset: int
+) -> tuple[int, list[int]]:
+    """The total and the page of order ids, best first; the SQL part of a search.
+
+    A text search is usually ONE FTS5 query: the window of newest matches comes back with
+    scores, and when it is not full it holds every match, so its length is the total. Only
+    a full window costs a second query for the count (each query pays for looking up the
+    words again).
+    """
+    match = match_expression(words, filters)
+    window = max(RANK_WINDOW, offset + limit)
+    scored = conn.execute(TEXT_WINDOW_SQL, {"match": match, "window": window}).fetchall()
+    if len(scored) < window:
+        total = len(scored)
+    else:
+        total = conn.execute(TEXT_COUNT_SQL, {"match": match}).fetchone()[0]
+    # Best score first; equal scores newest first.
+    scored.sort(key=lambda row: (row[1], -row[0]))
+    return int(total), [int(row[0]) for row in scored[offset : offset + limit]]
