@@ -116,7 +116,8 @@ def test_a_killed_workers_messages_are_back_and_done_within_90_s(bare_system: Sy
             "the worker to run two jobs",
         )
         assert (held["in_flight"], held["alive"]) == (4, True)
-        assert queue(system, "jobordre.commands")["ready"] == 0
+        # The worker's own scheduled expiry command may wait behind the four it holds.
+        assert queue(system, "jobordre.commands")["ready"] <= 1
         doomed.kill()
         doomed.wait()
         killed_at = time.monotonic()
@@ -160,6 +161,7 @@ def test_busy_workers_keep_their_messages_past_the_heartbeat_timeout(
         after = snapshot(system, **quick)
         assert {w["pid"]: w["in_flight"] for w in after["workers"]} == before
         assert all(w["alive"] for w in after["workers"])
-        assert queue(system, "jobordre.commands")["ready"] == 0
+        # The worker's own scheduled expiry command may wait behind the four it holds.
+        assert queue(system, "jobordre.commands")["ready"] <= 1
     wait_until(lambda: len(applied(system, ids)) == 4, 30, "all four orders")
     assert titles(system, "Optaget") == [f"Optaget {i}" for i in range(4)]
