@@ -13,6 +13,7 @@ from tests.conftest import System, wait_until
 from tests.workers.test_ops_recovery import (
     applied,
     client_of,
+    scheduled_jobs_done,
     send_orders,
     snapshot,
     titles,
@@ -34,6 +35,7 @@ def test_sigterm_lets_the_running_job_finish_and_requeues_the_prefetched(
 ) -> None:
     system = bare_system
     worker = system.start_worker(threads=1, **BLOCKING)
+    scheduled_jobs_done(system)
     with client_of(system) as client, write_lock(system):
         ids = send_orders(client, "Stop", 2)
         wait_until(lambda: holding(system, worker.pid, 1, 2), 30, "one running, one prefetched")
@@ -58,6 +60,7 @@ def test_sigterm_lets_the_running_job_finish_and_requeues_the_prefetched(
 def test_a_second_sigterm_stops_at_once(bare_system: System) -> None:
     system = bare_system
     worker = system.start_worker(threads=1, **BLOCKING)
+    scheduled_jobs_done(system)
     with client_of(system) as client, write_lock(system):
         ids = send_orders(client, "Hast", 1)
         wait_until(lambda: holding(system, worker.pid, 1, 1), 30, "the job running")
