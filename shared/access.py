@@ -37,9 +37,16 @@ class Access:
 
 def foundation_secret(conn: Tx, name: str) -> bytes:
     """A 32-byte secret of the foundation's own, made on first use and kept for good."""
+    memo_key = f"foundation_secret:{name}"
+    known: bytes | None = conn.memo.get(memo_key)
+    if known is not None:
+        return known
     row = conn.execute("SELECT value FROM foundation_secrets WHERE name = ?", (name,)).fetchone()
     if row is not None:
-        return bytes.fromhex(row[0])
+        # Only a secret read back is remembered: one made here is not committed yet, and
+        # the transaction may still roll back and another process make a different one.
+        conn.memo[memo_key] = secret = bytes.fromhex(row[0])
+        return secret
     conn.execute(
         "INSERT INTO foundation_secrets (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (name, secrets.token_hex(32)),

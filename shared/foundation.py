@@ -4,8 +4,10 @@ This is the whole delivery contract on the worker side. First the signature: a c
 that is unsigned, forged or tampered with is refused as ``forbidden``, only the attempt is
 kept (see :mod:`shared.signing`), and it gets no reply: it must not speak on the reply list
 of the real command it copies. The sealed personal data of an authentic command are opened
-(:mod:`shared.sealing`). A write command is then applied in ONE SQLite transaction together
-with its change-log rows and its ledger row keyed by (principal, ``command_id``): a command
+(:mod:`shared.sealing`). A write command is then applied in ONE transaction together with
+its change-log rows and its ledger row keyed by (principal, ``command_id``), in a savepoint
+of its own when several commands share a transaction (:mod:`shared.store.group_commit`;
+no reply leaves before that transaction committed): a command
 id belongs to the organisation that sent it, so nobody else's command can claim it. A
 redelivered or resent command finds the ledger row and gets the stored reply without
 changing anything again. A read is answered once per command id: a captured read replayed
@@ -48,6 +50,7 @@ from shared.envelope import Envelope, mask_personal_data, parse_payload
 from shared.errors import CommandIdReused, JobordreError, NotAuthenticated
 from shared.signing import SigningKey
 from shared.store import Store
+from shared.store.group_commit import MAX_BATCH, GroupCommit
 
 Clock = Callable[[], datetime]
 Operation = Callable[[Context, Any], dict[str, Any]]
@@ -112,12 +115,18 @@ class Foundation:
     """Applies command envelopes to a :class:`Store`; the clock is injectable for tests."""
 
     def __init__(
-        self, store: Store, clock: Clock = utc_now, *, max_age_ms: int = 15 * 60 * 1000
+        self,
+        store: Store,
+        clock: Clock = utc_now,
+        *,
+        max_age_ms: int = 15 * 60 * 1000,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self.store = store
+        #: Every write of this process goes through one group commit (see its module).
+        self.writes = GroupCommit(store, max_batch=max_batch)
         self.clock = clock
         self.max_age_ms = max_age_ms
-        self._digest_key: bytes | None = None
 
     def handle(self, envelope: Envelope) -> dict[str, Any]:
         """Apply one envelope and return its reply; see the module docstring for guarantees."""
@@ -149,8 +158,7 @@ class Foundation:
             # block the real command with that id) and no reply, except to the holder of a
             # key the organisation revoked: it signed, so it may learn it is refused, and a
             # reply under its key is one that no client of a valid key believes.
-            with self.store.write() as conn:
-                self.record_rejection(conn, envelope, error)
+            self._record_rejection(envelope, error)
             return Answer(error_reply(envelope.command_id, error), self._revoked_signer(envelope))
         try:
             payload = sealing.open_payload(envelope.payload, envelope.command_id, key)
@@ -159,8 +167,7 @@ class Foundation:
             self._check_age(envelope)
             return Answer(self._read(envelope, payload), key)
         except (NotAuthenticated, CommandIdReused) as error:
-            with self.store.write() as conn:
-                self.record_rejection(conn, envelope, error)
+            self._record_rejection(envelope, error)
             return Answer(error_reply(envelope.command_id, error), key)
 
     def _check_age(self, envelope: Envelope) -> None:
@@ -182,37 +189,43 @@ class Foundation:
     def _digest(self, conn: Any, envelope: Envelope, payload: dict[str, Any]) -> str:
         """Keyed digest of the opened payload: a resend (sealed afresh) digests the same, and
         the ledger holds nothing a CPR could be guessed back from without the key."""
-        if self._digest_key is None:
-            self._digest_key = access.foundation_secret(conn, DIGEST_KEY)
+        key = access.foundation_secret(conn, DIGEST_KEY)
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        mac = hmac.new(self._digest_key, f"{envelope.kind}\n{canonical}".encode(), hashlib.sha256)
+        mac = hmac.new(key, f"{envelope.kind}\n{canonical}".encode(), hashlib.sha256)
         return DIGEST_PREFIX + mac.hexdigest()
 
     def _write(self, envelope: Envelope, opened: dict[str, Any]) -> dict[str, Any]:
         try:
-            # Validated before the write lock is taken: SQLite has one writer at a time,
-            # and it should not wait for Python work that needs no lock. A malformed
+            # Validated before the write lock is taken: there is one writer at a time, and
+            # it should not wait for Python work that needs no lock. A malformed
             # redelivery is answered by the ledger in _reject all the same.
             payload = parse_payload(envelope, opened)
-            with self.store.write() as conn:
-                digest = self._digest(conn, envelope, opened)
-                stored = self._stored_reply(conn, envelope, opened, digest)
-                if stored is not None:
-                    return stored
-                # A redelivery past the window got its stored reply above; a new one must be
-                # fresh.
-                self._check_age(envelope)
-                ctx = self._context(conn, envelope)
-                reply = ok_reply(envelope.command_id, self._apply(ctx, envelope, payload))
-                access.write(conn, ctx.accesses, envelope.principal, envelope.caseworker, ctx.at)
-                self._record(conn, envelope, digest, "ok", reply)
-                return reply
+            return self.writes.run(lambda tx: self._write_in(tx, envelope, opened, payload))
         except (NotAuthenticated, CommandIdReused):
             raise
         except JobordreError as error:
             if error.retryable:
                 raise
+            # The command was rolled back (its savepoint in the group commit); its
+            # rejection is recorded in its place.
             return self._reject(envelope, opened, error)
+
+    def _write_in(
+        self, conn: Any, envelope: Envelope, opened: dict[str, Any], payload: BaseModel
+    ) -> dict[str, Any]:
+        """A write command inside its (group-committed) transaction: the stored reply of a
+        redelivery, or the command applied with its access-log and ledger rows."""
+        digest = self._digest(conn, envelope, opened)
+        stored = self._stored_reply(conn, envelope, opened, digest)
+        if stored is not None:
+            return stored
+        # A redelivery past the window got its stored reply above; a new one must be fresh.
+        self._check_age(envelope)
+        ctx = self._context(conn, envelope)
+        reply = ok_reply(envelope.command_id, self._apply(ctx, envelope, payload))
+        access.write(conn, ctx.accesses, envelope.principal, envelope.caseworker, ctx.at)
+        self._record(conn, envelope, digest, "ok", reply)
+        return reply
 
     @staticmethod
     def _stored_reply(
@@ -254,21 +267,35 @@ class Foundation:
     def _reject(
         self, envelope: Envelope, opened: dict[str, Any], error: JobordreError
     ) -> dict[str, Any]:
-        reply = error_reply(envelope.command_id, error)
-        with self.store.write() as conn:
-            digest = self._digest(conn, envelope, opened)
-            recorded = self._record(conn, envelope, digest, "rejected", reply)
-            if not recorded:
-                # A concurrent delivery of the same command decided first: answer as it did.
-                stored = self._stored_reply(conn, envelope, opened, digest)
-                return stored if stored is not None else reply
-            # A refusal that told the caller something about a person (the person is on
-            # the order already) is an access of that person's data, and is logged.
-            access.write(
-                conn, error.accesses, envelope.principal, envelope.caseworker, self.clock()
+        """Record a rejected write command in a transaction of its own; its reply."""
+        return self.writes.run(
+            lambda conn: self._rejected_in(
+                conn, envelope, self._digest(conn, envelope, opened), opened, error
             )
-            self.record_rejection(conn, envelope, error)
+        )
+
+    def _rejected_in(
+        self,
+        conn: Any,
+        envelope: Envelope,
+        digest: str,
+        opened: dict[str, Any],
+        error: JobordreError,
+    ) -> dict[str, Any]:
+        """Record a rejected command (ledger row, dead letter) in the transaction ``conn``."""
+        reply = error_reply(envelope.command_id, error)
+        if not self._record(conn, envelope, digest, "rejected", reply):
+            # A concurrent delivery of the same command decided first: answer as it did.
+            stored = self._stored_reply(conn, envelope, opened, digest)
+            return stored if stored is not None else reply
+        # A refusal that told the caller something about a person (the person is on the
+        # order already) is an access of that person's data, and is logged.
+        access.write(conn, error.accesses, envelope.principal, envelope.caseworker, self.clock())
+        self.record_rejection(conn, envelope, error)
         return reply
+
+    def _record_rejection(self, envelope: Envelope, error: JobordreError) -> None:
+        self.writes.run(lambda conn: self.record_rejection(conn, envelope, error))
 
     def record_rejection(self, conn: Any, envelope: Envelope, error: JobordreError) -> None:
         """Keep a rejected command as a dead letter, personal data masked."""
@@ -291,23 +318,7 @@ class Foundation:
             with self.store.read() as conn:
                 ctx = self._context(conn, envelope)
                 reply = ok_reply(envelope.command_id, self._apply(ctx, envelope, payload))
-            with self.store.write() as conn:
-                # The read is claimed once it has been answered (a read that crashed is
-                # retried, and must still be answered): a replay, even a concurrent one,
-                # finds the claim, and its result is thrown away before anyone sees it.
-                # What the answer showed of people is logged in the same transaction.
-                forget = ctx.at - timedelta(
-                    milliseconds=self.max_age_ms + 2 * signing.CLOCK_SKEW_MS
-                )
-                if not store.claim_read(
-                    conn, envelope.principal, envelope.command_id, ctx.at, forget
-                ):
-                    raise CommandIdReused(
-                        f"command_id {envelope.command_id}: this read was answered already; "
-                        "a read is answered once, so send it again with a new command id",
-                        field="command_id",
-                    )
-                access.write(conn, ctx.accesses, envelope.principal, envelope.caseworker, ctx.at)
+            self.writes.run(lambda conn: self._claim_read(conn, envelope, ctx))
             return reply
         except CommandIdReused:
             raise
@@ -316,6 +327,21 @@ class Foundation:
                 raise
             if error.code != "not_found":
                 # A query someone may not make, or cannot write, is worth seeing; a miss is not.
-                with self.store.write() as conn:
-                    self.record_rejection(conn, envelope, error)
+                self._record_rejection(envelope, error)
             return error_reply(envelope.command_id, error)
+
+    def _claim_read(self, conn: Any, envelope: Envelope, ctx: Context) -> None:
+        """Claim an answered read, with the access-log rows of what it showed.
+
+        The read is claimed once it has been answered (a read that crashed is retried, and
+        must still be answered): a replay, even a concurrent one, finds the claim, and its
+        result is thrown away before anyone sees it.
+        """
+        forget = ctx.at - timedelta(milliseconds=self.max_age_ms + 2 * signing.CLOCK_SKEW_MS)
+        if not store.claim_read(conn, envelope.principal, envelope.command_id, ctx.at, forget):
+            raise CommandIdReused(
+                f"command_id {envelope.command_id}: this read was answered already; "
+                "a read is answered once, so send it again with a new command id",
+                field="command_id",
+            )
+        access.write(conn, ctx.accesses, envelope.principal, envelope.caseworker, ctx.at)

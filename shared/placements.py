@@ -109,7 +109,7 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
     at = ctx.at.isoformat()
     cursor = ctx.conn.execute(
         "INSERT INTO placements (order_id, cpr, placed_by, caseworker, referral, status, note,"
-        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
         (
             order.id,
             command.cpr,
@@ -122,7 +122,9 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
             at,
         ),
     )
-    placement_id = int(cursor.fetchone()[0])
+    # The row as stored, for the reply: RETURNING saves reading it back.
+    row = cursor.fetchone()
+    placement_id = int(row["id"])
     _log(ctx, placement_id, order.id, None, PlacementStatus.PLACED.value, command.note)
     change = PlacementChange(
         placement_id=placement_id,
@@ -134,7 +136,7 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
     eventlog.record(ctx, order, EventType.PLACEMENT_LOG_UPDATED, placements=[change])
     ctx.accessed(command.cpr, access.REGISTER, order.id, placement_id)
     _inactivate_when_enough(ctx, order)
-    return _placement_view(_load(ctx.conn, order.id, placement_id), ctx.who)
+    return _placement_view(row, ctx.who)
 
 
 def _inactivate_when_enough(ctx: Context, order: JobOrder) -> None:

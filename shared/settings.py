@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     worker_poll_ms: int = Field(default=10, ge=1, le=5000)
     #: How long SIGTERM lets running jobs finish before the worker stops, in milliseconds.
     worker_shutdown_ms: int = Field(default=30_000, ge=0)
+    #: Most write commands one transaction of a worker process carries (group commit,
+    #: ``shared/store/group_commit.py``); 1 gives every command a transaction of its own.
+    group_commit_max_writes: int = Field(default=64, ge=1, le=1024)
 
     #: How often a job that failed on infrastructure (Redis, a busy store) is retried.
     max_retries: int = Field(default=5, ge=0, le=100)

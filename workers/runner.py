@@ -71,7 +71,11 @@ def start_worker(
     store = open_store(settings)
     client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
     runtime = Runtime(
-        foundation=Foundation(store, max_age_ms=settings.signature_max_age_ms),
+        foundation=Foundation(
+            store,
+            max_age_ms=settings.signature_max_age_ms,
+            max_batch=settings.group_commit_max_writes,
+        ),
         replies=client,
         settings=settings,
         relay=Relay(store, client, settings),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 #: The data tables of both engines, in an order that satisfies their foreign keys.
@@ -71,9 +71,36 @@ class Tx(ABC):
     #: ``sqlite`` or ``postgres``.
     engine: str
 
+    #: Savepoints open on this connection: each nested one gets its own name.
+    _savepoints = 0
+    #: Values that never change once committed (the foundation's secrets), shared by the
+    #: transactions of one store: read once per process instead of once per command.
+    memo: dict[str, Any]
+
     @abstractmethod
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         """Run one statement of the shared dialect."""
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A part of the transaction that an exception rolls back alone (and re-raises).
+
+        Both engines speak ``SAVEPOINT``; on PostgreSQL it also clears the aborted state a
+        failed statement leaves, so the transaction can go on.
+        """
+        self._savepoints += 1
+        name = f"jobordre_{self._savepoints}"
+        self.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        else:
+            self.execute(f"RELEASE SAVEPOINT {name}")
+        finally:
+            self._savepoints -= 1
 
     @abstractmethod
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:

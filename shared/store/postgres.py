@@ -137,8 +137,11 @@ class PostgresTx(Tx):
 
     engine = "postgres"
 
-    def __init__(self, conn: psycopg.Connection[PgRow]) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[PgRow], memo: dict[str, Any] | None = None
+    ) -> None:
         self.conn = conn
+        self.memo = memo if memo is not None else {}
 
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         """Run one statement of the shared dialect."""
@@ -208,6 +211,7 @@ class _AutoTx(PostgresTx):
 
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
+        self.memo = store.memo
 
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         """Run one statement; alone, it is atomic without BEGIN and COMMIT."""
@@ -248,6 +252,7 @@ class PostgresStore(Store):
 
     def __init__(self, url: str, *, pool_size: int = 10, migrate: bool = True) -> None:
         self.url = url
+        self.memo: dict[str, Any] = {}
         self._auto = _AutoTx(self)
         try:
             # One direct connection first: a wrong URL, password or database fails now,
@@ -299,7 +304,7 @@ class PostgresStore(Store):
                 committed = False
                 try:
                     conn.execute(begin.encode())
-                    yield PostgresTx(conn)
+                    yield PostgresTx(conn, self.memo)
                     conn.execute(b"COMMIT")
                     committed = True
                 finally:

@@ -30,9 +30,10 @@ class SqliteTx(Tx):
 
     engine = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, memo: dict[str, Any] | None = None) -> None:
         #: The stdlib connection, for SQLite-only work (migrations, dumps, benchmarks).
         self.raw = conn
+        self.memo = memo if memo is not None else {}
 
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         """Run one statement."""
@@ -86,6 +87,7 @@ class SqliteStore(Store):
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._writer = threading.Lock()
+        self.memo: dict[str, Any] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
         if migrate:
             self.migrate()
@@ -125,7 +127,7 @@ class SqliteStore(Store):
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-            tx = SqliteTx(conn)
+            tx = SqliteTx(conn, self.memo)
             self._local.tx = tx
             with self._lock:
                 self._connections.append(conn)
