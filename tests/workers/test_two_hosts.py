@@ -558,8 +558,9 @@ def requeue_lines(group: Group) -> str:
         for line in group.log.read_text(errors="replace").splitlines()
         if "requeued" in line
     }
-    # Dramatiq's stock maintenance may run on any broker call, the client's included.
-    return "; ".join(sorted(lines)) or "a broker's own maintenance (not logged by host B)"
+    # Dramatiq's stock maintenance also runs, by chance, on any broker call (host B's
+    # consumers' fetches, the client's sends), and logs nothing.
+    return "; ".join(sorted(lines)) or "Dramatiq's stock maintenance (not logged)"
 
 
 def queue_drained(client: redis.Redis, settings: Settings) -> bool:
@@ -576,7 +577,7 @@ def assert_every_command_applied_once(servers: Servers, load: Load) -> None:
         "SELECT command_id, outcome FROM commands WHERE principal = %s ORDER BY command_id",
         (JOBCENTRE,),
     )
-    assert len(load.sent) >= 300
+    assert len(load.sent) == len(set(load.sent)) == 380  # a few hundred, ids fixed
     assert rows == [(command_id, "ok") for command_id in sorted(set(load.sent))]
 
 
