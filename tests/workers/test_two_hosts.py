@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -132,7 +132,7 @@ def _unrouted_subnet() -> ipaddress.IPv4Network:
     ]
     for _ in range(100):
         random = int.from_bytes(os.urandom(2))
-        candidate = ipaddress.ip_network(
+        candidate = ipaddress.IPv4Network(
             f"10.{200 + random % 50}.{random >> 8}.{8 * (random % 32)}/29"
         )
         if not any(candidate.overlaps(net) for net in taken):
@@ -436,8 +436,8 @@ def held_messages(client: redis.Redis, worker_ids: list[str]) -> dict[str, set[b
     held: dict[str, set[bytes]] = {}
     for queue in all_queues((COMMANDS_QUEUE, QUERIES_QUEUE)):
         for worker_id in worker_ids:
-            members = client.smembers(acks_key(DRAMATIQ, worker_id, queue))
-            held.setdefault(queue, set()).update(members)  # type: ignore[arg-type]
+            members = cast("set[bytes]", client.smembers(acks_key(DRAMATIQ, worker_id, queue)))
+            held.setdefault(queue, set()).update(members)
     return held
 
 
@@ -610,7 +610,9 @@ def assert_event_seq_gap_free_and_relayed(
     assert len(seqs) >= ORDERS * 5
     assert seqs == list(range(1, len(seqs) + 1))
     streamed = set()
-    for _, fields in client.xrange(stream_key(settings.redis_prefix)):  # type: ignore[union-attr]
+    stream = client.xrange(stream_key(settings.redis_prefix))
+    entries = cast("list[tuple[bytes, dict[Any, Any]]]", stream)
+    for _, fields in entries:
         header = parse_entry(fields)
         assert header is not None
         streamed.add(header.seq)
