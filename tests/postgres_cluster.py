@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,14 @@ class PostgresCluster:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop")
 
 
-def start_cluster(port: int) -> PostgresCluster:
-    """initdb a cluster in a temporary folder and start it on ``127.0.0.1:port``."""
+def start_cluster(
+    port: int, *, listen: Sequence[str] = ("127.0.0.1",), clients: Sequence[str] = ()
+) -> PostgresCluster:
+    """initdb a cluster in a temporary folder and start it on ``127.0.0.1:port``.
+
+    ``listen`` are the addresses it listens on; ``clients`` are networks (CIDR) besides
+    loopback allowed to log in with the password, such as test network namespaces.
+    """
     binaries = server_bin()
     user = "postgres" if os.geteuid() == 0 else None
     root = Path(tempfile.mkdtemp(prefix="jobordre-pg-"))
@@ -116,9 +123,13 @@ def start_cluster(port: int) -> PostgresCluster:
     )
     if made.returncode != 0:
         pytest.fail(f"initdb failed: {made.stdout}{made.stderr}")
+    if clients:
+        with (datadir / "pg_hba.conf").open("a") as hba:
+            hba.writelines(f"host all all {network} scram-sha-256\n" for network in clients)
     # Tests need durability of nothing: fsync off keeps the shared machine's disk quiet.
     options = (
-        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root}"
+        f"-c listen_addresses={','.join(listen)} -c port={port}"
+        f" -c unix_socket_directories={root}"
         " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         " -c max_connections=200 -c shared_buffers=32MB"
     )

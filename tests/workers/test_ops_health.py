@@ -1,4 +1,5 @@
-"""``jobordre health`` exit codes and the worker's Prometheus endpoint, against real processes."""
+"""``jobordre health`` exit codes and the worker's Prometheus endpoint, against real processes;
+the outbox check on a store of each engine."""
 
 from __future__ import annotations
 
@@ -13,10 +14,15 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared import keys
+from shared.commands import CommandKind
+from shared.envelope import new_envelope
+from shared.foundation import Foundation, utc_now
 from shared.settings import Settings
+from shared.store import Store
 from tests.conftest import JOBORDRE, System, free_port, wait_until
 from tests.factories import CPR_1, order_doc
-from workers.ops.health import _outbox, _store
+from workers.ops.health import Check, _outbox, _store
 
 JOBCENTRE = "jobcentre:101"
 
@@ -164,3 +170,33 @@ def test_a_taken_metrics_port_stops_the_worker_with_a_clear_error(bare_system: S
         result = bare_system.cli("worker", "--metrics-port", str(port))
     assert result.code == 7
     assert f"cannot serve metrics on port {port}" in result.err
+
+
+def engine_settings(store_url: str, home: Path) -> Settings:
+    if store_url.startswith("postgresql://"):
+        return Settings(home=home, database_url=store_url)
+    return Settings(home=home, db=Path(store_url))
+
+
+def test_the_outbox_check_reads_either_engine(
+    any_store: Store, store_url: str, tmp_path: Path
+) -> None:
+    settings = engine_settings(store_url, tmp_path)
+    assert _outbox(settings, 60) == Check("outbox", True, "empty")
+    with any_store.write() as tx:
+        key = keys.create(tx, JOBCENTRE, utc_now())
+    envelope = new_envelope(CommandKind.REGISTER_ORDER, JOBCENTRE, {"order": order_doc()}, key=key)
+    assert Foundation(any_store).handle(envelope)["ok"]
+    with any_store.write() as tx:  # as if the relay never pushed it, for an hour
+        tx.execute("UPDATE events SET at = '2026-01-01T00:00:00+00:00'")
+    check = _outbox(settings, 60)
+    assert not check.ok and check.detail.startswith("1 events wait")
+
+
+@pytest.mark.postgres
+def test_a_postgres_database_without_the_schema_has_no_outbox_to_check(
+    postgres_cluster: Any, tmp_path: Path
+) -> None:
+    url = str(postgres_cluster.fresh_database(migrated=False))
+    check = _outbox(engine_settings(url, tmp_path), 60)
+    assert check.ok and "no outbox" in check.detail

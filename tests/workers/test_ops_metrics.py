@@ -1,8 +1,10 @@
-"""The worker's job counters count what Dramatiq decided: retried, dead-lettered, skipped.
+"""The worker's job counters count what Dramatiq decided: retried, dead-lettered, skipped;
+the store's gauges count what the store holds, on SQLite and on PostgreSQL alike.
 
 Against a real redis-server and a real ``jobordre worker --metrics-port`` process: a
 poison message that fails on every attempt, a message past its age limit, and a worker
-of another host registered beside it.
+of another host registered beside it. The store's gauges are scraped in-process from a
+store of each engine, filled through the foundation as workers fill it.
 """
 
 from __future__ import annotations
@@ -12,17 +14,26 @@ import socket
 import sqlite3
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import dramatiq
+import psycopg
 import pytest
 from dramatiq.brokers.redis import RedisBroker
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared import keys
+from shared.commands import CommandKind
+from shared.envelope import new_envelope
+from shared.foundation import Foundation, utc_now
+from shared.settings import Settings
+from shared.store import Store, mark_dead_letter_retried, record_dead_letter
 from tests.conftest import System, free_port, wait_until
-from tests.factories import order_doc
+from tests.factories import CPR_1, CPR_2, CPR_3, order_doc
 from workers.ops import registry
+from workers.ops.metrics import DomainCollector
 
 JOBCENTRE = "jobcentre:101"
 COMMANDS = "jobordre.commands"
@@ -148,3 +159,143 @@ def test_every_hosts_workers_show_in_queues_health_and_metrics(bare_system: Syst
         assert [dict(labels)["hostname"] for _, labels in info] == [here]
     finally:
         client.close()
+
+
+# The store's gauges, on both engines: read through shared.store, as a scrape reads them.
+
+ONE_HOUR_AGO = datetime.now(UTC) - timedelta(hours=1)
+
+
+def store_settings(store_url: str, home: Path) -> Settings:
+    """What a worker of this store is configured with; its Redis is down, so a scrape
+    shows the store's gauges only."""
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    if store_url.startswith("postgresql://"):
+        return Settings(home=home, database_url=store_url, redis_url=down)
+    return Settings(home=home, db=Path(store_url), redis_url=down)
+
+
+def collected(settings: Settings) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    collector = DomainCollector(settings)
+    try:
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in collector.collect()
+            for sample in family.samples
+        }
+    finally:
+        collector.close()
+
+
+def by_label(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str
+) -> dict[str, float]:
+    return {labels[0][1]: value for (metric, labels), value in samples.items() if metric == name}
+
+
+def fill(store: Store) -> None:
+    """Three orders (one inactivated, one closed as filled), three placements (one at
+    interview), four dead letters (one retried), and events of which two are relayed."""
+    foundation = Foundation(store)
+    with store.write() as tx:
+        key = keys.create(tx, JOBCENTRE, utc_now())
+
+    def ok(kind: CommandKind, payload: dict[str, Any]) -> dict[str, Any]:
+        reply = foundation.handle(new_envelope(kind, JOBCENTRE, payload, key=key))
+        assert reply["ok"], reply
+        result: dict[str, Any] = reply["result"]
+        return result
+
+    ids = [ok(CommandKind.REGISTER_ORDER, {"order": order_doc()})["id"] for _ in range(3)]
+    ok(CommandKind.CHANGE_ORDER_STATUS, {"order_id": ids[1], "status": "inactivated"})
+    placements = [
+        ok(CommandKind.REGISTER_PLACEMENT, {"order_id": ids[2], "cpr": cpr})
+        for cpr in (CPR_1, CPR_2, CPR_3)
+    ]
+    ok(
+        CommandKind.CHANGE_PLACEMENT_STATUS,
+        {"order_id": ids[2], "placement_id": placements[0]["id"], "status": "interview"},
+    )
+    ok(CommandKind.CHANGE_ORDER_STATUS, {"order_id": ids[2], "status": "closed_filled"})
+    with store.write() as tx:
+        letters = [
+            record_dead_letter(
+                tx, at=utc_now(), source=source, code="x", reason="test", message="{}"
+            )
+            for source in ("rejected", "rejected", "crashed", "crashed")
+        ]
+        mark_dead_letter_retried(tx, letters[3], utc_now(), "carol")
+        tx.execute("UPDATE events SET pushed = 1 WHERE seq <= 2")
+        tx.execute("UPDATE events SET at = ? WHERE seq = 3", (ONE_HOUR_AGO.isoformat(),))
+
+
+def test_the_store_gauges_count_what_the_store_holds_on_either_engine(
+    any_store: Store, store_url: str, tmp_path: Path
+) -> None:
+    fill(any_store)
+    with any_store.read() as tx:
+        events = int(tx.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+    samples = collected(store_settings(store_url, tmp_path))
+    assert by_label(samples, "jobordre_orders") == {
+        "processing": 1,
+        "inactivated": 1,
+        "closed_filled": 1,
+        "closed_expired": 0,
+    }
+    assert by_label(samples, "jobordre_placements") == {
+        "placed": 2,
+        "interview": 1,
+        "hired": 0,
+        "not_hired": 0,
+        "declined": 0,
+        "no_show": 0,
+        "withdrawn": 0,
+    }
+    assert by_label(samples, "jobordre_dead_letters") == {
+        "rejected": 2,
+        "crashed": 1,
+        "undecodable": 0,
+    }
+    assert events > 3
+    assert samples[("jobordre_outbox_backlog", ())] == events - 2
+    assert 3590 < samples[("jobordre_outbox_oldest_age_seconds", ())] < 3700
+    # Redis is down: the queue gauges are missing, the store's are still served.
+    assert not [name for name, _ in samples if name.startswith("jobordre_queue")]
+
+
+def test_an_empty_store_serves_every_series_at_zero(
+    any_store: Store, store_url: str, tmp_path: Path
+) -> None:
+    samples = collected(store_settings(store_url, tmp_path))
+    assert set(by_label(samples, "jobordre_orders").values()) == {0}
+    assert len(by_label(samples, "jobordre_orders")) == 4
+    assert by_label(samples, "jobordre_dead_letters") == dict.fromkeys(
+        ("rejected", "crashed", "undecodable"), 0
+    )
+    assert samples[("jobordre_outbox_backlog", ())] == 0
+    assert samples[("jobordre_outbox_oldest_age_seconds", ())] == 0
+
+
+@pytest.mark.parametrize(
+    "where", [pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")]
+)
+def test_a_scrape_never_creates_a_store(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if where == "sqlite":
+        home = tmp_path / "wrong-home"
+        settings = store_settings(str(home / "jobordre.db"), home)
+    else:
+        cluster = request.getfixturevalue("postgres_cluster")
+        url = str(cluster.fresh_database(migrated=False))
+        settings = store_settings(url, tmp_path)
+    samples = collected(settings)
+    assert not [name for name, _ in samples if name.startswith("jobordre_")]
+    if where == "sqlite":
+        assert not settings.db_path.exists()
+    else:
+        with psycopg.connect(str(settings.database_url)) as conn:
+            tables = conn.execute(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+            ).fetchone()
+        assert tables is not None and tables[0] == 0, "nothing was created"

@@ -109,11 +109,13 @@ def existing_store(settings: Settings) -> Path:
     return path
 
 
-def _existing_postgres(settings: Settings) -> Store:
+def existing_postgres(settings: Settings, *, pool_size: int | None = None) -> Store:
     """The PostgreSQL store at ``JOBORDRE_DATABASE_URL``, if it has jobordre's schema; it
-    is never migrated from nothing."""
+    is never migrated from nothing. ``pool_size`` defaults to ``JOBORDRE_DATABASE_POOL_SIZE``."""
     found = open_url(
-        str(settings.database_url), pool_size=settings.database_pool_size, migrate=False
+        str(settings.database_url),
+        pool_size=pool_size or settings.database_pool_size,
+        migrate=False,
     )
     if found.schema_version() == 0 or "dead_letters" not in found.tables():
         where = found.describe()
@@ -129,7 +131,7 @@ def _existing_postgres(settings: Settings) -> Store:
 def read_only(settings: Settings) -> Iterator[Tx]:
     """A read transaction on the existing store (never created, never migrated)."""
     if settings.database_url:
-        found = _existing_postgres(settings)
+        found = existing_postgres(settings)
         try:
             with found.read() as tx:
                 yield tx
@@ -160,7 +162,7 @@ def open_store(settings: Settings) -> Store:
     or PostgreSQL at ``JOBORDRE_DATABASE_URL`` if it has jobordre's schema (then brought
     to this jobordre's version); never a new one."""
     if settings.database_url:
-        found = _existing_postgres(settings)
+        found = existing_postgres(settings)
         found.migrate()
         return found
     return open_url(existing_store(settings), busy_timeout_ms=settings.sqlite_busy_timeout_ms)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +27,7 @@ import redis
 from shared import eventlog
 from shared.errors import Unavailable
 from shared.settings import Settings
+from shared.store import Tx
 from shared.store.sqlite import SqliteTx
 from workers.broker import redact, resolve_redis_url
 from workers.ops.queues import broker_snapshot
@@ -131,34 +134,42 @@ def _workers(client: redis.Redis, settings: Settings, min_workers: int) -> Check
     return Check("workers", True, detail)
 
 
-def _outbox_postgres(settings: Settings) -> tuple[int, str | None]:
-    from shared.store.postgres import PostgresStore
+@contextmanager
+def _outbox_reader(settings: Settings) -> Iterator[Tx]:
+    """A read transaction on the store as it is: never created, never migrated, and (unlike
+    the dead-letter commands' reader) without asking for jobordre's tables, since a store
+    from before the outbox is fine here."""
+    if settings.database_url:
+        from shared.store.postgres import PostgresStore
 
-    store = PostgresStore(str(settings.database_url), pool_size=1, migrate=False)
+        store = PostgresStore(str(settings.database_url), pool_size=1, migrate=False)
+        try:
+            with store.read() as tx:
+                yield tx
+        finally:
+            store.close()
+        return
+    conn = sqlite3.connect(f"file:{settings.db_path}?mode=ro", uri=True, timeout=2)
+    conn.row_factory = sqlite3.Row  # as the store's own connections: rows by column name
     try:
-        return eventlog.backlog(store.connection())
+        yield SqliteTx(conn)
     finally:
-        store.close()
+        conn.close()
 
 
 def _outbox(settings: Settings, max_age_s: float) -> Check:
-    if settings.database_url:
-        try:
-            waiting, oldest = _outbox_postgres(settings)
-        except Unavailable as error:
-            return Check("outbox", False, f"cannot read the outbox ({error.message})")
-        return _outbox_age(waiting, oldest, max_age_s)
-    if not settings.db_path.exists():
+    if not settings.database_url and not settings.db_path.exists():
         return Check("outbox", False, "no store to read the outbox from")
     try:
-        conn = sqlite3.connect(f"file:{settings.db_path}?mode=ro", uri=True, timeout=2)
-        try:
-            waiting, oldest = eventlog.backlog(SqliteTx(conn))
-        finally:
-            conn.close()
-    except sqlite3.OperationalError as error:
-        if "no such table" in str(error):
-            return Check("outbox", True, "this store has no outbox yet; nothing to check")
+        with _outbox_reader(settings) as tx:
+            # The same question to either engine: a database without jobordre's schema
+            # has no outbox, as an empty SQLite file has none.
+            if not tx.columns("events"):
+                return Check("outbox", True, "this store has no outbox yet; nothing to check")
+            waiting, oldest = eventlog.backlog(tx)
+    except Unavailable as error:
+        return Check("outbox", False, f"cannot read the outbox ({error.message})")
+    except sqlite3.Error as error:
         return Check("outbox", False, f"cannot read the outbox ({error})")
     return _outbox_age(waiting, oldest, max_age_s)
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sqlite3
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import redis
@@ -37,9 +38,10 @@ from shared import eventlog
 from shared.errors import Unavailable
 from shared.models import OrderStatus, PlacementStatus
 from shared.settings import Settings
-from shared.store.sqlite import SqliteTx
+from shared.store import Store, Tx
 from workers.broker import resolve_redis_url
 from workers.ops import registry
+from workers.ops.deadletters import existing_postgres, read_only
 
 logger = logging.getLogger("jobordre.metrics")
 
@@ -160,73 +162,99 @@ def _labelled_gauge(name: str, help_text: str, label: str, counts: dict[str, int
     return family
 
 
-def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
-    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
-    return row.fetchone() is not None
+def store_metrics(tx: Tx) -> Iterator[Metric]:
+    """The store's gauges, read in ``tx`` (either engine): orders and placements by status,
+    dead letters not retried yet by source, the outbox backlog and its oldest event's age."""
+    for name, help_text, table, known in (
+        ("jobordre_orders", "Job orders by status.", "orders", tuple(OrderStatus)),
+        (
+            "jobordre_placements",
+            "Placements by the person's status.",
+            "placements",
+            tuple(PlacementStatus),
+        ),
+    ):
+        counts = dict.fromkeys(map(str, known), 0)
+        rows = tx.execute(f"SELECT status, COUNT(*) FROM {table} GROUP BY status")  # noqa: S608
+        counts.update((str(row[0]), int(row[1])) for row in rows.fetchall())
+        yield _labelled_gauge(name, help_text, "status", counts)
+    counts = dict.fromkeys(DEAD_LETTER_SOURCES, 0)
+    rows = tx.execute(
+        "SELECT source, COUNT(*) FROM dead_letters WHERE retried_at IS NULL GROUP BY source"
+    )
+    counts.update((str(row[0]), int(row[1])) for row in rows.fetchall())
+    yield _labelled_gauge(
+        "jobordre_dead_letters", "Dead letters not retried yet.", "source", counts
+    )
+    if not tx.columns("events"):
+        return  # a store from before the outbox: nothing waits in it
+    backlog, oldest = eventlog.backlog(tx)
+    yield GaugeMetricFamily(
+        "jobordre_outbox_backlog", "Events not yet relayed to Redis.", value=backlog
+    )
+    age_s = 0.0
+    if oldest is not None:
+        age_s = max(time.time() - datetime.fromisoformat(oldest).timestamp(), 0.0)
+    yield GaugeMetricFamily(
+        "jobordre_outbox_oldest_age_seconds",
+        "Age of the oldest event not yet relayed.",
+        value=age_s,
+    )
 
 
 class DomainCollector(Collector):
-    """Domain and queue gauges, read from the store and Redis at each scrape."""
+    """Domain and queue gauges, read from the store and Redis at each scrape.
+
+    The store is read through the engine-neutral interface (:mod:`shared.store`), so the
+    same gauges come from SQLite and PostgreSQL. Like every read-only ops command it never
+    creates a store: a missing SQLite file or a database without jobordre's schema gives
+    no store gauges (and a warning in the log), not an empty store.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # PostgreSQL: one small pool kept between scrapes, not a new connection (and a
+        # schema check) at every scrape. SQLite: a read-only connection per scrape is cheap.
+        self._postgres: Store | None = None
+        self._opening = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
         """One scrape: read-only queries, each cheap (indexed or small tables)."""
         yield from self._store_metrics()
         yield from self._queue_metrics()
 
-    def _store_metrics(self) -> Iterator[Metric]:
-        uri = f"file:{self.settings.db_path}?mode=ro"
-        try:
-            conn = sqlite3.connect(uri, uri=True, timeout=2)
-        except sqlite3.Error as error:
-            logger.warning("metrics: cannot open the store: %s", error)
+    def close(self) -> None:
+        """Close the PostgreSQL pool, if one was opened."""
+        with self._opening:
+            if self._postgres is not None:
+                self._postgres.close()
+                self._postgres = None
+
+    @contextmanager
+    def _read(self) -> Iterator[Tx]:
+        if not self.settings.database_url:
+            with read_only(self.settings) as tx:
+                yield tx
             return
+        with self._opening:
+            if self._postgres is None:
+                self._postgres = existing_postgres(self.settings, pool_size=1)
+            found = self._postgres
+        with found.read() as tx:
+            yield tx
+
+    def _store_metrics(self) -> Iterator[Metric]:
         try:
-            for name, help_text, table, known in (
-                ("jobordre_orders", "Job orders by status.", "orders", tuple(OrderStatus)),
-                (
-                    "jobordre_placements",
-                    "Placements by the person's status.",
-                    "placements",
-                    tuple(PlacementStatus),
-                ),
-            ):
-                counts = dict.fromkeys(map(str, known), 0)
-                counts.update(
-                    conn.execute(
-                        f"SELECT status, COUNT(*) FROM {table} GROUP BY status"  # noqa: S608
-                    ).fetchall()
-                )
-                yield _labelled_gauge(name, help_text, "status", counts)
-            counts = dict.fromkeys(DEAD_LETTER_SOURCES, 0)
-            counts.update(
-                conn.execute(
-                    "SELECT source, COUNT(*) FROM dead_letters WHERE retried_at IS NULL"
-                    " GROUP BY source"
-                ).fetchall()
-            )
-            yield _labelled_gauge(
-                "jobordre_dead_letters", "Dead letters not retried yet.", "source", counts
-            )
-            if _table_exists(conn, "events"):
-                backlog, oldest = eventlog.backlog(SqliteTx(conn))
-                yield GaugeMetricFamily(
-                    "jobordre_outbox_backlog", "Events not yet relayed to Redis.", value=backlog
-                )
-                age = 0.0
-                if oldest is not None:
-                    age = max(time.time() - datetime.fromisoformat(oldest).timestamp(), 0.0)
-                yield GaugeMetricFamily(
-                    "jobordre_outbox_oldest_age_seconds",
-                    "Age of the oldest event not yet relayed.",
-                    value=age,
-                )
-        except sqlite3.Error as error:
+            with self._read() as tx:
+                # Read everything in the one snapshot before yielding: a scrape's gauges
+                # then agree with each other, and no transaction stays open between yields.
+                families = list(store_metrics(tx))
+        except Exception as error:
+            # Whatever the store says (gone, locked, not a jobordre store), the job and
+            # queue metrics of this scrape are still served.
             logger.warning("metrics: cannot read the store: %s", error)
-        finally:
-            conn.close()
+            return
+        yield from families
 
     def _queue_metrics(self) -> Iterator[Metric]:
         from workers.ops.queues import broker_snapshot
