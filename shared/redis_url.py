@@ -4,13 +4,15 @@
 ``redis+sentinel://`` names a Redis Sentinel deployment instead::
 
     redis+sentinel://[[USER]:PASSWORD@]HOST1:PORT1,HOST2:PORT2/MASTER_NAME[/DB]
-                     [?sentinel_password=SECRET]
+                     [?sentinel_password=SECRET][&ssl_ca_certs=/path/ca.crt...]
 
 The sentinels are asked which server is the master of ``MASTER_NAME``; the user and
 password authenticate to that master (and its replicas), as in ``redis://``. Sentinels
 usually run without a password; ``sentinel_password`` gives theirs when they have one.
-``rediss+sentinel://`` speaks TLS to the sentinels and to the master alike. This module
-only parses; ``workers.redis_connection`` turns a URL into a client.
+``rediss+sentinel://`` speaks TLS to the sentinels and to the master alike, and takes
+redis-py's TLS options as query parameters as ``rediss://`` does (``ssl_ca_certs``,
+``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``). This module only parses;
+``workers.redis_connection`` turns a URL into a client.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ SERVER_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 #: Port of a sentinel whose address gives none (Redis Sentinel's own default).
 DEFAULT_SENTINEL_PORT = 26379
+#: TLS options of ``rediss+sentinel://`` (redis-py's names), for sentinels and master.
+TLS_QUERY_KEYS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
 #: The query parameters a Sentinel URL understands.
-SENTINEL_QUERY_KEYS = ("sentinel_password",)
+SENTINEL_QUERY_KEYS = ("sentinel_password", *TLS_QUERY_KEYS)
 #: The form, for error messages.
 SENTINEL_FORM = (
     "redis+sentinel://[[user]:password@]host1:port1,host2:port2/MASTER_NAME[/DB]"
-    "[?sentinel_password=...]"
+    "[?sentinel_password=...] (rediss+sentinel:// for TLS)"
 )
 
 
@@ -52,6 +56,8 @@ class SentinelUrl:
     sentinel_password: str | None
     #: TLS to the sentinels, master and replicas (``rediss+sentinel://``).
     tls: bool
+    #: redis-py TLS options (name, value) from the query, for every connection.
+    tls_options: tuple[tuple[str, str], ...] = ()
 
 
 def _malformed(what: str) -> InvalidInput:
@@ -123,6 +129,9 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
             + ")"
         )
     sentinel_password = fields.get("sentinel_password", [None])[-1] or None
+    tls_options = tuple((key, fields[key][-1]) for key in TLS_QUERY_KEYS if key in fields)
+    if tls_options and scheme != "rediss+sentinel":
+        raise _malformed(f"{tls_options[0][0]} needs TLS: use rediss+sentinel://")
     return SentinelUrl(
         sentinels=sentinels,
         master_name=unquote(segments[0]),
@@ -131,6 +140,7 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
         password=password,
         sentinel_password=sentinel_password,
         tls=scheme == "rediss+sentinel",
+        tls_options=tls_options,
     )
 
 

@@ -49,8 +49,9 @@ def connect_redis(url: str, **options: Any) -> redis.Redis:
     }
     if address.sentinel_password is not None:
         sentinel_options["password"] = address.sentinel_password
+    tls_options: dict[str, Any] = dict(address.tls_options)
     if address.tls:
-        sentinel_options["ssl"] = True
+        sentinel_options.update(ssl=True, **tls_options)
     sentinel = Sentinel(list(address.sentinels), sentinel_kwargs=sentinel_options)
     client: redis.Redis = sentinel.master_for(
         address.master_name,
@@ -59,6 +60,7 @@ def connect_redis(url: str, **options: Any) -> redis.Redis:
         username=address.username,
         password=address.password,
         ssl=address.tls,
+        **tls_options,
         **options,
     )
     return client

@@ -47,6 +47,20 @@ from shared.settings import Settings
             id="tls-acl-user-ipv6-sentinel-password",
         ),
         pytest.param(
+            "rediss+sentinel://h:1/m/0?ssl_ca_certs=/etc/ca.crt&ssl_cert_reqs=required",
+            SentinelUrl(
+                (("h", 1),),
+                "m",
+                0,
+                None,
+                None,
+                None,
+                True,
+                (("ssl_ca_certs", "/etc/ca.crt"), ("ssl_cert_reqs", "required")),
+            ),
+            id="tls-options",
+        ),
+        pytest.param(
             "redis+sentinel://:secret@h:1/m/0",
             SentinelUrl((("h", 1),), "m", 0, None, "secret", None, False),
             id="password-only",
@@ -71,13 +85,14 @@ def test_a_sentinel_url_names_the_sentinels_the_master_and_the_credentials(
         pytest.param("redis+sentinel://h1/m/zero", "database number", id="db-not-a-number"),
         pytest.param("redis+sentinel://h1/m/0/x", "database number", id="path-too-long"),
         pytest.param("redis+sentinel://h1/m/0?db=3", "unknown query parameter 'db'", id="query"),
+        pytest.param(
+            "redis+sentinel://h1/m/0?ssl_ca_certs=/ca.crt", "needs TLS", id="tls-option-no-tls"
+        ),
         pytest.param("http://h1:6379/0", "unknown scheme 'http'", id="foreign-scheme"),
         pytest.param("localhost:6379", "unknown scheme ''", id="no-scheme"),
     ],
 )
-def test_a_malformed_url_is_refused_naming_the_fault_and_the_form(
-    url: str, complaint: str
-) -> None:
+def test_a_malformed_url_is_refused_naming_the_fault_and_the_form(url: str, complaint: str) -> None:
     with pytest.raises(InvalidInput) as refused:
         check_redis_url(url)
     assert complaint in refused.value.message
@@ -113,9 +128,7 @@ def test_the_settings_refuse_a_malformed_sentinel_url_without_echoing_its_passwo
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        pytest.param(
-            "redis://:pw@127.0.0.1:6390/0", "redis://:***@127.0.0.1:6390/0", id="redis"
-        ),
+        pytest.param("redis://:pw@127.0.0.1:6390/0", "redis://:***@127.0.0.1:6390/0", id="redis"),
         pytest.param("redis://127.0.0.1:6390/0", "redis://127.0.0.1:6390/0", id="no-password"),
         pytest.param(
             "redis+sentinel://app:pw@a:1,b:2/m/0?sentinel_password=sp",
