@@ -204,7 +204,6 @@ def test_a_master_killed_under_load_loses_no_command_and_applies_none_twice(
         sentinel_set.master.process.send_signal(signal.SIGKILL)
         killed_at = time.monotonic()
         sentinel_set.master.process.wait(10)
-        successes_before_kill = len(sender.successes)
         thread.join(180)
         assert not thread.is_alive(), "the sender is still sending after 180 s"
         assert not sender.errors, repr(sender.errors)
@@ -217,7 +216,7 @@ def test_a_master_killed_under_load_loses_no_command_and_applies_none_twice(
             assert pool.master_address == ("127.0.0.1", new_master)
         assert len(sender.successes) == COMMANDS
         after_kill = [t for t in sender.successes if t > killed_at]
-        assert len(after_kill) == COMMANDS - successes_before_kill > 0
+        assert KILL_AFTER <= COMMANDS - len(after_kill) < COMMANDS  # killed mid-way
         gaps = [b - a for a, b in zip(sender.successes, sender.successes[1:], strict=False)]
         print(
             f"\nfailover: longest time without a reply {max(gaps):.2f} s; "
