@@ -16,6 +16,7 @@ import redis
 from shared.commands import CommandKind
 from shared.errors import Unavailable
 from shared.events import EventHeader, parse_entry, stream_key
+from workers.redis_connection import connect_redis
 
 #: The most events one inbox query returns (the query's own limit).
 INBOX_PAGE = 1000
@@ -99,7 +100,7 @@ class RedisEventStream:
     def __init__(self, url: str, prefix: str) -> None:
         self.key = stream_key(prefix)
         # A blocking XREAD must not outlive the socket timeout: reads block at most 5 s.
-        self.redis = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=15)
+        self.redis = connect_redis(url, socket_connect_timeout=5, socket_timeout=15)
 
     def tail(self) -> tuple[str, int | None, str | None]:
         """The newest entry's id, and the highest seq among the newest :data:`TAIL_WINDOW`

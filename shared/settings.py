@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import InvalidInput
+from shared.redis_url import check_redis_url
 
 
 def _default_home() -> Path:
@@ -33,7 +36,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     #: Most connections one process keeps open to PostgreSQL (worker threads share them).
     database_pool_size: int = Field(default=10, ge=1, le=256)
-    #: Redis URL (``redis://``, ``rediss://``, with password); unset = the embedded broker.
+    #: Redis URL (``redis://``, ``rediss://``, ``unix://``, with password), or a Sentinel
+    #: deployment (``redis+sentinel://h1:26379,h2:26379/MASTER/DB``, shared/redis_url.py);
+    #: unset = the embedded broker.
     redis_url: str | None = None
     #: Namespace of every Redis key jobordre writes besides Dramatiq's own.
     redis_prefix: str = "jobordre"
@@ -121,6 +126,17 @@ class Settings(BaseSettings):
     #: Where a notification's "Åbn" action opens an order, ``{id}`` being its id (e.g.
     #: ``https://fagsystem.example/jobordre/{id}``); unset = no action.
     order_url: str | None = None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_redis_url(cls, value: str | None) -> str | None:
+        # A malformed URL is reported at start, naming the form, not at the first call.
+        if not value:
+            return value
+        try:
+            return check_redis_url(value)
+        except InvalidInput as error:
+            raise ValueError(error.message) from None
 
     @property
     def db_path(self) -> Path:

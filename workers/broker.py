@@ -7,11 +7,12 @@ Production and the embedded default share this code path: only the URL differs. 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import current_millis
 from dramatiq.errors import DecodeError
 from dramatiq.middleware import (
     AgeLimit,
@@ -24,7 +25,9 @@ from dramatiq.middleware import (
 
 from shared.commands import CommandKind
 from shared.errors import Unavailable
+from shared.redis_url import redact_redis_url
 from shared.settings import Settings
+from workers.redis_connection import connect_redis
 
 #: Queue of the commands that change the store.
 COMMANDS_QUEUE = "jobordre.commands"
@@ -40,13 +43,8 @@ def queue_for(kind: CommandKind) -> str:
 
 
 def redact(url: str) -> str:
-    """A Redis URL fit for messages and logs: the password replaced."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """A Redis URL fit for messages and logs: the passwords replaced."""
+    return redact_redis_url(url)
 
 
 def resolve_redis_url(settings: Settings) -> str:
@@ -136,6 +134,11 @@ DOORBELL_TTL_MS = 60_000
 DOORBELL_NAP_MS = 10
 
 
+class ReplicationUnconfirmed(Exception):
+    """An enqueued message that not enough replicas acknowledged in time: on the master
+    now, but a failover before it replicates would lose it."""
+
+
 def doorbell_key(namespace: str, queue: str) -> str:
     """The list a queue's consumers wait on (BLPOP) while the queue is empty."""
     return f"{namespace}:doorbell:{queue}"
@@ -156,10 +159,66 @@ class JobordreBroker(RedisBroker):
     ring_doorbell: bool = False
     #: How long a consumer of an empty queue waits on its doorbell; None = poll as stock.
     doorbell_wait_ms: int | None = None
+    #: The (replicas, timeout in ms) the current thread's enqueue waits for, while
+    #: :meth:`enqueue_replicated` runs; per thread, as enqueues come from many threads.
+    _replication = threading.local()
 
     @property
     def consumer_class(self) -> type[_GuardedConsumer]:
         return _GuardedConsumer
+
+    def enqueue_replicated(self, message: Any, *, replicas: int, timeout_ms: int) -> Any:
+        """Enqueue ``message`` and wait (Redis WAIT, up to ``timeout_ms``) until ``replicas``
+        replicas hold it; :class:`ReplicationUnconfirmed` if they do not in time."""
+        self._replication.wanted = (replicas, timeout_ms)
+        try:
+            return self.enqueue(message)
+        finally:
+            self._replication.wanted = None
+
+    def do_enqueue(self, queue_name: str, redis_id: str, data: bytes) -> None:
+        """Dramatiq's enqueue; under :meth:`enqueue_replicated`, followed by WAIT on the
+        same connection (WAIT counts only its own connection's writes)."""
+        wanted: tuple[int, int] | None = getattr(self._replication, "wanted", None)
+        if wanted is None:
+            self._dispatch("enqueue")(queue_name, redis_id, data)
+            return
+        replicas, timeout_ms = wanted
+        # One pipeline: if redis-py retries it after a failover, the message and the WAIT
+        # both go to the new master, so the answer is about the copy that counts.
+        pipe = self.client.pipeline(transaction=False)
+        self._dispatch("enqueue", client=pipe)(queue_name, redis_id, data)
+        pipe.wait(replicas, timeout_ms)
+        _, acknowledged = pipe.execute()
+        if int(acknowledged) < replicas:
+            raise ReplicationUnconfirmed(
+                f"{acknowledged} of {replicas} replicas acknowledged within {timeout_ms} ms"
+            )
+
+    def _dispatch(self, command: str, client: Any = None) -> Callable[..., Any]:
+        # Dramatiq 2.2's own dispatch (same script arguments), with a choice of connection:
+        # a pipeline lets an enqueue share its connection with a WAIT.
+        dispatch = self.scripts["dispatch"]
+        keys = [self.namespace]
+
+        def do_dispatch(queue_name: str, *args: Any) -> Any:
+            return dispatch(
+                keys=keys,
+                args=[
+                    command,
+                    current_millis(),
+                    queue_name,
+                    self.broker_id,
+                    self.heartbeat_timeout,
+                    self.dead_message_ttl,
+                    self._should_do_maintenance(command),
+                    self._max_unpack_size(),  # type: ignore[no-untyped-call]
+                    *args,
+                ],
+                client=client,
+            )
+
+        return do_dispatch
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
         # The wait is on the doorbell: between two waits a consumer only naps.
@@ -181,7 +240,7 @@ class JobordreBroker(RedisBroker):
     def do_fetch(self, queue_name: str, prefetch: int) -> list[bytes]:
         """Dramatiq's fetch; on an empty queue with a doorbell, wait for a ring, then
         fetch again."""
-        fetch = self._dispatch("fetch")  # type: ignore[no-untyped-call]
+        fetch = self._dispatch("fetch")
         messages: list[bytes] = fetch(queue_name, prefetch)
         if messages or self.doorbell_wait_ms is None:
             return messages
@@ -203,7 +262,11 @@ def build_broker(
     wait on it for that long instead of polling (see :class:`JobordreBroker`).
     """
     broker = JobordreBroker(  # type: ignore[no-untyped-call]
-        url=url,
+        # One connection factory for every URL form, Sentinel included: a failover moves
+        # the broker's connections to the promoted master (workers/redis_connection.py).
+        client=connect_redis(
+            url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+        ),
         middleware=[
             AgeLimit(),
             TimeLimit(time_limit=JOB_TIME_LIMIT_MS),
@@ -216,9 +279,6 @@ def build_broker(
                 max_backoff=settings.max_backoff_ms,
             ),
         ],
-        socket_timeout=10,
-        socket_connect_timeout=5,
-        health_check_interval=30,
         # Workers beat and run maintenance on a timer (workers/ops/recovery.py), so a
         # silent worker can be declared dead well before Dramatiq's default of 60 s.
         heartbeat_timeout=settings.heartbeat_timeout_ms,

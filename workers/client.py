@@ -17,12 +17,26 @@ from shared.commands import CommandKind
 from shared.envelope import Envelope, new_envelope
 from shared.errors import InvalidInput, JobordreError, Unavailable
 from shared.models import Principal
+from shared.redis_url import is_sentinel_url
 from shared.sealing import open_reply
 from shared.settings import Settings
 from shared.signing import SigningKey
-from workers.broker import build_broker, queue_for, redact, resolve_redis_url
+from workers.broker import (
+    ReplicationUnconfirmed,
+    build_broker,
+    queue_for,
+    redact,
+    resolve_redis_url,
+)
 from workers.credentials import signing_key
+from workers.redis_connection import connect_redis
 from workers.replies import wait_reply
+
+#: Replicas that must hold a command sent without waiting for its reply, on a Sentinel
+#: broker (replication is asynchronous: a failover loses what no replica has yet).
+REPLICA_ACKS = 1
+#: How long such a send waits for the replicas' acknowledgement, in milliseconds.
+REPLICA_ACK_TIMEOUT_MS = 2_000
 
 
 class Client:
@@ -44,7 +58,9 @@ class Client:
         self.key = key or signing_key(settings, self.principal)
         # The embedded broker's workers sleep on doorbells: wake them (workers/broker.py).
         self.broker = build_broker(settings, self.url, doorbell=not settings.redis_url)
-        self.redis = redis.Redis.from_url(self.url, socket_connect_timeout=5, socket_timeout=10)
+        self.redis = connect_redis(self.url, socket_connect_timeout=5, socket_timeout=10)
+        #: Whether a send without a reply must reach a replica (see :meth:`send`).
+        self.confirm_replicas = is_sentinel_url(self.url)
         #: The signatures of each command this client sent (every send of a command id,
         #: oldest first): a reply is believed only if its MAC binds it to one of them.
         self._sent: dict[str, list[str]] = {}
@@ -57,7 +73,11 @@ class Client:
         command_id: str | None = None,
         correlation_id: str | None = None,
     ) -> str:
-        """Enqueue a command without waiting; returns its command id."""
+        """Enqueue a command without waiting; returns its command id.
+
+        On a Sentinel broker it returns only once a replica holds the command too, since
+        no reply will prove it arrived; else :class:`Unavailable` (resending is safe).
+        """
         envelope = new_envelope(
             kind,
             self.principal,
@@ -69,8 +89,12 @@ class Client:
         )
         return self.send_envelope(envelope)
 
-    def send_envelope(self, envelope: Envelope) -> str:
-        """Enqueue an envelope made (and signed) by this client's key; returns its id."""
+    def send_envelope(self, envelope: Envelope, *, confirm: bool | None = None) -> str:
+        """Enqueue an envelope made (and signed) by this client's key; returns its id.
+
+        ``confirm`` (default: on a Sentinel broker) waits until a replica holds it.
+        """
+        confirm = self.confirm_replicas if confirm is None else confirm
         message: dramatiq.Message[Any] = dramatiq.Message(
             queue_name=queue_for(envelope.kind),
             actor_name=envelope.kind.value,
@@ -79,16 +103,32 @@ class Client:
             options={},
         )
         try:
-            self.broker.enqueue(message)
+            if confirm:
+                self.broker.enqueue_replicated(
+                    message, replicas=REPLICA_ACKS, timeout_ms=REPLICA_ACK_TIMEOUT_MS
+                )
+            else:
+                self.broker.enqueue(message)
+        except ReplicationUnconfirmed as error:
+            self._remember(envelope)
+            raise Unavailable(
+                f"command {envelope.command_id} reached the broker's master, but no replica "
+                f"confirmed it ({error}): a failover now would lose it. Send it again with "
+                f"--command-id {envelope.command_id} (safe: it is applied once), and check "
+                "the broker's replicas"
+            ) from None
         except redis.RedisError as error:
             raise Unavailable(
                 f"cannot reach the broker at {redact(self.url)} ({type(error).__name__}); "
                 "check that jobordre (or Redis) is running and send the command again with "
                 f"--command-id {envelope.command_id} (it may have gone through)"
             ) from None
+        self._remember(envelope)
+        return envelope.command_id
+
+    def _remember(self, envelope: Envelope) -> None:
         if envelope.signature is not None:
             self._sent.setdefault(envelope.command_id, []).append(envelope.signature)
-        return envelope.command_id
 
     def wait(self, command_id: str, timeout_ms: int | None = None) -> dict[str, Any]:
         """The result of a sent command; raises the error the worker reported."""
@@ -154,8 +194,21 @@ class Client:
         command_id: str | None = None,
         timeout_ms: int | None = None,
     ) -> dict[str, Any]:
-        """Send a command and wait for its result."""
-        return self.wait(self.send(kind, payload, command_id=command_id), timeout_ms)
+        """Send a command and wait for its result.
+
+        No replica acknowledgement is awaited here: only a worker that applied the command
+        answers, so the reply itself proves it; a command a failover lost gets no reply,
+        and the wait ends in :class:`Unavailable`.
+        """
+        envelope = new_envelope(
+            kind,
+            self.principal,
+            payload,
+            command_id=command_id,
+            caseworker=self.caseworker,
+            key=self.key,
+        )
+        return self.wait(self.send_envelope(envelope, confirm=False), timeout_ms)
 
     def close(self) -> None:
         """Close the client's Redis connections."""

@@ -40,6 +40,7 @@ from shared.settings import Settings
 from workers.broker import COMMANDS_QUEUE, QUERIES_QUEUE
 from workers.embedded_broker import EmbeddedBroker
 from workers.ops.recovery import heartbeats_key
+from workers.redis_connection import connect_redis
 from workers.runner import start_worker, wait_for_stop
 from workers.terminal_log import LogFormat, configure_up_logging
 
@@ -154,7 +155,7 @@ def _forget_dead_workers(url: str) -> int:
     """Mark every worker the broker knows as dead, so the first maintenance pass puts
     their unacked messages back at once. Called before ``up`` starts its own workers,
     while it holds the home's lock: no other worker of this broker can be alive."""
-    client = redis.Redis.from_url(url)
+    client = connect_redis(url)
     try:
         members = cast("list[bytes]", client.zrange(heartbeats_key(DRAMATIQ_NAMESPACE), 0, -1))
         if members:
@@ -224,7 +225,7 @@ class Workers:
 
 
 def _drain(url: str, timeout_ms: int) -> None:
-    client = redis.Redis.from_url(url)
+    client = connect_redis(url)
     deadline = time.monotonic() + timeout_ms / 1000
     try:
         while time.monotonic() < deadline:

@@ -27,6 +27,7 @@ from workers.actors import Runtime, declare_actors
 from workers.broker import build_broker
 from workers.credentials import system_key
 from workers.ops.agent import OpsAgent
+from workers.redis_connection import connect_redis
 from workers.relay import Relay
 from workers.schedule import request_expiry_forever
 
@@ -69,7 +70,7 @@ def start_worker(
         settings, url, doorbell=doorbell, wait_ms=settings.worker_poll_ms if doorbell else None
     )
     store = open_store(settings)
-    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+    client = connect_redis(url, socket_connect_timeout=5, socket_timeout=10)
     runtime = Runtime(
         foundation=Foundation(
             store,

@@ -1,4 +1,5 @@
-"""Production Redis URLs: a password, and TLS (``rediss://``), through workers and the CLI."""
+"""Production Redis URLs: a password, TLS (``rediss://``) and a Sentinel deployment with
+both (``rediss+sentinel://``), through workers and the CLI."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
-from tests.conftest import RedisServer, System, free_port, start_redis
+from tests.conftest import RedisServer, System, free_port, start_redis, wait_until
 from tests.factories import order_doc
+from workers.redis_connection import connect_redis
 
 pytestmark = pytest.mark.integration
 
@@ -119,8 +122,78 @@ def with_tls(tmp_path: Path) -> Iterator[System]:
     yield from run_system(server, tmp_path)
 
 
+SENTINEL_PASSWORD = "sentinel-Pa55"
+
+
+@pytest.fixture
+def with_sentinel_tls_password(tmp_path: Path) -> Iterator[System]:
+    """A master with TLS and a password, known to the system only through a sentinel that
+    speaks TLS and has a password of its own."""
+    certs = tmp_path / "certs"
+    make_certificates(certs)
+    tls = (
+        "--tls-cert-file",
+        str(certs / "server.crt"),
+        "--tls-key-file",
+        str(certs / "server.key"),
+        "--tls-ca-cert-file",
+        str(certs / "ca.crt"),
+        "--tls-auth-clients",
+        "no",
+    )
+    port = free_port()
+    master = start_redis(
+        tmp_path / "redis",
+        port=free_port(),
+        extra_args=("--tls-port", str(port), "--port", "0", "--requirepass", PASSWORD, *tls),
+        url=f"rediss://:{PASSWORD}@127.0.0.1:{port}/0?ssl_ca_certs={certs / 'ca.crt'}",
+    )
+    sentinel_port = free_port()
+    pairs = zip(tls[::2], tls[1::2], strict=True)  # the sentinel's TLS settings, as config
+    (tmp_path / "sentinel").mkdir()
+    config = tmp_path / "sentinel" / "sentinel.conf"
+    config.write_text(
+        f"port 0\ntls-port {sentinel_port}\nbind 127.0.0.1\ntls-replication yes\n"
+        f"requirepass {SENTINEL_PASSWORD}\n"
+        f"sentinel monitor jobordre 127.0.0.1 {port} 1\n"
+        f"sentinel auth-pass jobordre {PASSWORD}\n"
+        + "".join(f"{name.lstrip('-')} {value}\n" for name, value in pairs)
+    )
+    binary = shutil.which("redis-server")
+    assert binary is not None
+    sentinel = subprocess.Popen(
+        [binary, str(config), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = (
+        f"rediss+sentinel://:{PASSWORD}@127.0.0.1:{sentinel_port}/jobordre/0"
+        f"?sentinel_password={SENTINEL_PASSWORD}&ssl_ca_certs={certs / 'ca.crt'}"
+    )
+
+    def answers() -> bool:
+        client = connect_redis(url, socket_timeout=2)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    try:
+        wait_until(answers, 20, "the master through its sentinel")
+        yield from run_system(RedisServer(port, master.process, master.workdir, url), tmp_path)
+    finally:
+        sentinel.terminate()
+        sentinel.wait(10)
+        master.stop()
+
+
 @pytest.mark.parametrize(
-    "fixture", [pytest.param("with_password", id="password"), pytest.param("with_tls", id="tls")]
+    "fixture",
+    [
+        pytest.param("with_password", id="password"),
+        pytest.param("with_tls", id="tls"),
+        pytest.param("with_sentinel_tls_password", id="sentinel-tls-password"),
+    ],
 )
 def test_workers_and_the_cli_work_over_it(
     request: pytest.FixtureRequest, fixture: str, tmp_path: Path

@@ -53,6 +53,7 @@ from shared.store.copy import copy_store
 from workers.bench.noop import NOOP_ACTOR, NOOP_QUEUE
 from workers.broker import build_broker
 from workers.client import Client
+from workers.redis_connection import connect_redis
 
 #: The organisation the benchmark acts as: an authority, so it may place and update.
 PRINCIPAL = "jobcentre:101"
@@ -154,7 +155,7 @@ def private_redis(workdir: Path) -> Iterator[str]:
 
     def answers() -> bool:
         try:
-            return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+            return bool(connect_redis(url, socket_connect_timeout=1).ping())
         except redis.ConnectionError:
             return False
 
@@ -340,7 +341,7 @@ def measure_baseline(settings: Settings, config: BenchConfig, workdir: Path) -> 
     argv = [sys.executable, "-m", "workers.bench.noop", str(settings.redis_url)]
     argv += [str(config.processes), str(config.threads)]
     log = workdir / "noop.log"
-    client = redis.Redis.from_url(str(settings.redis_url))
+    client = connect_redis(str(settings.redis_url))
     broker = build_broker(settings, str(settings.redis_url))
     pending = f"dramatiq:{NOOP_QUEUE}.msgs"
     try:

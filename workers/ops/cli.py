@@ -123,13 +123,10 @@ def _dead_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _redis(settings: Settings) -> Any:
-    import redis
-
     from workers.broker import resolve_redis_url
+    from workers.redis_connection import connect_redis
 
-    return redis.Redis.from_url(
-        resolve_redis_url(settings), socket_connect_timeout=5, socket_timeout=10
-    )
+    return connect_redis(resolve_redis_url(settings), socket_connect_timeout=5, socket_timeout=10)
 
 
 def _queues(args: argparse.Namespace, settings: Settings) -> int:

@@ -31,6 +31,7 @@ from shared.store import Tx
 from shared.store.sqlite import SqliteTx
 from workers.broker import redact, resolve_redis_url
 from workers.ops.queues import broker_snapshot
+from workers.redis_connection import connect_redis
 
 #: How long the store check waits for the write lock, in milliseconds.
 STORE_LOCK_WAIT_MS = 2_000
@@ -195,7 +196,7 @@ def health(settings: Settings, *, min_workers: int, outbox_max_age_s: float) -> 
         checks += [broker, _store(settings)]
         checks.append(Check("workers", False, "cannot list workers without the broker"))
     else:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        client = connect_redis(url, socket_connect_timeout=2, socket_timeout=5)
         try:
             checks += [_broker(client, url), _store(settings)]
             checks.append(_workers(client, settings, min_workers))

@@ -42,6 +42,7 @@ from shared.store import Store, Tx
 from workers.broker import resolve_redis_url
 from workers.ops import registry
 from workers.ops.deadletters import existing_postgres, read_only
+from workers.redis_connection import connect_redis
 
 logger = logging.getLogger("jobordre.metrics")
 
@@ -260,7 +261,7 @@ class DomainCollector(Collector):
         from workers.ops.queues import broker_snapshot
 
         try:
-            client = redis.Redis.from_url(
+            client = connect_redis(
                 resolve_redis_url(self.settings), socket_connect_timeout=2, socket_timeout=5
             )
             try:
