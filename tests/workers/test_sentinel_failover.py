@@ -74,7 +74,18 @@ class SentinelSet:
         return None
 
     def ready(self) -> bool:
-        """Every sentinel sees the master, the replica and the two other sentinels."""
+        """The replica is in sync with the master, and every sentinel sees the master, the
+        replica and the two other sentinels."""
+        master = redis.Redis(port=self.master.port, socket_timeout=1, decode_responses=True)
+        try:
+            replication: Any = master.info("replication")
+        except redis.RedisError:
+            return False
+        finally:
+            master.close()
+        replicas = [v for k, v in replication.items() if k.startswith("slave")]
+        if not any(isinstance(r, dict) and r.get("state") == "online" for r in replicas):
+            return False
         for port in self.sentinel_ports:
             probe = redis.Redis(port=port, socket_timeout=1, decode_responses=True)
             try:
