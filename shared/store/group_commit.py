@@ -37,13 +37,16 @@ MAX_BATCH = 64
 class _Pending(Generic[T]):
     """One write waiting for its batch: the work, and then its outcome."""
 
-    __slots__ = ("done", "error", "result", "work")
+    __slots__ = ("done", "error", "result", "wake", "work")
 
     def __init__(self, work: Callable[[Tx], T]) -> None:
         self.work = work
         self.done = False
         self.result: T | None = None
         self.error: BaseException | None = None
+        #: Set when the write is done, or when its thread is to lead the next batch. One
+        #: event per write: a commit wakes the threads it finished, not every waiter.
+        self.wake = threading.Event()
 
 
 class GroupCommit:
@@ -52,7 +55,7 @@ class GroupCommit:
     def __init__(self, store: Store, *, max_batch: int = MAX_BATCH) -> None:
         self.store = store
         self.max_batch = max_batch
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._waiting: list[_Pending[Any]] = []
         self._leading = False
         #: Batches committed and writes in them, since start (for the benchmark's figures).
@@ -67,12 +70,13 @@ class GroupCommit:
         any, is raised here after its savepoint was rolled back.
         """
         pending: _Pending[T] = _Pending(work)
-        with self._cond:
+        with self._lock:
             self._waiting.append(pending)
-            while not pending.done and self._leading:
-                self._cond.wait()
-            if not pending.done:
-                self._leading = True
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            # Woken when done, or when the leader handed over with this write still waiting.
+            pending.wake.wait()
         if not pending.done:
             self._lead()
         if pending.error is not None:
@@ -80,21 +84,25 @@ class GroupCommit:
         return pending.result  # type: ignore[return-value]
 
     def _lead(self) -> None:
-        """Apply batches until nothing waits; then let the next arrival lead."""
+        """Apply batches until nothing waits, then step down (under the same lock that
+        arrivals check, so none is left waiting without a leader)."""
         try:
             while True:
-                with self._cond:
+                with self._lock:
                     batch = self._waiting[: self.max_batch]
                     del self._waiting[: self.max_batch]
-                if not batch:
-                    return
+                    if not batch:
+                        self._leading = False
+                        return
                 self._apply(batch)
-                with self._cond:
-                    self._cond.notify_all()
-        finally:
-            with self._cond:
-                self._leading = False
-                self._cond.notify_all()
+        except BaseException:
+            # The leader was interrupted: the next waiting thread leads on.
+            with self._lock:
+                if self._waiting:
+                    self._waiting[0].wake.set()
+                else:
+                    self._leading = False
+            raise
 
     def _apply(self, batch: list[_Pending[Any]]) -> None:
         """One transaction for ``batch``; every entry is done when this returns or raises."""
@@ -117,17 +125,16 @@ class GroupCommit:
             for pending in batch:
                 pending.result = None
                 pending.error = failed
-            raise_in_leader = not isinstance(error, Exception)
             self._finish(batch)
-            if raise_in_leader:
+            if not isinstance(error, Exception):
                 raise
             return
         self.batches += 1
         self.writes += len(batch)
         self._finish(batch)
 
-    def _finish(self, batch: list[_Pending[Any]]) -> None:
-        with self._cond:
-            for pending in batch:
-                pending.done = True
-            self._cond.notify_all()
+    @staticmethod
+    def _finish(batch: list[_Pending[Any]]) -> None:
+        for pending in batch:
+            pending.done = True
+            pending.wake.set()

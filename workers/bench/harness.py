@@ -606,7 +606,11 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "event_latency_p95_ms": events["p95"] if events else None,
         "worker_rss_mb": writes["worker_rss_mb"],
         **machine(),
-        "parameters": asdict(config) | {"poll_ms": settings.worker_poll_ms},
+        "parameters": asdict(config)
+        | {
+            "poll_ms": settings.worker_poll_ms,
+            "group_commit_max_writes": settings.group_commit_max_writes,
+        },
     }
 
 
