@@ -174,8 +174,12 @@ TEXT_WINDOW_SQL = f"""
     FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :match
     ORDER BY rowid LIMIT :window
 """  # noqa: S608 - constants only
-#: The number of orders matching a text search.
-TEXT_COUNT_SQL = f"SELECT COUNT(*) FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :match"  # noqa: S608
+#: The number of orders matching a text search that are older than the window (rowid
+#: ``:after`` is the window's oldest): FTS5 starts the walk there, so the window's matches
+#: are not walked again.
+TEXT_COUNT_SQL = (
+    f"SELECT COUNT(*) FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :match AND rowid > :after"  # noqa: S608
+)
 
 
 def search_ids(
@@ -185,8 +189,7 @@ def search_ids(
 
     A text search is usually ONE FTS5 query: the window of newest matches comes back with
     scores, and when it is not full it holds every match, so its length is the total. Only
-    a full window costs a second query for the count (each query pays for looking up the
-    words again).
+    a full window costs a second query, counting the matches older than the window.
     """
     match = match_expression(words, filters)
     window = max(RANK_WINDOW, offset + limit)
@@ -194,7 +197,12 @@ def search_ids(
     if len(scored) < window:
         total = len(scored)
     else:
-        total = conn.execute(TEXT_COUNT_SQL, {"match": match}).fetchone()[0]
+        # The window is the newest matches, ascending rowid: its last row is the oldest.
+        after = -int(scored[-1][0])
+        total = (
+            len(scored)
+            + conn.execute(TEXT_COUNT_SQL, {"match": match, "after": after}).fetchone()[0]
+        )
     # Best score first; equal scores newest first.
     scored.sort(key=lambda row: (row[1], -row[0]))
     return int(total), [int(row[0]) for row in scored[offset : offset + limit]]
