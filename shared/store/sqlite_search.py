@@ -17,9 +17,12 @@ The design:
   No ``orders`` row is read for an order that does not match.
 * **No word positions** (``detail=column``): the doclists FTS5 reads, and merges for a
   prefix ("tømrer"* = every term starting so), are shorter. Words are therefore never
-  phrases: :func:`words` splits ``SOSU-assistent`` into two required words. Prefix
-  indexes would remove the merge, but they multiply the cost of every indexed write
-  (README, "Performance").
+  phrases: :func:`words` splits ``SOSU-assistent`` into two required words.
+* **Prefix indexes for the lengths caseworkers type** (:data:`PREFIX_INDEX_CHARS`): a
+  word of such a length is one ready doclist, so FTS5 seeks in it instead of merging the
+  doclists of every term it starts across the corpus, once for the match and once more for
+  bm25's count of the orders containing it. Same matches, same scores; the price is a
+  larger index and dearer indexed writes (README, "Performance").
 * **Newest first is ascending rowid.** The index's rowid is minus the order id, so FTS5
   streams matches newest first in its cheap direction (walking a doclist backwards makes
   FTS5 load it whole).
@@ -30,8 +33,8 @@ The design:
   paging: the window grows to cover ``offset + limit``).
 * **LIMIT before join.** Only the page's ids are looked up in ``orders`` for their JSON.
 * **The count stays exact**, and is usually free: a window that is not full holds every
-  match. Only a full window costs a count query, a pure doclist intersection whose cost
-  grows with the number of matches, not with the corpus.
+  match. Only a full window costs a count query, a pure doclist intersection that starts
+  after the window's oldest match, so it walks only the older ones.
 * **Triggers keep the index in step** in the writer's own transaction, and reindex an
   order only when a searchable column or a filter column changed: an update of, say,
   ``positions`` touches no index.
