@@ -355,7 +355,7 @@ def test_prefix_indexes_answer_exactly_what_merging_the_terms_does(
     assert search.search_ids(indexed, text=text, filters=filters, limit=200, offset=0) == expected
 
 
-def test_migration_8_gives_an_index_without_prefix_indexes_them(
+def test_migration_8_adds_prefix_indexes_to_an_index_without_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "v7.db"
