@@ -206,6 +206,9 @@ INSERT INTO event_log_epochs (epoch, base_seq, started_at, ordinal)
 #: always had it.
 _V7_NOTHING = "SELECT 1"
 
+#: v8 gave SQLite's FTS5 index prefix indexes; the GIN index answers prefixes as it is.
+_V8_NOTHING = "SELECT 1"
+
 
 #: Migrations in order; migration i brings the store to version i + 1 (v3: the search
 #: index of :mod:`shared.store.postgres_search`).
@@ -217,6 +220,7 @@ MIGRATIONS: list[str] = [
     _V5_LEDGER_PER_ORGANISATION,
     _V6_EVENT_LOG_EPOCHS,
     _V7_NOTHING,
+    _V8_NOTHING,
 ]
 
 

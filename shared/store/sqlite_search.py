@@ -17,9 +17,12 @@ The design:
   No ``orders`` row is read for an order that does not match.
 * **No word positions** (``detail=column``): the doclists FTS5 reads, and merges for a
   prefix ("tømrer"* = every term starting so), are shorter. Words are therefore never
-  phrases: :func:`words` splits ``SOSU-assistent`` into two required words. Prefix
-  indexes would remove the merge, but they multiply the cost of every indexed write
-  (README, "Performance").
+  phrases: :func:`words` splits ``SOSU-assistent`` into two required words.
+* **Prefix indexes for the lengths caseworkers type** (:data:`PREFIX_INDEX_CHARS`): a
+  word of such a length is one ready doclist, so FTS5 seeks in it instead of merging the
+  doclists of every term it starts across the corpus, once for the match and once more for
+  bm25's count of the orders containing it. Same matches, same scores; the price is a
+  larger index and dearer indexed writes (README, "Performance").
 * **Newest first is ascending rowid.** The index's rowid is minus the order id, so FTS5
   streams matches newest first in its cheap direction (walking a doclist backwards makes
   FTS5 load it whole).
@@ -30,8 +33,8 @@ The design:
   paging: the window grows to cover ``offset + limit``).
 * **LIMIT before join.** Only the page's ids are looked up in ``orders`` for their JSON.
 * **The count stays exact**, and is usually free: a window that is not full holds every
-  match. Only a full window costs a count query, a pure doclist intersection whose cost
-  grows with the number of matches, not with the corpus.
+  match. Only a full window costs a count query, a pure doclist intersection that starts
+  after the window's oldest match, so it walks only the older ones.
 * **Triggers keep the index in step** in the writer's own transaction, and reindex an
   order only when a searchable column or a filter column changed: an update of, say,
   ``positions`` touches no index.
@@ -58,6 +61,12 @@ TAGS: dict[str, str] = {
     "job_type": "j",
     "employer_cvr": "e",
 }
+#: Prefix lengths (characters) FTS5 keeps a prefix index for: a query word of one of these
+#: lengths reads one doclist instead of merging those of every term it starts (module
+#: docstring). The common words caseworkers type are 3 to 11 characters long; 2 would
+#: index almost every token twice more for the few two-letter words, and longer words
+#: start few terms, so their merge is short.
+PREFIX_INDEX_CHARS = tuple(range(3, 12))
 #: The FTS5 tokenizer: case-folding and diacritics removed, so "Tomrer" finds "Tømrer"
 #: where Unicode decomposes the letter (é, ü), and "ø" matches "Ø".
 TOKENIZER = "unicode61 remove_diacritics 2"
@@ -96,6 +105,8 @@ def create_index(conn: sqlite3.Connection) -> None:
         f"old.{column} IS NOT new.{column}"
         for column in ("title", "description", "occupation", *TAGS)
     )
+    lengths = " ".join(map(str, PREFIX_INDEX_CHARS))
+    prefixes = f", prefix = '{lengths}'" if lengths else ""
     conn.executescript(
         f"""
         DROP TRIGGER IF EXISTS orders_ai;
@@ -105,7 +116,7 @@ def create_index(conn: sqlite3.Connection) -> None:
         DROP TABLE IF EXISTS {SEARCH_TABLE};
         CREATE VIRTUAL TABLE {SEARCH_TABLE} USING fts5 (
             title, description, occupation, tags,
-            content = '', tokenize = '{TOKENIZER}', detail = column
+            content = '', tokenize = '{TOKENIZER}', detail = column{prefixes}
         );
         INSERT INTO {SEARCH_TABLE} (rowid, title, description, occupation, tags)
             SELECT -id, {_index_row_sql("orders")} FROM orders;
@@ -166,8 +177,12 @@ TEXT_WINDOW_SQL = f"""
     FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :match
     ORDER BY rowid LIMIT :window
 """  # noqa: S608 - constants only
-#: The number of orders matching a text search.
-TEXT_COUNT_SQL = f"SELECT COUNT(*) FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :match"  # noqa: S608
+#: The number of orders matching a text search that are older than the window (rowid
+#: ``:after`` is the window's oldest): FTS5 starts the walk there, so the window's matches
+#: are not walked again.
+TEXT_COUNT_SQL = (
+    f"SELECT COUNT(*) FROM {SEARCH_TABLE} WHERE {SEARCH_TABLE} MATCH :match AND rowid > :after"  # noqa: S608
+)
 
 
 def search_ids(
@@ -177,8 +192,7 @@ def search_ids(
 
     A text search is usually ONE FTS5 query: the window of newest matches comes back with
     scores, and when it is not full it holds every match, so its length is the total. Only
-    a full window costs a second query for the count (each query pays for looking up the
-    words again).
+    a full window costs a second query, counting the matches older than the window.
     """
     match = match_expression(words, filters)
     window = max(RANK_WINDOW, offset + limit)
@@ -186,7 +200,12 @@ def search_ids(
     if len(scored) < window:
         total = len(scored)
     else:
-        total = conn.execute(TEXT_COUNT_SQL, {"match": match}).fetchone()[0]
+        # The window is the newest matches, ascending rowid: its last row is the oldest.
+        after = -int(scored[-1][0])
+        total = (
+            len(scored)
+            + conn.execute(TEXT_COUNT_SQL, {"match": match, "after": after}).fetchone()[0]
+        )
     # Best score first; equal scores newest first.
     scored.sort(key=lambda row: (row[1], -row[0]))
     return int(total), [int(row[0]) for row in scored[offset : offset + limit]]

@@ -298,3 +298,82 @@ def test_a_query_that_would_cost_hundreds_of_normal_ones_is_refused(
 )
 def test_queries_within_the_bounds_are_answered(loaded: store.Tx, text: str) -> None:
     search.search_ids(loaded, text=text, filters={}, limit=20, offset=0)
+
+
+def _index_sql(conn: store.Tx) -> str:
+    row = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE name = ?", [sqlite_search.SEARCH_TABLE]
+    ).fetchone()
+    return str(row[0])
+
+
+#: Words of every length a prefix index may serve, common and rare, alone and together.
+PREFIX_QUERIES = [
+    pytest.param("du", {}, id="two-letters-no-prefix-index"),
+    pytest.param("tøm", {}, id="three-letters"),
+    pytest.param("park", {"status": "processing"}, id="four-letters"),
+    pytest.param("pædag børnehave", {}, id="five-letters-and-a-word"),
+    pytest.param("social", {"municipality": "101"}, id="six-letters"),
+    pytest.param("service", {}, id="seven-letters"),
+    pytest.param("chauffør lager", {"status": "processing"}, id="eight-letters-ø"),
+    pytest.param("produktion", {}, id="ten-letters"),
+    pytest.param("vedligehold", {"job_type": "ordinary"}, id="eleven-letters"),
+    pytest.param("butiksassistent", {}, id="longer-than-any-prefix-index"),
+]
+
+
+@pytest.fixture(scope="module")
+def merged_and_indexed(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[store.Tx, store.Tx]]:
+    """The same generated orders twice: indexed without prefix indexes, where FTS5 merges
+    the doclists of every term a word starts, and with the shipped ones."""
+    folder = tmp_path_factory.mktemp("prefix")
+    load_orders(folder / "indexed.db", ORDERS, seed=21, today=TODAY, progress=False)
+    indexed = store.SqliteStore(folder / "indexed.db")
+    merged = store.SqliteStore(folder / "merged.db")
+    indexed.connection().raw.backup(merged.connection().raw)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sqlite_search, "PREFIX_INDEX_CHARS", ())
+        sqlite_search.create_index(merged.connection().raw)
+    yield merged.connection(), indexed.connection()
+    merged.close()
+    indexed.close()
+
+
+@pytest.mark.parametrize(("text", "filters"), PREFIX_QUERIES)
+def test_prefix_indexes_answer_exactly_what_merging_the_terms_does(
+    merged_and_indexed: tuple[store.Tx, store.Tx], text: str, filters: dict[str, str]
+) -> None:
+    merged, indexed = merged_and_indexed
+    assert "prefix" not in _index_sql(merged)
+    assert "prefix = '3 4 5 6 7 8 9 10 11'" in _index_sql(indexed)
+    expected = search.search_ids(merged, text=text, filters=filters, limit=200, offset=0)
+    assert expected[0] > 0, "the query matches something"
+    # Same matches, same bm25 scores (the prefix index holds the merged doclist), hence
+    # the same total and the same page in the same order.
+    assert search.search_ids(indexed, text=text, filters=filters, limit=200, offset=0) == expected
+
+
+def test_migration_8_adds_prefix_indexes_to_an_index_without_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "v7.db"
+    target = store.SqliteStore(path)
+    _insert(target, 1, title="Produktionsmedarbejder")
+    _insert(target, 2, title="Produktionstekniker")
+    with monkeypatch.context() as before:
+        before.setattr(sqlite_search, "PREFIX_INDEX_CHARS", ())
+        sqlite_search.create_index(target.connection().raw)
+    assert "prefix" not in _index_sql(target.connection())
+    target.connection().raw.execute("PRAGMA user_version = 7")
+    target.close()
+    migrated = store.SqliteStore(path)
+    try:
+        conn = migrated.connection()
+        assert "prefix = '3 4 5 6 7 8 9 10 11'" in _index_sql(conn)
+        assert int(conn.execute("PRAGMA user_version").fetchone()[0]) == 8
+        total, page = search.search_orders(conn, text="produk", filters={}, limit=5, offset=0)
+        assert (total, [order.id for order in page]) == (2, [2, 1])
+    finally:
+        migrated.close()

@@ -283,7 +283,9 @@ def measure_search(db: Path, config: BenchConfig) -> dict[str, Any]:
                 {"match": match, "window": sqlite_search.RANK_WINDOW},
             ).fetchall()
             if len(scored) >= sqlite_search.RANK_WINDOW:
-                direct.execute(sqlite_search.TEXT_COUNT_SQL, {"match": match}).fetchone()
+                direct.execute(
+                    sqlite_search.TEXT_COUNT_SQL, {"match": match, "after": -scored[-1][0]}
+                ).fetchone()
             ids = [row[0] for row in sorted(scored, key=lambda row: (row[1], -row[0]))[:20]]
             marks = ",".join("?" * len(ids))
             direct.execute(f"SELECT doc FROM orders WHERE id IN ({marks})", ids).fetchall()  # noqa: S608
