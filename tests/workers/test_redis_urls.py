@@ -95,6 +95,20 @@ def make_certificates(folder: Path) -> None:
     )
 
 
+def tls_args(certs: Path) -> tuple[str, ...]:
+    """redis-server's TLS options for the certificates :func:`make_certificates` made."""
+    return (
+        "--tls-cert-file",
+        str(certs / "server.crt"),
+        "--tls-key-file",
+        str(certs / "server.key"),
+        "--tls-ca-cert-file",
+        str(certs / "ca.crt"),
+        "--tls-auth-clients",
+        "no",
+    )
+
+
 @pytest.fixture
 def with_tls(tmp_path: Path) -> Iterator[System]:
     certs = tmp_path / "certs"
@@ -103,20 +117,7 @@ def with_tls(tmp_path: Path) -> Iterator[System]:
     server = start_redis(
         tmp_path / "redis",
         port=free_port(),
-        extra_args=(
-            "--tls-port",
-            str(port),
-            "--port",
-            "0",
-            "--tls-cert-file",
-            str(certs / "server.crt"),
-            "--tls-key-file",
-            str(certs / "server.key"),
-            "--tls-ca-cert-file",
-            str(certs / "ca.crt"),
-            "--tls-auth-clients",
-            "no",
-        ),
+        extra_args=("--tls-port", str(port), "--port", "0", *tls_args(certs)),
         url=f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={certs / 'ca.crt'}",
     )
     yield from run_system(server, tmp_path)
@@ -131,16 +132,7 @@ def with_sentinel_tls_password(tmp_path: Path) -> Iterator[System]:
     speaks TLS and has a password of its own."""
     certs = tmp_path / "certs"
     make_certificates(certs)
-    tls = (
-        "--tls-cert-file",
-        str(certs / "server.crt"),
-        "--tls-key-file",
-        str(certs / "server.key"),
-        "--tls-ca-cert-file",
-        str(certs / "ca.crt"),
-        "--tls-auth-clients",
-        "no",
-    )
+    tls = tls_args(certs)
     port = free_port()
     master = start_redis(
         tmp_path / "redis",
