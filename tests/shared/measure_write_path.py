@@ -3,10 +3,10 @@
 Run: ``.venv/bin/python -m tests.shared.measure_write_path [--orders 3000] [--commands 1000]
 [--runs 5]``. ``--orders`` generated orders are bulk-loaded into a SQLite store once; each
 run copies that store, builds signed envelopes (placements on open orders, status changes,
-updates) as a client would send them, and times ``Foundation.answer(decode_envelope(raw))``
-from one thread with :func:`time.process_time`: CPU time, far less noisy than wall time on
-a shared machine. No broker, no reply push. Not a test: figures (medians of the runs, ms of
-CPU per command) are reported.
+updates) as a client would send them, and times what a worker does with each message but
+talk to Redis: ``Foundation.answer(decode_envelope(raw))`` and sealing the reply, from one
+thread with :func:`time.process_time` (CPU time, far less noisy than wall time on a shared
+machine). Not a test: figures (medians of the runs, ms of CPU per command) are reported.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from shared.commands import CommandKind
 from shared.envelope import decode_envelope, new_envelope
 from shared.foundation import Foundation
 from shared.generator import Generator, load_orders
+from shared.sealing import seal_reply
 from shared.store import open_url
 from tests.shared.test_foundation import JOBCENTRE, key_of
 
@@ -74,8 +75,12 @@ def _run(seed_db: Path, folder: Path, kind: CommandKind, commands: int) -> float
         failures = 0
         started = time.process_time()
         for raw in raws[1:]:
-            if not foundation.answer(decode_envelope(raw)).reply["ok"]:
+            envelope = decode_envelope(raw)
+            answer = foundation.answer(envelope)
+            if answer.key is None or envelope.signature is None or not answer.reply["ok"]:
                 failures += 1
+                continue
+            seal_reply(answer.reply, answer.key, envelope.signature)
         spent = time.process_time() - started
     finally:
         store.close()
