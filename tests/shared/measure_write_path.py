@@ -1,12 +1,13 @@
 """Measure the CPU one write command costs on the worker's write path, in-process.
 
 Run: ``.venv/bin/python -m tests.shared.measure_write_path [--orders 3000] [--commands 1000]
-[--runs 5]``. ``--orders`` generated orders are bulk-loaded into a SQLite store once; each
-run copies that store, builds signed envelopes (placements on open orders, status changes,
-updates) as a client would send them, and times what a worker does with each message but
-talk to Redis: ``Foundation.answer(decode_envelope(raw))`` and sealing the reply, from one
-thread with :func:`time.process_time` (CPU time, far less noisy than wall time on a shared
-machine). Not a test: figures (medians of the runs, ms of CPU per command) are reported.
+[--runs 5] [--folder /dev/shm]``. ``--orders`` generated orders are bulk-loaded into a
+SQLite store once; each run copies that store, builds signed envelopes (placements on open
+orders, status changes, updates) as a client would send them, and times what a worker does
+with each message but talk to Redis: ``Foundation.answer(decode_envelope(raw))`` and
+sealing the reply, from one thread with :func:`time.process_time` (CPU time, far less noisy
+than wall time on a shared machine). Not a test: figures (medians of the runs, ms of CPU
+per command) are reported.
 """
 
 from __future__ import annotations
@@ -96,6 +97,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=3000)
     parser.add_argument("--commands", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--folder",
+        default=None,
+        help="where the store files go (e.g. /dev/shm: keeps disk writes out of the CPU figure)",
+    )
     args = parser.parse_args()
     kinds = (
         CommandKind.REGISTER_PLACEMENT,
@@ -103,7 +109,7 @@ def main() -> None:
         CommandKind.UPDATE_ORDER,
     )
     runs: dict[str, list[float]] = {kind.value: [] for kind in kinds}
-    with tempfile.TemporaryDirectory() as name:
+    with tempfile.TemporaryDirectory(dir=args.folder) as name:
         folder = Path(name)
         seed_db = folder / "seed.db"
         load_orders(seed_db, args.orders, progress=False)
