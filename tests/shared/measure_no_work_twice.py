@@ -3,17 +3,18 @@
 Run: ``.venv/bin/python -m tests.shared.measure_no_work_twice [--rounds 15] [--commands 300]
 [--folder /dev/shm]``. On a shared machine, runs of different checkouts drift by more than
 a step buys; here every configuration runs in the same process, interleaved round by round
-on fresh copies of one store, so drift hits them alike. The configurations are cumulative:
-``before`` (every step undone the way the code did it before), then each step switched back
-on in turn, ``derived_once`` being the code as it is. Each figure is ms of CPU
-(:func:`time.process_time`) per command, decode to sealed reply (see
-:mod:`tests.shared.measure_write_path`), median over the rounds. Not a test.
+on fresh copies of one store, in a new random order each round, so drift hits them alike.
+The configurations are cumulative: ``before`` (every step undone the way the code did it
+before), then each step switched back on in turn, ``derived_once`` being the code as it is.
+Each figure is ms of CPU (:func:`time.process_time`) per command, decode to sealed reply
+(see :mod:`tests.shared.measure_write_path`), median over the rounds. Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import shutil
 import statistics
 import tempfile
@@ -125,9 +126,10 @@ def main() -> None:
         seed_db = folder / "seed.db"
         load_orders(seed_db, args.orders, progress=False)
         for _ in range(args.rounds):
-            for kind in kinds:
-                for on, step in enumerate(STEPS):
-                    runs[kind.value][step].append(_run(seed_db, folder, kind, args.commands, on))
+            order = [(kind, on) for kind in kinds for on in range(len(STEPS))]
+            random.shuffle(order)
+            for kind, on in order:
+                runs[kind.value][STEPS[on]].append(_run(seed_db, folder, kind, args.commands, on))
     figures = {
         kind: {step: round(statistics.median(values), 3) for step, values in steps.items()}
         for kind, steps in runs.items()
