@@ -45,9 +45,10 @@ class KeyCache:
         self.clock_ms = clock_ms
         self._entries: dict[str, tuple[float, dict[str, SigningKey]]] = {}
         self._lock = threading.Lock()
-        #: Bumped by every invalidation: a read that began before one must not put back
-        #: what it read (it may be the keys as they were before the change).
-        self._generation = 0
+        #: When each organisation's keys were last changed through this store. For
+        #: ``max_age_ms`` after, what is read is not cached: the change may not have
+        #: committed yet, and a read that began before it may hold the keys as they were.
+        self._changed_at: dict[str, float] = {}
 
     def valid_keys(
         self, conn: Tx, principal: str, key_id: str | None = None
@@ -61,19 +62,18 @@ class KeyCache:
             and (key_id is None or key_id in entry[1])
         ):
             return entry[1]
-        with self._lock:
-            generation = self._generation
         read_at = self.clock_ms()
         found = valid_keys(conn, principal)
         with self._lock:
-            if generation == self._generation:
+            changed_at = self._changed_at.get(principal)
+            if changed_at is None or read_at - changed_at >= self.max_age_ms:
                 self._entries[principal] = (read_at, found)
         return found
 
     def invalidate(self, principal: str) -> None:
-        """Forget ``principal``'s keys: they were just changed through this store."""
+        """Forget ``principal``'s keys: they are being changed through this store."""
         with self._lock:
-            self._generation += 1
+            self._changed_at[principal] = self.clock_ms()
             self._entries.pop(principal, None)
 
 
@@ -94,11 +94,8 @@ def cached_valid_keys(conn: Tx, principal: str, key_id: str | None) -> dict[str,
 
 
 def _changed(conn: Tx, principal: str) -> None:
-    """The keys of ``principal`` changed in ``conn``: the store's cache forgets them.
-
-    Dropped before the change commits: a command checked between this and the commit may
-    cache the keys as they were, which is then trusted for :data:`KEY_CACHE_MS` at most.
-    """
+    """The keys of ``principal`` change in ``conn``: the store's cache forgets them, and
+    reads them from the store for :data:`KEY_CACHE_MS` (the change commits after this)."""
     cache = conn.memo.get(CACHE_MEMO)
     if cache is not None:
         cache.invalidate(principal)

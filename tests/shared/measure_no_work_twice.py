@@ -32,8 +32,8 @@ from shared.generator import load_orders
 from shared.models import JobOrder
 from shared.sealing import seal_reply
 from shared.store import open_url
-from tests.shared.measure_write_path import _open_orders, _payloads
-from tests.shared.test_foundation import JOBCENTRE, key_of
+from tests.shared.measure_write_path import _open_orders, _payloads, operator_key
+from tests.shared.test_foundation import JOBCENTRE
 
 
 @contextmanager
@@ -81,7 +81,7 @@ def _run(seed_db: Path, folder: Path, kind: CommandKind, commands: int, on: int)
     store = open_url(str(path))
     try:
         foundation = Foundation(store)
-        key = key_of(foundation, JOBCENTRE)
+        key = operator_key(path)
         raws = [
             new_envelope(kind, JOBCENTRE, payload, key=key).to_json()
             for payload in _payloads(kind, targets)

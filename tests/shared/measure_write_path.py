@@ -26,8 +26,19 @@ from shared.envelope import decode_envelope, new_envelope
 from shared.foundation import Foundation
 from shared.generator import Generator, load_orders
 from shared.sealing import seal_reply
+from shared.signing import SigningKey
 from shared.store import open_url
 from tests.shared.test_foundation import JOBCENTRE, key_of
+
+
+def operator_key(path: Path) -> SigningKey:
+    """The jobcentre's key, made as the operator makes it: by another process (here another
+    store object), so the worker's key cache is not the one told about it."""
+    operator = open_url(str(path))
+    try:
+        return key_of(Foundation(operator), JOBCENTRE)
+    finally:
+        operator.close()
 
 
 def _open_orders(path: Path, count: int) -> list[tuple[int, int]]:
@@ -66,7 +77,7 @@ def _run(seed_db: Path, folder: Path, kind: CommandKind, commands: int) -> float
     store = open_url(str(path))
     try:
         foundation = Foundation(store)
-        key = key_of(foundation, JOBCENTRE)
+        key = operator_key(path)
         raws = [
             new_envelope(kind, JOBCENTRE, payload, key=key).to_json()
             for payload in _payloads(kind, targets)
