@@ -132,10 +132,11 @@ def test_a_key_revoked_by_another_process_is_refused_once_the_bound_passed(
     foundation: Foundation, store_url: str
 ) -> None:
     clock = _cached(foundation)
-    key = key_of(foundation, JOBCENTRE)
-    assert _send(foundation, key) == "ok"
-    other = open_url(store_url)
+    other = open_url(store_url)  # the operator's `jobordre keys` process
     try:
+        with other.write() as conn:
+            key = keys.create(conn, JOBCENTRE, utc_now())
+        assert _send(foundation, key) == "ok"
         with other.write() as conn:
             keys.revoke(conn, JOBCENTRE, key.key_id, utc_now())
     finally:
@@ -147,11 +148,30 @@ def test_a_key_revoked_by_another_process_is_refused_once_the_bound_passed(
 
 
 def test_a_key_revoked_through_the_same_store_is_refused_at_once(foundation: Foundation) -> None:
-    _cached(foundation)
+    clock = _cached(foundation)
     key = key_of(foundation, JOBCENTRE)
+    clock.now_ms = keys.KEY_CACHE_MS  # past the bound: the keys are cached again
     assert _send(foundation, key) == "ok"
     with foundation.store.write() as conn:
         keys.revoke(conn, JOBCENTRE, key.key_id, utc_now())
+    assert _send(foundation, key) == "forbidden"
+
+
+def test_keys_changed_through_the_same_store_are_read_afresh_for_the_bound(
+    foundation: Foundation, store_url: str
+) -> None:
+    clock = _cached(foundation)
+    key = key_of(foundation, JOBCENTRE)
+    assert _send(foundation, key) == "ok"
+    other = open_url(store_url)
+    try:
+        with other.write() as conn:
+            keys.revoke(conn, JOBCENTRE, key.key_id, utc_now())
+    finally:
+        other.close()
+    # The change made here may still have been uncommitted when the first command read
+    # the keys: that read was not cached, so the other process's revocation counts at once.
+    clock.now_ms = keys.KEY_CACHE_MS - 1
     assert _send(foundation, key) == "forbidden"
 
 
