@@ -23,8 +23,11 @@ from shared.signing import SigningKey, verify
 from shared.store.interface import Tx
 
 #: How long a cached set of an organisation's valid keys is trusted, in milliseconds: the
-#: longest a key revoked by another process stays usable against a worker.
-KEY_CACHE_MS = 1000
+#: longest a key revoked by another process stays usable against a worker. Short enough
+#: that a command sent after `jobordre keys revoke` returned (a CLI start alone takes
+#: longer) is refused; long enough that a busy organisation's keys are read a few times a
+#: second instead of once per command.
+KEY_CACHE_MS = 250
 #: The :attr:`Tx.memo` entry holding a store's :class:`KeyCache`.
 CACHE_MEMO = "signing_key_cache"
 
