@@ -43,12 +43,14 @@ def record(
     *,
     placements: Iterable[PlacementChange] = (),
     previous_status: OrderStatus | None = None,
+    order_doc: str | None = None,
 ) -> EventHeader:
     """Append one event for ``order`` (as it is after the change) to the outbox.
 
     ``previous_status`` is the status before an ``order_status_changed``: the same as the
     order's when only ``processing_by`` changed, which watchers do not take for a status
-    change.
+    change. ``order_doc`` is ``order.model_dump_json()`` if the caller has it already (the
+    document it just stored, or read for an order it did not change); encoded here if not.
     """
     changes = list(placements)
     if event_type == EventType.PLACEMENT_LOG_UPDATED:
@@ -92,7 +94,7 @@ def record(
             order.id,
             order.employer.cvr,
             header.model_dump_json(),
-            order.model_dump_json(),
+            order.model_dump_json() if order_doc is None else order_doc,
             log_upto,
             ctx.command_id,
         ),

@@ -133,10 +133,14 @@ class Foundation:
         return self.answer(envelope).reply
 
     def authenticate(self, envelope: Envelope) -> SigningKey:
-        """The organisation's valid key that signed ``envelope``; :class:`NotAuthenticated`."""
+        """The organisation's valid key that signed ``envelope``; :class:`NotAuthenticated`.
+
+        The keys come from the store's key cache: a key revoked elsewhere is refused within
+        :data:`shared.keys.KEY_CACHE_MS`.
+        """
         return signing.verify(
             envelope.model_dump(mode="json"),
-            keys.valid_keys(self.store.connection(), envelope.principal),
+            keys.cached_valid_keys(self.store.connection(), envelope.principal, envelope.key_id),
         )
 
     def _revoked_signer(self, envelope: Envelope) -> SigningKey | None:

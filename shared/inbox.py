@@ -53,7 +53,7 @@ def _event(row: Row, ctx: Context, headers_only: bool, epochs: _Epochs) -> dict[
     event = {**header, "cursor": _cursor(header, epochs)}
     if headers_only:
         return event
-    snapshot = JobOrder.model_validate_json(row["order_doc"])
+    snapshot = JobOrder.from_stored(row["order_doc"])
     if row["type"] == EventType.PLACEMENT_LOG_UPDATED:
         changed = [int(change["placement_id"]) for change in header.get("placements", [])]
         event["log"] = placements.change_view(ctx, snapshot, changed, row["log_upto"])
@@ -113,7 +113,7 @@ def changes(ctx: Context, command: OrderChanges) -> dict[str, Any]:
                 "version": header["version"],
                 "status": header["status"],
                 "by": header["by"],
-                "order": orders.view(JobOrder.model_validate_json(row["order_doc"]), ctx.who),
+                "order": orders.view(JobOrder.from_stored(row["order_doc"]), ctx.who),
             }
         )
     listed = _page(listed)

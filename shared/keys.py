@@ -1,7 +1,19 @@
-"""The organisations' signing keys in the store: create, rotate, revoke, look up."""
+"""The organisations' signing keys in the store: create, rotate, revoke, look up.
+
+A worker checks a signature on every command; it reads an organisation's valid keys
+through a :class:`KeyCache` kept per store (in :attr:`Tx.memo`), trusted for at most
+:data:`KEY_CACHE_MS`. A key created or revoked through the same store object drops the
+organisation's entry at once; a key revoked by another process (``jobordre keys revoke``,
+another worker or host) is refused at most :data:`KEY_CACHE_MS` after its revocation
+committed. A key the cache does not know is looked up in the store before a command
+signed with it is refused, so a new key works at once.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from shared.envelope import decode_envelope, new_envelope
@@ -9,6 +21,87 @@ from shared.errors import InvalidInput, NotAuthenticated, NotFound
 from shared.sealing import open_payload
 from shared.signing import SigningKey, verify
 from shared.store.interface import Tx
+
+#: How long a cached set of an organisation's valid keys is trusted, in milliseconds: the
+#: longest a key revoked by another process stays usable against a worker. Short enough
+#: that a command sent after `jobordre keys revoke` returned (a CLI start alone takes
+#: longer) is refused; long enough that a busy organisation's keys are read a few times a
+#: second instead of once per command.
+KEY_CACHE_MS = 250
+#: The :attr:`Tx.memo` entry holding a store's :class:`KeyCache`.
+CACHE_MEMO = "signing_key_cache"
+
+
+def monotonic_ms() -> float:
+    """A clock for cache ages, in milliseconds (never goes back)."""
+    return time.monotonic() * 1000
+
+
+class KeyCache:
+    """The valid keys of each organisation as last read, each entry trusted for
+    ``max_age_ms``; thread-safe (the threads of a worker share one)."""
+
+    def __init__(
+        self, max_age_ms: int = KEY_CACHE_MS, clock_ms: Callable[[], float] = monotonic_ms
+    ) -> None:
+        self.max_age_ms = max_age_ms
+        self.clock_ms = clock_ms
+        self._entries: dict[str, tuple[float, dict[str, SigningKey]]] = {}
+        self._lock = threading.Lock()
+        #: When each organisation's keys were last changed through this store. For
+        #: ``max_age_ms`` after, what is read is not cached: the change may not have
+        #: committed yet, and a read that began before it may hold the keys as they were.
+        self._changed_at: dict[str, float] = {}
+
+    def valid_keys(
+        self, conn: Tx, principal: str, key_id: str | None = None
+    ) -> dict[str, SigningKey]:
+        """The valid keys of ``principal``, from the cache while it is fresh and knows
+        ``key_id`` (the key a command names); from the store otherwise."""
+        entry = self._entries.get(principal)
+        if (
+            entry is not None
+            and self.clock_ms() - entry[0] < self.max_age_ms
+            and (key_id is None or key_id in entry[1])
+        ):
+            return entry[1]
+        read_at = self.clock_ms()
+        found = valid_keys(conn, principal)
+        with self._lock:
+            changed_at = self._changed_at.get(principal)
+            if changed_at is None or read_at - changed_at >= self.max_age_ms:
+                self._entries[principal] = (read_at, found)
+        return found
+
+    def invalidate(self, principal: str) -> None:
+        """Forget ``principal``'s keys: they are being changed through this store."""
+        with self._lock:
+            self._changed_at[principal] = self.clock_ms()
+            self._entries.pop(principal, None)
+
+
+def use_cache(conn: Tx, cache: KeyCache) -> KeyCache:
+    """Make ``cache`` the key cache of ``conn``'s store (tests give it their own clock)."""
+    conn.memo[CACHE_MEMO] = cache
+    return cache
+
+
+def cached_valid_keys(conn: Tx, principal: str, key_id: str | None) -> dict[str, SigningKey]:
+    """:func:`valid_keys` through the store's :class:`KeyCache` (made on first use); for
+    checking signatures, where a revocation may take :data:`KEY_CACHE_MS` to be seen."""
+    cache = conn.memo.get(CACHE_MEMO)
+    if cache is None:
+        cache = conn.memo.setdefault(CACHE_MEMO, KeyCache())
+    keys: dict[str, SigningKey] = cache.valid_keys(conn, principal, key_id)
+    return keys
+
+
+def _changed(conn: Tx, principal: str) -> None:
+    """The keys of ``principal`` change in ``conn``: the store's cache forgets them, and
+    reads them from the store for :data:`KEY_CACHE_MS` (the change commits after this)."""
+    cache = conn.memo.get(CACHE_MEMO)
+    if cache is not None:
+        cache.invalidate(principal)
 
 
 def create(conn: Tx, principal: str, at: datetime) -> SigningKey:
@@ -18,6 +111,7 @@ def create(conn: Tx, principal: str, at: datetime) -> SigningKey:
         "INSERT INTO signing_keys (key_id, principal, secret, created_at) VALUES (?, ?, ?, ?)",
         (key.key_id, key.principal, key.secret, at.isoformat()),
     )
+    _changed(conn, principal)
     return key
 
 
@@ -30,6 +124,7 @@ def revoke(conn: Tx, principal: str, key_id: str, at: datetime) -> None:
     )
     if cursor.rowcount != 1:
         raise NotFound(f"{principal} has no valid key {key_id}; see `jobordre keys list`")
+    _changed(conn, principal)
 
 
 def valid_keys(conn: Tx, principal: str) -> dict[str, SigningKey]:

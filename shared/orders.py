@@ -49,8 +49,8 @@ def register(ctx: Context, command: RegisterOrder) -> dict[str, Any]:
         created_at=ctx.at,
         updated_at=ctx.at,
     )
-    store.insert_order(ctx.conn, order)
-    eventlog.record(ctx, order, EventType.ORDER_REGISTERED)
+    doc = store.insert_order(ctx.conn, order)
+    eventlog.record(ctx, order, EventType.ORDER_REGISTERED, order_doc=doc)
     return view(order, ctx.who)
 
 
@@ -86,8 +86,8 @@ def update(ctx: Context, command: UpdateOrder) -> dict[str, Any]:
     )
     # Re-validate the whole order: a patch may be valid alone and not in combination.
     updated = JobOrder.model_validate(updated.model_dump())
-    store.save_order(ctx.conn, updated)
-    eventlog.record(ctx, updated, EventType.ORDER_UPDATED)
+    doc = store.save_order(ctx.conn, updated)
+    eventlog.record(ctx, updated, EventType.ORDER_UPDATED, order_doc=doc)
     return view(updated, ctx.who)
 
 
@@ -96,8 +96,10 @@ def set_status(ctx: Context, order: JobOrder, status: OrderStatus) -> JobOrder:
     updated = order.model_copy(
         update={"status": status, "version": order.version + 1, "updated_at": ctx.at}
     )
-    store.save_order(ctx.conn, updated)
-    eventlog.record(ctx, updated, EventType.ORDER_STATUS_CHANGED, previous_status=order.status)
+    doc = store.save_order(ctx.conn, updated)
+    eventlog.record(
+        ctx, updated, EventType.ORDER_STATUS_CHANGED, previous_status=order.status, order_doc=doc
+    )
     return updated
 
 
@@ -153,8 +155,10 @@ def _processing(ctx: Context, command: TakeOrder | ReleaseOrder, take: bool) -> 
     updated = order.model_copy(
         update={"processing_by": processing_by, "version": order.version + 1, "updated_at": ctx.at}
     )
-    store.save_order(ctx.conn, updated)
-    eventlog.record(ctx, updated, EventType.ORDER_STATUS_CHANGED, previous_status=order.status)
+    doc = store.save_order(ctx.conn, updated)
+    eventlog.record(
+        ctx, updated, EventType.ORDER_STATUS_CHANGED, previous_status=order.status, order_doc=doc
+    )
     return view(updated, ctx.who)
 
 

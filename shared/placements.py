@@ -82,7 +82,7 @@ def _load(conn: Tx, order_id: int, placement_id: int) -> Row:
 
 def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
     """Put a person forward on an order being processed (S4); one placement per person."""
-    order = store.load_order(ctx.conn, command.order_id)
+    order, order_doc = store.load_stored(ctx.conn, command.order_id)
     rules.check_place(ctx.who, order)
     existing = ctx.conn.execute(
         "SELECT id, placed_by FROM placements WHERE order_id = ? AND cpr = ?",
@@ -133,7 +133,10 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
         from_status=None,
         to_status=PlacementStatus.PLACED,
     )
-    eventlog.record(ctx, order, EventType.PLACEMENT_LOG_UPDATED, placements=[change])
+    # The order itself did not change: its event carries the document as read.
+    eventlog.record(
+        ctx, order, EventType.PLACEMENT_LOG_UPDATED, placements=[change], order_doc=order_doc
+    )
     ctx.accessed(command.cpr, access.REGISTER, order.id, placement_id)
     _inactivate_when_enough(ctx, order)
     return _placement_view(row, ctx.who)
@@ -157,7 +160,7 @@ def _inactivate_when_enough(ctx: Context, order: JobOrder) -> None:
 
 def change_status(ctx: Context, command: ChangePlacementStatus) -> dict[str, Any]:
     """Change a person's status on an order (S5); allowed after the order closed too."""
-    order = store.load_order(ctx.conn, command.order_id)
+    order, order_doc = store.load_stored(ctx.conn, command.order_id)
     rules.require_visible(ctx.who, order)
     row = _load(ctx.conn, order.id, command.placement_id)
     current = PlacementStatus(row["status"])
@@ -174,7 +177,9 @@ def change_status(ctx: Context, command: ChangePlacementStatus) -> dict[str, Any
         from_status=current,
         to_status=command.status,
     )
-    eventlog.record(ctx, order, EventType.PLACEMENT_LOG_UPDATED, placements=[change])
+    eventlog.record(
+        ctx, order, EventType.PLACEMENT_LOG_UPDATED, placements=[change], order_doc=order_doc
+    )
     ctx.accessed(row["cpr"], access.CHANGE, order.id, row["id"])
     return _placement_view(_load(ctx.conn, order.id, row["id"]), ctx.who)
 

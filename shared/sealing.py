@@ -20,6 +20,7 @@ byte-exact formats.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -46,13 +47,23 @@ REPLY_VERSION = 1
 _PAYLOAD_INFO = b"jobordre payload seal v1"
 _REPLY_SEAL_INFO = b"jobordre reply seal v1"
 _REPLY_MAC_INFO = b"jobordre reply mac v1"
+#: Derived keys kept per process, one entry per (secret, purpose): a worker derives three per
+#: command (payload, reply seal, reply MAC) from the few keys its clients sign with.
+DERIVED_CACHE_ENTRIES = 1024
 
 
 def derive(key: SigningKey, info: bytes) -> bytes:
-    """A 32-byte key for one purpose, derived from the organisation's secret."""
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
-        key.secret.encode()
-    )
+    """A 32-byte key for one purpose, derived from the organisation's secret.
+
+    Derived once per secret and purpose: whether a key may still be used is decided by the
+    signature check (:mod:`shared.keys`), never by this cache.
+    """
+    return _derive(key.secret, info)
+
+
+@functools.lru_cache(maxsize=DERIVED_CACHE_ENTRIES)
+def _derive(secret: str, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret.encode())
 
 
 def _seal(secret: bytes, plaintext: bytes, aad: bytes) -> str:

@@ -111,4 +111,4 @@ def search_orders(
         int(row[0]): row[1]
         for row in conn.execute(f"SELECT id, doc FROM orders WHERE id IN ({marks})", ids)  # noqa: S608
     }
-    return total, [JobOrder.model_validate_json(docs[order_id]) for order_id in ids]
+    return total, [JobOrder.from_stored(docs[order_id]) for order_id in ids]

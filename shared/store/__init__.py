@@ -28,7 +28,14 @@ from shared.store.dead_letters import (
 )
 from shared.store.interface import Cursor, Params, Row, Store, Tx
 from shared.store.ledger import claim_read, forget_rejection, ledger_entry, record_command
-from shared.store.order_table import insert_order, load_order, next_order_id, save_order
+from shared.store.order_table import (
+    StoredOrder,
+    insert_order,
+    load_order,
+    load_stored,
+    next_order_id,
+    save_order,
+)
 from shared.store.sqlite import SqliteStore
 
 #: URL schemes that select the PostgreSQL engine.
@@ -41,6 +48,7 @@ __all__ = [
     "Row",
     "SqliteStore",
     "Store",
+    "StoredOrder",
     "Tx",
     "claim_read",
     "count_dead_letters",
@@ -53,6 +61,7 @@ __all__ = [
     "ledger_entry",
     "list_dead_letters",
     "load_order",
+    "load_stored",
     "mark_dead_letter_retried",
     "next_order_id",
     "open_store",

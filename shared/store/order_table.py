@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.errors import NotFound
 from shared.models import JobOrder
 from shared.store.interface import Tx
 
 
-def load_order(conn: Tx, order_id: int) -> JobOrder:
-    """The stored order; :class:`NotFound` if there is none."""
+class StoredOrder(NamedTuple):
+    """An order as read from the store, with the JSON document it was read from."""
+
+    order: JobOrder
+    #: ``orders.doc``: what ``order.model_dump_json()`` gives, so a change that keeps the
+    #: order as it is (a placement) hands it on instead of encoding the order again.
+    doc: str
+
+
+def load_stored(conn: Tx, order_id: int) -> StoredOrder:
+    """The stored order and its document; :class:`NotFound` if there is none."""
     row = conn.execute("SELECT doc FROM orders WHERE id = ?", (order_id,)).fetchone()
     if row is None:
         raise NotFound(f"job order {order_id}: not found; check the id")
-    return JobOrder.model_validate_json(row["doc"])
+    doc = str(row["doc"])
+    return StoredOrder(JobOrder.from_stored(doc), doc)
+
+
+def load_order(conn: Tx, order_id: int) -> JobOrder:
+    """The stored order; :class:`NotFound` if there is none."""
+    return load_stored(conn, order_id).order
 
 
 def _order_columns(order: JobOrder) -> dict[str, Any]:
@@ -40,19 +55,22 @@ def next_order_id(conn: Tx) -> int:
     return int(row[0])
 
 
-def insert_order(conn: Tx, order: JobOrder) -> None:
-    """Insert a new order (its id taken from :func:`next_order_id`)."""
+def insert_order(conn: Tx, order: JobOrder) -> str:
+    """Insert a new order (its id taken from :func:`next_order_id`); the document stored."""
     columns = {"id": order.id, **_order_columns(order)}
     names = ", ".join(columns)
     marks = ", ".join("?" for _ in columns)
     conn.execute(f"INSERT INTO orders ({names}) VALUES ({marks})", tuple(columns.values()))  # noqa: S608
+    return str(columns["doc"])
 
 
-def save_order(conn: Tx, order: JobOrder) -> None:
-    """Overwrite an order's current state (its history lives in ``events``)."""
+def save_order(conn: Tx, order: JobOrder) -> str:
+    """Overwrite an order's current state (its history lives in ``events``); the document
+    stored, for the change's event."""
     columns = _order_columns(order)
     assignments = ", ".join(f"{name} = ?" for name in columns)
     conn.execute(
         f"UPDATE orders SET {assignments} WHERE id = ?",  # noqa: S608
         (*columns.values(), order.id),
     )
+    return str(columns["doc"])

@@ -1,0 +1,141 @@
+"""What each "no work twice" step buys, measured in one process with the steps switched off.
+
+Run: ``.venv/bin/python -m tests.shared.measure_no_work_twice [--rounds 15] [--commands 300]
+[--folder /dev/shm]``. On a shared machine, runs of different checkouts drift by more than
+a step buys; here every configuration runs in the same process, interleaved round by round
+on fresh copies of one store, in a new random order each round, so drift hits them alike.
+The configurations are cumulative: ``before`` (every step undone the way the code did it
+before), then each step switched back on in turn, ``derived_once`` being the code as it is.
+Each figure is ms of CPU (:func:`time.process_time`) per command, decode to sealed reply
+(see :mod:`tests.shared.measure_write_path`), median over the rounds. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from shared import eventlog, keys, sealing
+from shared.commands import CommandKind
+from shared.envelope import decode_envelope, new_envelope
+from shared.foundation import Foundation
+from shared.generator import load_orders
+from shared.models import JobOrder
+from shared.sealing import seal_reply
+from shared.store import open_url
+from tests.shared.measure_write_path import _open_orders, _payloads, operator_key
+from tests.shared.test_foundation import JOBCENTRE
+
+
+@contextmanager
+def _patched(owner: Any, name: str, value: Any) -> Iterator[None]:
+    original = owner.__dict__[name]
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def _validated(cls: type[JobOrder], doc: str | bytes) -> JobOrder:
+    return cls.model_validate_json(doc)
+
+
+_record = eventlog.record
+_derive = sealing._derive
+
+
+def _record_encoding_again(*args: Any, order_doc: str | None = None, **kwargs: Any) -> Any:
+    return _record(*args, **kwargs)
+
+
+def _uncached_keys(conn: Any, principal: str, key_id: str | None) -> Any:
+    return keys.valid_keys(conn, principal)
+
+
+#: Each step, and how to undo it (as the code was before it).
+UNDO: dict[str, Callable[[], Any]] = {
+    "stored_orders": lambda: _patched(JobOrder, "from_stored", classmethod(_validated)),
+    "documents_reused": lambda: _patched(eventlog, "record", _record_encoding_again),
+    "keys_cached": lambda: _patched(keys, "cached_valid_keys", _uncached_keys),
+    "derived_once": lambda: _patched(sealing, "_derive", _derive.__wrapped__),
+}
+#: The configurations, cumulative: ``before`` undoes every step, each next one fewer.
+STEPS = ["before", *UNDO]
+
+
+def _run(seed_db: Path, folder: Path, kind: CommandKind, commands: int, on: int) -> float:
+    """ms of CPU per command with the first ``on`` steps of :data:`UNDO` in place."""
+    path = folder / "run.db"
+    shutil.copy(seed_db, path)
+    targets = _open_orders(path, commands)
+    store = open_url(str(path))
+    try:
+        foundation = Foundation(store)
+        key = operator_key(path)
+        raws = [
+            new_envelope(kind, JOBCENTRE, payload, key=key).to_json()
+            for payload in _payloads(kind, targets)
+        ]
+        with ExitStack() as undone:
+            for name in list(UNDO)[on:]:
+                undone.enter_context(UNDO[name]())
+            _derive.cache_clear()
+            foundation.answer(decode_envelope(raws[0]))
+            started = time.process_time()
+            for raw in raws[1:]:
+                envelope = decode_envelope(raw)
+                answer = foundation.answer(envelope)
+                if answer.key is None or envelope.signature is None or not answer.reply["ok"]:
+                    raise RuntimeError(f"{kind.value} failed: {answer.reply}")
+                seal_reply(answer.reply, answer.key, envelope.signature)
+            spent = time.process_time() - started
+    finally:
+        store.close()
+        path.unlink()
+    return spent * 1000 / (len(raws) - 1)
+
+
+def main() -> None:
+    """Print one JSON document: median ms of CPU per command by kind and configuration."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orders", type=int, default=3000)
+    parser.add_argument("--commands", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--folder", default=None)
+    args = parser.parse_args()
+    kinds = (
+        CommandKind.REGISTER_PLACEMENT,
+        CommandKind.CHANGE_ORDER_STATUS,
+        CommandKind.UPDATE_ORDER,
+    )
+    runs: dict[str, dict[str, list[float]]] = {
+        kind.value: {step: [] for step in STEPS} for kind in kinds
+    }
+    with tempfile.TemporaryDirectory(dir=args.folder) as name:
+        folder = Path(name)
+        seed_db = folder / "seed.db"
+        load_orders(seed_db, args.orders, progress=False)
+        for _ in range(args.rounds):
+            order = [(kind, on) for kind in kinds for on in range(len(STEPS))]
+            random.shuffle(order)
+            for kind, on in order:
+                runs[kind.value][STEPS[on]].append(_run(seed_db, folder, kind, args.commands, on))
+    figures = {
+        kind: {step: round(statistics.median(values), 3) for step, values in steps.items()}
+        for kind, steps in runs.items()
+    }
+    print(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()
