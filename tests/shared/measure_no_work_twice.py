@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import statistics
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -26,14 +24,9 @@ from typing import Any
 
 from shared import eventlog, keys, sealing
 from shared.commands import CommandKind
-from shared.envelope import decode_envelope, new_envelope
-from shared.foundation import Foundation
 from shared.generator import load_orders
 from shared.models import JobOrder
-from shared.sealing import seal_reply
-from shared.store import open_url
-from tests.shared.measure_write_path import _open_orders, _payloads, operator_key
-from tests.shared.test_foundation import JOBCENTRE
+from tests.shared import measure_write_path
 
 
 @contextmanager
@@ -75,34 +68,16 @@ STEPS = ["before", *UNDO]
 
 def _run(seed_db: Path, folder: Path, kind: CommandKind, commands: int, on: int) -> float:
     """ms of CPU per command with the first ``on`` steps of :data:`UNDO` in place."""
-    path = folder / "run.db"
-    shutil.copy(seed_db, path)
-    targets = _open_orders(path, commands)
-    store = open_url(str(path))
-    try:
-        foundation = Foundation(store)
-        key = operator_key(path)
-        raws = [
-            new_envelope(kind, JOBCENTRE, payload, key=key).to_json()
-            for payload in _payloads(kind, targets)
-        ]
-        with ExitStack() as undone:
+
+    @contextmanager
+    def undone() -> Iterator[None]:
+        with ExitStack() as stack:
             for name in list(UNDO)[on:]:
-                undone.enter_context(UNDO[name]())
+                stack.enter_context(UNDO[name]())
             _derive.cache_clear()
-            foundation.answer(decode_envelope(raws[0]))
-            started = time.process_time()
-            for raw in raws[1:]:
-                envelope = decode_envelope(raw)
-                answer = foundation.answer(envelope)
-                if answer.key is None or envelope.signature is None or not answer.reply["ok"]:
-                    raise RuntimeError(f"{kind.value} failed: {answer.reply}")
-                seal_reply(answer.reply, answer.key, envelope.signature)
-            spent = time.process_time() - started
-    finally:
-        store.close()
-        path.unlink()
-    return spent * 1000 / (len(raws) - 1)
+            yield
+
+    return measure_write_path._run(seed_db, folder, kind, commands, around=undone)
 
 
 def main() -> None:

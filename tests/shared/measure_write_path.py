@@ -18,6 +18,8 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +71,15 @@ def _payloads(kind: CommandKind, targets: list[tuple[int, int]]) -> list[dict[st
     ]
 
 
-def _run(seed_db: Path, folder: Path, kind: CommandKind, commands: int) -> float:
-    """ms of CPU per command for ``commands`` commands of ``kind`` on a fresh copy."""
+def _run(
+    seed_db: Path,
+    folder: Path,
+    kind: CommandKind,
+    commands: int,
+    around: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> float:
+    """ms of CPU per command for ``commands`` commands of ``kind`` on a fresh copy, with
+    ``around()`` in force while they run (e.g. a step of the write path undone)."""
     path = folder / f"run-{kind.value}.db"
     shutil.copy(seed_db, path)
     targets = _open_orders(path, commands)
@@ -82,18 +91,19 @@ def _run(seed_db: Path, folder: Path, kind: CommandKind, commands: int) -> float
             new_envelope(kind, JOBCENTRE, payload, key=key).to_json()
             for payload in _payloads(kind, targets)
         ]
-        # Warm-up outside the timing: the connection's statement cache, imports.
-        foundation.answer(decode_envelope(raws[0]))
         failures = 0
-        started = time.process_time()
-        for raw in raws[1:]:
-            envelope = decode_envelope(raw)
-            answer = foundation.answer(envelope)
-            if answer.key is None or envelope.signature is None or not answer.reply["ok"]:
-                failures += 1
-                continue
-            seal_reply(answer.reply, answer.key, envelope.signature)
-        spent = time.process_time() - started
+        with around():
+            # Warm-up outside the timing: the connection's statement cache, imports.
+            foundation.answer(decode_envelope(raws[0]))
+            started = time.process_time()
+            for raw in raws[1:]:
+                envelope = decode_envelope(raw)
+                answer = foundation.answer(envelope)
+                if answer.key is None or envelope.signature is None or not answer.reply["ok"]:
+                    failures += 1
+                    continue
+                seal_reply(answer.reply, answer.key, envelope.signature)
+            spent = time.process_time() - started
     finally:
         store.close()
         path.unlink()
