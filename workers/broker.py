@@ -7,10 +7,12 @@ Production and the embedded default share this code path: only the URL differs. 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import current_millis
 from dramatiq.errors import DecodeError
@@ -28,6 +30,8 @@ from shared.errors import Unavailable
 from shared.redis_url import redact_redis_url
 from shared.settings import Settings
 from workers.redis_connection import connect_redis
+
+logger = logging.getLogger("jobordre.broker")
 
 #: Queue of the commands that change the store.
 COMMANDS_QUEUE = "jobordre.commands"
@@ -126,12 +130,8 @@ class _GuardedConsumer(_RedisConsumer):
                 return
 
 
-#: Rings kept on a queue's doorbell when no consumer waits (enough to wake every consumer).
-DOORBELL_KEEP = 64
-#: How long rings nobody answered are kept, in milliseconds.
-DOORBELL_TTL_MS = 60_000
-#: Longest nap of a doorbell consumer between an empty fetch and its next wait, in ms.
-DOORBELL_NAP_MS = 10
+#: Longest nap of a waiting consumer between an empty fetch and its next wait, in ms.
+QUEUE_NAP_MS = 10
 
 
 class ReplicationUnconfirmed(Exception):
@@ -139,26 +139,22 @@ class ReplicationUnconfirmed(Exception):
     now, but a failover before it replicates would lose it."""
 
 
-def doorbell_key(namespace: str, queue: str) -> str:
-    """The list a queue's consumers wait on (BLPOP) while the queue is empty."""
-    return f"{namespace}:doorbell:{queue}"
-
-
 class JobordreBroker(RedisBroker):
     """Dramatiq's RedisBroker, with consumers that set undecodable bytes aside.
 
-    With a ``doorbell`` (``jobordre up``), every enqueue also rings the queue's doorbell,
-    and consumers of an empty queue wait on it (BLPOP, up to ``doorbell_wait_ms``) instead
-    of polling: an idle system makes one broker call per queue per wait, not one per
-    poll, and a command still wakes a worker at once.
+    With ``queue_wait_ms`` (every worker's broker), a consumer of an empty queue waits on
+    the queue's own list instead of polling it: ``BLMOVE q q LEFT LEFT`` blocks until a
+    message id arrives and puts it straight back where it was, so nothing is taken and the
+    order stays; then the consumer fetches as usual. Any enqueuer wakes it (a client in
+    any language, a requeue, a retry), an idle system makes one broker call per queue per
+    wait instead of one per poll, and a command is taken at once.
     """
 
     undecodable_handler: UndecodableHandler | None = None
     unknown_actor_handler: UnknownActorHandler | None = None
-    #: Ring the doorbell on every enqueue.
-    ring_doorbell: bool = False
-    #: How long a consumer of an empty queue waits on its doorbell; None = poll as stock.
-    doorbell_wait_ms: int | None = None
+    #: How long a consumer of an empty queue waits on it before it looks again, in ms;
+    #: None = poll as stock Dramatiq does.
+    queue_wait_ms: int | None = None
     #: The (replicas, timeout in ms) the current thread's enqueue waits for, while
     #: :meth:`enqueue_replicated` runs; per thread, as enqueues come from many threads.
     _replication = threading.local()
@@ -221,45 +217,47 @@ class JobordreBroker(RedisBroker):
         return do_dispatch
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
-        # The wait is on the doorbell: between two waits a consumer only naps.
-        if self.doorbell_wait_ms is not None:
-            timeout = min(timeout, DOORBELL_NAP_MS)
+        # The wait is on the queue itself: between two waits a consumer only naps.
+        if self.queue_wait_ms is not None:
+            timeout = min(timeout, QUEUE_NAP_MS)
         return super().consume(queue_name, prefetch, timeout)
 
-    def enqueue(self, message: Any, *, delay: int | None = None) -> Any:
-        enqueued = super().enqueue(message, delay=delay)
-        if self.ring_doorbell:
-            key = doorbell_key(self.namespace, enqueued.queue_name)
-            pipe = self.client.pipeline(transaction=False)
-            pipe.rpush(key, 1)
-            pipe.ltrim(key, -DOORBELL_KEEP, -1)
-            pipe.pexpire(key, DOORBELL_TTL_MS)
-            pipe.execute()
-        return enqueued
-
     def do_fetch(self, queue_name: str, prefetch: int) -> list[bytes]:
-        """Dramatiq's fetch; on an empty queue with a doorbell, wait for a ring, then
-        fetch again."""
+        """Dramatiq's fetch; on an empty queue, wait for a message id on it, then fetch
+        again (see :attr:`queue_wait_ms`)."""
         fetch = self._dispatch("fetch")
         messages: list[bytes] = fetch(queue_name, prefetch)
-        if messages or self.doorbell_wait_ms is None:
+        wait_ms = self.queue_wait_ms
+        if messages or wait_ms is None:
             return messages
-        rung = self.client.blpop(
-            [doorbell_key(self.namespace, queue_name)], timeout=self.doorbell_wait_ms / 1000
-        )
-        if rung is None:
-            return []  # nobody rang: the consumer naps and comes back
+        queue = f"{self.namespace}:{queue_name}"
+        try:
+            # Redis takes a fractional timeout (seconds); redis-py's hint says int.
+            arrived = self.client.blmove(
+                queue,
+                queue,
+                wait_ms / 1000,
+                "LEFT",
+                "LEFT",  # type: ignore[arg-type]
+            )
+        except redis.ResponseError as error:
+            if "unknown command" not in str(error).lower():
+                raise
+            # BLMOVE came with Redis 6.2; an older server is polled as stock Dramatiq does.
+            logger.warning("Redis before 6.2 has no BLMOVE: idle consumers poll instead")
+            self.queue_wait_ms = None
+            return []
+        if arrived is None:
+            return []  # nothing arrived: the consumer naps and comes back
         again: list[bytes] = fetch(queue_name, prefetch)
         return again
 
 
-def build_broker(
-    settings: Settings, url: str, *, doorbell: bool = False, wait_ms: int | None = None
-) -> RedisBroker:
+def build_broker(settings: Settings, url: str, *, wait_ms: int | None = None) -> RedisBroker:
     """A RedisBroker with jobordre's retry policy; no connection is made until first use.
 
-    ``doorbell`` rings a queue's doorbell on every enqueue; ``wait_ms`` makes consumers
-    wait on it for that long instead of polling (see :class:`JobordreBroker`).
+    ``wait_ms`` makes consumers of an empty queue wait on it for that long at a time
+    instead of polling (see :class:`JobordreBroker`); clients leave it out.
     """
     broker = JobordreBroker(  # type: ignore[no-untyped-call]
         # One connection factory for every URL form, Sentinel included: a failover moves
@@ -283,6 +281,5 @@ def build_broker(
         # silent worker can be declared dead well before Dramatiq's default of 60 s.
         heartbeat_timeout=settings.heartbeat_timeout_ms,
     )
-    broker.ring_doorbell = doorbell
-    broker.doorbell_wait_ms = wait_ms
+    broker.queue_wait_ms = wait_ms
     return broker

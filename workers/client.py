@@ -56,8 +56,7 @@ class Client:
         self.caseworker = caseworker
         self.url = url or resolve_redis_url(settings)
         self.key = key or signing_key(settings, self.principal)
-        # The embedded broker's workers sleep on doorbells: wake them (workers/broker.py).
-        self.broker = build_broker(settings, self.url, doorbell=not settings.redis_url)
+        self.broker = build_broker(settings, self.url)
         self.redis = connect_redis(self.url, socket_connect_timeout=5, socket_timeout=10)
         #: Whether a send without a reply must reach a replica (see :meth:`send`).
         self.confirm_replicas = is_sentinel_url(self.url)

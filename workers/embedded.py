@@ -50,10 +50,6 @@ logger = logging.getLogger("jobordre.up")
 DRAIN_POLL_MS = 100
 #: How often ``up`` checks that its broker is still there, in milliseconds.
 WATCH_BROKER_MS = 1_000
-#: How long ``up``'s idle consumers wait on a queue's doorbell between two looks at the
-#: queue, unless JOBORDRE_WORKER_POLL_MS says otherwise, in ms. A command rings the
-#: doorbell and is taken at once; the wait sets the idle cost (README, "Two commands").
-EMBEDDED_POLL_MS = 1_000
 #: How often ``up``'s workers sweep the outbox unless JOBORDRE_RELAY_INTERVAL_MS says
 #: otherwise, in ms: events are pushed right after each commit, the sweep only finds what
 #: a crash left behind, and every sweep is idle cost.
@@ -178,7 +174,7 @@ def _die_with_parent(parent: int) -> None:
 def _serve_child(settings: Settings, url: str, options: UpOptions, parent: int) -> None:
     _die_with_parent(parent)
     configure_up_logging(options.log_format, options.log_file)
-    worker = start_worker(settings, url, settings.worker_threads, doorbell=True)
+    worker = start_worker(settings, url, settings.worker_threads)
     wait_for_stop(lambda: worker.stop(timeout=settings.worker_shutdown_ms))
 
 
@@ -190,7 +186,7 @@ class Workers:
         self.local: Any = None
         self.children: list[multiprocessing.process.BaseProcess] = []
         if options.processes == 1:
-            self.local = start_worker(settings, url, settings.worker_threads, doorbell=True)
+            self.local = start_worker(settings, url, settings.worker_threads)
             return
         context = multiprocessing.get_context("spawn")
         for i in range(options.processes):
@@ -239,8 +235,10 @@ def _drain(url: str, timeout_ms: int) -> None:
         return
     finally:
         client.close()
-    logger.warning("stopping with messages still queued: they stay in the broker and run "
-                   "at the next jobordre up")
+    logger.warning(
+        "stopping with messages still queued: they stay in the broker and run "
+        "at the next jobordre up"
+    )
 
 
 def _watch_broker(broker: EmbeddedBroker, stopping: threading.Event) -> None:
@@ -268,7 +266,7 @@ def run_up(settings: Settings, options: UpOptions | None = None) -> int:
     """Run broker and workers until SIGTERM/SIGINT; returns the exit code."""
     options = options or UpOptions()
     configure_up_logging(options.log_format, options.log_file)
-    defaults = {"worker_poll_ms": EMBEDDED_POLL_MS, "relay_interval_ms": EMBEDDED_RELAY_INTERVAL_MS}
+    defaults = {"relay_interval_ms": EMBEDDED_RELAY_INTERVAL_MS}
     settings = settings.model_copy(
         update={k: v for k, v in defaults.items() if k not in settings.model_fields_set}
     )
@@ -279,7 +277,9 @@ def run_up(settings: Settings, options: UpOptions | None = None) -> int:
     except AlreadyRunning as running:
         logger.error(
             "jobordre is already running for %s (broker %s); stop it first, or use another "
-            "JOBORDRE_HOME", settings.home, running or "unknown"
+            "JOBORDRE_HOME",
+            settings.home,
+            running or "unknown",
         )
         return 1
 
@@ -333,4 +333,3 @@ def _run_locked(settings: Settings, options: UpOptions) -> int:
 
     wait_for_stop(stop, stop_at_once, announce)
     return 0
-

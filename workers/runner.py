@@ -61,14 +61,10 @@ def _background(target: Callable[..., None], *args: object, name: str) -> None:
     ).start()
 
 
-def start_worker(
-    settings: Settings, url: str, threads: int, *, doorbell: bool = False
-) -> dramatiq.Worker:
+def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
     """Build the runtime and start a Dramatiq worker in this process; returns it running.
-    With ``doorbell``, idle consumers wait on the queues' doorbells (``jobordre up``)."""
-    broker = build_broker(
-        settings, url, doorbell=doorbell, wait_ms=settings.worker_poll_ms if doorbell else None
-    )
+    Idle consumers wait on their queues (workers/broker.py), idle threads on their work."""
+    broker = build_broker(settings, url, wait_ms=settings.worker_poll_ms)
     store = open_store(settings)
     client = connect_redis(url, socket_connect_timeout=5, socket_timeout=10)
     runtime = Runtime(

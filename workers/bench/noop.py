@@ -36,7 +36,7 @@ def declare(broker: dramatiq.Broker) -> dramatiq.Actor[Any, Any]:
 def _serve(url: str, threads: int) -> None:
     configure_logging()
     settings = get_settings()
-    broker = build_broker(settings, url)
+    broker = build_broker(settings, url, wait_ms=settings.worker_poll_ms)
     declare(broker)
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=settings.worker_poll_ms)
     worker.start()
