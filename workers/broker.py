@@ -233,13 +233,8 @@ class JobordreBroker(RedisBroker):
         queue = f"{self.namespace}:{queue_name}"
         try:
             # Redis takes a fractional timeout (seconds); redis-py's hint says int.
-            arrived = self.client.blmove(
-                queue,
-                queue,
-                wait_ms / 1000,
-                "LEFT",
-                "LEFT",  # type: ignore[arg-type]
-            )
+            wait_s: Any = wait_ms / 1000
+            arrived = self.client.blmove(queue, queue, wait_s, "LEFT", "LEFT")
         except redis.ResponseError as error:
             if "unknown command" not in str(error).lower():
                 raise

@@ -2,7 +2,9 @@
 
 One connection per thread (Dramatiq runs many), WAL so readers never wait for the writer,
 a busy timeout, and ``BEGIN IMMEDIATE`` for writes so two writers queue up at the start of
-a transaction instead of failing half-way with "database is locked".
+a transaction instead of failing half-way with "database is locked". Writers of one host
+queue on a file lock before that (:mod:`shared.store.file_lock`), which wakes the next at
+once where SQLite's busy handler would sleep.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, cast
 
 from shared.errors import Unavailable
 from shared.store import sqlite_schema, sqlite_search
+from shared.store.file_lock import ProcessLock
 from shared.store.interface import TABLES, Cursor, Params, Store, Tx
 
 
@@ -87,6 +90,7 @@ class SqliteStore(Store):
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._writer = threading.Lock()
+        self._writers = ProcessLock(path.with_name(path.name + ".write.lock"))
         self.memo: dict[str, Any] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
         if migrate:
@@ -137,12 +141,12 @@ class SqliteStore(Store):
     def write(self) -> Iterator[SqliteTx]:
         """One write transaction: committed on success, rolled back on any exception.
 
-        Threads of one process queue on a Python lock first. SQLite's own busy handler
-        sleeps (1, 2, 5, 10 ... ms) between tries, so threads contending inside SQLite wait
-        far longer than the microseconds a write holds the lock; only other processes meet
-        that handler now.
+        Threads of one process queue on a Python lock first, processes on a file lock
+        next. SQLite's own busy handler sleeps (1, 2, 5, 10 ... ms) between tries, so
+        writers contending inside SQLite wait far longer than a write holds the lock; only
+        writers that take neither lock (other programs) meet that handler now.
         """
-        with self._writer:
+        with self._writer, self._writers.held():
             tx = self.connection()
             committed = False
             try:
@@ -183,3 +187,4 @@ class SqliteStore(Store):
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+        self._writers.close()
