@@ -137,9 +137,7 @@ class PostgresTx(Tx):
 
     engine = "postgres"
 
-    def __init__(
-        self, conn: psycopg.Connection[PgRow], memo: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, conn: psycopg.Connection[PgRow], memo: dict[str, Any] | None = None) -> None:
         self.conn = conn
         self.memo = memo if memo is not None else {}
 
