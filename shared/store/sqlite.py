@@ -127,6 +127,11 @@ class SqliteStore(Store):
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            # The group commit runs each write in a SAVEPOINT, whose undo pages SQLite keeps
+            # in a temporary file: on disk by default (/var/tmp), a file created, written and
+            # deleted per transaction, a seventh of a placement's CPU. In memory they are at
+            # most a batch's changed pages, read only by a rollback; durability is the WAL's.
+            conn.execute("PRAGMA temp_store = MEMORY")
             tx = SqliteTx(conn, self.memo)
             self._local.tx = tx
             with self._lock:
