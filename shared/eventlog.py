@@ -74,7 +74,7 @@ def record(
         log_upto = None
     # Inside the write transaction no one else can take the next seq, so the header that
     # names it is written with the row, in one INSERT.
-    seq = ctx.conn.next_event_seq()
+    seq, epoch = ctx.conn.next_event()
     event_id = uuid.uuid4().hex
     at = ctx.stamp
     header = header_json(
@@ -100,7 +100,7 @@ def record(
                 if previous_status is not None and event_type == EventType.ORDER_STATUS_CHANGED
                 else None
             ),
-            "epoch": current_epoch(ctx.conn),
+            "epoch": current_epoch(ctx.conn) if epoch is None else epoch,
         }
     )
     ctx.conn.execute(

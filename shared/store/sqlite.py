@@ -29,6 +29,10 @@ class SqliteTx(Tx):
     """A thread's SQLite connection, in the shared dialect (SQLite speaks it natively)."""
 
     engine = "sqlite"
+    #: AUTOINCREMENT's last value (no row before the first event).
+    last_event_seq_sql = (
+        "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)"
+    )
 
     def __init__(self, conn: sqlite3.Connection, memo: dict[str, Any] | None = None) -> None:
         #: The stdlib connection, for SQLite-only work (migrations, dumps, benchmarks).
@@ -63,8 +67,7 @@ class SqliteTx(Tx):
 
     def last_event_seq(self) -> int:
         """AUTOINCREMENT's last value: it never hands one out twice."""
-        last = self.raw.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        return int(last[0]) if last else 0
+        return int(self.raw.execute(self.last_event_seq_sql).fetchone()[0])
 
     def search_ids(
         self, *, words: list[str], filters: dict[str, str], limit: int, offset: int
