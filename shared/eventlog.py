@@ -28,15 +28,17 @@ from shared.redaction import redact_cpr
 from shared.store.interface import Row, Tx
 
 
-def _placement_audience(conn: Tx, order: JobOrder) -> set[str]:
-    """Who receives an order's placement log (S6): every organisation that placed on it,
-    the organisations processing it and the authority that registered it."""
-    placed = {
-        row[0]
-        for row in conn.execute(
-            "SELECT DISTINCT placed_by FROM placements WHERE order_id = ?", (order.id,)
-        )
-    }
+def _placement_audience(conn: Tx, order: JobOrder, placed: set[str] | None) -> set[str]:
+    """Who receives an order's placement log (S6): every organisation that placed on it
+    (``placed``, if the caller read them), the organisations processing it and the
+    authority that registered it."""
+    if placed is None:
+        placed = {
+            row[0]
+            for row in conn.execute(
+                "SELECT DISTINCT placed_by FROM placements WHERE order_id = ?", (order.id,)
+            )
+        }
     audience = placed | set(order.processing_by)
     if not order.registered_by.startswith("employer:"):
         audience.add(order.registered_by)
@@ -52,6 +54,7 @@ def record(
     previous_status: OrderStatus | None = None,
     order_doc: str | None = None,
     log_upto: int | None = None,
+    placed_by: set[str] | None = None,
 ) -> str:
     """Append one event for ``order`` (as it is after the change) to the outbox; returns
     the header as stored (:class:`EventHeader` JSON).
@@ -62,9 +65,11 @@ def record(
     document it just stored, or read for an order it did not change); encoded here if not.
     ``log_upto`` is, for a ``placement_log_updated``, the id of the placement-log entry the
     caller just wrote (the order's newest: one writer at a time); read here if not given.
+    ``placed_by`` is every organisation that placed on the order, if the caller has read
+    them in this transaction; read here if not.
     """
     if event_type == EventType.PLACEMENT_LOG_UPDATED:
-        audience = sorted(_placement_audience(ctx.conn, order))
+        audience = sorted(_placement_audience(ctx.conn, order, placed_by))
         if log_upto is None:
             log_upto = ctx.conn.execute(
                 "SELECT MAX(id) FROM placement_log WHERE order_id = ?", (order.id,)

@@ -106,10 +106,12 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
     """Put a person forward on an order being processed (S4); one placement per person."""
     order, order_doc = store.load_stored(ctx.conn, command.order_id)
     rules.check_place(ctx.who, order)
-    existing = ctx.conn.execute(
-        "SELECT id, placed_by FROM placements WHERE order_id = ? AND cpr = ?",
-        (order.id, command.cpr),
-    ).fetchone()
+    # The order's placements, read once: whether the person is on it already, and who
+    # placed on it (the event's audience, with the placement made here).
+    placed = ctx.conn.execute(
+        "SELECT id, placed_by, cpr FROM placements WHERE order_id = ?", (order.id,)
+    ).fetchall()
+    existing = next((row for row in placed if row["cpr"] == command.cpr), None)
     if existing is not None:
         if rules.sees_person(ctx.who, existing["placed_by"]):
             error = InvalidInput(
@@ -163,6 +165,7 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
         placements=[change],
         order_doc=order_doc,
         log_upto=entry,
+        placed_by={str(row["placed_by"]) for row in placed} | {str(ctx.who)},
     )
     ctx.accessed(command.cpr, access.REGISTER, order.id, placement_id)
     _inactivate_when_enough(ctx, order)
