@@ -176,7 +176,14 @@ def mask_personal_data(value: Any) -> Any:
     """A copy of a JSON value with every ``cpr`` replaced, for dead letters and logs."""
     if isinstance(value, dict):
         return {
-            key: ("**********" if key == "cpr" and item is not None else mask_personal_data(item))
+            key: (
+                "**********"
+                if key == "cpr" and item is not None
+                # A scalar is itself: a call per member would cost more than the masking.
+                else mask_personal_data(item)
+                if isinstance(item, dict | list)
+                else item
+            )
             for key, item in value.items()
         }
     if isinstance(value, list):
