@@ -97,9 +97,14 @@ class SqliteStore(Store):
 
     def migrate(self) -> int:
         """Run the migrations of :mod:`shared.store.sqlite_schema` under a file lock."""
-        return sqlite_schema.migrate(
-            self.connection().raw, self.path.with_name(self.path.name + ".migrate.lock")
-        )
+        raw = self.connection().raw
+        # A migration may sort a whole table (an index built on a million orders): its
+        # temporary files stay files, not memory, as before the write path moved its own.
+        raw.execute("PRAGMA temp_store = DEFAULT")
+        try:
+            return sqlite_schema.migrate(raw, self.path.with_name(self.path.name + ".migrate.lock"))
+        finally:
+            raw.execute("PRAGMA temp_store = MEMORY")
 
     def schema_version(self) -> int:
         """``PRAGMA user_version``."""
