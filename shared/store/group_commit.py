@@ -46,8 +46,15 @@ class _Pending(Generic[T]):
         self.result: T | None = None
         self.error: BaseException | None = None
         #: Set when the write is done, or when its thread is to lead the next batch. One
-        #: event per write: a commit wakes the threads it finished, not every waiter.
-        self.wake = threading.Event()
+        #: event per waiting write: a commit wakes the threads it finished, not every
+        #: waiter. A write whose thread leads at once never waits: it gets none (made
+        #: under the lock its thread queues with, so a leader never meets one unmade).
+        self.wake: threading.Event | None = None
+
+    def set(self) -> None:
+        """Wake the write's thread, if it waits."""
+        if self.wake is not None:
+            self.wake.set()
 
 
 class _RolledBack(Exception):
@@ -99,7 +106,9 @@ class GroupCommit:
             self._waiting.append(pending)
             lead = not self._leading
             self._leading = True
-        if not lead:
+            if not lead:
+                pending.wake = threading.Event()
+        if pending.wake is not None:
             # Woken when done, or when the leader handed over with this write still waiting.
             pending.wake.wait()
         if not pending.done:
@@ -124,7 +133,7 @@ class GroupCommit:
             # The leader was interrupted: the next waiting thread leads on.
             with self._lock:
                 if self._waiting:
-                    self._waiting[0].wake.set()
+                    self._waiting[0].set()
                 else:
                     self._leading = False
             raise
@@ -164,4 +173,4 @@ class GroupCommit:
     def _finish(batch: list[_Pending[Any]]) -> None:
         for pending in batch:
             pending.done = True
-            pending.wake.set()
+            pending.set()
