@@ -106,10 +106,11 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
     """Put a person forward on an order being processed (S4); one placement per person."""
     order, order_doc = store.load_stored(ctx.conn, command.order_id)
     rules.check_place(ctx.who, order)
-    # The order's placements, read once: whether the person is on it already, and who
-    # placed on it (the event's audience, with the placement made here).
+    # The order's placements, read once: whether the person is on it already, who placed
+    # on it (the event's audience) and its active referrals, with the placement made here.
     placed = ctx.conn.execute(
-        "SELECT id, placed_by, cpr FROM placements WHERE order_id = ?", (order.id,)
+        "SELECT id, placed_by, cpr, referral, status FROM placements WHERE order_id = ?",
+        (order.id,),
     ).fetchall()
     existing = next((row for row in placed if row["cpr"] == command.cpr), None)
     if existing is not None:
@@ -168,21 +169,23 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
         placed_by={str(row["placed_by"]) for row in placed} | {str(ctx.who)},
     )
     ctx.accessed(command.cpr, access.REGISTER, order.id, placement_id)
-    _inactivate_when_enough(ctx, order)
+    _inactivate_when_enough(ctx, order, [*placed, row])
     return _placement_view(row, ctx.who)
 
 
-def _inactivate_when_enough(ctx: Context, order: JobOrder) -> None:
+#: The statuses of :data:`rules.ACTIVE_PLACEMENT_STATUSES` as stored.
+_ACTIVE = frozenset(status.value for status in rules.ACTIVE_PLACEMENT_STATUSES)
+
+
+def _inactivate_when_enough(ctx: Context, order: JobOrder, placements: list[Row]) -> None:
     """R3b: with ``max_referrals`` set, the order inactivates itself once active referrals
-    reach it; the system does it, in the same transaction as the referral."""
+    reach it; the system does it, in the same transaction as the referral.
+
+    ``placements`` are the order's placements as stored now (read in this transaction).
+    """
     if order.max_referrals is None or order.status != OrderStatus.PROCESSING:
         return
-    statuses = tuple(status.value for status in rules.ACTIVE_PLACEMENT_STATUSES)
-    active = ctx.conn.execute(
-        f"SELECT COUNT(*) FROM placements WHERE order_id = ? AND referral = 1"  # noqa: S608
-        f" AND status IN ({', '.join('?' for _ in statuses)})",
-        (order.id, *statuses),
-    ).fetchone()[0]
+    active = sum(1 for row in placements if row["referral"] == 1 and row["status"] in _ACTIVE)
     if active >= order.max_referrals:
         system = replace(ctx, who=Principal("system", ""))
         orders.set_status(system, order, OrderStatus.INACTIVATED)

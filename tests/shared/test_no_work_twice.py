@@ -22,7 +22,7 @@ from shared.models import JobOrder, OrderDraft, Placement
 from shared.signing import SigningKey
 from shared.store import Store, open_url
 from shared.store.interface import Cursor, Params, Tx
-from tests.factories import CPR_1, order_doc
+from tests.factories import CPR_1, CPR_2, CPR_3, order_doc
 from tests.shared.test_foundation import JOBCENTRE, key_of, ok, register
 
 K = CommandKind
@@ -245,3 +245,32 @@ def test_a_placement_reply_is_the_placement_models_json(foundation: Foundation) 
 )
 def test_the_ledger_reply_is_masked_as_before(value: dict[str, Any]) -> None:
     assert masked_json(value) == json.dumps(mask_personal_data(value))
+
+
+def test_active_referrals_are_counted_from_the_placements_read_once(
+    foundation: Foundation,
+) -> None:
+    # R3b counted from the rows the placement read for its duplicate check: a placement
+    # that is no referral, and a referral no longer active, do not count.
+    order = register(foundation, max_referrals=2)
+
+    def place(cpr: str, referral: bool) -> dict[str, Any]:
+        payload = {"order_id": order["id"], "cpr": cpr, "referral": referral}
+        return ok(foundation, JOBCENTRE, K.REGISTER_PLACEMENT, payload)
+
+    def status() -> str:
+        got = ok(foundation, JOBCENTRE, K.GET_ORDER, {"order_id": order["id"]})
+        return str(got["status"])
+
+    withdrawn = place(CPR_1, referral=True)
+    ok(
+        foundation,
+        JOBCENTRE,
+        K.CHANGE_PLACEMENT_STATUS,
+        {"order_id": order["id"], "placement_id": withdrawn["id"], "status": "withdrawn"},
+    )
+    place(CPR_2, referral=False)
+    place(CPR_3, referral=True)
+    assert status() == "processing"
+    place("1102851234", referral=True)
+    assert status() == "inactivated"
