@@ -21,6 +21,12 @@ class Context:
     caseworker: str | None = None
     #: Reads and changes of personal data, written to the access log by the foundation.
     accesses: list[Access] = field(default_factory=list)
+    #: ``at.isoformat()``, as every row the command writes stores its time: encoded once.
+    stamp: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Frozen: the one assignment goes round the dataclass's __setattr__.
+        object.__setattr__(self, "stamp", self.at.isoformat())
 
     def accessed(self, cpr: str | None, action: str, order_id: int, placement_id: int) -> None:
         """Note that this command read or changed a person's data."""

@@ -143,19 +143,20 @@ def decode_envelope(data: str | bytes | dict[str, Any]) -> Envelope:
 
 
 def depth(value: Any) -> int:
-    """How deeply arrays and objects nest in a JSON value (a scalar is 0); no recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, level)
-        stack.extend((child, level + 1) for child in children)
-    return deepest
+    """How deeply arrays and objects nest in a JSON value (a scalar is 0); no recursion.
+
+    Walked level by level: each round keeps the arrays and objects of one level.
+    """
+    deepest, level = 0, [value]
+    while True:
+        level = [item for item in level if isinstance(item, dict | list)]
+        if not level:
+            return deepest
+        deepest += 1
+        children: list[Any] = []
+        for item in level:
+            children.extend(item.values() if isinstance(item, dict) else item)
+        level = children
 
 
 def parse_payload(envelope: Envelope, payload: dict[str, Any] | None = None) -> BaseModel:
@@ -175,9 +176,34 @@ def mask_personal_data(value: Any) -> Any:
     """A copy of a JSON value with every ``cpr`` replaced, for dead letters and logs."""
     if isinstance(value, dict):
         return {
-            key: ("**********" if key == "cpr" and item is not None else mask_personal_data(item))
+            key: (
+                "**********"
+                if key == "cpr" and item is not None
+                # A scalar is itself: a call per member would cost more than the masking.
+                else mask_personal_data(item)
+                if isinstance(item, dict | list)
+                else item
+            )
             for key, item in value.items()
         }
     if isinstance(value, list):
         return [mask_personal_data(item) for item in value]
     return value
+
+
+#: How a member named ``cpr`` starts in ``json.dumps`` text, whatever its depth.
+_CPR_MEMBER = '"cpr"'
+
+
+def masked_json(value: Any) -> str:
+    """``json.dumps(mask_personal_data(value))``, encoded once when nothing is masked.
+
+    A ``cpr`` member is written ``"cpr"`` (a name needs no escaping), so text without that
+    is the text of a value with nothing to mask: most replies (orders) are walked once by
+    the encoder instead of twice more. Text with it (a placement, or only a value that
+    reads "cpr") is masked and encoded as before.
+    """
+    text = json.dumps(value)
+    if _CPR_MEMBER not in text:
+        return text
+    return json.dumps(mask_personal_data(value))

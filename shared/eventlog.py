@@ -15,21 +15,30 @@ from collections.abc import Iterable
 from typing import Any
 
 from shared.context import Context
-from shared.events import AUTHORITIES, Cursor, EventHeader, EventType, PlacementChange
+from shared.events import (
+    AUTHORITIES,
+    Cursor,
+    EventType,
+    PlacementChange,
+    change_fields,
+    header_json,
+)
 from shared.models import JobOrder, OrderStatus, Principal
 from shared.redaction import redact_cpr
 from shared.store.interface import Row, Tx
 
 
-def _placement_audience(conn: Tx, order: JobOrder) -> set[str]:
-    """Who receives an order's placement log (S6): every organisation that placed on it,
-    the organisations processing it and the authority that registered it."""
-    placed = {
-        row[0]
-        for row in conn.execute(
-            "SELECT DISTINCT placed_by FROM placements WHERE order_id = ?", (order.id,)
-        )
-    }
+def _placement_audience(conn: Tx, order: JobOrder, placed: set[str] | None) -> set[str]:
+    """Who receives an order's placement log (S6): every organisation that placed on it
+    (``placed``, if the caller read them), the organisations processing it and the
+    authority that registered it."""
+    if placed is None:
+        placed = {
+            row[0]
+            for row in conn.execute(
+                "SELECT DISTINCT placed_by FROM placements WHERE order_id = ?", (order.id,)
+            )
+        }
     audience = placed | set(order.processing_by)
     if not order.registered_by.startswith("employer:"):
         audience.add(order.registered_by)
@@ -44,56 +53,72 @@ def record(
     placements: Iterable[PlacementChange] = (),
     previous_status: OrderStatus | None = None,
     order_doc: str | None = None,
-) -> EventHeader:
-    """Append one event for ``order`` (as it is after the change) to the outbox.
+    log_upto: int | None = None,
+    placed_by: set[str] | None = None,
+) -> str:
+    """Append one event for ``order`` (as it is after the change) to the outbox; returns
+    the header as stored (:class:`EventHeader` JSON).
 
     ``previous_status`` is the status before an ``order_status_changed``: the same as the
     order's when only ``processing_by`` changed, which watchers do not take for a status
     change. ``order_doc`` is ``order.model_dump_json()`` if the caller has it already (the
     document it just stored, or read for an order it did not change); encoded here if not.
+    ``log_upto`` is, for a ``placement_log_updated``, the id of the placement-log entry the
+    caller just wrote (the order's newest: one writer at a time); read here if not given.
+    ``placed_by`` is every organisation that placed on the order, if the caller has read
+    them in this transaction; read here if not.
     """
-    changes = list(placements)
     if event_type == EventType.PLACEMENT_LOG_UPDATED:
-        audience = sorted(_placement_audience(ctx.conn, order))
-        log_upto = ctx.conn.execute(
-            "SELECT MAX(id) FROM placement_log WHERE order_id = ?", (order.id,)
-        ).fetchone()[0]
+        audience = sorted(_placement_audience(ctx.conn, order, placed_by))
+        if log_upto is None:
+            log_upto = ctx.conn.execute(
+                "SELECT MAX(id) FROM placement_log WHERE order_id = ?", (order.id,)
+            ).fetchone()[0]
     else:
         audience = [AUTHORITIES]
         log_upto = None
     # Inside the write transaction no one else can take the next seq, so the header that
     # names it is written with the row, in one INSERT.
-    seq = ctx.conn.next_event_seq()
-    header = EventHeader(
-        id=uuid.uuid4().hex,
-        seq=seq,
-        type=event_type,
-        at=ctx.at.isoformat(),
-        order_id=order.id,
-        # The header goes onto Redis and desktops: a CPR someone typed into a title must
-        # not travel with it (the full order, for those entitled to it, stays as typed).
-        title=redact_cpr(order.title),
-        status=order.status,
-        version=order.version,
-        processing_by=order.processing_by,
-        employer_cvr=order.employer.cvr,
-        by=str(ctx.who),
-        audience=audience,
-        placements=changes,
-        previous_status=previous_status if event_type == EventType.ORDER_STATUS_CHANGED else None,
-        epoch=current_epoch(ctx.conn),
+    seq, epoch = ctx.conn.next_event()
+    event_id = uuid.uuid4().hex
+    at = ctx.stamp
+    header = header_json(
+        {
+            "id": event_id,
+            "seq": seq,
+            "type": event_type.value,
+            "at": at,
+            "order_id": order.id,
+            # The header goes onto Redis and desktops: a CPR someone typed into a title
+            # must not travel with it (the full order, for those entitled to it, stays as
+            # typed).
+            "title": redact_cpr(order.title),
+            "status": order.status.value,
+            "version": order.version,
+            "processing_by": order.processing_by,
+            "employer_cvr": order.employer.cvr,
+            "by": str(ctx.who),
+            "audience": audience,
+            "placements": [change_fields(change) for change in placements],
+            "previous_status": (
+                previous_status.value
+                if previous_status is not None and event_type == EventType.ORDER_STATUS_CHANGED
+                else None
+            ),
+            "epoch": current_epoch(ctx.conn) if epoch is None else epoch,
+        }
     )
     ctx.conn.execute(
         "INSERT INTO events (seq, id, type, at, order_id, employer_cvr, header, order_doc,"
         " log_upto, command_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             seq,
-            header.id,
+            event_id,
             event_type.value,
-            header.at,
+            at,
             order.id,
             order.employer.cvr,
-            header.model_dump_json(),
+            header,
             order.model_dump_json() if order_doc is None else order_doc,
             log_upto,
             ctx.command_id,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared.models import OrderStatus, PlacementStatus
@@ -142,6 +143,29 @@ class EventHeader(BaseModel):
         if principal.startswith("employer:"):
             return principal == f"employer:{self.employer_cvr}"
         return AUTHORITIES in self.audience and principal.startswith(("jobcentre:", "akasse:"))
+
+
+def change_fields(change: PlacementChange) -> dict[str, Any]:
+    """``change.model_dump(mode="json")``, read off the attributes (see :func:`header_json`)."""
+    return {
+        "placement_id": change.placement_id,
+        "placed_by": change.placed_by,
+        "by": change.by,
+        "from_status": None if change.from_status is None else change.from_status.value,
+        "to_status": change.to_status.value,
+    }
+
+
+def header_json(fields: dict[str, Any]) -> str:
+    """The JSON :meth:`EventHeader.model_dump_json` gives for ``fields``: every field of
+    :class:`EventHeader` in its declared order, as JSON data of the right types (enums as
+    their values, placements from :func:`change_fields`), from values checked already.
+
+    The write path encodes one header per command: building the model only to dump it
+    again validated what was valid already. pydantic's own encoder writes the text, so it
+    is the model's to the byte (``tests/shared/test_eventlog.py`` compares the two).
+    """
+    return pydantic_core.to_json(fields).decode()
 
 
 def parse_entry(fields: dict[Any, Any]) -> EventHeader | None:

@@ -46,7 +46,7 @@ from shared import (
 )
 from shared.commands import CommandKind
 from shared.context import Context
-from shared.envelope import Envelope, mask_personal_data, parse_payload
+from shared.envelope import Envelope, mask_personal_data, masked_json, parse_payload
 from shared.errors import CommandIdReused, JobordreError, NotAuthenticated
 from shared.signing import SigningKey
 from shared.store import Store
@@ -264,7 +264,7 @@ class Foundation:
             digest=digest,
             outcome=outcome,
             # The ledger keeps no CPR: a resend gets the reply with the CPR masked.
-            reply=mask_personal_data(reply),
+            reply=masked_json(reply),
             at=self.clock(),
         )
 

@@ -86,7 +86,7 @@ def update(ctx: Context, command: UpdateOrder) -> dict[str, Any]:
     )
     # Re-validate the whole order: a patch may be valid alone and not in combination.
     updated = JobOrder.model_validate(updated.model_dump())
-    doc = store.save_order(ctx.conn, updated)
+    doc = store.save_order(ctx.conn, updated, previous=order)
     eventlog.record(ctx, updated, EventType.ORDER_UPDATED, order_doc=doc)
     return view(updated, ctx.who)
 
@@ -96,7 +96,7 @@ def set_status(ctx: Context, order: JobOrder, status: OrderStatus) -> JobOrder:
     updated = order.model_copy(
         update={"status": status, "version": order.version + 1, "updated_at": ctx.at}
     )
-    doc = store.save_order(ctx.conn, updated)
+    doc = store.save_order(ctx.conn, updated, previous=order)
     eventlog.record(
         ctx, updated, EventType.ORDER_STATUS_CHANGED, previous_status=order.status, order_doc=doc
     )
@@ -155,7 +155,7 @@ def _processing(ctx: Context, command: TakeOrder | ReleaseOrder, take: bool) -> 
     updated = order.model_copy(
         update={"processing_by": processing_by, "version": order.version + 1, "updated_at": ctx.at}
     )
-    doc = store.save_order(ctx.conn, updated)
+    doc = store.save_order(ctx.conn, updated, previous=order)
     eventlog.record(
         ctx, updated, EventType.ORDER_STATUS_CHANGED, previous_status=order.status, order_doc=doc
     )

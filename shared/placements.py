@@ -3,34 +3,54 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
+
+from pydantic import TypeAdapter
 
 from shared import access, eventlog, orders, rules, store
 from shared.commands import ChangePlacementStatus, PlacementLog, RegisterPlacement
 from shared.context import Context
 from shared.errors import InvalidInput, NotFound
 from shared.events import EventType, PlacementChange
-from shared.models import JobOrder, LogEntry, OrderStatus, Placement, PlacementStatus, Principal
+from shared.models import JobOrder, LogEntry, OrderStatus, PlacementStatus, Principal
 from shared.store.interface import Row, Tx
+
+#: Reads a stored time and writes it as :class:`Placement` does in its JSON.
+_TIME: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
+def _json_time(text: str) -> Any:
+    return _TIME.dump_python(_TIME.validate_python(text), mode="json")
 
 
 def _placement_view(
     row: Row, who: Principal, status: str | None = None, updated_at: str | None = None
 ) -> dict[str, Any]:
+    """``Placement(...).model_dump(mode="json")`` of a stored row, for ``who``.
+
+    Built as the dict the model dumps, field for field and in its order: the row was
+    checked when it was written, and a model built only to be dumped again cost a write
+    more than the dict. Its times go through pydantic, so they read as the model's.
+    """
     full = rules.sees_person(who, row["placed_by"])
-    return Placement(
-        id=row["id"],
-        order_id=row["order_id"],
-        cpr=row["cpr"] if full else None,
-        masked=not full,
-        placed_by=row["placed_by"],
-        caseworker=row["caseworker"],
-        referral=bool(row["referral"]),
-        status=status or row["status"],
-        note=row["note"] if full else None,
-        created_at=row["created_at"],
-        updated_at=updated_at or row["updated_at"],
-    ).model_dump(mode="json")
+    created = str(row["created_at"])
+    updated = updated_at or str(row["updated_at"])
+    created_json = _json_time(created)
+    return {
+        "id": row["id"],
+        "order_id": row["order_id"],
+        "cpr": row["cpr"] if full else None,
+        "masked": not full,
+        "placed_by": row["placed_by"],
+        "caseworker": row["caseworker"],
+        "referral": bool(row["referral"]),
+        "status": PlacementStatus(status or row["status"]).value,
+        "note": row["note"] if full else None,
+        "created_at": created_json,
+        # A new placement was created and updated at once: its time is converted once.
+        "updated_at": created_json if updated == created else _json_time(updated),
+    }
 
 
 def _entry_view(row: Row, placed_by: str, who: Principal) -> dict[str, Any]:
@@ -54,21 +74,23 @@ def _log(
     from_status: str | None,
     to_status: str,
     note: str | None,
-) -> None:
-    ctx.conn.execute(
+) -> int:
+    """Append a placement-log entry; its id (the order's newest entry, for the event)."""
+    row = ctx.conn.execute(
         "INSERT INTO placement_log (order_id, placement_id, at, organisation, caseworker,"
-        " from_status, to_status, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " from_status, to_status, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             order_id,
             placement_id,
-            ctx.at.isoformat(),
+            ctx.stamp,
             str(ctx.who),
             ctx.caseworker,
             from_status,
             to_status,
             note,
         ),
-    )
+    ).fetchone()
+    return int(row[0])
 
 
 def _load(conn: Tx, order_id: int, placement_id: int) -> Row:
@@ -84,10 +106,13 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
     """Put a person forward on an order being processed (S4); one placement per person."""
     order, order_doc = store.load_stored(ctx.conn, command.order_id)
     rules.check_place(ctx.who, order)
-    existing = ctx.conn.execute(
-        "SELECT id, placed_by FROM placements WHERE order_id = ? AND cpr = ?",
-        (order.id, command.cpr),
-    ).fetchone()
+    # The order's placements, read once: whether the person is on it already, who placed
+    # on it (the event's audience) and its active referrals, with the placement made here.
+    placed = ctx.conn.execute(
+        "SELECT id, placed_by, cpr, referral, status FROM placements WHERE order_id = ?",
+        (order.id,),
+    ).fetchall()
+    existing = next((row for row in placed if row["cpr"] == command.cpr), None)
     if existing is not None:
         if rules.sees_person(ctx.who, existing["placed_by"]):
             error = InvalidInput(
@@ -106,7 +131,7 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
             )
         error.accesses.append(access.Access(command.cpr, access.PROBE, order.id, None))
         raise error
-    at = ctx.at.isoformat()
+    at = ctx.stamp
     cursor = ctx.conn.execute(
         "INSERT INTO placements (order_id, cpr, placed_by, caseworker, referral, status, note,"
         " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
@@ -125,7 +150,7 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
     # The row as stored, for the reply: RETURNING saves reading it back.
     row = cursor.fetchone()
     placement_id = int(row["id"])
-    _log(ctx, placement_id, order.id, None, PlacementStatus.PLACED.value, command.note)
+    entry = _log(ctx, placement_id, order.id, None, PlacementStatus.PLACED.value, command.note)
     change = PlacementChange(
         placement_id=placement_id,
         placed_by=str(ctx.who),
@@ -135,24 +160,32 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
     )
     # The order itself did not change: its event carries the document as read.
     eventlog.record(
-        ctx, order, EventType.PLACEMENT_LOG_UPDATED, placements=[change], order_doc=order_doc
+        ctx,
+        order,
+        EventType.PLACEMENT_LOG_UPDATED,
+        placements=[change],
+        order_doc=order_doc,
+        log_upto=entry,
+        placed_by={str(row["placed_by"]) for row in placed} | {str(ctx.who)},
     )
     ctx.accessed(command.cpr, access.REGISTER, order.id, placement_id)
-    _inactivate_when_enough(ctx, order)
+    _inactivate_when_enough(ctx, order, [*placed, row])
     return _placement_view(row, ctx.who)
 
 
-def _inactivate_when_enough(ctx: Context, order: JobOrder) -> None:
+#: The statuses of :data:`rules.ACTIVE_PLACEMENT_STATUSES` as stored.
+_ACTIVE = frozenset(status.value for status in rules.ACTIVE_PLACEMENT_STATUSES)
+
+
+def _inactivate_when_enough(ctx: Context, order: JobOrder, placements: list[Row]) -> None:
     """R3b: with ``max_referrals`` set, the order inactivates itself once active referrals
-    reach it; the system does it, in the same transaction as the referral."""
+    reach it; the system does it, in the same transaction as the referral.
+
+    ``placements`` are the order's placements as stored now (read in this transaction).
+    """
     if order.max_referrals is None or order.status != OrderStatus.PROCESSING:
         return
-    statuses = tuple(status.value for status in rules.ACTIVE_PLACEMENT_STATUSES)
-    active = ctx.conn.execute(
-        f"SELECT COUNT(*) FROM placements WHERE order_id = ? AND referral = 1"  # noqa: S608
-        f" AND status IN ({', '.join('?' for _ in statuses)})",
-        (order.id, *statuses),
-    ).fetchone()[0]
+    active = sum(1 for row in placements if row["referral"] == 1 and row["status"] in _ACTIVE)
     if active >= order.max_referrals:
         system = replace(ctx, who=Principal("system", ""))
         orders.set_status(system, order, OrderStatus.INACTIVATED)
@@ -167,9 +200,9 @@ def change_status(ctx: Context, command: ChangePlacementStatus) -> dict[str, Any
     rules.check_placement_transition(ctx.who, order, row["placed_by"], current, command.status)
     ctx.conn.execute(
         "UPDATE placements SET status = ?, updated_at = ? WHERE id = ?",
-        (command.status.value, ctx.at.isoformat(), row["id"]),
+        (command.status.value, ctx.stamp, row["id"]),
     )
-    _log(ctx, row["id"], order.id, current.value, command.status.value, command.note)
+    entry = _log(ctx, row["id"], order.id, current.value, command.status.value, command.note)
     change = PlacementChange(
         placement_id=row["id"],
         placed_by=row["placed_by"],
@@ -178,7 +211,12 @@ def change_status(ctx: Context, command: ChangePlacementStatus) -> dict[str, Any
         to_status=command.status,
     )
     eventlog.record(
-        ctx, order, EventType.PLACEMENT_LOG_UPDATED, placements=[change], order_doc=order_doc
+        ctx,
+        order,
+        EventType.PLACEMENT_LOG_UPDATED,
+        placements=[change],
+        order_doc=order_doc,
+        log_upto=entry,
     )
     ctx.accessed(row["cpr"], access.CHANGE, order.id, row["id"])
     return _placement_view(_load(ctx.conn, order.id, row["id"]), ctx.who)

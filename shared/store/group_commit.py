@@ -5,7 +5,8 @@ advisory lock), so a process's threads write one after the other anyway. Each pa
 its own BEGIN, COMMIT and lock hand-off costs more than the work: instead, the first
 thread that finds no transaction running becomes the *leader*, takes every write that is
 waiting (up to :data:`MAX_BATCH`), applies each in its own ``SAVEPOINT`` inside ONE
-transaction, commits once, and hands each thread its result. Threads that arrived
+transaction (a write alone in its batch needs none: its transaction is rolled back if it
+fails), commits once, and hands each thread its result. Threads that arrived
 meanwhile wait for that and the next leader takes them.
 
 The contract each write keeps is that of its own transaction:
@@ -45,8 +46,39 @@ class _Pending(Generic[T]):
         self.result: T | None = None
         self.error: BaseException | None = None
         #: Set when the write is done, or when its thread is to lead the next batch. One
-        #: event per write: a commit wakes the threads it finished, not every waiter.
-        self.wake = threading.Event()
+        #: event per waiting write: a commit wakes the threads it finished, not every
+        #: waiter. A write whose thread leads at once never waits: it gets none (made
+        #: under the lock its thread queues with, so a leader never meets one unmade).
+        self.wake: threading.Event | None = None
+
+    def set(self) -> None:
+        """Wake the write's thread, if it waits."""
+        if self.wake is not None:
+            self.wake.set()
+
+
+class _RolledBack(Exception):
+    """The one write of a batch failed: its transaction is rolled back, not committed."""
+
+
+def _apply_alone(tx: Tx, pending: _Pending[Any]) -> None:
+    """A batch's only write, without a savepoint: its transaction stands in for one (two
+    statements less), rolled back by :class:`_RolledBack` if the write raises."""
+    try:
+        pending.result = pending.work(tx)
+    except Exception as error:
+        pending.error = error
+        raise _RolledBack from error
+
+
+def _apply_each(tx: Tx, batch: list[_Pending[Any]]) -> None:
+    """The writes of a batch, each in a savepoint of its own."""
+    for pending in batch:
+        try:
+            with tx.savepoint():
+                pending.result = pending.work(tx)
+        except Exception as error:
+            pending.error = error
 
 
 class GroupCommit:
@@ -74,7 +106,9 @@ class GroupCommit:
             self._waiting.append(pending)
             lead = not self._leading
             self._leading = True
-        if not lead:
+            if not lead:
+                pending.wake = threading.Event()
+        if pending.wake is not None:
             # Woken when done, or when the leader handed over with this write still waiting.
             pending.wake.wait()
         if not pending.done:
@@ -99,7 +133,7 @@ class GroupCommit:
             # The leader was interrupted: the next waiting thread leads on.
             with self._lock:
                 if self._waiting:
-                    self._waiting[0].wake.set()
+                    self._waiting[0].set()
                 else:
                     self._leading = False
             raise
@@ -108,12 +142,14 @@ class GroupCommit:
         """One transaction for ``batch``; every entry is done when this returns or raises."""
         try:
             with self.store.write() as tx:
-                for pending in batch:
-                    try:
-                        with tx.savepoint():
-                            pending.result = pending.work(tx)
-                    except Exception as error:
-                        pending.error = error
+                if len(batch) == 1:
+                    _apply_alone(tx, batch[0])
+                else:
+                    _apply_each(tx, batch)
+        except _RolledBack:
+            # The batch's one write failed and its transaction was rolled back: its error
+            # is its outcome, as if its savepoint had been.
+            pass
         except BaseException as error:
             # BEGIN or COMMIT failed, or the leader was interrupted: nothing of the batch
             # is durable. Its writes fail as a whole and are retried as a whole.
@@ -137,4 +173,4 @@ class GroupCommit:
     def _finish(batch: list[_Pending[Any]]) -> None:
         for pending in batch:
             pending.done = True
-            pending.wake.set()
+            pending.set()

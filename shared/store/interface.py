@@ -40,6 +40,12 @@ TABLES = (
 )
 
 
+#: The event log's current epoch (the last by base seq, then ordinal; ordinals are unique):
+#: what ``shared.eventlog.current_epoch`` reads, as a query of one value.
+CURRENT_EPOCH_SQL = (
+    "SELECT epoch FROM event_log_epochs ORDER BY base_seq DESC, ordinal DESC LIMIT 1"
+)
+
 #: Parameters of one statement: positional for ``?``, or a mapping for ``:name``.
 Params = Sequence[Any] | Mapping[str, Any]
 
@@ -70,6 +76,8 @@ class Tx(ABC):
 
     #: ``sqlite`` or ``postgres``.
     engine: str
+    #: A query of one row and value: the highest ``seq`` given out (:meth:`last_event_seq`).
+    last_event_seq_sql: str
 
     #: Savepoints open on this connection: each nested one gets its own name.
     _savepoints = 0
@@ -117,6 +125,15 @@ class Tx(ABC):
     @abstractmethod
     def next_event_seq(self) -> int:
         """The ``seq`` the next event gets; only inside :meth:`Store.write`."""
+
+    def next_event(self) -> tuple[int, str | None]:
+        """:meth:`next_event_seq` and the event log's current epoch (``None`` in a log
+        without one), read in one statement: every write command records an event, and a
+        statement costs more than the two lookups. Only inside :meth:`Store.write`."""
+        row = self.execute(
+            f"SELECT ({self.last_event_seq_sql}) + 1, ({CURRENT_EPOCH_SQL})"
+        ).fetchone()
+        return int(row[0]), row[1]
 
     @abstractmethod
     def last_event_seq(self) -> int:

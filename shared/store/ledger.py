@@ -40,14 +40,18 @@ def record_command(
     principal: str,
     digest: str,
     outcome: str,
-    reply: dict[str, Any],
+    reply: dict[str, Any] | str,
     at: datetime,
 ) -> bool:
-    """Write the ledger row of a command; False if the command id was already there."""
+    """Write the ledger row of a command; False if the command id was already there.
+
+    ``reply`` is the reply to keep, or its ``json.dumps`` text if the caller has it.
+    """
+    text = reply if isinstance(reply, str) else json.dumps(reply)
     cursor = conn.execute(
         "INSERT INTO commands (command_id, kind, principal, digest, outcome, reply, at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (command_id, kind, principal, digest, outcome, json.dumps(reply), at.isoformat()),
+        (command_id, kind, principal, digest, outcome, text, at.isoformat()),
     )
     return cursor.rowcount == 1
 

@@ -136,10 +136,10 @@ class PostgresTx(Tx):
     """One pooled connection inside one transaction."""
 
     engine = "postgres"
+    #: Events are never deleted: the largest seq is the highest given out.
+    last_event_seq_sql = "SELECT COALESCE(MAX(seq), 0) FROM events"
 
-    def __init__(
-        self, conn: psycopg.Connection[PgRow], memo: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, conn: psycopg.Connection[PgRow], memo: dict[str, Any] | None = None) -> None:
         self.conn = conn
         self.memo = memo if memo is not None else {}
 
@@ -191,7 +191,7 @@ class PostgresTx(Tx):
 
     def last_event_seq(self) -> int:
         """``MAX(seq)``: events are never deleted, so it is the highest seq given out."""
-        row = self.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        row = self.execute(self.last_event_seq_sql).fetchone()
         return int(row[0])
 
     def search_ids(
@@ -236,6 +236,10 @@ class _AutoTx(PostgresTx):
     def next_event_seq(self) -> int:
         """Only a write transaction allocates a ``seq``."""
         raise RuntimeError("next_event_seq needs a write transaction: use store.write()")
+
+    def next_event(self) -> tuple[int, str | None]:
+        """Only a write transaction allocates a ``seq``."""
+        raise RuntimeError("next_event needs a write transaction: use store.write()")
 
     def search_ids(
         self, *, words: list[str], filters: dict[str, str], limit: int, offset: int

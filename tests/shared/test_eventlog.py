@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from shared.commands import CommandKind
+from shared.events import EventHeader
 from shared.foundation import Foundation
 from shared.store import SqliteStore as Store
+from tests.factories import CPR_1
 from tests.shared.test_foundation import JOBCENTRE, ok, register
 
 K = CommandKind
@@ -76,3 +78,38 @@ def test_take_and_release_keep_the_status_and_say_so(
     header = headers(foundation)[-1]
     assert header["type"] == "order_status_changed"
     assert header["previous_status"] == header["status"] == "processing"
+
+
+def test_every_stored_header_is_the_models_json_to_the_byte(foundation: Foundation) -> None:
+    # The write path encodes headers without building EventHeader (events.header_json):
+    # what it stores must be what the model writes, field order and escaping included.
+    order = register(foundation, title='Tømrer "søges" \\ nu\tstraks')
+    ok(
+        foundation,
+        JOBCENTRE,
+        K.UPDATE_ORDER,
+        {"order_id": order["id"], "expected_version": 1, "patch": {"positions": 2}},
+    )
+    placement = ok(
+        foundation,
+        JOBCENTRE,
+        K.REGISTER_PLACEMENT,
+        {"order_id": order["id"], "cpr": CPR_1, "referral": True},
+    )
+    ok(
+        foundation,
+        JOBCENTRE,
+        K.CHANGE_PLACEMENT_STATUS,
+        {"order_id": order["id"], "placement_id": placement["id"], "status": "hired"},
+    )
+    ok(
+        foundation,
+        JOBCENTRE,
+        K.CHANGE_ORDER_STATUS,
+        {"order_id": order["id"], "status": "closed_filled"},
+    )
+    rows = foundation.store.connection().execute("SELECT header FROM events ORDER BY seq")
+    stored = [str(row[0]) for row in rows.fetchall()]
+    assert len(stored) == 5
+    for header in stored:
+        assert EventHeader.model_validate_json(header).model_dump_json() == header

@@ -117,6 +117,20 @@ def test_a_failing_write_rolls_back_alone(any_store: Store) -> None:
     assert _noted(any_store) == ["a", "b", "leader"]
 
 
+def test_a_failing_write_alone_in_its_batch_is_rolled_back(any_store: Store) -> None:
+    group = GroupCommit(any_store)
+
+    def half_then_fail(tx: Tx) -> None:
+        _note("half")(tx)
+        raise InvalidInput("title: too long", field="title")
+
+    with pytest.raises(InvalidInput, match="too long"):
+        group.run(half_then_fail)
+    assert group.run(_note("after")) == "after"
+    assert _noted(any_store) == ["after"]
+    assert (group.batches, group.writes) == (2, 2)
+
+
 class _CommitFails:
     """The store, but every COMMIT fails (a lost connection, a full disk)."""
 

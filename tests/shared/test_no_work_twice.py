@@ -16,13 +16,13 @@ from pydantic import ValidationError
 
 from shared import keys
 from shared.commands import CommandKind
-from shared.envelope import new_envelope
+from shared.envelope import mask_personal_data, masked_json, new_envelope
 from shared.foundation import Foundation, utc_now
-from shared.models import JobOrder, OrderDraft
+from shared.models import JobOrder, OrderDraft, Placement
 from shared.signing import SigningKey
 from shared.store import Store, open_url
 from shared.store.interface import Cursor, Params, Tx
-from tests.factories import CPR_1, order_doc
+from tests.factories import CPR_1, CPR_2, CPR_3, order_doc
 from tests.shared.test_foundation import JOBCENTRE, key_of, ok, register
 
 K = CommandKind
@@ -213,3 +213,64 @@ def test_a_read_overtaken_by_a_change_does_not_cache_what_it_read(
     with foundation.store.write() as conn:
         keys.revoke(conn, JOBCENTRE, key.key_id, utc_now())
     assert cache.valid_keys(foundation.store.connection(), JOBCENTRE) == {}
+
+
+def test_a_placement_reply_is_the_placement_models_json(foundation: Foundation) -> None:
+    # The reply is built as the dict Placement dumps, without the model: same fields, same
+    # order, times written as pydantic writes them.
+    order = register(foundation)
+    placing = {"order_id": order["id"], "cpr": CPR_1, "referral": True, "note": "ringer"}
+    mine = ok(foundation, JOBCENTRE, K.REGISTER_PLACEMENT, placing)
+    changed = ok(
+        foundation,
+        JOBCENTRE,
+        K.CHANGE_PLACEMENT_STATUS,
+        {"order_id": order["id"], "placement_id": mine["id"], "status": "hired"},
+    )
+    for reply in (mine, changed):
+        assert list(reply) == list(Placement.model_fields)
+        assert Placement.model_validate(reply).model_dump(mode="json") == reply
+    assert changed["created_at"] == mine["created_at"] != changed["updated_at"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"command_id": "c-1", "ok": True, "result": {"id": 1, "cpr": CPR_1, "note": "x"}},
+        {"command_id": "c-1", "ok": False, "error": {"code": "x", "field": "cpr"}},
+        {"ok": True, "result": {"cpr": None, "items": [{"deep": {"cpr": CPR_1}}]}},
+        {"ok": True, "result": {"title": 'a "cpr": b', "tags": ["cpr"]}},
+        {"ok": True, "result": {"title": "Tømrer", "positions": 3}},
+    ],
+)
+def test_the_ledger_reply_is_masked_as_before(value: dict[str, Any]) -> None:
+    assert masked_json(value) == json.dumps(mask_personal_data(value))
+
+
+def test_active_referrals_are_counted_from_the_placements_read_once(
+    foundation: Foundation,
+) -> None:
+    # R3b counted from the rows the placement read for its duplicate check: a placement
+    # that is no referral, and a referral no longer active, do not count.
+    order = register(foundation, max_referrals=2)
+
+    def place(cpr: str, referral: bool) -> dict[str, Any]:
+        payload = {"order_id": order["id"], "cpr": cpr, "referral": referral}
+        return ok(foundation, JOBCENTRE, K.REGISTER_PLACEMENT, payload)
+
+    def status() -> str:
+        got = ok(foundation, JOBCENTRE, K.GET_ORDER, {"order_id": order["id"]})
+        return str(got["status"])
+
+    withdrawn = place(CPR_1, referral=True)
+    ok(
+        foundation,
+        JOBCENTRE,
+        K.CHANGE_PLACEMENT_STATUS,
+        {"order_id": order["id"], "placement_id": withdrawn["id"], "status": "withdrawn"},
+    )
+    place(CPR_2, referral=False)
+    place(CPR_3, referral=True)
+    assert status() == "processing"
+    place("1102851234", referral=True)
+    assert status() == "inactivated"
