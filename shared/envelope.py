@@ -7,13 +7,16 @@ logs of one user action together. The envelope is plain JSON on the queue.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import uuid
+import math
+import os
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import to_jsonable_python
 
 from shared.commands import PAYLOADS, CommandKind
 from shared.errors import InvalidInput
@@ -53,7 +56,7 @@ class Envelope(BaseModel):
     @field_validator("principal")
     @classmethod
     def _principal(cls, value: str) -> str:
-        return str(Principal.parse(value))
+        return normalized_principal(value)
 
     @property
     def who(self) -> Principal:
@@ -70,6 +73,81 @@ class Envelope(BaseModel):
         return self.model_dump_json()
 
 
+#: Distinct principals whose normal form is kept: a client names one, a worker a few hundred.
+PRINCIPAL_CACHE_ENTRIES = 4096
+
+
+@functools.lru_cache(maxsize=PRINCIPAL_CACHE_ENTRIES)
+def normalized_principal(value: str) -> str:
+    """``str(Principal.parse(value))``, parsed once per distinct text (it is pure).
+
+    A refused text raises :class:`InvalidInput` every time: an exception is never cached.
+    """
+    return str(Principal.parse(value))
+
+
+def _fresh_id() -> str:
+    """``uuid.uuid4().hex`` (random version 4 UUID, 32 hex digits) without the UUID object."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return raw.hex()
+
+
+def _is_plain_json(value: Any) -> bool:
+    """Whether ``value`` holds only what JSON mode leaves as it is (no recursion).
+
+    Exact ``dict`` (string keys), ``list``, ``str``, ``int``, ``bool``,
+    ``None`` and finite ``float``: pydantic's ``model_dump(mode="json")`` returns such a
+    value unchanged, so it can be signed without that copy. Anything else (a tuple, a
+    datetime, an enum, a str subclass, NaN, which JSON mode turns into null) is left to
+    pydantic.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is dict:
+            for name in item:
+                if type(name) is not str:
+                    return False
+            pending.extend(item.values())
+        elif kind is list:
+            pending.extend(item)
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif kind is not str and kind is not int and kind is not bool and item is not None:
+            return False
+    return True
+
+
+def signed_fields(envelope: Envelope) -> dict[str, Any]:
+    """``envelope.model_dump(mode="json")``: the fields a signature covers, as JSON values.
+
+    Built by hand when the payload is plain JSON (every command a client sends): the dump
+    walks and copies the whole envelope, and this is the client's busiest step. Only
+    ``sent_at`` needs converting, by pydantic itself, so it is written exactly as the
+    envelope's JSON writes it.
+    """
+    # Only the payload can hold what JSON mode converts: the other fields are validated
+    # strings, an enum, an int and a datetime, each written below as the dump writes it.
+    if not _is_plain_json(envelope.payload):
+        return envelope.model_dump(mode="json")
+    return {
+        "schema_version": envelope.schema_version,
+        "kind": envelope.kind.value,
+        "command_id": envelope.command_id,
+        "principal": envelope.principal,
+        "correlation_id": envelope.correlation_id,
+        "sent_at": to_jsonable_python(envelope.sent_at),
+        "caseworker": envelope.caseworker,
+        "payload": envelope.payload,
+        "key_id": envelope.key_id,
+        "signature": envelope.signature,
+    }
+
+
 def new_envelope(
     kind: CommandKind,
     principal: str,
@@ -82,7 +160,7 @@ def new_envelope(
     sent_at: datetime | None = None,
 ) -> Envelope:
     """Build an envelope for a client, signed with ``key``; ids default to fresh UUIDs."""
-    fresh = uuid.uuid4().hex
+    fresh = _fresh_id()
     command_id = command_id or fresh
     if key is not None:
         # Sealed before signing: the signature covers what travels, and the broker never
@@ -103,9 +181,26 @@ def new_envelope(
         raise invalid_input_from(error) from None
     if key is None:
         return envelope
-    return envelope.model_copy(
-        update={"signature": signature(envelope.model_dump(mode="json"), key)}
+    return _with_signature(envelope, signature(signed_fields(envelope), key))
+
+
+def _with_signature(envelope: Envelope, value: str) -> Envelope:
+    """``envelope.model_copy(update={"signature": value})`` without its generic copying.
+
+    The envelope was just validated and nothing else holds it, so its field values are
+    shared as they are (model_copy is shallow too); the copy is equal to model_copy's,
+    field set included.
+    """
+    signed = Envelope.__new__(Envelope)
+    fields = dict(envelope.__dict__)
+    fields["signature"] = value
+    object.__setattr__(signed, "__dict__", fields)
+    object.__setattr__(
+        signed, "__pydantic_fields_set__", envelope.__pydantic_fields_set__ | {"signature"}
     )
+    object.__setattr__(signed, "__pydantic_extra__", None)
+    object.__setattr__(signed, "__pydantic_private__", None)
+    return signed
 
 
 def decode_envelope(data: str | bytes | dict[str, Any]) -> Envelope:

@@ -57,10 +57,15 @@ class SigningKey:
         return cls(str(data["principal"]), str(data["key_id"]), str(data["secret"]))
 
 
+#: ``json.dumps(..., sort_keys=True, separators=(",", ":"))``, made once: the encoder is
+#: immutable, and building one per signature costs a tenth of the encoding.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def canonical(fields: dict[str, Any]) -> bytes:
     """The bytes a signature covers: every field but ``signature``, keys sorted."""
     signed = {name: value for name, value in fields.items() if name != "signature"}
-    return json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
+    return _CANONICAL.encode(signed).encode()
 
 
 def signature(fields: dict[str, Any], key: SigningKey) -> str:
