@@ -11,7 +11,6 @@ finds the command ledger and changes nothing.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import secrets
@@ -70,7 +69,8 @@ def canonical(fields: dict[str, Any]) -> bytes:
 
 def signature(fields: dict[str, Any], key: SigningKey) -> str:
     """HMAC-SHA256 of the canonical fields under ``key``, hex."""
-    return hmac.new(key.secret.encode(), canonical(fields), hashlib.sha256).hexdigest()
+    # hmac.digest is the one-shot form (OpenSSL's, no HMAC object): the same bytes.
+    return hmac.digest(key.secret.encode(), canonical(fields), "sha256").hex()
 
 
 def verify(fields: dict[str, Any], keys: dict[str, SigningKey]) -> SigningKey:

@@ -39,6 +39,17 @@ REPLICA_ACKS = 1
 REPLICA_ACK_TIMEOUT_MS = 2_000
 
 
+def command_message(envelope: Envelope) -> dramatiq.Message[Any]:
+    """The Dramatiq message that carries ``envelope`` to its kind's actor."""
+    return dramatiq.Message(
+        queue_name=queue_for(envelope.kind),
+        actor_name=envelope.kind.value,
+        args=(envelope.to_json(),),
+        kwargs={},
+        options={},
+    )
+
+
 class Client:
     """Sends commands as one organisation (``principal``) and returns their results."""
 
@@ -94,13 +105,7 @@ class Client:
         ``confirm`` (default: on a Sentinel broker) waits until a replica holds it.
         """
         confirm = self.confirm_replicas if confirm is None else confirm
-        message: dramatiq.Message[Any] = dramatiq.Message(
-            queue_name=queue_for(envelope.kind),
-            actor_name=envelope.kind.value,
-            args=(envelope.to_json(),),
-            kwargs={},
-            options={},
-        )
+        message = command_message(envelope)
         try:
             if confirm:
                 self.broker.enqueue_replicated(
