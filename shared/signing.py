@@ -11,6 +11,7 @@ finds the command ledger and changes nothing.
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import json
 import secrets
@@ -69,8 +70,7 @@ def canonical(fields: dict[str, Any]) -> bytes:
 
 def signature(fields: dict[str, Any], key: SigningKey) -> str:
     """HMAC-SHA256 of the canonical fields under ``key``, hex."""
-    # hmac.digest is the one-shot form (OpenSSL's, no HMAC object): the same bytes.
-    return hmac.digest(key.secret.encode(), canonical(fields), "sha256").hex()
+    return hmac.new(key.secret.encode(), canonical(fields), hashlib.sha256).hexdigest()
 
 
 def verify(fields: dict[str, Any], keys: dict[str, SigningKey]) -> SigningKey:
