@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from shared.commands import CommandKind
+from shared.generator import Generator
 from shared.settings import Settings
 from workers.bench import harness
 from workers.client import Client
@@ -45,6 +46,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--roundtrips", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--warm", type=int, default=0, help="searches of other queries first (warm caches)"
+    )
     args = parser.parse_args()
     config = harness.BenchConfig(
         processes=args.processes, threads=args.threads, roundtrips=args.roundtrips
@@ -61,6 +65,17 @@ def main() -> None:
                 try:
                     # As the bench warms up: every worker thread opens its connection.
                     harness.throughput(client, CommandKind.GET_ORDER, [{"order_id": 1}] * 200)
+                    if args.warm:
+                        other = Generator(config.seed + 4)
+                        searches = [
+                            {
+                                "text": other.search_text(),
+                                "municipality": other.municipality(),
+                                "status": "processing",
+                            }
+                            for _ in range(args.warm)
+                        ]
+                        harness.throughput(client, CommandKind.SEARCH_ORDERS, searches)
                     for _ in range(args.rounds):
                         before = len(job_durations(log))
                         figures = harness.roundtrips(client, config)
