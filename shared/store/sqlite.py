@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,9 @@ from shared.errors import Unavailable
 from shared.store import sqlite_schema, sqlite_search
 from shared.store.file_lock import ProcessLock
 from shared.store.interface import TABLES, Cursor, Params, Store, Tx
+
+#: Pause between two tries of a new file's switch to WAL that lost a race, in ms.
+WAL_SWITCH_RETRY_MS = 5
 
 
 def end_transaction(conn: sqlite3.Connection) -> None:
@@ -135,7 +139,7 @@ class SqliteStore(Store):
                 check_same_thread=False,
             )
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._enter_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
@@ -149,6 +153,25 @@ class SqliteStore(Store):
             with self._lock:
                 self._connections.append(conn)
         return tx
+
+    def _enter_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL (it stays so; later connections find it done).
+
+        On a new file, connections of several threads or hosts starting at once race to
+        switch it, and SQLite answers the loser "database is locked" at once, without its
+        busy handler (the switch needs an exclusive lock that two upgrading connections
+        would deadlock on). The race ends as soon as the winner's statement does: try
+        again, within the busy timeout.
+        """
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(WAL_SWITCH_RETRY_MS / 1000)
 
     @contextmanager
     def write(self) -> Iterator[SqliteTx]:
