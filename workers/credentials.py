@@ -11,6 +11,7 @@ away, and a new user of ``jobordre up`` notices nothing.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from shared import keys
@@ -19,6 +20,7 @@ from shared.foundation import utc_now
 from shared.settings import Settings
 from shared.signing import SigningKey
 from shared.store import SqliteStore, Store, open_store
+from shared.store.file_lock import ProcessLock
 
 
 def key_path(settings: Settings, principal: str) -> Path:
@@ -29,21 +31,42 @@ def key_path(settings: Settings, principal: str) -> Path:
 
 
 def write_key(path: Path, key: SigningKey) -> None:
-    """Write a key file readable by its owner only."""
+    """Write a key file readable by its owner only, whole or not at all.
+
+    The temporary file's name is this writer's own (mkstemp, mode 0600): writers of the
+    same key file in several processes must not rename each other's half-written file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(key.to_json())
-    temporary.replace(path)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(key.to_json())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def provision(store: Store, settings: Settings, principal: str) -> SigningKey:
-    """Create a new key for ``principal`` in the store and write its key file."""
-    with store.write() as conn:
-        key = keys.create(conn, principal, utc_now())
-    write_key(settings.keys_path / f"{principal.replace(':', '_')}.key", key)
-    return key
+    """Create a new key for ``principal`` in the store and write its key file.
+
+    Clients starting at once (four ``jobordre expire`` runs, say) provision one after the
+    other under a file lock, and each looks for the key file again first: the first makes
+    the key, the others use it instead of each adding a key of their own.
+    """
+    path = settings.keys_path / f"{principal.replace(':', '_')}.key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = ProcessLock(path.with_name(path.name + ".lock"))
+    try:
+        with lock.held():
+            if path.exists():
+                return read_key_file(path)
+            with store.write() as conn:
+                key = keys.create(conn, principal, utc_now())
+            write_key(path, key)
+            return key
+    finally:
+        lock.close()
 
 
 #: Largest key file read, in bytes (a key file is about 120).
