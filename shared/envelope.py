@@ -11,7 +11,7 @@ import functools
 import hashlib
 import json
 import math
-import os
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -87,11 +87,8 @@ def normalized_principal(value: str) -> str:
 
 
 def _fresh_id() -> str:
-    """``uuid.uuid4().hex`` (random version 4 UUID, 32 hex digits) without the UUID object."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return raw.hex()
+    """A fresh command or correlation id: a random version 4 UUID, 32 hex digits."""
+    return uuid.uuid4().hex
 
 
 def _is_plain_json(value: Any) -> bool:
@@ -181,26 +178,7 @@ def new_envelope(
         raise invalid_input_from(error) from None
     if key is None:
         return envelope
-    return _with_signature(envelope, signature(signed_fields(envelope), key))
-
-
-def _with_signature(envelope: Envelope, value: str) -> Envelope:
-    """``envelope.model_copy(update={"signature": value})`` without its generic copying.
-
-    The envelope was just validated and nothing else holds it, so its field values are
-    shared as they are (model_copy is shallow too); the copy is equal to model_copy's,
-    field set included.
-    """
-    signed = Envelope.__new__(Envelope)
-    fields = dict(envelope.__dict__)
-    fields["signature"] = value
-    object.__setattr__(signed, "__dict__", fields)
-    object.__setattr__(
-        signed, "__pydantic_fields_set__", envelope.__pydantic_fields_set__ | {"signature"}
-    )
-    object.__setattr__(signed, "__pydantic_extra__", None)
-    object.__setattr__(signed, "__pydantic_private__", None)
-    return signed
+    return envelope.model_copy(update={"signature": signature(signed_fields(envelope), key)})
 
 
 def decode_envelope(data: str | bytes | dict[str, Any]) -> Envelope:

@@ -158,7 +158,33 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
         from_status=None,
         to_status=PlacementStatus.PLACED,
     )
-    # The order itself did not change: its event carries the document as read.
+    _record_log_event(
+        ctx,
+        order,
+        order_doc,
+        change,
+        entry,
+        placed_by={str(row["placed_by"]) for row in placed} | {str(ctx.who)},
+    )
+    ctx.accessed(command.cpr, access.REGISTER, order.id, placement_id)
+    _inactivate_when_enough(ctx, order, [*placed, row])
+    return _placement_view(row, ctx.who)
+
+
+def _record_log_event(
+    ctx: Context,
+    order: JobOrder,
+    order_doc: str,
+    change: PlacementChange,
+    entry: int,
+    *,
+    placed_by: set[str] | None = None,
+) -> None:
+    """The ``placement_log_updated`` event of one placement's change, up to log ``entry``.
+
+    The order itself did not change: its event carries the document as read. ``placed_by``
+    is who placed on the order, when the caller read it already (see :func:`eventlog.record`).
+    """
     eventlog.record(
         ctx,
         order,
@@ -166,11 +192,8 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
         placements=[change],
         order_doc=order_doc,
         log_upto=entry,
-        placed_by={str(row["placed_by"]) for row in placed} | {str(ctx.who)},
+        placed_by=placed_by,
     )
-    ctx.accessed(command.cpr, access.REGISTER, order.id, placement_id)
-    _inactivate_when_enough(ctx, order, [*placed, row])
-    return _placement_view(row, ctx.who)
 
 
 #: The statuses of :data:`rules.ACTIVE_PLACEMENT_STATUSES` as stored.
@@ -198,10 +221,11 @@ def change_status(ctx: Context, command: ChangePlacementStatus) -> dict[str, Any
     row = _load(ctx.conn, order.id, command.placement_id)
     current = PlacementStatus(row["status"])
     rules.check_placement_transition(ctx.who, order, row["placed_by"], current, command.status)
-    ctx.conn.execute(
-        "UPDATE placements SET status = ?, updated_at = ? WHERE id = ?",
+    # The row as stored, for the reply: RETURNING saves reading it back (as in register).
+    changed = ctx.conn.execute(
+        "UPDATE placements SET status = ?, updated_at = ? WHERE id = ? RETURNING *",
         (command.status.value, ctx.stamp, row["id"]),
-    )
+    ).fetchone()
     entry = _log(ctx, row["id"], order.id, current.value, command.status.value, command.note)
     change = PlacementChange(
         placement_id=row["id"],
@@ -210,16 +234,9 @@ def change_status(ctx: Context, command: ChangePlacementStatus) -> dict[str, Any
         from_status=current,
         to_status=command.status,
     )
-    eventlog.record(
-        ctx,
-        order,
-        EventType.PLACEMENT_LOG_UPDATED,
-        placements=[change],
-        order_doc=order_doc,
-        log_upto=entry,
-    )
+    _record_log_event(ctx, order, order_doc, change, entry)
     ctx.accessed(row["cpr"], access.CHANGE, order.id, row["id"])
-    return _placement_view(_load(ctx.conn, order.id, row["id"]), ctx.who)
+    return _placement_view(changed, ctx.who)
 
 
 def log_view(ctx: Context, order: JobOrder, upto: int | None = None) -> dict[str, Any]:
