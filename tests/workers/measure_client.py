@@ -22,7 +22,6 @@ import json
 import random
 import statistics
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -44,28 +43,18 @@ def _dumped(envelope: Envelope) -> dict[str, Any]:
     return envelope.model_dump(mode="json")
 
 
-def _copied(envelope: Envelope, value: str) -> Envelope:
-    return envelope.model_copy(update={"signature": value})
-
-
 def _canonical_dumps(fields: dict[str, Any]) -> bytes:
     signed = {name: value for name, value in fields.items() if name != "signature"}
     return json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _uuid_hex() -> str:
-    return uuid.uuid4().hex
-
-
 #: Each step, and how to undo it (as the code was before it).
 UNDO: dict[str, Callable[[], Any]] = {
     "signed_by_hand": lambda: _patched(envelope_module, "signed_fields", _dumped),
-    "no_model_copy": lambda: _patched(envelope_module, "_with_signature", _copied),
     "principal_cached": lambda: _patched(
         envelope_module, "normalized_principal", envelope_module.normalized_principal.__wrapped__
     ),
     "one_canonical_encoder": lambda: _patched(signing, "canonical", _canonical_dumps),
-    "fresh_id_from_bytes": lambda: _patched(envelope_module, "_fresh_id", _uuid_hex),
 }
 CONFIGURATIONS = ("before", "after")
 
