@@ -2,9 +2,10 @@
 
 :func:`record` runs inside the change's own transaction, so an event exists if and only if
 its change was committed. The relay (``workers/relay.py``) pushes the safe header of each
-unpushed event to Redis and marks it pushed; a crash between commit and push leaves the
-event unpushed, and the next sweep pushes it: delayed, never dropped. Readers page through
-the log by ``seq`` and see only what they are entitled to, masked for them.
+event above the relay's high-water mark to Redis, then raises the mark to the highest seq
+it pushed; a crash between commit and push leaves the event above the mark, and the next
+sweep pushes it: delayed, never dropped. Readers page through the log by ``seq`` and see
+only what they are entitled to, masked for them.
 """
 
 from __future__ import annotations
@@ -225,22 +226,58 @@ def header_of(row: Row) -> dict[str, Any]:
     return header
 
 
+#: The relay's high-water mark: every event up to it was pushed (0 before the first push;
+#: a missing row counts as 0, so at worst everything is pushed again).
+_MARK_SQL = "COALESCE((SELECT pushed_seq FROM relay_mark WHERE id = 1), 0)"
+
+
 def unpushed(conn: Tx, limit: int) -> list[tuple[int, str]]:
-    """The oldest events the relay has not pushed yet: (seq, header JSON)."""
+    """The oldest events the relay has not pushed yet: (seq, header JSON), in seq order.
+
+    Those are the events above the relay's high-water mark (:func:`mark_pushed`). One
+    mark instead of a flag per event is sound because committed events always form a
+    prefix of the log in seq order: every write holds the store's one write lock from
+    before it takes its seq (:meth:`Tx.next_event`) until its COMMIT is visible (SQLite:
+    the process and file locks around ``BEGIN IMMEDIATE`` ... ``COMMIT``; PostgreSQL:
+    ``pg_advisory_xact_lock``, released only after the commit is visible), so no event
+    with a lower seq can commit after a reader saw one with a higher seq. A batch read
+    here in one snapshot therefore holds every event up to its highest seq, and marking
+    that seq skips none. Epochs (:func:`start_epoch`) do not reorder seqs: a new epoch
+    starts at the log's end, and a store restored from a backup brings back its mark with
+    its events (the mark is never above the log's end).
+    """
     return [
         (int(row[0]), str(row[1]))
         for row in conn.execute(
-            "SELECT seq, header FROM events WHERE pushed = 0 ORDER BY seq LIMIT ?", (limit,)
+            f"SELECT seq, header FROM events WHERE seq > {_MARK_SQL} ORDER BY seq LIMIT ?",  # noqa: S608
+            (limit,),
         )
     ]
 
 
-def mark_pushed(conn: Tx, seqs: list[int]) -> None:
-    """Mark events as pushed to Redis."""
-    conn.executemany("UPDATE events SET pushed = 1 WHERE seq = ?", [(seq,) for seq in seqs])
+def mark_pushed(conn: Tx, upto: int) -> None:
+    """Record that every event up to seq ``upto`` was pushed to Redis.
+
+    One statement, and the mark only rises: a relay that read an older batch and marks
+    after another relay marked a newer one leaves the newer mark (both pushed theirs;
+    readers deduplicate by seq). An upsert, in the dialect both engines share, so a store
+    that lost its mark row gets it back instead of pushing everything forever.
+    """
+    conn.execute(
+        "INSERT INTO relay_mark (id, pushed_seq) VALUES (1, ?) ON CONFLICT (id) DO UPDATE"
+        " SET pushed_seq = excluded.pushed_seq WHERE relay_mark.pushed_seq < excluded.pushed_seq",
+        (upto,),
+    )
+
+
+def pushed_upto(conn: Tx) -> int:
+    """The relay's high-water mark: the highest seq up to which every event was pushed."""
+    return int(conn.execute(f"SELECT {_MARK_SQL}").fetchone()[0])
 
 
 def backlog(conn: Tx) -> tuple[int, str | None]:
     """How many events wait for the relay, and when the oldest of them happened."""
-    row = conn.execute("SELECT COUNT(*), MIN(at) FROM events WHERE pushed = 0").fetchone()
+    row = conn.execute(
+        f"SELECT COUNT(*), MIN(at) FROM events WHERE seq > {_MARK_SQL}"  # noqa: S608
+    ).fetchone()
     return int(row[0]), row[1]

@@ -1,8 +1,9 @@
 """The relay: pushes event headers from the store's outbox to the Redis stream.
 
-At-least-once: a header is pushed, then its event is marked pushed. A crash in between
-pushes it again later with the same ``id`` and ``seq`` (readers deduplicate by ``seq``); a
-crash before the push leaves it in the outbox for the next sweep. Nothing is dropped.
+At-least-once: a batch of headers is pushed, then the store's high-water mark is raised to
+the batch's highest seq (``shared.eventlog.mark_pushed``). A crash in between pushes them
+again later with the same ``id`` and ``seq`` (readers deduplicate by ``seq``); a crash
+before the push leaves them above the mark for the next sweep. Nothing is dropped.
 
 Beside the stream the relay keeps ``<prefix>:events:published``: the event log's epoch and
 the highest seq pushed from it. A store whose log ends below what this Redis has published
@@ -102,7 +103,8 @@ class Relay:
                 pipe.eval(_PUBLISH, 1, self.published, epoch, max(seq for seq, _ in batch))
                 pipe.execute()
                 with self.store.write() as conn:
-                    eventlog.mark_pushed(conn, [seq for seq, _ in batch])
+                    # The batch is every event up to its last seq (see eventlog.unpushed).
+                    eventlog.mark_pushed(conn, batch[-1][0])
                 pushed += len(batch)
 
     def check_identity(self) -> str | None:

@@ -23,10 +23,10 @@ from shared.store.interface import Store, Tx
 #: The checksum's modulus: a sum of SHA-256 values.
 _MODULUS = 2**256
 
-#: Tables a new store's migrations fill (its first event-log epoch): the copy replaces
-#: their rows with the source's, so the copy keeps the log's identity and readers' cursors
-#: stay valid.
-SEEDED = ("event_log_epochs",)
+#: Tables a new store's migrations fill (its first event-log epoch, the relay's mark): the
+#: copy replaces their rows with the source's, so the copy keeps the log's identity and
+#: readers' cursors stay valid, and its relay goes on where the source's stopped.
+SEEDED = ("event_log_epochs", "relay_mark")
 
 
 def _row_digest(values: Sequence[Any]) -> int:

@@ -29,6 +29,7 @@ TABLES = (
     "events",
     "event_audience",
     "event_log_epochs",
+    "relay_mark",
     "signing_keys",
     "access_log",
     "foundation_secrets",

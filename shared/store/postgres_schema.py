@@ -209,6 +209,34 @@ _V7_NOTHING = "SELECT 1"
 #: v8 gave SQLite's FTS5 index prefix indexes; the GIN index answers prefixes as it is.
 _V8_NOTHING = "SELECT 1"
 
+#: v9: the relay's high-water mark replaces the ``pushed`` flag per event (see
+#: :mod:`.sqlite_schema`'s v9): it starts below the lowest event not pushed yet, or at the
+#: log's end. The flag is read only while it exists (a DO block plans its statements when
+#: it runs them), so the migration stays harmless if run again.
+_V9_RELAY_MARK = """
+CREATE TABLE IF NOT EXISTS relay_mark (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    pushed_seq BIGINT NOT NULL
+);
+DO $$
+BEGIN
+    IF EXISTS (
+        SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+            AND table_name = 'events' AND column_name = 'pushed'
+    ) THEN
+        INSERT INTO relay_mark (id, pushed_seq) SELECT 1, COALESCE(
+            (SELECT MIN(seq) - 1 FROM events WHERE pushed = 0),
+            (SELECT MAX(seq) FROM events),
+            0
+        ) ON CONFLICT (id) DO NOTHING;
+    END IF;
+END $$;
+INSERT INTO relay_mark (id, pushed_seq) SELECT 1, COALESCE(MAX(seq), 0) FROM events
+    ON CONFLICT (id) DO NOTHING;
+DROP INDEX IF EXISTS events_unpushed;
+ALTER TABLE events DROP COLUMN IF EXISTS pushed;
+"""
+
 
 #: Migrations in order; migration i brings the store to version i + 1 (v3: the search
 #: index of :mod:`shared.store.postgres_search`).
@@ -221,6 +249,7 @@ MIGRATIONS: list[str] = [
     _V6_EVENT_LOG_EPOCHS,
     _V7_NOTHING,
     _V8_NOTHING,
+    _V9_RELAY_MARK,
 ]
 
 

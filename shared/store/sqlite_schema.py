@@ -300,6 +300,40 @@ def _v8_search_prefix_indexes(db: sqlite_utils.Database) -> None:
     search.create_index(db.conn)
 
 
+def _v9_relay_mark(db: sqlite_utils.Database) -> None:
+    # The relay's high-water mark (shared/eventlog.py, unpushed) replaces the `pushed` flag
+    # per event, whose partial index every event insert kept up under the write lock. The
+    # mark starts below the lowest event not pushed yet (at the log's end if every event
+    # was pushed): events between it and the next flush are pushed again, none is skipped.
+    # Mark, index and column change in one transaction, so a crash half-way leaves the
+    # flag in place and a rerun starts over; a rerun after it finds no flag and keeps the
+    # mark. DROP COLUMN (SQLite >= 3.35) rewrites the table in place, keeping its
+    # AUTOINCREMENT counter and the audience's foreign keys, which sqlite-utils' transform
+    # (a new table copied and renamed) would have to rebuild.
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS relay_mark ("
+        " id INTEGER PRIMARY KEY CHECK (id = 1), pushed_seq INTEGER NOT NULL)"
+    )
+    if "pushed" in db["events"].columns_dict:
+        db.executescript(
+            """
+            BEGIN;
+            INSERT OR IGNORE INTO relay_mark (id, pushed_seq) SELECT 1, COALESCE(
+                (SELECT MIN(seq) - 1 FROM events WHERE pushed = 0),
+                (SELECT MAX(seq) FROM events),
+                0
+            );
+            DROP INDEX IF EXISTS events_unpushed;
+            ALTER TABLE events DROP COLUMN pushed;
+            COMMIT;
+            """
+        )
+    db.execute(
+        "INSERT OR IGNORE INTO relay_mark (id, pushed_seq)"
+        " SELECT 1, COALESCE((SELECT MAX(seq) FROM events), 0)"
+    )
+
+
 #: Migrations in order; migration i brings the store to ``user_version`` i + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_core,
@@ -310,6 +344,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v6_event_log_epochs,
     _v7_epoch_ordinal,
     _v8_search_prefix_indexes,
+    _v9_relay_mark,
 ]
 
 #: The schema version this code expects.

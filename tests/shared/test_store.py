@@ -17,7 +17,7 @@ from shared.commands import CommandKind
 from shared.errors import InvalidInput, Unavailable
 from shared.events import Cursor
 from shared.foundation import Foundation
-from shared.store import SqliteStore, Store, open_url
+from shared.store import SqliteStore, Store, open_url, postgres_schema, sqlite_schema
 from shared.store.copy import copy_store, table_summary
 from shared.store.sqlite_schema import SCHEMA_VERSION
 from tests.factories import CPR_1, CPR_2
@@ -282,6 +282,8 @@ def filled_sqlite(tmp_path: Path) -> Iterator[SqliteStore]:
     )
     ok(foundation, JOBCENTRE, K.FOLLOW, {"caseworker": "anne", "order_id": order["id"]})
     assert not call(foundation, JOBCENTRE, K.GET_ORDER, {"order_id": "x"})["ok"]  # dead letter
+    with source.write() as tx:  # a relay pushed the first two events
+        eventlog.mark_pushed(tx, 2)
     yield source
     source.close()
 
@@ -314,6 +316,9 @@ def test_copy_to_postgres_is_verified_and_the_copy_works_on(
             assert eventlog.epochs(after) == eventlog.epochs(before), (
                 "the copy keeps the log's identity: readers' cursors stay valid"
             )
+            assert eventlog.pushed_upto(after) == eventlog.pushed_upto(before) == 2, (
+                "the copy's relay goes on where the source's stopped"
+            )
         with pytest.raises(InvalidInput, match="not empty"):
             copy_store(filled_sqlite, target)
     finally:
@@ -345,5 +350,75 @@ def test_a_sqlite_store_of_the_first_v6_gets_its_epochs_numbered(tmp_path: Path)
         with store.write() as tx:
             assert eventlog.start_epoch(tx, "t", replacing="bbb") is not None
         assert store.migrate() == SCHEMA_VERSION, "a second run has nothing to do"
+    finally:
+        store.close()
+
+
+def _event_row(seq: int, pushed: int) -> tuple[Any, ...]:
+    """An event row of a store before migration 9, with its ``pushed`` flag."""
+    return (
+        seq,
+        f"e{seq}",
+        "order_registered",
+        "2026-01-01T00:00:00+00:00",
+        1,
+        "x",
+        "{}",
+        "{}",
+        pushed,
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "unpushed"),
+    [
+        pytest.param([], [], id="empty-log"),
+        pytest.param([1, 1, 1], [], id="all-pushed"),
+        pytest.param([0, 0], [1, 2], id="none-pushed"),
+        pytest.param([1, 1, 0, 0], [3, 4], id="a-tail-waits"),
+        # Flags per row allowed a pushed event above an unpushed one: the mark goes below
+        # the unpushed one, and the event above it is pushed again (at-least-once).
+        pytest.param([1, 0, 1, 0], [2, 3, 4], id="a-gap"),
+    ],
+)
+def test_migration_9_keeps_unpushed_events_unpushed_and_pushed_ones_pushed(
+    empty_url: str, monkeypatch: pytest.MonkeyPatch, flags: list[int], unpushed: list[int]
+) -> None:
+    with monkeypatch.context() as before_9:  # a store of the code before the mark
+        before_9.setattr(sqlite_schema, "MIGRATIONS", sqlite_schema.MIGRATIONS[:8])
+        before_9.setattr(sqlite_schema, "SCHEMA_VERSION", 8)
+        before_9.setattr(postgres_schema, "MIGRATIONS", postgres_schema.MIGRATIONS[:8])
+        old = open_url(empty_url)
+        try:
+            assert old.schema_version() == 8
+            with old.write() as tx:
+                tx.executemany(
+                    "INSERT INTO events (seq, id, type, at, order_id, employer_cvr, header,"
+                    " order_doc, pushed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [_event_row(seq, pushed) for seq, pushed in enumerate(flags, 1)],
+                )
+        finally:
+            old.close()
+    store = open_url(empty_url)
+    try:
+        assert store.schema_version() == SCHEMA_VERSION == 9
+        with store.read() as tx:
+            assert "pushed" not in tx.columns("events")
+            assert [seq for seq, _ in eventlog.unpushed(tx, 100)] == unpushed
+            assert eventlog.backlog(tx)[0] == len(unpushed)
+            mark = eventlog.pushed_upto(tx)
+        # Run again (a crash before the version was recorded): the mark stays where it is.
+        if store.engine == "sqlite":
+            store.connection().execute("PRAGMA user_version = 8")
+        else:
+            store.connection().execute("DELETE FROM schema_migrations WHERE version = 9")
+        assert store.migrate() == 8
+        with store.read() as tx:
+            assert eventlog.pushed_upto(tx) == mark
+            assert [seq for seq, _ in eventlog.unpushed(tx, 100)] == unpushed
+        foundation = Foundation(store)
+        register(foundation)
+        with store.read() as tx:
+            assert [seq for seq, _ in eventlog.unpushed(tx, 100)] == [*unpushed, len(flags) + 1]
     finally:
         store.close()

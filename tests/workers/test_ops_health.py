@@ -56,7 +56,8 @@ def test_a_stuck_outbox_is_unhealthy(bare_system: System) -> None:
     system.json("order", "register", "--file", str(path), "--as", JOBCENTRE)
     system.stop_workers()
     with sqlite3.connect(system.db) as conn:  # as if the relay never pushed it
-        conn.execute("UPDATE events SET pushed = 0, at = '2026-01-01T00:00:00+00:00'")
+        conn.execute("UPDATE relay_mark SET pushed_seq = 0")
+        conn.execute("UPDATE events SET at = '2026-01-01T00:00:00+00:00'")
     code, checks = health(system, "--min-workers", "0")
     assert code == 1 and checks["outbox"]["ok"] is False
     assert checks["outbox"]["detail"].startswith("1 events wait")

@@ -24,7 +24,7 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared import keys
+from shared import eventlog, keys
 from shared.commands import CommandKind
 from shared.envelope import new_envelope
 from shared.foundation import Foundation, utc_now
@@ -164,7 +164,6 @@ def test_every_hosts_workers_show_in_queues_health_and_metrics(bare_system: Syst
 # The store's gauges, on both engines: read through shared.store, as a scrape reads them.
 
 
-
 def store_settings(store_url: str, home: Path) -> Settings:
     """What a worker of this store is configured with; its Redis is down, so a scrape
     shows the store's gauges only."""
@@ -224,7 +223,7 @@ def fill(store: Store) -> None:
             for source in ("rejected", "rejected", "crashed", "crashed")
         ]
         mark_dead_letter_retried(tx, letters[3], utc_now(), "carol")
-        tx.execute("UPDATE events SET pushed = 1 WHERE seq <= 2")
+        eventlog.mark_pushed(tx, 2)
         # An hour before now, not before the module was imported (a long run is minutes).
         one_hour_ago = datetime.now(UTC) - timedelta(hours=1)
         tx.execute("UPDATE events SET at = ? WHERE seq = 3", (one_hour_ago.isoformat(),))

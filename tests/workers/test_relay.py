@@ -58,6 +58,7 @@ def test_every_header_names_the_log_it_belongs_to(
     Relay(f.store, private_redis.client(), s).flush()
     with f.store.read() as conn:
         epoch = eventlog.current_epoch(conn)
+        assert (eventlog.pushed_upto(conn), eventlog.backlog(conn)) == (1, (0, None))
     assert pushed(private_redis, s) == [(1, epoch)]
 
 

@@ -569,7 +569,9 @@ def queue_drained(client: redis.Redis, settings: Settings) -> bool:
 
 
 def relay_done(servers: Servers) -> bool:
-    return servers.sql("SELECT COUNT(*) FROM events WHERE pushed = 0") == [(0,)]
+    return servers.sql(
+        "SELECT COUNT(*) FROM events WHERE seq > (SELECT pushed_seq FROM relay_mark)"
+    ) == [(0,)]
 
 
 def assert_every_command_applied_once(servers: Servers, load: Load) -> None:
