@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
-import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from shared import store
@@ -31,8 +30,8 @@ from shared.sealing import seal_reply
 from shared.settings import Settings
 from shared.signing import SigningKey
 from workers.broker import JobordreBroker, queue_for
+from workers.outbound import Outbound
 from workers.relay import Relay
-from workers.replies import push_reply
 
 #: Bytes of an undecodable message kept for inspection (a message is at most ~256 KiB).
 KEPT_BYTES = 256 * 1024
@@ -48,7 +47,8 @@ class Runtime:
     """What the actors of one worker process share."""
 
     foundation: Foundation
-    replies: redis.Redis
+    #: Where replies go: queued, and sent with the process's acks (workers/outbound.py).
+    replies: Outbound
     settings: Settings
     relay: Relay
 
@@ -60,8 +60,7 @@ class Runtime:
         """
         if key is None or envelope.signature is None:
             return
-        push_reply(
-            self.replies,
+        self.replies.push_reply(
             self.settings.redis_prefix,
             self.settings.reply_ttl_ms,
             seal_reply(reply, key, envelope.signature),

@@ -29,6 +29,7 @@ from shared.commands import CommandKind
 from shared.errors import Unavailable
 from shared.redis_url import redact_redis_url
 from shared.settings import Settings
+from workers.outbound import FlushOnShutdown, Outbound
 from workers.redis_connection import connect_redis
 
 logger = logging.getLogger("jobordre.broker")
@@ -91,6 +92,15 @@ class _GuardedConsumer(_RedisConsumer):
                 self._adopt(message)
             return message
 
+    def ack(self, message: Any) -> None:
+        # A worker's broker queues the ack with the job's reply (workers/outbound.py).
+        outbound: Outbound | None = getattr(self.broker, "outbound", None)
+        if outbound is None:
+            super().ack(message)  # type: ignore[no-untyped-call]
+            return
+        self.queued_message_ids.discard(message.message_id)
+        outbound.ack(self.queue_name, message.options["redis_message_id"])
+
     def nack(self, message: Any) -> None:
         # Dramatiq moves a message for an actor it does not know to its own dead-letter
         # queue; keep it where people look for dead letters too.
@@ -152,6 +162,8 @@ class JobordreBroker(RedisBroker):
 
     undecodable_handler: UndecodableHandler | None = None
     unknown_actor_handler: UnknownActorHandler | None = None
+    #: A worker's replies and acks, sent in batches; None (clients) = acks as Dramatiq's.
+    outbound: Outbound | None = None
     #: How long a consumer of an empty queue waits on it before it looks again, in ms;
     #: None = poll as stock Dramatiq does.
     queue_wait_ms: int | None = None
@@ -251,8 +263,9 @@ class JobordreBroker(RedisBroker):
 def build_broker(settings: Settings, url: str, *, wait_ms: int | None = None) -> RedisBroker:
     """A RedisBroker with jobordre's retry policy; no connection is made until first use.
 
-    ``wait_ms`` makes consumers of an empty queue wait on it for that long at a time
-    instead of polling (see :class:`JobordreBroker`); clients leave it out.
+    ``wait_ms`` makes a worker's broker: consumers of an empty queue wait on it for that
+    long at a time instead of polling (see :class:`JobordreBroker`), and acks go out in
+    batches with the replies (:mod:`workers.outbound`). Clients leave it out.
     """
     broker = JobordreBroker(  # type: ignore[no-untyped-call]
         # One connection factory for every URL form, Sentinel included: a failover moves
@@ -277,4 +290,9 @@ def build_broker(settings: Settings, url: str, *, wait_ms: int | None = None) ->
         heartbeat_timeout=settings.heartbeat_timeout_ms,
     )
     broker.queue_wait_ms = wait_ms
+    if wait_ms is not None:
+        broker.outbound = Outbound(
+            broker.client, namespace=broker.namespace, broker_id=broker.broker_id
+        )
+        broker.add_middleware(FlushOnShutdown(broker.outbound))
     return broker

@@ -27,6 +27,7 @@ from workers.actors import Runtime, declare_actors
 from workers.broker import build_broker
 from workers.credentials import system_key
 from workers.ops.agent import OpsAgent
+from workers.outbound import Outbound
 from workers.redis_connection import connect_redis
 from workers.relay import Relay
 from workers.schedule import request_expiry_forever
@@ -73,7 +74,8 @@ def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
             max_age_ms=settings.signature_max_age_ms,
             max_batch=settings.group_commit_max_writes,
         ),
-        replies=client,
+        # The broker's: a job's reply and its ack go out together, reply first.
+        replies=broker.outbound or Outbound(client),
         settings=settings,
         relay=Relay(store, client, settings),
     )

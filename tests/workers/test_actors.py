@@ -32,6 +32,7 @@ from tests.factories import CPR_1, order_doc
 from workers.actors import Runtime, declare_actors
 from workers.broker import queue_for
 from workers.credentials import provision, system_key
+from workers.outbound import Outbound
 from workers.relay import Relay
 from workers.replies import wait_reply
 
@@ -41,7 +42,7 @@ def runtime(tmp_path: Path) -> Iterator[tuple[Runtime, StubBroker, dramatiq.Work
     settings = Settings(home=tmp_path, max_retries=2, min_backoff_ms=1, max_backoff_ms=2)
     store = Store(settings.db_path)
     client = fakeredis.FakeRedis()
-    running = Runtime(Foundation(store), client, settings, Relay(store, client, settings))
+    running = Runtime(Foundation(store), Outbound(client), settings, Relay(store, client, settings))
     broker = StubBroker(middleware=[Retries(max_retries=2, min_backoff=1, max_backoff=2)])
     broker.emit_after("process_boot")
     declare_actors(broker, running)
@@ -56,6 +57,7 @@ def runtime(tmp_path: Path) -> Iterator[tuple[Runtime, StubBroker, dramatiq.Work
     running.relay.nudge()
     sweeper.join(10)
     worker.stop()
+    running.replies.close()
     store.close()
 
 
@@ -68,7 +70,7 @@ def reply_to(running: Runtime, envelope: Envelope, key: SigningKey) -> dict[str,
     """The reply to ``envelope`` as its client sees it: only one that verifies for it."""
     assert envelope.signature is not None
     return wait_reply(
-        running.replies,
+        running.replies.client,
         "jobordre",
         envelope.command_id,
         1000,
@@ -94,7 +96,7 @@ def test_a_command_is_applied_answered_and_its_event_pushed(runtime: Any) -> Non
     send(broker, CommandKind.REGISTER_ORDER, envelope.to_json())
     reply = reply_to(running, envelope, key)
     assert reply is not None and reply["ok"] and reply["result"]["status"] == "processing"
-    entries = wait_until(lambda: running.replies.xrange("jobordre:events"), 5, "the event")
+    entries = wait_until(lambda: running.replies.client.xrange("jobordre:events"), 5, "the event")
     assert [json.loads(fields[b"event"])["type"] for _, fields in entries] == ["order_registered"]
 
 

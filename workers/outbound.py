@@ -1,0 +1,205 @@
+"""The Redis writes that follow a job (its reply, its ack), sent for many jobs at once.
+
+A worker thread that finished a job used to make two round trips of its own: push the
+reply, then ack the message. Under load a process's threads finish jobs a few hundred
+microseconds apart, and each round trip cost a thread switch, a connection checkout and a
+system call pair. Here a thread only queues the two writes and takes its next message; one
+flusher thread per process sends whatever is queued as ONE ``MULTI``/``EXEC`` (replies
+with their time to live, then the acks, each queue's in one script call).
+
+The delivery contract is unchanged:
+
+* **A job's reply goes before its ack**, in the same transaction or an earlier one (one
+  queue, one flusher, order kept), so an acked command has had its reply pushed.
+* **Nothing queued is dropped.** A flush that fails (Redis away, a failover) is retried
+  with backoff, in order, until it succeeds. A process that dies with writes still queued
+  leaves its messages unacked: Dramatiq gives them to another worker, the ledger answers
+  them again (``shared/foundation.py``), and the client gets its reply.
+* Replies and acks are idempotent: a flush retried after it half-succeeded pushes a reply
+  the client ignores (it takes the first) and acks what is acked already.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+import dramatiq
+import redis
+from dramatiq.common import current_millis
+
+from workers.replies import reply_key
+
+logger = logging.getLogger("jobordre.outbound")
+
+#: Pause after the first failed flush, in milliseconds; doubled per failure up to the max.
+RETRY_MIN_MS = 50
+#: Longest pause between two tries of a failing flush, in milliseconds.
+RETRY_MAX_MS = 2_000
+#: How long a stopping process keeps trying to flush, in milliseconds, before it leaves
+#: the rest unacked (to be redelivered and answered from the ledger).
+CLOSE_TIMEOUT_MS = 10_000
+
+#: Dramatiq's ack for many messages of one queue: the ``ack`` of its dispatch script
+#: (brokers/redis/dispatch.lua, Dramatiq 2.2), with its heartbeat, per message id.
+#: KEYS: heartbeats, the worker's ack set of the queue, the queue's message hash.
+#: ARGV: timestamp, worker id, message ids...
+_ACK_MANY = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+for i = 3, #ARGV do
+  if redis.call('SREM', KEYS[2], ARGV[i]) > 0 then
+    redis.call('HDEL', KEYS[3], ARGV[i])
+  end
+end
+return #ARGV - 2
+"""
+
+#: A queued write: ("reply", key, body, ttl_ms) or ("ack", queue name, Redis message id).
+_Item = tuple[Any, ...]
+
+
+class Outbound:
+    """Queues a worker process's replies and acks; a flusher thread sends them in batches.
+
+    ``namespace`` and ``broker_id`` name the keys Dramatiq's Redis broker acks with (its
+    ``namespace`` and ``broker_id``).
+    """
+
+    def __init__(
+        self, client: redis.Redis, *, namespace: str = "dramatiq", broker_id: str = ""
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.broker_id = broker_id
+        self._items: list[_Item] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        #: Flushes sent and writes in them, since start (for measurements).
+        self.flushes = 0
+        self.writes = 0
+
+    def push_reply(self, prefix: str, ttl_ms: int, reply: dict[str, Any]) -> None:
+        """Queue a reply for the client waiting on its command id (``workers/replies.py``)."""
+        key = reply_key(prefix, str(reply["command_id"]))
+        self._add(("reply", key, json.dumps(reply), ttl_ms))
+
+    def ack(self, queue_name: str, redis_message_id: str) -> None:
+        """Queue the ack of a message this process's consumer of ``queue_name`` took."""
+        self._add(("ack", queue_name, redis_message_id))
+
+    def _add(self, item: _Item) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="jobordre-outbound", daemon=True
+                )
+                self._thread.start()
+            self._items.append(item)
+            first = len(self._items) == 1
+        # Only a write that finds the queue empty wakes the flusher: one that finds it
+        # full will be taken by the flush that is already due.
+        if first:
+            self._wake.set()
+
+    def flush(self) -> None:
+        """Send everything queued now, from the calling thread (retrying as the flusher
+        does, until :data:`CLOSE_TIMEOUT_MS` when closing)."""
+        while True:
+            # Cleared before the take: a write queued after it wakes the flusher again.
+            self._wake.clear()
+            with self._lock:
+                items, self._items = self._items, []
+            if not items:
+                return
+            self._send(items)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closing
+
+    def close(self) -> None:
+        """Flush what is queued and stop the flusher thread."""
+        self._closing = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(CLOSE_TIMEOUT_MS / 1000 + 1)
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._closing:
+            self._wake.wait()
+            try:
+                self.flush()
+            except Exception:  # pragma: no cover - _send keeps its items; logged there
+                logger.exception("flushing replies and acks failed")
+
+    def _send(self, items: list[_Item]) -> None:
+        """One transaction for ``items``, tried until it succeeds (or the close timeout)."""
+        pause_ms = RETRY_MIN_MS
+        deadline: float | None = None
+        while True:
+            try:
+                self._transaction(items)
+                self.flushes += 1
+                self.writes += len(items)
+                return
+            except redis.RedisError as error:
+                if self._closing:
+                    deadline = deadline or time.monotonic() + CLOSE_TIMEOUT_MS / 1000
+                    if time.monotonic() > deadline:
+                        logger.error(
+                            "stopping with %d replies and acks unsent (%s): their messages "
+                            "stay unacked, are redelivered, and their replies come from the "
+                            "ledger",
+                            len(items),
+                            error,
+                        )
+                        return
+                logger.warning(
+                    "sending %d replies and acks failed (%s); retrying in %d ms",
+                    len(items),
+                    error,
+                    pause_ms,
+                )
+                time.sleep(pause_ms / 1000)
+                pause_ms = min(pause_ms * 2, RETRY_MAX_MS)
+
+    def _transaction(self, items: list[_Item]) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        acks: dict[str, list[str]] = defaultdict(list)
+        for item in items:
+            if item[0] == "reply":
+                _, key, body, ttl_ms = item
+                # Replies first: a job's ack never lands without its reply.
+                pipe.rpush(key, body)
+                pipe.pexpire(key, ttl_ms)
+            else:
+                acks[item[1]].append(item[2])
+        heartbeats = f"{self.namespace}:__heartbeats__"
+        for queue_name, ids in acks.items():
+            ack_set = f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
+            messages = f"{self.namespace}:{queue_name}.msgs"
+            # EVAL with the text: a registered script in a pipeline costs a SCRIPT EXISTS
+            # round trip first, and Redis caches the compiled script by its digest anyway.
+            pipe.eval(
+                _ACK_MANY, 3, heartbeats, ack_set, messages, current_millis(), self.broker_id, *ids
+            )
+        pipe.execute()
+
+
+class FlushOnShutdown(dramatiq.Middleware):
+    """Sends a worker's queued replies and acks when it has shut down."""
+
+    def __init__(self, outbound: Outbound) -> None:
+        self.outbound = outbound
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self.outbound.close()
