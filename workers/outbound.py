@@ -17,6 +17,9 @@ The delivery contract is unchanged:
   them again (``shared/foundation.py``), and the client gets its reply.
 * Replies and acks are idempotent: a flush retried after it half-succeeded pushes a reply
   the client ignores (it takes the first) and acks what is acked already.
+* A flush is retried only when nothing of it ran (the connection failed, Redis refused the
+  transaction). A command Redis refuses inside it is logged and not retried, so no one
+  who can write to Redis can wedge a worker's replies by spoiling one reply key.
 """
 
 from __future__ import annotations
@@ -136,10 +139,7 @@ class Outbound:
     def _run(self) -> None:
         while not self._closing:
             self._wake.wait()
-            try:
-                self.flush()
-            except Exception:  # pragma: no cover - _send keeps its items; logged there
-                logger.exception("flushing replies and acks failed")
+            self.flush()
 
     def _send(self, items: list[_Item]) -> None:
         """One transaction for ``items``, tried until it succeeds (or the close timeout)."""
@@ -147,10 +147,7 @@ class Outbound:
         deadline: float | None = None
         while True:
             try:
-                self._transaction(items)
-                self.flushes += 1
-                self.writes += len(items)
-                return
+                results = self._transaction(items)
             except redis.RedisError as error:
                 if self._closing:
                     deadline = deadline or time.monotonic() + CLOSE_TIMEOUT_MS / 1000
@@ -171,8 +168,34 @@ class Outbound:
                 )
                 time.sleep(pause_ms / 1000)
                 pause_ms = min(pause_ms * 2, RETRY_MAX_MS)
+                continue
+            except Exception:
+                # Not Redis refusing but a fault of ours: trying again would fail the same
+                # way. As Dramatiq does when an ack fails so, the messages stay unacked.
+                logger.exception(
+                    "sending %d replies and acks failed; their messages stay unacked until "
+                    "this worker restarts, then are redelivered and answered from the ledger",
+                    len(items),
+                )
+                return
+            self.flushes += 1
+            self.writes += len(items)
+            refused = [result for result in results if isinstance(result, Exception)]
+            if refused:
+                # The transaction ran; Redis refused single commands of it (a reply key
+                # someone made a string, say). Sending it again would push the rest twice
+                # and never get past them.
+                logger.warning(
+                    "Redis refused %d of the %d commands of a flush (first: %s): a refused "
+                    "reply reaches its client when it sends the command again (the ledger "
+                    "answers), a refused ack leaves its message unacked until this worker stops",
+                    len(refused),
+                    len(results),
+                    refused[0],
+                )
+            return
 
-    def _transaction(self, items: list[_Item]) -> None:
+    def _transaction(self, items: list[_Item]) -> list[Any]:
         pipe = self.client.pipeline(transaction=True)
         acks: dict[str, list[str]] = defaultdict(list)
         for item in items:
@@ -192,7 +215,10 @@ class Outbound:
             pipe.eval(
                 _ACK_MANY, 3, heartbeats, ack_set, messages, current_millis(), self.broker_id, *ids
             )
-        pipe.execute()
+        # A command Redis refuses inside EXEC comes back in its place, not raised: the
+        # others ran. What raises (a lost connection, a refused MULTI) ran nothing.
+        results: list[Any] = pipe.execute(raise_on_error=False)
+        return results
 
 
 class FlushOnShutdown(dramatiq.Middleware):

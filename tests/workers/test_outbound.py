@@ -124,6 +124,31 @@ def test_replies_keep_their_time_to_live_and_come_before_their_acks(
     outbound.close()
 
 
+def test_a_spoiled_reply_key_neither_wedges_nor_repeats_the_flush(
+    private_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Whoever can write to Redis makes a reply key a string: RPUSH onto it fails inside
+    # the transaction. The rest of the flush must land once, and the next flushes too.
+    broker = worker_broker(private_redis)
+    outbound = broker.outbound
+    assert outbound is not None
+    client = private_redis.client()
+    client.set(reply_key(PREFIX, "spoiled"), "not a list")
+    consumer, messages = taken(broker, 1)
+    outbound.push_reply(PREFIX, 30_000, reply("spoiled"))
+    outbound.push_reply(PREFIX, 30_000, reply("fine"))
+    consumer.ack(messages[0])
+    outbound.flush()
+    assert client.llen(reply_key(PREFIX, "fine")) == 1
+    assert books(client, broker) == (0, 0)
+    assert "Redis refused 1 of the" in caplog.text
+    outbound.push_reply(PREFIX, 30_000, reply("later"))
+    outbound.flush()
+    assert client.llen(reply_key(PREFIX, "later")) == 1
+    assert client.llen(reply_key(PREFIX, "fine")) == 1  # not pushed again
+    outbound.close()
+
+
 @pytest.mark.parametrize(
     "closing",
     [pytest.param(False, id="the-flusher-retries"), pytest.param(True, id="close-retries")],
