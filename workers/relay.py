@@ -37,14 +37,36 @@ RELAY_BATCH = 500
 #: commits' events. It adds at most this much to an event's way to the stream.
 RELAY_GATHER_MS = 5
 
-#: Raises the published seq of an epoch, or starts it afresh for another epoch.
-_PUBLISH = """
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
-if epoch ~= ARGV[1] or seq < tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', ARGV[2])
+#: Pushes a batch of headers and raises the published seq, in one step no other relay can
+#: come between: a header of the current epoch at or below the seq already published is
+#: on the stream (every relay pushes a contiguous run from the store's mark, in order),
+#: so it is skipped and two relays flushing at once push each event once. Headers of an
+#: earlier epoch still waiting (seq at or below the epoch's base) are pushed as they are.
+#: KEYS: the published hash, the stream. ARGV: epoch, its base seq, the stream's
+#: approximate maximum length, then seq and header pairs in seq order. Returns how many
+#: headers it added.
+_PUSH = """
+if redis.replicate_commands then redis.replicate_commands() end
+local published = redis.call('HGET', KEYS[1], 'epoch')
+local top = -1
+if published == ARGV[1] then
+  top = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
 end
-return 1
+local base = tonumber(ARGV[2])
+local highest = -1
+local added = 0
+for i = 4, #ARGV, 2 do
+  local seq = tonumber(ARGV[i])
+  if seq <= base or seq > top then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[i + 1])
+    added = added + 1
+  end
+  if seq > highest then highest = seq end
+end
+if published ~= ARGV[1] or top < highest then
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', highest)
+end
+return added
 """
 
 
@@ -89,19 +111,15 @@ class Relay:
             while True:
                 with self.store.read() as conn:
                     batch = eventlog.unpushed(conn, RELAY_BATCH)
-                    epoch = eventlog.current_epoch(conn)
+                    epoch, base = eventlog.epochs(conn)[-1]
                 if not batch:
                     return pushed
-                pipe = self.client.pipeline(transaction=False)
-                for _, header in batch:
-                    pipe.xadd(
-                        self.key, {"event": header}, maxlen=EVENTS_STREAM_MAXLEN, approximate=True
-                    )
                 # Headers of an earlier epoch still waiting are published under it; the
-                # marker follows the log's current epoch only. EVAL with the script's text:
-                # a registered script in a pipeline costs a SCRIPT EXISTS round trip first.
-                pipe.eval(_PUBLISH, 1, self.published, epoch, max(seq for seq, _ in batch))
-                pipe.execute()
+                # marker follows the log's current epoch only.
+                pairs = [part for seq, header in batch for part in (seq, header)]
+                self.client.eval(
+                    _PUSH, 2, self.published, self.key, epoch, base, EVENTS_STREAM_MAXLEN, *pairs
+                )
                 with self.store.write() as conn:
                     # The batch is every event up to its last seq (see eventlog.unpushed).
                     eventlog.mark_pushed(conn, batch[-1][0])

@@ -109,3 +109,60 @@ def test_a_store_ahead_of_redis_keeps_its_epoch(private_redis: RedisServer, tmp_
     assert relay.check_identity() is None
     with f.store.read() as conn:
         assert len(eventlog.epochs(conn)) == 1
+
+
+def test_two_relays_racing_push_each_event_once(private_redis: RedisServer, tmp_path: Path) -> None:
+    # Each worker process has a relay, and each pushes every event above the store's mark.
+    # The one that comes second, having read the same events before the first raised the
+    # mark, must not put them on the stream again.
+    s = settings(tmp_path)
+    f = Foundation(Store(tmp_path / "store.db"))
+    order = register(f)
+    status_changes(f, order["id"], 4)  # events 1-5
+    first, second = (Relay(f.store, private_redis.client(), s) for _ in range(2))
+    first.flush()
+    with f.store.write() as conn:
+        # As if the second had read its batch before the first raised the mark.
+        conn.execute("UPDATE relay_mark SET pushed_seq = 0")
+    second.flush()
+    status_changes(f, order["id"], 2)  # events 6-7
+    second.flush()
+    first.flush()
+    with f.store.read() as conn:
+        epoch = eventlog.current_epoch(conn)
+    assert pushed(private_redis, s) == [(seq, epoch) for seq in range(1, 8)]
+
+
+def test_headers_of_an_earlier_epoch_are_never_skipped(
+    private_redis: RedisServer, tmp_path: Path
+) -> None:
+    # A restored store's old events still waiting go out under their own epoch, however
+    # far the new epoch's published seq has come.
+    s = settings(tmp_path)
+    db = tmp_path / "store.db"
+    f = Foundation(Store(db))
+    order = register(f)
+    status_changes(f, order["id"], 2)  # events 1-3, not pushed before the backup
+    backup(db, tmp_path / "backup.db")
+    status_changes(f, order["id"], 3)  # events 4-6, published, then lost
+    Relay(f.store, private_redis.client(), s).flush()
+    with f.store.read() as conn:
+        old = eventlog.current_epoch(conn)
+    f.store.close()
+    shutil.copy(tmp_path / "backup.db", db)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    restored = Foundation(Store(db))
+    relay = Relay(restored.store, private_redis.client(), s)
+    relay.check_identity()
+    status_changes(restored, order["id"], 4)  # events 4-7 of the new epoch
+    relay.flush()
+    with restored.store.read() as conn:
+        new = eventlog.current_epoch(conn)
+    stream = pushed(private_redis, s)
+    assert stream[6:] == [(1, old), (2, old), (3, old), (4, new), (5, new), (6, new), (7, new)]
+    with restored.store.write() as conn:
+        conn.execute("UPDATE relay_mark SET pushed_seq = 0")  # everything read once more
+    relay.flush()
+    # The old epoch's headers again (at least once), none of the new one's twice.
+    assert pushed(private_redis, s)[len(stream) :] == [(1, old), (2, old), (3, old)]
