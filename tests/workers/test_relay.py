@@ -49,6 +49,14 @@ def backup(db: Path, to: Path) -> None:
     target.close()
 
 
+def restore(db: Path, from_backup: Path) -> Foundation:
+    """The store at ``db`` replaced by its backup, as an operator restores one."""
+    shutil.copy(from_backup, db)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    return Foundation(Store(db))
+
+
 def test_every_header_names_the_log_it_belongs_to(
     private_redis: RedisServer, tmp_path: Path
 ) -> None:
@@ -78,10 +86,7 @@ def test_a_store_restored_from_a_backup_starts_a_new_epoch(
     seen = str(Cursor(10, old))  # a reader who saw everything
     f.store.close()
 
-    shutil.copy(tmp_path / "backup.db", db)
-    for suffix in ("-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    restored = Foundation(Store(db))
+    restored = restore(db, tmp_path / "backup.db")
     relay = Relay(restored.store, private_redis.client(), s)
     relay.check_identity()  # as a worker does before its first job
     status_changes(restored, order["id"], 1)  # event 7 again, of another history
@@ -149,10 +154,7 @@ def test_headers_of_an_earlier_epoch_are_never_skipped(
     with f.store.read() as conn:
         old = eventlog.current_epoch(conn)
     f.store.close()
-    shutil.copy(tmp_path / "backup.db", db)
-    for suffix in ("-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    restored = Foundation(Store(db))
+    restored = restore(db, tmp_path / "backup.db")
     relay = Relay(restored.store, private_redis.client(), s)
     relay.check_identity()
     status_changes(restored, order["id"], 4)  # events 4-7 of the new epoch
