@@ -57,6 +57,30 @@ def restore(db: Path, from_backup: Path) -> Foundation:
     return Foundation(Store(db))
 
 
+def restored_after_losing_published_events(
+    server: RedisServer, tmp_path: Path, kept: int, lost: int
+) -> tuple[Settings, Foundation, Relay, int, str]:
+    """An order and ``kept`` status changes, a backup, ``lost`` more status changes
+    published by a relay; then the store restored from the backup, and a relay on it that
+    checked the log's identity as a worker does before its first job. Returns the
+    settings, the restored foundation, its relay, the order's id and the old epoch."""
+    s = settings(tmp_path)
+    db = tmp_path / "store.db"
+    f = Foundation(Store(db))
+    order = register(f)
+    status_changes(f, order["id"], kept)
+    backup(db, tmp_path / "backup.db")
+    status_changes(f, order["id"], lost)
+    Relay(f.store, server.client(), s).flush()
+    with f.store.read() as conn:
+        old = eventlog.current_epoch(conn)
+    f.store.close()
+    restored = restore(db, tmp_path / "backup.db")
+    relay = Relay(restored.store, server.client(), s)
+    relay.check_identity()
+    return s, restored, relay, int(order["id"]), old
+
+
 def test_every_header_names_the_log_it_belongs_to(
     private_redis: RedisServer, tmp_path: Path
 ) -> None:
@@ -73,23 +97,12 @@ def test_every_header_names_the_log_it_belongs_to(
 def test_a_store_restored_from_a_backup_starts_a_new_epoch(
     private_redis: RedisServer, tmp_path: Path
 ) -> None:
-    s = settings(tmp_path)
-    db = tmp_path / "store.db"
-    f = Foundation(Store(db))
-    order = register(f)
-    status_changes(f, order["id"], 5)  # events 1-6
-    backup(db, tmp_path / "backup.db")
-    status_changes(f, order["id"], 4)  # events 7-10, published, then lost
-    Relay(f.store, private_redis.client(), s).flush()
-    with f.store.read() as conn:
-        old = eventlog.current_epoch(conn)
+    # Events 1-6 kept by the backup, 7-10 published, then lost.
+    s, restored, relay, order_id, old = restored_after_losing_published_events(
+        private_redis, tmp_path, kept=5, lost=4
+    )
     seen = str(Cursor(10, old))  # a reader who saw everything
-    f.store.close()
-
-    restored = restore(db, tmp_path / "backup.db")
-    relay = Relay(restored.store, private_redis.client(), s)
-    relay.check_identity()  # as a worker does before its first job
-    status_changes(restored, order["id"], 1)  # event 7 again, of another history
+    status_changes(restored, order_id, 1)  # event 7 again, of another history
     relay.flush()
 
     with restored.store.read() as conn:
@@ -143,21 +156,11 @@ def test_headers_of_an_earlier_epoch_are_never_skipped(
 ) -> None:
     # A restored store's old events still waiting go out under their own epoch, however
     # far the new epoch's published seq has come.
-    s = settings(tmp_path)
-    db = tmp_path / "store.db"
-    f = Foundation(Store(db))
-    order = register(f)
-    status_changes(f, order["id"], 2)  # events 1-3, not pushed before the backup
-    backup(db, tmp_path / "backup.db")
-    status_changes(f, order["id"], 3)  # events 4-6, published, then lost
-    Relay(f.store, private_redis.client(), s).flush()
-    with f.store.read() as conn:
-        old = eventlog.current_epoch(conn)
-    f.store.close()
-    restored = restore(db, tmp_path / "backup.db")
-    relay = Relay(restored.store, private_redis.client(), s)
-    relay.check_identity()
-    status_changes(restored, order["id"], 4)  # events 4-7 of the new epoch
+    # Events 1-3 not pushed before the backup, 4-6 published, then lost.
+    s, restored, relay, order_id, old = restored_after_losing_published_events(
+        private_redis, tmp_path, kept=2, lost=3
+    )
+    status_changes(restored, order_id, 4)  # events 4-7 of the new epoch
     relay.flush()
     with restored.store.read() as conn:
         new = eventlog.current_epoch(conn)
