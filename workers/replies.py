@@ -1,6 +1,7 @@
 """Replies from workers to waiting clients, over Redis lists.
 
-A worker pushes the reply onto ``<prefix>:reply:<command_id>`` with a time to live; the
+A worker pushes the reply onto ``<prefix>:reply:<command_id>`` with a time to live
+(:class:`workers.outbound.Outbound`, with other jobs' replies and acks); the
 client waits on it with BLPOP, so a result arrives the moment it exists. A reply that
 expires unread is not lost: the command ledger keeps it, and resending the same command id
 returns it again.
@@ -19,16 +20,6 @@ import redis
 def reply_key(prefix: str, command_id: str) -> str:
     """The Redis list a command's reply is pushed onto."""
     return f"{prefix}:reply:{command_id}"
-
-
-def push_reply(client: redis.Redis, prefix: str, ttl_ms: int, reply: dict[str, Any]) -> None:
-    """Hand a reply to whoever waits for it (or keep it ``ttl_ms`` for a late client)."""
-    key = reply_key(prefix, str(reply["command_id"]))
-    # MULTI costs no extra round trip, and a reply never stays without its time to live.
-    pipe = client.pipeline(transaction=True)
-    pipe.rpush(key, json.dumps(reply))
-    pipe.pexpire(key, ttl_ms)
-    pipe.execute()
 
 
 #: Longest single BLPOP of a wait, in seconds: well under any client's socket timeout

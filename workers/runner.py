@@ -62,6 +62,14 @@ def _background(target: Callable[..., None], *args: object, name: str) -> None:
     ).start()
 
 
+def _outbound(broker: dramatiq.Broker) -> Outbound:
+    """The outbound of a worker's broker (``build_broker`` with ``wait_ms`` makes one)."""
+    outbound = getattr(broker, "outbound", None)
+    if not isinstance(outbound, Outbound):
+        raise TypeError("a worker's broker sends replies with its acks: build it with wait_ms")
+    return outbound
+
+
 def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
     """Build the runtime and start a Dramatiq worker in this process; returns it running.
     Idle consumers wait on their queues (workers/broker.py), idle threads on their work."""
@@ -75,7 +83,7 @@ def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
             max_batch=settings.group_commit_max_writes,
         ),
         # The broker's: a job's reply and its ack go out together, reply first.
-        replies=broker.outbound or Outbound(client),
+        replies=_outbound(broker),
         settings=settings,
         relay=Relay(store, client, settings),
     )
