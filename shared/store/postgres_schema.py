@@ -237,6 +237,10 @@ DROP INDEX IF EXISTS events_unpushed;
 ALTER TABLE events DROP COLUMN IF EXISTS pushed;
 """
 
+#: v10 marked the tags of SQLite's FTS5 index, so a status change rewrites only its status
+#: tags; here the filters are ``orders`` columns, which an UPDATE changes as it is.
+_V10_NOTHING = "SELECT 1"
+
 
 #: Migrations in order; migration i brings the store to version i + 1 (v3: the search
 #: index of :mod:`shared.store.postgres_search`).
@@ -250,6 +254,7 @@ MIGRATIONS: list[str] = [
     _V7_NOTHING,
     _V8_NOTHING,
     _V9_RELAY_MARK,
+    _V10_NOTHING,
 ]
 
 

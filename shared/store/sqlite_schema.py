@@ -334,6 +334,14 @@ def _v9_relay_mark(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v10_search_tag_mark(db: sqlite_utils.Database) -> None:
+    # Every tag token starts with sqlite_search.TAG_MARK, so a status change can rewrite
+    # the order's status tags instead of its whole row (the text tokenized twice, every
+    # word under each prefix length). The tokens change, so the index is rebuilt from the
+    # orders (minutes at a million), with the new triggers.
+    search.create_index(db.conn)
+
+
 #: Migrations in order; migration i brings the store to ``user_version`` i + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_core,
@@ -345,6 +353,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v7_epoch_ordinal,
     _v8_search_prefix_indexes,
     _v9_relay_mark,
+    _v10_search_tag_mark,
 ]
 
 #: The schema version this code expects.

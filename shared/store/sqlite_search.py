@@ -38,6 +38,15 @@ The design:
 * **Triggers keep the index in step** in the writer's own transaction, and reindex an
   order only when a searchable column or a filter column changed: an update of, say,
   ``positions`` touches no index.
+* **A status change rewrites two tags, not the order's row.** Reindexing a whole row
+  tokenizes its title and description twice and writes every word under each prefix
+  length: most of what a status change cost in the store. The tags start with
+  :data:`TAG_MARK`, which no word of an order's text contains, so no word shares a token,
+  nor a prefix, with a tag, and FTS5 entries are per token: deleting just the old status
+  tags and inserting the new ones leaves the index exactly as a full reindex would. What
+  FTS5's ``delete`` also drops, the row's column sizes that bm25 reads, is kept aside in
+  ``order_search_sizes`` and put back. An order whose text does contain the mark is
+  reindexed whole, so the shortcut is never inexact.
 
 Searches without text use the ``orders`` B-tree indexes (``orders_by_municipality`` etc.),
 which already answer in well under a millisecond.
@@ -74,6 +83,14 @@ TOKENIZER = "unicode61 remove_diacritics 2"
 
 #: Prefix of the compound token of municipality and status, e.g. ``x751processing``.
 PLACE_STATUS = "x"
+#: First character of every tag token (``\ue000m751``): a private-use character, which
+#: unicode61 keeps inside tokens and no text folds into. Orders' text never holds it, so a
+#: tag shares neither a token nor a prefix with a word, and a status change can rewrite
+#: the status tags alone (module docstring). The index was built without it before
+#: migration 10.
+TAG_MARK = "\ue000"
+#: The orders columns whose change rewrites an order's whole row in the index.
+_REINDEXED = ("title", "description", "occupation", *(name for name in TAGS if name != "status"))
 
 
 def _tags_sql(row: str) -> str:
@@ -85,13 +102,33 @@ def _tags_sql(row: str) -> str:
     (about 0.6 % of all orders) instead of intersecting ``m751`` with the huge
     ``sprocessing``: FTS5 reads a doclist whole to walk it newest first.
     """
-    single = [f"'{prefix}' || replace({row}.{column}, '_', '')" for column, prefix in TAGS.items()]
-    compound = f"'{PLACE_STATUS}' || {row}.municipality || replace({row}.status, '_', '')"
-    return " || ' ' || ".join([*single, compound])
+    single = [
+        f"'{TAG_MARK}{prefix}' || replace({row}.{column}, '_', '')"
+        for column, prefix in TAGS.items()
+        if column != "status"
+    ]
+    return " || ' ' || ".join([*single, _status_tags_sql(row)])
+
+
+def _status_tags_sql(row: str) -> str:
+    """SQL building the tags that name a row's status: the status, and the compound."""
+    status = f"replace({row}.status, '_', '')"
+    return (
+        f"'{TAG_MARK}{TAGS['status']}' || {status} || ' {TAG_MARK}{PLACE_STATUS}' || "
+        f"{row}.municipality || {status}"
+    )
 
 
 def _index_row_sql(row: str) -> str:
     return f"{row}.title, {row}.description, {row}.occupation, {_tags_sql(row)}"
+
+
+def _status_only_sql() -> str:
+    """An UPDATE trigger's condition: only the status of the indexed columns changed, and
+    the text is free of :data:`TAG_MARK`, so rewriting the status tags is exact."""
+    others = " OR ".join(f"old.{column} IS NOT new.{column}" for column in _REINDEXED)
+    text = "old.title || old.description || old.occupation"
+    return f"old.status IS NOT new.status AND NOT ({others}) AND instr({text}, '{TAG_MARK}') = 0"
 
 
 def create_index(conn: sqlite3.Connection) -> None:
@@ -105,6 +142,7 @@ def create_index(conn: sqlite3.Connection) -> None:
         f"old.{column} IS NOT new.{column}"
         for column in ("title", "description", "occupation", *TAGS)
     )
+    status_only = _status_only_sql()
     lengths = " ".join(map(str, PREFIX_INDEX_CHARS))
     prefixes = f", prefix = '{lengths}'" if lengths else ""
     conn.executescript(
@@ -112,6 +150,10 @@ def create_index(conn: sqlite3.Connection) -> None:
         DROP TRIGGER IF EXISTS orders_ai;
         DROP TRIGGER IF EXISTS orders_ad;
         DROP TRIGGER IF EXISTS orders_au;
+        DROP TRIGGER IF EXISTS {SEARCH_TABLE}_insert;
+        DROP TRIGGER IF EXISTS {SEARCH_TABLE}_delete;
+        DROP TRIGGER IF EXISTS {SEARCH_TABLE}_update;
+        DROP TRIGGER IF EXISTS {SEARCH_TABLE}_status;
         DROP TABLE IF EXISTS orders_fts;
         DROP TABLE IF EXISTS {SEARCH_TABLE};
         CREATE VIRTUAL TABLE {SEARCH_TABLE} USING fts5 (
@@ -130,11 +172,28 @@ def create_index(conn: sqlite3.Connection) -> None:
                 tags) VALUES ('delete', -old.id, {_index_row_sql("old")});
         END;
         CREATE TRIGGER IF NOT EXISTS {SEARCH_TABLE}_update AFTER UPDATE ON orders
-        WHEN {changed} BEGIN
+        WHEN ({changed}) AND NOT ({status_only}) BEGIN
             INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}, rowid, title, description, occupation,
                 tags) VALUES ('delete', -old.id, {_index_row_sql("old")});
             INSERT INTO {SEARCH_TABLE} (rowid, title, description, occupation, tags)
                 VALUES (-new.id, {_index_row_sql("new")});
+        END;
+        -- A 'delete' drops the row's column sizes (bm25 reads them) with the tokens it
+        -- names; the insert that follows names only tags. The sizes are kept aside and put
+        -- back: the status tags are swapped one for one, so they are still right.
+        CREATE TABLE IF NOT EXISTS {SEARCH_TABLE}_sizes (id INTEGER PRIMARY KEY, sz BLOB);
+        CREATE TRIGGER IF NOT EXISTS {SEARCH_TABLE}_status AFTER UPDATE ON orders
+        WHEN {status_only} BEGIN
+            INSERT OR REPLACE INTO {SEARCH_TABLE}_sizes (id, sz)
+                SELECT id, sz FROM {SEARCH_TABLE}_docsize WHERE id = -old.id;
+            INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}, rowid, title, description, occupation,
+                tags) VALUES ('delete', -old.id, '', '', '', {_status_tags_sql("old")});
+            INSERT INTO {SEARCH_TABLE} (rowid, title, description, occupation, tags)
+                VALUES (-new.id, '', '', '', {_status_tags_sql("new")});
+            UPDATE {SEARCH_TABLE}_docsize
+                SET sz = (SELECT sz FROM {SEARCH_TABLE}_sizes WHERE id = -old.id)
+                WHERE id = -old.id;
+            DELETE FROM {SEARCH_TABLE}_sizes WHERE id = -old.id;
         END;
         """  # noqa: S608 - names and SQL from this module's constants only
     )
@@ -150,10 +209,10 @@ def text_query(words: list[str]) -> str:
     return " ".join(f'"{word}"*' for word in words)
 
 
-def _tag(name: str, value: str) -> str:
+def _tag_value(value: str) -> str:
     # Values arrive validated (kommunekode, enum values, 8-digit CVR); dropping anything
     # else keeps a stray character from turning into FTS5 syntax.
-    return TAGS[name] + "".join(ch for ch in value if ch.isalnum())
+    return "".join(ch for ch in value if ch.isalnum())
 
 
 def match_expression(words: list[str], filters: dict[str, str]) -> str:
@@ -162,9 +221,11 @@ def match_expression(words: list[str], filters: dict[str, str]) -> str:
     if not query:
         return ""
     expression = f"{{title description occupation}} : ({query})"
-    terms = {name: _tag(name, value) for name, value in filters.items()}
+    values = {name: _tag_value(value) for name, value in filters.items()}
+    terms = {name: TAG_MARK + TAGS[name] + value for name, value in values.items()}
     if "municipality" in terms and "status" in terms:
-        terms["municipality"] = PLACE_STATUS + terms["municipality"][1:] + terms.pop("status")[1:]
+        del terms["status"]
+        terms["municipality"] = TAG_MARK + PLACE_STATUS + values["municipality"] + values["status"]
     if terms:
         tags = " AND ".join(f'"{term}"' for term in terms.values())
         expression = f"tags : ({tags}) AND {expression}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -379,3 +380,131 @@ def test_migration_8_adds_prefix_indexes_to_an_index_without_them(
         assert (total, [order.id for order in page]) == (2, [2, 1])
     finally:
         migrated.close()
+
+
+def _scored(conn: store.Tx, match: str) -> list[tuple[int, float]]:
+    """Every order the FTS5 expression matches with its bm25 score, as the search reads them."""
+    return [
+        (int(row[0]), round(float(row[1]), 9))
+        for row in conn.execute(sqlite_search.TEXT_WINDOW_SQL, {"match": match, "window": 10**6})
+    ]
+
+
+#: Searches whose every match and bm25 score must survive status changes: by status, by
+#: municipality and status (the compound tag), by text alone, and a prefix of a tag.
+STATUS_SEARCHES = [
+    pytest.param("tømrer", {"status": "inactivated"}, id="status"),
+    pytest.param("pædagog", {"status": "processing"}, id="status-processing"),
+    pytest.param("kok", {"municipality": "101", "status": "closed_filled"}, id="compound"),
+    pytest.param("du", {"municipality": "101", "status": "processing"}, id="compound-processing"),
+    pytest.param("sygepl", {}, id="text-only"),
+    pytest.param("chauffør", {"job_type": "ordinary"}, id="another-tag"),
+    pytest.param("spr", {}, id="a-word-as-a-tag-begins"),
+    pytest.param("sin", {}, id="a-word-as-another-tag-begins"),
+]
+
+
+@dataclass
+class StatusChanged:
+    """A generated store after status changes, and a copy with its index rebuilt."""
+
+    changed: store.Tx
+    rebuilt: store.Tx
+    #: Status changes made, and those made to the order whose text holds the tag mark.
+    changes: int
+    marked_changes: int
+    #: How often the status-only trigger rewrote an order's status tags.
+    rewrites: int
+
+
+#: The order whose title holds the tag mark.
+MARKED = 7
+
+
+@pytest.fixture(scope="module")
+def status_changed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StatusChanged]:
+    """Status changes of every kind (some orders changed twice, some back to where they
+    began, one whose text holds the tag mark) on a generated store, beside a copy of the
+    result whose index was rebuilt from its orders."""
+    folder = tmp_path_factory.mktemp("status")
+    load_orders(folder / "changed.db", ORDERS, seed=21, today=TODAY, progress=False)
+    changed = store.SqliteStore(folder / "changed.db")
+    conn = changed.connection()
+    with changed.write() as write:
+        title = f"Kok {sqlite_search.TAG_MARK}sprocessing"
+        store.save_order(write, store.load_order(write, MARKED).model_copy(update={"title": title}))
+        # A word that starts as the status tags do, without the mark.
+        spoken = {"title": "Sprogunderviser i sinologi"}
+        store.save_order(write, store.load_order(write, 11).model_copy(update=spoken))
+    # The status-only trigger keeps each order's column sizes aside: count its visits.
+    conn.raw.executescript(
+        """
+        CREATE TEMP TABLE rewrites (id INTEGER);
+        CREATE TEMP TRIGGER count_rewrites AFTER INSERT ON main.order_search_sizes BEGIN
+            INSERT INTO rewrites VALUES (-new.id);
+        END;
+        """
+    )
+    statuses = list(OrderStatus)
+    changed_ids: list[int] = []
+    for step in (3, 4, 5):
+        with changed.write() as write:
+            for order_id in range(1, ORDERS + 1, step):
+                order = store.load_order(write, order_id)
+                status = statuses[(statuses.index(order.status) + order_id) % len(statuses)]
+                if status is not order.status:
+                    changed_ids.append(order_id)
+                store.save_order(write, order.model_copy(update={"status": status}))
+    rewrites = int(conn.execute("SELECT COUNT(*) FROM temp.rewrites").fetchone()[0])
+    rebuilt = store.SqliteStore(folder / "rebuilt.db")
+    conn.raw.backup(rebuilt.connection().raw)
+    sqlite_search.create_index(rebuilt.connection().raw)
+    yield StatusChanged(
+        conn, rebuilt.connection(), len(changed_ids), changed_ids.count(MARKED), rewrites
+    )
+    changed.close()
+    rebuilt.close()
+
+
+def test_a_status_change_rewrites_only_the_status_tags(status_changed: StatusChanged) -> None:
+    assert status_changed.changes > 1_000
+    assert status_changed.marked_changes >= 1
+    # Every change but those of the marked order took the status-only path.
+    expected = status_changed.changes - status_changed.marked_changes
+    assert status_changed.rewrites == expected
+
+
+@pytest.mark.parametrize(("text", "filters"), STATUS_SEARCHES)
+def test_after_status_changes_the_index_answers_as_a_rebuilt_one(
+    status_changed: StatusChanged, text: str, filters: dict[str, str]
+) -> None:
+    changed, rebuilt = status_changed.changed, status_changed.rebuilt
+    match = sqlite_search.match_expression(search.words(text), filters)
+    expected = _scored(rebuilt, match)
+    assert expected, "the search matches something"
+    # Same matches with the same scores. (SQLite 3.40's bm25 scores 0 on a contentless
+    # detail=column table, so the column sizes it would read are compared apart, below.)
+    assert _scored(changed, match) == expected
+    assert search.search_ids(changed, text=text, filters=filters, limit=50, offset=0) == (
+        search.search_ids(rebuilt, text=text, filters=filters, limit=50, offset=0)
+    )
+
+
+def test_after_status_changes_the_index_passes_its_integrity_check(
+    status_changed: StatusChanged,
+) -> None:
+    changed, rebuilt = status_changed.changed, status_changed.rebuilt
+    changed.execute("INSERT INTO order_search (order_search) VALUES ('integrity-check')")
+    sizes = "SELECT id, sz FROM order_search_docsize ORDER BY id"
+    assert changed.execute(sizes).fetchall() == rebuilt.execute(sizes).fetchall()
+    assert changed.execute("SELECT COUNT(*) FROM order_search_sizes").fetchone()[0] == 0
+
+
+def test_the_order_whose_text_holds_the_tag_mark_is_found_by_its_status(
+    status_changed: StatusChanged,
+) -> None:
+    changed = status_changed.changed
+    status = changed.execute("SELECT status FROM orders WHERE id = ?", [MARKED]).fetchone()[0]
+    filters = {"status": status}
+    _, ids = search.search_ids(changed, text="kok", filters=filters, limit=500, offset=0)
+    assert MARKED in ids

@@ -401,7 +401,7 @@ def test_migration_9_keeps_unpushed_events_unpushed_and_pushed_ones_pushed(
             old.close()
     store = open_url(empty_url)
     try:
-        assert store.schema_version() == SCHEMA_VERSION == 9
+        assert store.schema_version() == SCHEMA_VERSION
         with store.read() as tx:
             assert "pushed" not in tx.columns("events")
             assert [seq for seq, _ in eventlog.unpushed(tx, 100)] == unpushed
@@ -411,7 +411,7 @@ def test_migration_9_keeps_unpushed_events_unpushed_and_pushed_ones_pushed(
         if store.engine == "sqlite":
             store.connection().execute("PRAGMA user_version = 8")
         else:
-            store.connection().execute("DELETE FROM schema_migrations WHERE version = 9")
+            store.connection().execute("DELETE FROM schema_migrations WHERE version >= 9")
         assert store.migrate() == 8
         with store.read() as tx:
             assert eventlog.pushed_upto(tx) == mark
