@@ -26,6 +26,7 @@ from shared.events import EVENTS_STREAM_MAXLEN, EventHeader, parse_entry, stream
 from shared.foundation import utc_now
 from shared.settings import Settings
 from shared.store import Store
+from shared.store.group_commit import GroupCommit
 
 logger = logging.getLogger("jobordre.relay")
 
@@ -83,8 +84,19 @@ def events_stream_key(settings: Settings) -> str:
 class Relay:
     """Moves unpushed events from one store to one Redis; safe to call from many threads."""
 
-    def __init__(self, store: Store, client: redis.Redis, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        client: redis.Redis,
+        settings: Settings,
+        *,
+        writes: GroupCommit | None = None,
+    ) -> None:
         self.store = store
+        #: The process's group commit, if the mark is to share the commands' transactions
+        #: (under load a flush then takes no write lock of its own); else a transaction
+        #: of its own per flush.
+        self.writes = writes
         self.client = client
         self.key = events_stream_key(settings)
         self.published = published_key(settings)
@@ -120,10 +132,16 @@ class Relay:
                 self.client.eval(
                     _PUSH, 2, self.published, self.key, epoch, base, EVENTS_STREAM_MAXLEN, *pairs
                 )
-                with self.store.write() as conn:
-                    # The batch is every event up to its last seq (see eventlog.unpushed).
-                    eventlog.mark_pushed(conn, batch[-1][0])
+                # The batch is every event up to its last seq (see eventlog.unpushed).
+                self._mark(batch[-1][0])
                 pushed += len(batch)
+
+    def _mark(self, upto: int) -> None:
+        if self.writes is not None:
+            self.writes.run(lambda tx: eventlog.mark_pushed(tx, upto))
+            return
+        with self.store.write() as conn:
+            eventlog.mark_pushed(conn, upto)
 
     def check_identity(self) -> str | None:
         """Start a new epoch if this Redis has published more of the store's current epoch

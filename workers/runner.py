@@ -76,16 +76,17 @@ def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
     broker = build_broker(settings, url, wait_ms=settings.worker_poll_ms)
     store = open_store(settings)
     client = connect_redis(url, socket_connect_timeout=5, socket_timeout=10)
+    foundation = Foundation(
+        store,
+        max_age_ms=settings.signature_max_age_ms,
+        max_batch=settings.group_commit_max_writes,
+    )
     runtime = Runtime(
-        foundation=Foundation(
-            store,
-            max_age_ms=settings.signature_max_age_ms,
-            max_batch=settings.group_commit_max_writes,
-        ),
+        foundation=foundation,
         # The broker's: a job's reply and its ack go out together, reply first.
         replies=_outbound(broker),
         settings=settings,
-        relay=Relay(store, client, settings),
+        relay=Relay(store, client, settings, writes=foundation.writes),
     )
     declare_actors(broker, runtime)
     try:

@@ -337,8 +337,10 @@ def _v9_relay_mark(db: sqlite_utils.Database) -> None:
 def _v10_search_tag_mark(db: sqlite_utils.Database) -> None:
     # Every tag token starts with sqlite_search.TAG_MARK, so a status change can rewrite
     # the order's status tags instead of its whole row (the text tokenized twice, every
-    # word under each prefix length). The tokens change, so the index is rebuilt from the
-    # orders (minutes at a million), with the new triggers.
+    # word under each prefix length). And the index keeps word positions (detail=full):
+    # on the detail=column index before, bm25 scored every match 0, so the search ranked
+    # nothing. The tokens change, so the index is rebuilt from the orders (minutes at a
+    # million), with the new triggers.
     search.create_index(db.conn)
 
 

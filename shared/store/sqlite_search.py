@@ -15,9 +15,10 @@ The design:
   expression, ``tags : ("x751processing") AND {title description occupation} :
   ("tømrer"*)``, which FTS5 answers by intersecting doclists, seeking in the long ones.
   No ``orders`` row is read for an order that does not match.
-* **No word positions** (``detail=column``): the doclists FTS5 reads, and merges for a
-  prefix ("tømrer"* = every term starting so), are shorter. Words are therefore never
-  phrases: :func:`words` splits ``SOSU-assistent`` into two required words.
+* **Word positions are kept** (``detail=full``), though no query is a phrase
+  (:func:`words` splits ``SOSU-assistent`` into two required words): bm25 needs them on a
+  contentless table. With ``detail=column`` (the index up to migration 10) SQLite 3.40's
+  bm25 scored every match 0, so pages came newest first whatever the words matched.
 * **Prefix indexes for the lengths caseworkers type** (:data:`PREFIX_INDEX_CHARS`): a
   word of such a length is one ready doclist, so FTS5 seeks in it instead of merging the
   doclists of every term it starts across the corpus, once for the match and once more for
@@ -158,7 +159,7 @@ def create_index(conn: sqlite3.Connection) -> None:
         DROP TABLE IF EXISTS {SEARCH_TABLE};
         CREATE VIRTUAL TABLE {SEARCH_TABLE} USING fts5 (
             title, description, occupation, tags,
-            content = '', tokenize = '{TOKENIZER}', detail = column{prefixes}
+            content = '', tokenize = '{TOKENIZER}', detail = full{prefixes}
         );
         INSERT INTO {SEARCH_TABLE} (rowid, title, description, occupation, tags)
             SELECT -id, {_index_row_sql("orders")} FROM orders;

@@ -194,6 +194,15 @@ def test_a_title_match_ranks_above_description_only_matches(small: store.Store) 
     assert [order.id for order in page[1:]] == [5, 4], "ties: newest first"
 
 
+def test_a_title_match_ranks_above_newer_description_only_matches(small: store.Store) -> None:
+    _insert(small, 1, title="Bager til morgenholdet")
+    for order_id in range(2, 7):
+        description = "Kunne du tænke dig at blive bager?"
+        _insert(small, order_id, title="Medarbejder", description=description)
+    _, page = search.search_orders(small.connection(), text="bager", filters={}, limit=3, offset=0)
+    assert [order.id for order in page] == [1, 6, 5], "the title match first, then newest"
+
+
 def test_the_index_follows_status_changes_and_deletes(small: store.Store) -> None:
     _insert(small, 1, title="Tømrer", status=OrderStatus.PROCESSING)
     conn = small.connection()
@@ -482,8 +491,7 @@ def test_after_status_changes_the_index_answers_as_a_rebuilt_one(
     match = sqlite_search.match_expression(search.words(text), filters)
     expected = _scored(rebuilt, match)
     assert expected, "the search matches something"
-    # Same matches with the same scores. (SQLite 3.40's bm25 scores 0 on a contentless
-    # detail=column table, so the column sizes it would read are compared apart, below.)
+    # Same matches with the same bm25 scores: the tokens and the column sizes are right.
     assert _scored(changed, match) == expected
     assert search.search_ids(changed, text=text, filters=filters, limit=50, offset=0) == (
         search.search_ids(rebuilt, text=text, filters=filters, limit=50, offset=0)

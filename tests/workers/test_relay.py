@@ -81,17 +81,27 @@ def restored_after_losing_published_events(
     return s, restored, relay, int(order["id"]), old
 
 
+@pytest.mark.parametrize(
+    "shared_transactions",
+    [
+        pytest.param(False, id="mark-in-a-transaction-of-its-own"),
+        pytest.param(True, id="mark-in-the-group-commit"),
+    ],
+)
 def test_every_header_names_the_log_it_belongs_to(
-    private_redis: RedisServer, tmp_path: Path
+    private_redis: RedisServer, tmp_path: Path, shared_transactions: bool
 ) -> None:
     s = settings(tmp_path)
     f = Foundation(Store(tmp_path / "store.db"))
     register(f)
-    Relay(f.store, private_redis.client(), s).flush()
+    writes = f.writes if shared_transactions else None
+    Relay(f.store, private_redis.client(), s, writes=writes).flush()
     with f.store.read() as conn:
         epoch = eventlog.current_epoch(conn)
         assert (eventlog.pushed_upto(conn), eventlog.backlog(conn)) == (1, (0, None))
     assert pushed(private_redis, s) == [(1, epoch)]
+    if shared_transactions:
+        assert (f.writes.batches, f.writes.writes) == (2, 2), "the order, then the mark"
 
 
 def test_a_store_restored_from_a_backup_starts_a_new_epoch(
