@@ -129,7 +129,8 @@ def _status_only_sql() -> str:
     the text is free of :data:`TAG_MARK`, so rewriting the status tags is exact."""
     others = " OR ".join(f"old.{column} IS NOT new.{column}" for column in _REINDEXED)
     text = "old.title || old.description || old.occupation"
-    return f"old.status IS NOT new.status AND NOT ({others}) AND instr({text}, '{TAG_MARK}') = 0"
+    # IS, not =: never NULL, so the whole-row trigger's NOT of it is never NULL either.
+    return f"old.status IS NOT new.status AND NOT ({others}) AND instr({text}, '{TAG_MARK}') IS 0"
 
 
 def create_index(conn: sqlite3.Connection) -> None:
@@ -139,10 +140,7 @@ def create_index(conn: sqlite3.Connection) -> None:
     crashed half-way is repaired by running it again. A change to the index's shape needs
     a new migration in :mod:`shared.schema` calling this again, as v4 does.
     """
-    changed = " OR ".join(
-        f"old.{column} IS NOT new.{column}"
-        for column in ("title", "description", "occupation", *TAGS)
-    )
+    changed = " OR ".join(f"old.{column} IS NOT new.{column}" for column in (*_REINDEXED, "status"))
     status_only = _status_only_sql()
     lengths = " ".join(map(str, PREFIX_INDEX_CHARS))
     prefixes = f", prefix = '{lengths}'" if lengths else ""
