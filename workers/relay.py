@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 from typing import Any
 
 import redis
@@ -93,10 +94,10 @@ class Relay:
         writes: GroupCommit | None = None,
     ) -> None:
         self.store = store
-        #: The process's group commit, if the mark is to share the commands' transactions
-        #: (under load a flush then takes no write lock of its own); else a transaction
-        #: of its own per flush.
-        self.writes = writes
+        #: Where the mark is written: the process's group commit, so that under load it
+        #: shares the commands' transactions and takes no write lock of its own; without
+        #: one, a group commit of the relay's own (each flush a transaction by itself).
+        self.writes = writes or GroupCommit(store)
         self.client = client
         self.key = events_stream_key(settings)
         self.published = published_key(settings)
@@ -133,15 +134,8 @@ class Relay:
                     _PUSH, 2, self.published, self.key, epoch, base, EVENTS_STREAM_MAXLEN, *pairs
                 )
                 # The batch is every event up to its last seq (see eventlog.unpushed).
-                self._mark(batch[-1][0])
+                self.writes.run(partial(eventlog.mark_pushed, upto=batch[-1][0]))
                 pushed += len(batch)
-
-    def _mark(self, upto: int) -> None:
-        if self.writes is not None:
-            self.writes.run(lambda tx: eventlog.mark_pushed(tx, upto))
-            return
-        with self.store.write() as conn:
-            eventlog.mark_pushed(conn, upto)
 
     def check_identity(self) -> str | None:
         """Start a new epoch if this Redis has published more of the store's current epoch
