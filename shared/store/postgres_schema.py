@@ -240,6 +240,9 @@ ALTER TABLE events DROP COLUMN IF EXISTS pushed;
 #: v10 marked the tags of SQLite's FTS5 index, so a status change rewrites only its status
 #: tags; here the filters are ``orders`` columns, which an UPDATE changes as it is.
 _V10_NOTHING = "SELECT 1"
+#: v11 made the FTS5 index's tags two characters long (no prefix index entries for them);
+#: PostgreSQL's index has no tags.
+_V11_NOTHING = "SELECT 1"
 
 
 #: Migrations in order; migration i brings the store to version i + 1 (v3: the search
@@ -255,6 +258,7 @@ MIGRATIONS: list[str] = [
     _V8_NOTHING,
     _V9_RELAY_MARK,
     _V10_NOTHING,
+    _V11_NOTHING,
 ]
 
 

@@ -344,6 +344,14 @@ def _v10_search_tag_mark(db: sqlite_utils.Database) -> None:
     search.create_index(db.conn)
 
 
+def _v11_search_short_tags(db: sqlite_utils.Database) -> None:
+    # Every tag token is two characters (shared.store.search_tags): too short for any of
+    # the prefix indexes, so a tag is one index entry instead of ten, and a status change
+    # writes 4 instead of 40. The tokens change, so the index is rebuilt from the orders
+    # (minutes at a million), with its triggers.
+    search.create_index(db.conn)
+
+
 #: Migrations in order; migration i brings the store to ``user_version`` i + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_core,
@@ -356,6 +364,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v8_search_prefix_indexes,
     _v9_relay_mark,
     _v10_search_tag_mark,
+    _v11_search_short_tags,
 ]
 
 #: The schema version this code expects.

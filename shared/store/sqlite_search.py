@@ -9,10 +9,10 @@ sort. At 1,000,000 orders a common word matches tens of thousands of rows: p95 ~
 The design:
 
 * **Filters live inside the full-text index.** ``order_search`` is a contentless FTS5 table
-  whose fourth column, ``tags``, holds one token per filter value: ``m751`` (municipality),
-  ``sprocessing`` (status), ``jordinary`` (job type), ``e25313763`` (employer CVR), plus
-  the compound ``x751processing`` for the commonest pair. A search is then ONE FTS5
-  expression, ``tags : ("x751processing") AND {title description occupation} :
+  whose fourth column, ``tags``, holds one token per filter value (municipality, status,
+  job type, employer CVR), plus one for the commonest pair, municipality and status
+  together; each token is two characters (:mod:`.search_tags`). A search is then ONE FTS5
+  expression, ``tags : ("<751 processing>") AND {title description occupation} :
   ("tømrer"*)``, which FTS5 answers by intersecting doclists, seeking in the long ones.
   No ``orders`` row is read for an order that does not match.
 * **Word positions are kept** (``detail=full``), though no query is a phrase
@@ -47,7 +47,8 @@ The design:
   tags and inserting the new ones leaves the index exactly as a full reindex would. What
   FTS5's ``delete`` also drops, the row's column sizes that bm25 reads, is kept aside in
   ``order_search_sizes`` and put back. An order whose text does contain the mark is
-  reindexed whole, so the shortcut is never inexact.
+  reindexed whole, so the shortcut is never inexact. Tags are two characters, too short
+  for any prefix index, so each costs one index entry, not ten.
 
 Searches without text use the ``orders`` B-tree indexes (``orders_by_municipality`` etc.),
 which already answer in well under a millisecond.
@@ -57,6 +58,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from shared.store.search_tags import TAG_MARK, status_tags_sql, tag_tokens, tags_sql
+
 #: The FTS5 table of the search index.
 SEARCH_TABLE = "order_search"
 #: How many of the newest matching orders are ranked by bm25 (orders).
@@ -64,13 +67,6 @@ RANK_WINDOW = 1_000
 #: bm25 weights of the columns title, description, occupation, tags: a word in the title
 #: counts ten description words; the tags never score (they are filters).
 BM25_WEIGHTS = (10.0, 1.0, 5.0, 0.0)
-#: Filter name -> (the ``orders`` column, the token prefix in ``tags``).
-TAGS: dict[str, str] = {
-    "municipality": "m",
-    "status": "s",
-    "job_type": "j",
-    "employer_cvr": "e",
-}
 #: Prefix lengths (characters) FTS5 keeps a prefix index for: a query word of one of these
 #: lengths reads one doclist instead of merging those of every term it starts (module
 #: docstring). The common words caseworkers type are 3 to 11 characters long; 2 would
@@ -82,46 +78,12 @@ PREFIX_INDEX_CHARS = tuple(range(3, 12))
 TOKENIZER = "unicode61 remove_diacritics 2"
 
 
-#: Prefix of the compound token of municipality and status, e.g. ``x751processing``.
-PLACE_STATUS = "x"
-#: First character of every tag token (``\ue000m751``): a private-use character, which
-#: unicode61 keeps inside tokens and no text folds into. Orders' text never holds it, so a
-#: tag shares neither a token nor a prefix with a word, and a status change can rewrite
-#: the status tags alone (module docstring). The index was built without it before
-#: migration 10.
-TAG_MARK = "\ue000"
 #: The orders columns whose change rewrites an order's whole row in the index.
-_REINDEXED = ("title", "description", "occupation", *(name for name in TAGS if name != "status"))
-
-
-def _tags_sql(row: str) -> str:
-    """SQL building the ``tags`` text of a row (``new`` or ``old`` in a trigger).
-
-    Underscores are dropped because unicode61 splits tokens on them: ``closed_filled``
-    becomes the single token ``sclosedfilled``. The compound ``x<kommunekode><status>``
-    serves the commonest search, municipality and status together, with one short doclist
-    (about 0.6 % of all orders) instead of intersecting ``m751`` with the huge
-    ``sprocessing``: FTS5 reads a doclist whole to walk it newest first.
-    """
-    single = [
-        f"'{TAG_MARK}{prefix}' || replace({row}.{column}, '_', '')"
-        for column, prefix in TAGS.items()
-        if column != "status"
-    ]
-    return " || ' ' || ".join([*single, _status_tags_sql(row)])
-
-
-def _status_tags_sql(row: str) -> str:
-    """SQL building the tags that name a row's status: the status, and the compound."""
-    status = f"replace({row}.status, '_', '')"
-    return (
-        f"'{TAG_MARK}{TAGS['status']}' || {status} || ' {TAG_MARK}{PLACE_STATUS}' || "
-        f"{row}.municipality || {status}"
-    )
+_REINDEXED = ("title", "description", "occupation", "municipality", "job_type", "employer_cvr")
 
 
 def _index_row_sql(row: str) -> str:
-    return f"{row}.title, {row}.description, {row}.occupation, {_tags_sql(row)}"
+    return f"{row}.title, {row}.description, {row}.occupation, {tags_sql(row)}"
 
 
 def _status_only_sql() -> str:
@@ -186,9 +148,9 @@ def create_index(conn: sqlite3.Connection) -> None:
             INSERT OR REPLACE INTO {SEARCH_TABLE}_sizes (id, sz)
                 SELECT id, sz FROM {SEARCH_TABLE}_docsize WHERE id = -old.id;
             INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}, rowid, title, description, occupation,
-                tags) VALUES ('delete', -old.id, '', '', '', {_status_tags_sql("old")});
+                tags) VALUES ('delete', -old.id, '', '', '', {status_tags_sql("old")});
             INSERT INTO {SEARCH_TABLE} (rowid, title, description, occupation, tags)
-                VALUES (-new.id, '', '', '', {_status_tags_sql("new")});
+                VALUES (-new.id, '', '', '', {status_tags_sql("new")});
             UPDATE {SEARCH_TABLE}_docsize
                 SET sz = (SELECT sz FROM {SEARCH_TABLE}_sizes WHERE id = -old.id)
                 WHERE id = -old.id;
@@ -208,25 +170,15 @@ def text_query(words: list[str]) -> str:
     return " ".join(f'"{word}"*' for word in words)
 
 
-def _tag_value(value: str) -> str:
-    # Values arrive validated (kommunekode, enum values, 8-digit CVR); dropping anything
-    # else keeps a stray character from turning into FTS5 syntax.
-    return "".join(ch for ch in value if ch.isalnum())
-
-
 def match_expression(words: list[str], filters: dict[str, str]) -> str:
     """The one FTS5 expression for words plus filters; empty if there are no words."""
     query = text_query(words)
     if not query:
         return ""
     expression = f"{{title description occupation}} : ({query})"
-    values = {name: _tag_value(value) for name, value in filters.items()}
-    terms = {name: TAG_MARK + TAGS[name] + value for name, value in values.items()}
-    if "municipality" in terms and "status" in terms:
-        del terms["status"]
-        terms["municipality"] = TAG_MARK + PLACE_STATUS + values["municipality"] + values["status"]
-    if terms:
-        tags = " AND ".join(f'"{term}"' for term in terms.values())
+    tokens = tag_tokens(filters)
+    if tokens:
+        tags = " AND ".join(f'"{token}"' for token in tokens)
         expression = f"tags : ({tags}) AND {expression}"
     return expression
 

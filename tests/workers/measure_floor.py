@@ -1,0 +1,163 @@
+"""How fast a write command can go with the store taken out: the protocol's floor.
+
+Run: ``.venv/bin/python -m tests.workers.measure_floor [--orders 20000] [--commands 4000]
+[--rounds 2]``. Not a test (pytest does not collect it).
+
+Like ``jobordre bench``: a private redis-server, a fresh SQLite store of generated orders,
+2 worker processes x 8 threads, a client sending many placements in flight and waiting for
+every reply, and the no-op Dramatiq baseline on the same Redis. Each round measures, in a
+new random order so drift hits all alike:
+
+* ``noop``: the bench's no-op baseline (messages/s);
+* ``placements``: real ``jobordre worker`` processes, as the bench runs them;
+* ``no_store``: the same workers with :meth:`Foundation._write` replaced by what it does
+  before its transaction (the payload parsed and validated) and an ok reply: everything
+  jobordre does for a command (the signature and age checks, opening the sealed CPR, the
+  job log line, sealing the reply, the reply and ack on Redis, the client's signing,
+  sealing and wait) except the store.
+
+Each reports its rate, its ratio to the round's no-op baseline, and the CPU per command
+of the worker processes, Redis and the client (``/proc/<pid>/stat``, user + system). A
+write command's ratio cannot pass its ``no_store`` ratio however cheap the store gets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from shared.commands import CommandKind
+from shared.generator import Generator, load_orders
+from shared.settings import Settings
+from workers.bench import harness
+from workers.client import Client
+
+#: Clock ticks per second of ``/proc/<pid>/stat``'s CPU times.
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_S
+
+
+def redis_pid(url: str) -> int:
+    """The pid of the private redis-server listening on ``url``'s port."""
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    for status in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = status.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"redis-server") and port.encode() in argv:
+            return int(status.parent.name)
+    raise RuntimeError(f"no redis-server on port {port}")
+
+
+def skip_the_store() -> None:
+    """Make this process's foundation answer write commands without the store."""
+    from shared.envelope import parse_payload
+    from shared.foundation import Foundation, ok_reply
+
+    def write(self: Foundation, envelope: Any, opened: dict[str, Any]) -> dict[str, Any]:
+        parse_payload(envelope, opened)
+        return ok_reply(envelope.command_id, {"skipped": "store"})
+
+    Foundation._write = write  # type: ignore[method-assign]
+
+
+def _workers_argv(no_store: bool) -> list[str]:
+    boot = "from workers.cli import main; main()"
+    if no_store:
+        boot = "from tests.workers.measure_floor import skip_the_store; skip_the_store(); " + boot
+    return [sys.executable, "-c", boot, "worker", "--processes", "2", "--threads", "8"]
+
+
+def _placements(
+    settings: Settings, workdir: Path, payloads: list[dict[str, Any]], *, no_store: bool
+) -> dict[str, float]:
+    argv = _workers_argv(no_store)
+    log = workdir / ("no-store.log" if no_store else "workers.log")
+    with harness._serving(argv, settings, log, b"worker started", 2, "workers") as process:
+        client = Client(settings, harness.PRINCIPAL, url=str(settings.redis_url))
+        try:
+            harness.throughput(client, CommandKind.GET_ORDER, [{"order_id": 1}] * 200)
+            workers = harness._descendants(process.pid)
+            server = redis_pid(str(settings.redis_url))
+            before = [cpu_s(pid) for pid in workers], cpu_s(server), time.process_time()
+            figures = harness.throughput(client, CommandKind.REGISTER_PLACEMENT, payloads)
+            after = [cpu_s(pid) for pid in workers], cpu_s(server), time.process_time()
+        finally:
+            client.close()
+    if figures["errors"]:
+        raise RuntimeError(f"{figures['errors']} placements failed")
+    per_ms = 1000 / len(payloads)
+    return {
+        "per_s": figures["per_s"],
+        "workers_cpu_ms": round((sum(after[0]) - sum(before[0])) * per_ms, 3),
+        "redis_cpu_ms": round((after[1] - before[1]) * per_ms, 3),
+        "client_cpu_ms": round((after[2] - before[2]) * per_ms, 3),
+    }
+
+
+def main() -> None:
+    """Print one JSON document: every round's figures and the medians."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orders", type=int, default=20_000)
+    parser.add_argument("--commands", type=int, default=4_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    config = harness.BenchConfig(orders=args.orders, progress=False)
+    rounds: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="jobordre-floor-") as folder:
+        workdir = Path(folder)
+        with harness.private_redis(workdir) as url:
+            settings = Settings(home=workdir, db=workdir / "floor.db", redis_url=url)
+            load_orders(settings.db_path, args.orders, seed=config.seed, progress=False)
+            # Every round places on orders of its own: a placement is one per person/order.
+            targets = harness._open_orders(settings, 2 * args.rounds * args.commands, 0)
+            generator = Generator(config.seed + 2)
+            batches = iter(
+                [generator.placement(order_id) for order_id, _ in targets[index :: 2 * args.rounds]]
+                for index in range(2 * args.rounds)
+            )
+            for _ in range(args.rounds):
+                figures: dict[str, Any] = {}
+                order = ["noop", "placements", "no_store"]
+                random.shuffle(order)
+                for name in order:
+                    if name == "noop":
+                        figures[name] = {
+                            "per_s": round(harness.measure_baseline(settings, config, workdir), 1)
+                        }
+                    else:
+                        figures[name] = _placements(
+                            settings, workdir, next(batches), no_store=name == "no_store"
+                        )
+                for name in ("placements", "no_store"):
+                    figures[name]["ratio"] = round(
+                        figures[name]["per_s"] / figures["noop"]["per_s"], 3
+                    )
+                rounds.append(figures)
+    medians = {
+        name: {
+            field: round(statistics.median(each[name][field] for each in rounds), 3)
+            for field in rounds[0][name]
+        }
+        for name in rounds[0]
+    }
+    document = {"medians": medians, "rounds": rounds, "machine": harness.machine()}
+    print(json.dumps(document, indent=1))
+
+
+if __name__ == "__main__":
+    main()
