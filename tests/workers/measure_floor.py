@@ -24,6 +24,7 @@ write command's ratio cannot pass its ``no_store`` ratio however cheap the store
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -40,6 +41,8 @@ from shared.settings import Settings
 from workers.bench import harness
 from workers.client import Client
 
+#: Worker processes (of 8 threads each), as the bench runs them.
+PROCESSES = 2
 #: Clock ticks per second of ``/proc/<pid>/stat``'s CPU times.
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
@@ -52,15 +55,16 @@ def cpu_s(pid: int) -> float:
 
 def redis_pid(url: str) -> int:
     """The pid of the private redis-server listening on ``url``'s port."""
-    port = url.rsplit(":", 1)[1].split("/")[0]
-    for status in Path("/proc").glob("[0-9]*/cmdline"):
+    port = url.rsplit(":", 1)[1].split("/")[0].encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            argv = status.read_bytes().split(b"\0")
+            text = cmdline.read_bytes()
         except OSError:
             continue
-        if argv and argv[0].endswith(b"redis-server") and port.encode() in argv:
-            return int(status.parent.name)
-    raise RuntimeError(f"no redis-server on port {port}")
+        # redis-server retitles itself "redis-server 127.0.0.1:PORT".
+        if b"redis-server" in text and (b":" + port in text or b"\0" + port in text):
+            return int(cmdline.parent.name)
+    raise RuntimeError(f"no redis-server on port {port.decode()}")
 
 
 def skip_the_store() -> None:
@@ -79,25 +83,34 @@ def _workers_argv(no_store: bool) -> list[str]:
     boot = "from workers.cli import main; main()"
     if no_store:
         boot = "from tests.workers.measure_floor import skip_the_store; skip_the_store(); " + boot
-    return [sys.executable, "-c", boot, "worker", "--processes", "2", "--threads", "8"]
+    # One process per command: `--processes 2` would spawn fresh interpreters, which the
+    # patch of skip_the_store does not reach.
+    return [sys.executable, "-c", boot, "worker", "--processes", "1", "--threads", "8"]
 
 
 def _placements(
     settings: Settings, workdir: Path, payloads: list[dict[str, Any]], *, no_store: bool
 ) -> dict[str, float]:
     argv = _workers_argv(no_store)
-    log = workdir / ("no-store.log" if no_store else "workers.log")
-    with harness._serving(argv, settings, log, b"worker started", 2, "workers") as process:
+    with contextlib.ExitStack() as stack:
+        processes = [
+            stack.enter_context(
+                harness._serving(
+                    argv, settings, workdir / f"workers-{index}.log", b"worker started", 1, "worker"
+                )
+            )
+            for index in range(PROCESSES)
+        ]
         client = Client(settings, harness.PRINCIPAL, url=str(settings.redis_url))
-        try:
-            harness.throughput(client, CommandKind.GET_ORDER, [{"order_id": 1}] * 200)
-            workers = harness._descendants(process.pid)
-            server = redis_pid(str(settings.redis_url))
-            before = [cpu_s(pid) for pid in workers], cpu_s(server), time.process_time()
-            figures = harness.throughput(client, CommandKind.REGISTER_PLACEMENT, payloads)
-            after = [cpu_s(pid) for pid in workers], cpu_s(server), time.process_time()
-        finally:
-            client.close()
+        stack.callback(client.close)
+        harness.throughput(client, CommandKind.GET_ORDER, [{"order_id": 1}] * 200)
+        workers = [process.pid for process in processes]
+        server = redis_pid(str(settings.redis_url))
+        before = [cpu_s(pid) for pid in workers], cpu_s(server), time.process_time()
+        figures = harness.throughput(client, CommandKind.REGISTER_PLACEMENT, payloads)
+        after = [cpu_s(pid) for pid in workers], cpu_s(server), time.process_time()
+        if no_store and not _skipped(client, payloads[0]):
+            raise RuntimeError("the no-store workers wrote to the store: the patch did not take")
     if figures["errors"]:
         raise RuntimeError(f"{figures['errors']} placements failed")
     per_ms = 1000 / len(payloads)
@@ -107,6 +120,11 @@ def _placements(
         "redis_cpu_ms": round((after[1] - before[1]) * per_ms, 3),
         "client_cpu_ms": round((after[2] - before[2]) * per_ms, 3),
     }
+
+
+def _skipped(client: Client, payload: dict[str, Any]) -> bool:
+    """Whether the workers answer a placement without the store (it can be sent again)."""
+    return client.call(CommandKind.REGISTER_PLACEMENT, payload) == {"skipped": "store"}
 
 
 def main() -> None:
