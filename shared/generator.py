@@ -26,6 +26,7 @@ from shared import store
 from shared.identifiers import CPR_WEIGHTS, CVR_WEIGHTS
 from shared.models import JobOrder, JobType, OrderStatus, Origin
 from shared.municipalities import MUNICIPALITIES, MUNICIPALITY_POSTCODES
+from shared.store import sqlite_search
 
 __all__ = [
     "OCCUPATIONS",
@@ -609,6 +610,13 @@ def load_orders(
                 bar.advance(task, size)
                 if on_batch is not None:
                     on_batch(next_id - first)
+        if count >= first - 1:
+            # The load is at least half the index now: merge it into one segment, so the
+            # next writers do not pay for merging what the load left (sqlite_search).
+            # A small load into a large live store skips it: it would rewrite the whole
+            # index under the write lock for a few new orders.
+            with target.write() as conn:
+                conn.execute(sqlite_search.OPTIMIZE_SQL)
     finally:
         target.close()
     return first, first + count - 1
