@@ -10,8 +10,8 @@ characters, :data:`.sqlite_search.PREFIX_INDEX_CHARS`), and FTS5 writes every to
 each of those lengths it is long enough for. A tag spelled out (``\\ue000sprocessing``,
 up to 15 characters) cost ten index entries, nine of them prefixes no query ever reads; a
 token of two characters costs one. A status change rewrites two tags (the status and the
-compound), so it writes 4 entries instead of 40; a new order 5 tags, 6 entries instead of
-about 50 (migration 11, README "Performance").
+compound), so it writes 4 entries instead of 40; a new order's 5 tags are 6 entries (the
+CVR, three characters, has one prefix) instead of 42 (migration 11, README "Performance").
 
 Values the codes do not know (none reach the store through jobordre's validation, but a
 store is not trusted to be only jobordre's) fall back to the spelled-out form: a letter
