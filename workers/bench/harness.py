@@ -1,7 +1,8 @@
 """``jobordre bench``: every figure of issue 7 in one run, each against a baseline.
 
 One run starts a private ``redis-server`` on a free loopback port and a fresh SQLite file
-in a temporary folder, bulk-loads N generated orders, and then measures, in this order:
+in a temporary folder, bulk-loads N generated orders (as ``jobordre demo`` does: the search
+index ends as one FTS5 segment), and then measures, in this order:
 
 1. search latency in-process on the store (jobordre's :func:`shared.search.search_orders`)
    and the same SQL run directly through ``sqlite3`` without jobordre's Python (baseline);
