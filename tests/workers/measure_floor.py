@@ -1,7 +1,9 @@
 """How fast a write command can go with the store taken out: the protocol's floor.
 
-Run: ``.venv/bin/python -m tests.workers.measure_floor [--orders 20000] [--commands 4000]
-[--rounds 2]``. Not a test (pytest does not collect it).
+Run: ``.venv/bin/python -m tests.workers.measure_floor [--orders 20000] [--commands 2000]
+[--rounds 2]``. Each round places on open orders of its own (about 60 % of the orders
+are open), so ``2 x rounds x commands`` must not exceed them. Not a test (pytest does
+not collect it).
 
 Like ``jobordre bench``: a private redis-server, a fresh SQLite store of generated orders,
 2 worker processes x 8 threads, a client sending many placements in flight and waiting for
@@ -131,7 +133,7 @@ def main() -> None:
     """Print one JSON document: every round's figures and the medians."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--orders", type=int, default=20_000)
-    parser.add_argument("--commands", type=int, default=4_000)
+    parser.add_argument("--commands", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     config = harness.BenchConfig(orders=args.orders, progress=False)
@@ -142,7 +144,14 @@ def main() -> None:
             settings = Settings(home=workdir, db=workdir / "floor.db", redis_url=url)
             load_orders(settings.db_path, args.orders, seed=config.seed, progress=False)
             # Every round places on orders of its own: a placement is one per person/order.
-            targets = harness._open_orders(settings, 2 * args.rounds * args.commands, 0)
+            needed = 2 * args.rounds * args.commands
+            targets = harness._open_orders(settings, needed, 0)
+            if len(targets) < needed:
+                raise SystemExit(
+                    f"{args.rounds} rounds of {args.commands} placements need {needed} open "
+                    f"orders and {args.orders} orders have {len(targets)}: raise --orders or "
+                    "lower --commands or --rounds"
+                )
             generator = Generator(config.seed + 2)
             batches = iter(
                 [generator.placement(order_id) for order_id, _ in targets[index :: 2 * args.rounds]]
