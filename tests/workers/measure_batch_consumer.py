@@ -1,0 +1,178 @@
+"""What a batch consumer of jobordre's own would give the write path: an experiment.
+
+Run: ``.venv/bin/python -m tests.workers.measure_batch_consumer [--placements 4000]
+[--rounds 2]``. Not a test, and not a worker anyone should run: see "What it leaves out".
+
+Each round loads 20,000 generated orders into a fresh store on a private redis-server,
+measures the bench's no-op Dramatiq baseline, then sends the same kind of placements (many
+in flight, every reply waited for and verified by :class:`workers.client.Client`, as the
+bench does) to two processes of either kind, in a new random order per round:
+
+* ``dramatiq``: two ``jobordre worker --processes 1 --threads 8``, as shipped;
+* ``batch``: two processes of :func:`consume`, ONE thread each, which takes up to
+  :data:`BATCH` messages of ``jobordre.commands`` at a time with Dramatiq's own fetch
+  script (so the same ack sets, heartbeats and recovery apply), decodes and checks each,
+  applies them all in one transaction, a savepoint each (``Foundation._write_in``, the
+  exactly-once path the workers use), commits, and queues every reply and ack for one
+  flush (:class:`workers.outbound.Outbound`). No Dramatiq worker threads, no middleware,
+  no wake-up per command.
+
+It prints the rate, the ratio to the round's no-op baseline and the CPU per placement of
+the consumers, Redis and the client, and checks that every placement answered is stored.
+
+What it leaves out, and what a real one would have to have: retries with backoff and dead
+letters for infrastructure errors (here a failed batch kills the process, and its messages
+are redelivered from the ack set), undecodable and misrouted messages, the job log line,
+metrics, the ops agent, graceful shutdown, and the queries queue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+
+from shared import sealing
+from shared.commands import CommandKind
+from shared.envelope import decode_envelope, parse_payload
+from shared.errors import JobordreError
+from shared.foundation import Foundation, error_reply
+from shared.generator import Generator, load_orders
+from shared.settings import Settings, get_settings
+from shared.store import open_store
+from tests.workers.measure_floor import cpu_s, redis_pid
+from workers.bench import harness
+from workers.broker import build_broker
+from workers.client import Client
+from workers.outbound import Outbound
+from workers.redis_connection import connect_redis
+from workers.relay import Relay
+from workers.runner import _background, configure_logging
+
+#: Most messages one batch takes (the group commit's bound).
+BATCH = 64
+#: The queue of write commands.
+COMMANDS = "jobordre.commands"
+#: The line a consumer logs when it is ready.
+READY = b"batch consumer started"
+
+
+def consume() -> None:
+    """Consume ``jobordre.commands`` in batches until killed (the settings from the env)."""
+    configure_logging()
+    settings = get_settings()
+    url = str(settings.redis_url)
+    broker = build_broker(settings, url, wait_ms=settings.worker_poll_ms)
+    outbound = broker.outbound
+    assert isinstance(outbound, Outbound)
+    store = open_store(settings)
+    foundation = Foundation(store, max_age_ms=settings.signature_max_age_ms)
+    relay = Relay(store, connect_redis(url), settings, writes=foundation.writes)
+    _background(relay.sweep_forever, settings.relay_interval_ms, name="relay")
+    sys.stderr.buffer.write(READY + b"\n")
+    sys.stderr.flush()
+    while True:
+        fetched = broker.do_fetch(COMMANDS, BATCH)
+        if not fetched:
+            continue
+        batch = []
+        for data in fetched:
+            message = dramatiq.Message.decode(data)
+            envelope = decode_envelope(message.args[0])
+            key = foundation.authenticate(envelope)
+            opened = sealing.open_payload(envelope.payload, envelope.command_id, key)
+            batch.append((message, envelope, key, opened, parse_payload(envelope, opened)))
+        replies = []
+        with store.write() as tx:
+            for _, envelope, _, opened, payload in batch:
+                try:
+                    with tx.savepoint():
+                        reply = foundation._write_in(tx, envelope, opened, payload)
+                except JobordreError as error:
+                    reply = error_reply(envelope.command_id, error)
+                replies.append(reply)
+        for (message, envelope, key, _, _), reply in zip(batch, replies, strict=True):
+            assert envelope.signature is not None
+            sealed = sealing.seal_reply(reply, key, envelope.signature)
+            outbound.push_reply(settings.redis_prefix, settings.reply_ttl_ms, sealed)
+            outbound.ack(COMMANDS, message.options["redis_message_id"])
+        relay.nudge()
+
+
+def _round(mode: str, placements: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="jobordre-batch-") as folder:
+        workdir = Path(folder)
+        with harness.private_redis(workdir) as url:
+            settings = Settings(home=workdir, db=workdir / "batch.db", redis_url=url)
+            load_orders(settings.db_path, 20_000, seed=7, progress=False)
+            noop = harness.measure_baseline(settings, harness.BenchConfig(progress=False), workdir)
+            targets = harness._open_orders(settings, placements, 0)
+            generator = Generator(9)
+            payloads = [generator.placement(order_id) for order_id, _ in targets]
+            if mode == "batch":
+                boot = "from tests.workers.measure_batch_consumer import consume; consume()"
+                argv, ready = [sys.executable, "-c", boot], READY
+            else:
+                argv = [sys.executable, "-c", "from workers.cli import main; main()", "worker"]
+                argv += ["--processes", "1", "--threads", "8"]
+                ready = b"worker started"
+            with contextlib.ExitStack() as stack:
+                processes = [
+                    stack.enter_context(
+                        harness._serving(argv, settings, workdir / f"{i}.log", ready, 1, mode)
+                    )
+                    for i in range(2)
+                ]
+                client = Client(settings, harness.PRINCIPAL, url=url)
+                stack.callback(client.close)
+                pids = [process.pid for process in processes]
+                server = redis_pid(url)
+                before = sum(map(cpu_s, pids)), cpu_s(server), time.process_time()
+                figures = harness.throughput(client, CommandKind.REGISTER_PLACEMENT, payloads)
+                after = sum(map(cpu_s, pids)), cpu_s(server), time.process_time()
+            conn = sqlite3.connect(settings.db_path)
+            (stored,) = conn.execute("SELECT COUNT(*) FROM placements").fetchone()
+            conn.close()
+    if figures["errors"] or stored < len(payloads):
+        raise RuntimeError(f"{mode}: {figures['errors']} errors, {stored} placements stored")
+    per_ms = 1000 / len(payloads)
+    return {
+        "per_s": figures["per_s"],
+        "ratio": round(figures["per_s"] / noop, 3),
+        "noop_per_s": round(noop, 1),
+        "consumers_cpu_ms": round((after[0] - before[0]) * per_ms, 3),
+        "redis_cpu_ms": round((after[1] - before[1]) * per_ms, 3),
+        "client_cpu_ms": round((after[2] - before[2]) * per_ms, 3),
+    }
+
+
+def main() -> None:
+    """Print one JSON document: every round's figures and the median ratios."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--placements", type=int, default=4_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    rounds = []
+    for _ in range(args.rounds):
+        modes = ["dramatiq", "batch"]
+        random.shuffle(modes)
+        rounds.append({mode: _round(mode, args.placements) for mode in modes})
+    medians = {
+        mode: statistics.median(each[mode]["ratio"] for each in rounds)
+        for mode in ("dramatiq", "batch")
+    }
+    print(json.dumps({"median_ratios": medians, "rounds": rounds}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
