@@ -1,12 +1,14 @@
 """What a batch consumer of jobordre's own would give the write path: an experiment.
 
-Run: ``.venv/bin/python -m tests.workers.measure_batch_consumer [--placements 4000]
-[--rounds 2]``. Not a test, and not a worker anyone should run: see "What it leaves out".
+Run: ``.venv/bin/python -m tests.workers.measure_batch_consumer [--kind placements|
+status_changes|updates] [--commands 4000] [--rounds 2]``. Not a test, and not a worker
+anyone should run: see "What it leaves out".
 
 Each round loads 20,000 generated orders into a fresh store on a private redis-server,
-measures the bench's no-op Dramatiq baseline, then sends the same kind of placements (many
-in flight, every reply waited for and verified by :class:`workers.client.Client`, as the
-bench does) to two processes of either kind, in a new random order per round:
+measures the bench's no-op Dramatiq baseline, then sends placements (or status changes, or
+updates; many in flight, every reply waited for and verified by
+:class:`workers.client.Client`, as the bench does) to two processes of either kind, in a
+new random order per round:
 
 * ``dramatiq``: two ``jobordre worker --processes 1 --threads 8``, as shipped;
 * ``batch``: two processes of :func:`consume`, ONE thread each, which takes up to
@@ -17,8 +19,8 @@ bench does) to two processes of either kind, in a new random order per round:
   flush (:class:`workers.outbound.Outbound`). No Dramatiq worker threads, no middleware,
   no wake-up per command.
 
-It prints the rate, the ratio to the round's no-op baseline and the CPU per placement of
-the consumers, Redis and the client, and checks that every placement answered is stored.
+It prints the rate, the ratio to the round's no-op baseline and the CPU per command of the
+consumers, Redis and the client, and checks that every command answered is in the store.
 
 What it leaves out, and what a real one would have to have: retries with backoff and dead
 letters for infrastructure errors (here a failed batch kills the process, and its messages
@@ -109,16 +111,51 @@ def consume() -> None:
         relay.nudge()
 
 
-def _round(mode: str, placements: int) -> dict[str, Any]:
+#: The write kinds it can send: the bench's three.
+KINDS = {
+    "placements": CommandKind.REGISTER_PLACEMENT,
+    "status_changes": CommandKind.CHANGE_ORDER_STATUS,
+    "updates": CommandKind.UPDATE_ORDER,
+}
+
+
+def _payloads(kind: str, targets: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    if kind == "placements":
+        generator = Generator(9)
+        return [generator.placement(order_id) for order_id, _ in targets]
+    if kind == "status_changes":
+        return [{"order_id": order_id, "status": "inactivated"} for order_id, _ in targets]
+    return [
+        {"order_id": order_id, "expected_version": version, "patch": {"positions": 3}}
+        for order_id, version in targets
+    ]
+
+
+def _applied(db: Path, kind: str) -> int:
+    """How many commands of ``kind`` the store shows applied."""
+    query = {
+        "placements": "SELECT COUNT(*) FROM placements",
+        "status_changes": "SELECT COUNT(*) FROM orders WHERE status = 'inactivated'",
+        "updates": "SELECT COUNT(*) FROM orders WHERE json_extract(doc, '$.positions') = 3"
+        " AND version > 1",
+    }[kind]
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute(query).fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _round(mode: str, kind: str, count: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="jobordre-batch-") as folder:
         workdir = Path(folder)
         with harness.private_redis(workdir) as url:
             settings = Settings(home=workdir, db=workdir / "batch.db", redis_url=url)
             load_orders(settings.db_path, 20_000, seed=7, progress=False)
             noop = harness.measure_baseline(settings, harness.BenchConfig(progress=False), workdir)
-            targets = harness._open_orders(settings, placements, 0)
-            generator = Generator(9)
-            payloads = [generator.placement(order_id) for order_id, _ in targets]
+            targets = harness._open_orders(settings, count, 0)
+            already = _applied(settings.db_path, kind)
+            payloads = _payloads(kind, targets)
             if mode == "batch":
                 boot = "from tests.workers.measure_batch_consumer import consume; consume()"
                 argv, ready = [sys.executable, "-c", boot], READY
@@ -138,13 +175,11 @@ def _round(mode: str, placements: int) -> dict[str, Any]:
                 pids = [process.pid for process in processes]
                 server = redis_pid(url)
                 before = sum(map(cpu_s, pids)), cpu_s(server), time.process_time()
-                figures = harness.throughput(client, CommandKind.REGISTER_PLACEMENT, payloads)
+                figures = harness.throughput(client, KINDS[kind], payloads)
                 after = sum(map(cpu_s, pids)), cpu_s(server), time.process_time()
-            conn = sqlite3.connect(settings.db_path)
-            (stored,) = conn.execute("SELECT COUNT(*) FROM placements").fetchone()
-            conn.close()
-    if figures["errors"] or stored < len(payloads):
-        raise RuntimeError(f"{mode}: {figures['errors']} errors, {stored} placements stored")
+            applied = _applied(settings.db_path, kind) - already
+    if figures["errors"] or applied < len(payloads):
+        raise RuntimeError(f"{mode}: {figures['errors']} errors, {applied} {kind} applied")
     per_ms = 1000 / len(payloads)
     return {
         "per_s": figures["per_s"],
@@ -159,14 +194,15 @@ def _round(mode: str, placements: int) -> dict[str, Any]:
 def main() -> None:
     """Print one JSON document: every round's figures and the median ratios."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--placements", type=int, default=4_000)
+    parser.add_argument("--kind", choices=sorted(KINDS), default="placements")
+    parser.add_argument("--commands", type=int, default=4_000)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     rounds = []
     for _ in range(args.rounds):
         modes = ["dramatiq", "batch"]
         random.shuffle(modes)
-        rounds.append({mode: _round(mode, args.placements) for mode in modes})
+        rounds.append({mode: _round(mode, args.kind, args.commands) for mode in modes})
     medians = {
         mode: statistics.median(each[mode]["ratio"] for each in rounds)
         for mode in ("dramatiq", "batch")
