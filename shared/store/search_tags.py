@@ -143,12 +143,12 @@ def _cvr_sql(column: str) -> str:
 def status_tags_sql(row: str) -> str:
     """SQL of the tags that name a row's status: the status, and the compound."""
     status = _case_sql(f"{row}.status", STATUS_CODES, STATUS_BASE, SPELLED["status"])
-    known = " OR ".join(f"{row}.status = '{value}'" for value in STATUS_CODES)
+    known = ", ".join(f"'{value}'" for value in STATUS_CODES)
     status_code = f"CASE {row}.status " + " ".join(
         f"WHEN '{value}' THEN {code}" for value, code in STATUS_CODES.items()
     )
     compound = (
-        f"CASE WHEN {_digits_sql(f'{row}.municipality', 3)} AND ({known}) THEN "
+        f"CASE WHEN {_digits_sql(f'{row}.municipality', 3)} AND {row}.status IN ({known}) THEN "
         f"char({PLACE_STATUS_BASE} + CAST({row}.municipality AS INTEGER) * "
         f"{STATUSES_PER_MUNICIPALITY} + {status_code} END) "
         f"ELSE '{SPELLED_PLACE_STATUS}' || {row}.municipality || replace({row}.status, '_', '') "

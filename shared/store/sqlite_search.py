@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from shared.store.search_tags import TAG_MARK, status_tags_sql, tag_tokens, tags_sql
+from shared.store.search_tags import SPELLED, TAG_MARK, status_tags_sql, tag_tokens, tags_sql
 
 #: The FTS5 table of the search index.
 SEARCH_TABLE = "order_search"
@@ -85,7 +85,7 @@ TOKENIZER = "unicode61 remove_diacritics 2"
 #: One segment also answers searches a little faster. ~16 s at a million orders.
 OPTIMIZE_SQL = f"INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}) VALUES ('optimize')"  # noqa: S608
 #: The orders columns whose change rewrites an order's whole row in the index.
-_REINDEXED = ("title", "description", "occupation", "municipality", "job_type", "employer_cvr")
+_REINDEXED = ("title", "description", "occupation", *(name for name in SPELLED if name != "status"))
 
 
 def _index_row_sql(row: str) -> str:

@@ -31,14 +31,12 @@ metrics, the ops agent, graceful shutdown, and the queries queue.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import random
 import sqlite3
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +50,9 @@ from shared.foundation import Foundation, error_reply
 from shared.generator import Generator, load_orders
 from shared.settings import Settings, get_settings
 from shared.store import open_store
-from tests.workers.measure_floor import cpu_s, redis_pid
+from tests.workers.measure_floor import timed_sends
 from workers.bench import harness
 from workers.broker import build_broker
-from workers.client import Client
 from workers.outbound import Outbound
 from workers.redis_connection import connect_redis
 from workers.relay import Relay
@@ -163,31 +160,19 @@ def _round(mode: str, kind: str, count: int) -> dict[str, Any]:
                 argv = [sys.executable, "-c", "from workers.cli import main; main()", "worker"]
                 argv += ["--processes", "1", "--threads", "8"]
                 ready = b"worker started"
-            with contextlib.ExitStack() as stack:
-                processes = [
-                    stack.enter_context(
-                        harness._serving(argv, settings, workdir / f"{i}.log", ready, 1, mode)
-                    )
-                    for i in range(2)
-                ]
-                client = Client(settings, harness.PRINCIPAL, url=url)
-                stack.callback(client.close)
-                pids = [process.pid for process in processes]
-                server = redis_pid(url)
-                before = sum(map(cpu_s, pids)), cpu_s(server), time.process_time()
-                figures = harness.throughput(client, KINDS[kind], payloads)
-                after = sum(map(cpu_s, pids)), cpu_s(server), time.process_time()
+            figures = timed_sends(
+                settings, workdir, argv, ready, KINDS[kind], payloads, warm=False
+            )
             applied = _applied(settings.db_path, kind) - already
     if figures["errors"] or applied < len(payloads):
         raise RuntimeError(f"{mode}: {figures['errors']} errors, {applied} {kind} applied")
-    per_ms = 1000 / len(payloads)
     return {
         "per_s": figures["per_s"],
         "ratio": round(figures["per_s"] / noop, 3),
         "noop_per_s": round(noop, 1),
-        "consumers_cpu_ms": round((after[0] - before[0]) * per_ms, 3),
-        "redis_cpu_ms": round((after[1] - before[1]) * per_ms, 3),
-        "client_cpu_ms": round((after[2] - before[2]) * per_ms, 3),
+        "consumers_cpu_ms": figures["cpu_ms"],
+        "redis_cpu_ms": figures["redis_cpu_ms"],
+        "client_cpu_ms": figures["client_cpu_ms"],
     }
 
 

@@ -34,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,38 +91,70 @@ def _workers_argv(no_store: bool) -> list[str]:
     return [sys.executable, "-c", boot, "worker", "--processes", "1", "--threads", "8"]
 
 
-def _placements(
-    settings: Settings, workdir: Path, payloads: list[dict[str, Any]], *, no_store: bool
+def timed_sends(
+    settings: Settings,
+    workdir: Path,
+    argv: list[str],
+    ready: bytes,
+    kind: CommandKind,
+    payloads: list[dict[str, Any]],
+    *,
+    warm: bool = True,
+    check: Callable[[Client], None] | None = None,
 ) -> dict[str, float]:
-    argv = _workers_argv(no_store)
+    """Run :data:`PROCESSES` copies of ``argv`` (each logs ``ready`` once up), send
+    ``payloads`` of ``kind`` as the bench does, and time them: the rate, the errors, and
+    the CPU per command of those processes, Redis and this client. ``warm`` sends the
+    bench's 200 warm-up reads first; ``check`` runs with the client before they stop."""
     with contextlib.ExitStack() as stack:
         processes = [
             stack.enter_context(
-                harness._serving(
-                    argv, settings, workdir / f"workers-{index}.log", b"worker started", 1, "worker"
-                )
+                harness._serving(argv, settings, workdir / f"serving-{index}.log", ready, 1, "it")
             )
             for index in range(PROCESSES)
         ]
         client = Client(settings, harness.PRINCIPAL, url=str(settings.redis_url))
         stack.callback(client.close)
-        harness.throughput(client, CommandKind.GET_ORDER, [{"order_id": 1}] * 200)
-        workers = [process.pid for process in processes]
+        if warm:
+            harness.throughput(client, CommandKind.GET_ORDER, [{"order_id": 1}] * 200)
+        pids = [process.pid for process in processes]
         server = redis_pid(str(settings.redis_url))
-        before = [cpu_s(pid) for pid in workers], cpu_s(server), time.process_time()
-        figures = harness.throughput(client, CommandKind.REGISTER_PLACEMENT, payloads)
-        after = [cpu_s(pid) for pid in workers], cpu_s(server), time.process_time()
-        if no_store and not _skipped(client, payloads[0]):
-            raise RuntimeError("the no-store workers wrote to the store: the patch did not take")
-    if figures["errors"]:
-        raise RuntimeError(f"{figures['errors']} placements failed")
+        before = sum(map(cpu_s, pids)), cpu_s(server), time.process_time()
+        figures = harness.throughput(client, kind, payloads)
+        after = sum(map(cpu_s, pids)), cpu_s(server), time.process_time()
+        if check is not None:
+            check(client)
     per_ms = 1000 / len(payloads)
     return {
         "per_s": figures["per_s"],
-        "workers_cpu_ms": round((sum(after[0]) - sum(before[0])) * per_ms, 3),
+        "errors": figures["errors"],
+        "cpu_ms": round((after[0] - before[0]) * per_ms, 3),
         "redis_cpu_ms": round((after[1] - before[1]) * per_ms, 3),
         "client_cpu_ms": round((after[2] - before[2]) * per_ms, 3),
     }
+
+
+def _placements(
+    settings: Settings, workdir: Path, payloads: list[dict[str, Any]], *, no_store: bool
+) -> dict[str, float]:
+    def skipped(client: Client) -> None:
+        if no_store and not _skipped(client, payloads[0]):
+            raise RuntimeError("the no-store workers wrote to the store: the patch did not take")
+
+    figures = timed_sends(
+        settings,
+        workdir,
+        _workers_argv(no_store),
+        b"worker started",
+        CommandKind.REGISTER_PLACEMENT,
+        payloads,
+        check=skipped,
+    )
+    errors = figures.pop("errors")
+    if errors:
+        raise RuntimeError(f"{errors} placements failed")
+    figures["workers_cpu_ms"] = figures.pop("cpu_ms")
+    return figures
 
 
 def _skipped(client: Client, payload: dict[str, Any]) -> bool:
