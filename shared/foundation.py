@@ -24,10 +24,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
@@ -94,6 +94,17 @@ def error_reply(command_id: str | None, error: JobordreError) -> dict[str, Any]:
     return {"command_id": command_id, "ok": False, "error": error.to_dict()}
 
 
+class _Prepared(NamedTuple):
+    """A write command ready for the lock: verified, opened, and its payload validated (or
+    the error that refuses it, recorded under the lock)."""
+
+    envelope: Envelope
+    #: The key its reply is sealed for; None if it may have no reply.
+    key: SigningKey | None
+    opened: dict[str, Any]
+    payload: BaseModel | JobordreError
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What the foundation says to one envelope: the reply, and the key it may be sent under.
@@ -154,25 +165,105 @@ class Foundation:
             return None
 
     def answer(self, envelope: Envelope) -> Answer:
-        """Apply one envelope; the reply and the key it is to be sealed for (if authentic)."""
+        """Apply one envelope; the reply and the key it is to be sealed for (if authentic).
+
+        An infrastructure error (a busy store, a bug) is raised, for the message to be
+        retried.
+        """
+        if envelope.kind.writes:
+            outcome = self.answer_writes([envelope])[0]
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
         try:
             key = self.authenticate(envelope)
         except NotAuthenticated as error:
-            # Not the organisation's command: keep the attempt, but no ledger row (it cannot
-            # block the real command with that id) and no reply, except to the holder of a
-            # key the organisation revoked: it signed, so it may learn it is refused, and a
-            # reply under its key is one that no client of a valid key believes.
             self._record_rejection(envelope, error)
             return Answer(error_reply(envelope.command_id, error), self._revoked_signer(envelope))
         try:
             payload = sealing.open_payload(envelope.payload, envelope.command_id, key)
-            if envelope.kind.writes:
-                return Answer(self._write(envelope, payload), key)
             self._check_age(envelope)
             return Answer(self._read(envelope, payload), key)
         except (NotAuthenticated, CommandIdReused) as error:
             self._record_rejection(envelope, error)
             return Answer(error_reply(envelope.command_id, error), key)
+
+    def answer_writes(self, envelopes: Sequence[Envelope]) -> list[Answer | Exception]:
+        """Apply write envelopes in ONE transaction, each in a savepoint of its own.
+
+        Returns, in order, each envelope's :class:`Answer`, or the infrastructure error
+        that stopped it (its savepoint rolled back, the others unharmed) for its message
+        to be retried alone. If the transaction itself fails (BEGIN or COMMIT), every
+        envelope gets that error and none of them happened. No answer is returned before
+        the transaction that holds its ledger row committed.
+        """
+        # Verified, opened and validated before the write lock is taken: there is one
+        # writer at a time, and it should not wait for Python work that needs no lock.
+        prepared = [self._prepare_write(envelope) for envelope in envelopes]
+        outcomes: list[Answer | Exception] = []
+
+        def apply(tx: Any) -> None:
+            outcomes[:] = [
+                self._apply_write(tx, each) if isinstance(each, _Prepared) else each
+                for each in prepared
+            ]
+
+        try:
+            self.writes.run(apply)
+        except Exception as error:
+            return [error] * len(envelopes)
+        return outcomes
+
+    def _prepare_write(self, envelope: Envelope) -> _Prepared | Exception:
+        """What a write command needs under the lock; an infrastructure error as is."""
+        try:
+            try:
+                key = self.authenticate(envelope)
+            except NotAuthenticated as error:
+                # Not the organisation's command: keep the attempt, but no ledger row (it
+                # cannot block the real command with that id) and no reply, except to the
+                # holder of a key the organisation revoked: it signed, so it may learn it
+                # is refused, and a reply under its key is one no client of a valid key
+                # believes.
+                return _Prepared(envelope, self._revoked_signer(envelope), {}, error)
+            try:
+                opened = sealing.open_payload(envelope.payload, envelope.command_id, key)
+            except NotAuthenticated as error:
+                return _Prepared(envelope, key, {}, error)
+            try:
+                return _Prepared(envelope, key, opened, parse_payload(envelope, opened))
+            except JobordreError as error:
+                if error.retryable:
+                    raise
+                # A malformed command (or redelivery) is answered by the ledger all the same.
+                return _Prepared(envelope, key, opened, error)
+        except Exception as error:
+            return error
+
+    def _apply_write(self, tx: Any, command: _Prepared) -> Answer | Exception:
+        """One prepared write command inside the batch's transaction ``tx``."""
+        envelope, key, opened, payload = command
+        try:
+            try:
+                with tx.savepoint():
+                    if isinstance(payload, JobordreError):
+                        raise payload
+                    return Answer(self._write_in(tx, envelope, opened, payload), key)
+            except (NotAuthenticated, CommandIdReused) as error:
+                # No ledger row: the id may still be the rightful sender's to use.
+                with tx.savepoint():
+                    self.record_rejection(tx, envelope, error)
+                return Answer(error_reply(envelope.command_id, error), key)
+            except JobordreError as error:
+                if error.retryable:
+                    return error
+                # Rolled back to its savepoint; its rejection is recorded in its place.
+                with tx.savepoint():
+                    digest = self._digest(tx, envelope, opened)
+                    reply = self._rejected_in(tx, envelope, digest, opened, error)
+                return Answer(reply, key)
+        except Exception as error:
+            return error
 
     def _check_age(self, envelope: Envelope) -> None:
         signing.check_age(envelope.sent_at, self.clock(), self.max_age_ms)
@@ -197,22 +288,6 @@ class Foundation:
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         mac = hmac.new(key, f"{envelope.kind}\n{canonical}".encode(), hashlib.sha256)
         return DIGEST_PREFIX + mac.hexdigest()
-
-    def _write(self, envelope: Envelope, opened: dict[str, Any]) -> dict[str, Any]:
-        try:
-            # Validated before the write lock is taken: there is one writer at a time, and
-            # it should not wait for Python work that needs no lock. A malformed
-            # redelivery is answered by the ledger in _reject all the same.
-            payload = parse_payload(envelope, opened)
-            return self.writes.run(lambda tx: self._write_in(tx, envelope, opened, payload))
-        except (NotAuthenticated, CommandIdReused):
-            raise
-        except JobordreError as error:
-            if error.retryable:
-                raise
-            # The command was rolled back (its savepoint in the group commit); its
-            # rejection is recorded in its place.
-            return self._reject(envelope, opened, error)
 
     def _write_in(
         self, conn: Any, envelope: Envelope, opened: dict[str, Any], payload: BaseModel
@@ -266,16 +341,6 @@ class Foundation:
             # The ledger keeps no CPR: a resend gets the reply with the CPR masked.
             reply=masked_json(reply),
             at=self.clock(),
-        )
-
-    def _reject(
-        self, envelope: Envelope, opened: dict[str, Any], error: JobordreError
-    ) -> dict[str, Any]:
-        """Record a rejected write command in a transaction of its own; its reply."""
-        return self.writes.run(
-            lambda conn: self._rejected_in(
-                conn, envelope, self._digest(conn, envelope, opened), opened, error
-            )
         )
 
     def _rejected_in(

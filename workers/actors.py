@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +25,7 @@ from shared import store
 from shared.commands import CommandKind
 from shared.envelope import Envelope, decode_envelope, mask_personal_data
 from shared.errors import InvalidInput, JobordreError, Unavailable
-from shared.foundation import Foundation, error_reply
+from shared.foundation import Answer, Foundation, error_reply
 from shared.redaction import redact_cpr
 from shared.sealing import seal_reply
 from shared.settings import Settings
@@ -67,25 +68,56 @@ class Runtime:
         )
 
     def process(self, kind: CommandKind, raw: Any) -> None:
-        """Apply one message's envelope and answer its client."""
+        """Apply one message's envelope and answer its client.
+
+        An infrastructure error is raised, for Dramatiq to retry the message.
+        """
         started = time.perf_counter()
+        envelope = self.envelope(kind, raw)
+        if envelope is not None:
+            self._answered(kind, envelope, self.foundation.answer(envelope), started)
+
+    def process_writes(self, messages: Sequence[tuple[CommandKind, Any]]) -> list[Exception | None]:
+        """Apply many write messages in one transaction (``Foundation.answer_writes``) and
+        answer their clients; per message, None or the infrastructure error to retry it for.
+        """
+        started = time.perf_counter()
+        envelopes = [self.envelope(kind, raw) for kind, raw in messages]
+        decoded = [envelope for envelope in envelopes if envelope is not None]
+        outcomes = iter(self.foundation.answer_writes(decoded) if decoded else [])
+        errors: list[Exception | None] = []
+        for (kind, _), envelope in zip(messages, envelopes, strict=True):
+            outcome = next(outcomes) if envelope is not None else None
+            if isinstance(outcome, Answer) and envelope is not None:
+                self._answered(kind, envelope, outcome, started)
+            errors.append(outcome if isinstance(outcome, Exception) else None)
+        return errors
+
+    def envelope(self, kind: CommandKind, raw: Any) -> Envelope | None:
+        """The envelope of a message for the ``kind`` actor; None if it was undecodable or
+        misrouted (kept as a dead letter, and a misrouted one's client told)."""
         try:
             envelope = decode_envelope(raw)
         except InvalidInput as error:
             self._undecodable(kind, raw, error)
-            return
-        if envelope.kind != kind:
-            misrouted = InvalidInput(
-                f"envelope.kind: {envelope.kind} arrived at the {kind} actor; the "
-                "client must send each kind to its own actor",
-                field="kind",
-            )
-            self._undecodable(kind, raw, misrouted)
-            authentic = self._authentic(raw)
-            if authentic is not None:
-                self.reply(error_reply(envelope.command_id, misrouted), authentic[1], envelope)
-            return
-        answer = self.foundation.answer(envelope)
+            return None
+        if envelope.kind == kind:
+            return envelope
+        misrouted = InvalidInput(
+            f"envelope.kind: {envelope.kind} arrived at the {kind} actor; the "
+            "client must send each kind to its own actor",
+            field="kind",
+        )
+        self._undecodable(kind, raw, misrouted)
+        authentic = self._authentic(raw)
+        if authentic is not None:
+            self.reply(error_reply(envelope.command_id, misrouted), authentic[1], envelope)
+        return None
+
+    def _answered(
+        self, kind: CommandKind, envelope: Envelope, answer: Answer, started: float
+    ) -> None:
+        """Push an answer to its client, nudge the relay after a write, log the job."""
         reply = answer.reply
         if kind.writes and reply["ok"] and self.settings.relay_push_on_commit:
             self.relay.nudge()

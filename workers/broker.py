@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from dramatiq import Message
+from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.common import current_millis
 from dramatiq.errors import DecodeError
@@ -91,6 +93,26 @@ class _GuardedConsumer(_RedisConsumer):
             if message is not None and "redis_message_id" not in message.options:
                 self._adopt(message)
             return message
+
+    def take_cached(self, most: int) -> list[Any]:
+        """Up to ``most`` of the messages fetched already and not handed out yet, without
+        another round trip: a batch consumer takes them at once (workers/command_batches.py).
+        Undecodable bytes among them are set aside as :meth:`__next__` does."""
+        taken: list[Any] = []
+        while self.message_cache and len(taken) < most:
+            data = self.message_cache.pop(0)
+            if data is None:
+                continue
+            try:
+                message = MessageProxy(Message.decode(data))
+            except DecodeError as error:
+                self._set_aside(error.data)
+                continue
+            self.queued_message_ids.add(message.message_id)
+            if "redis_message_id" not in message.options:
+                self._adopt(message)
+            taken.append(message)
+        return taken
 
     def ack(self, message: Any) -> None:
         # A worker's broker queues the ack with the job's reply (workers/outbound.py).

@@ -25,6 +25,7 @@ from shared.settings import Settings
 from shared.store import open_store
 from workers.actors import Runtime, declare_actors
 from workers.broker import build_broker
+from workers.command_batches import CommandBatches, QueriesWorker
 from workers.credentials import system_key
 from workers.ops.agent import OpsAgent
 from workers.outbound import Outbound
@@ -102,10 +103,23 @@ def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
     agent = OpsAgent(settings, threads)
     agent.serve_metrics()
     agent.install(broker)
-    worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=settings.worker_poll_ms)
+    # Write commands in batches, one thread; queries on Dramatiq's worker threads.
+    broker.add_middleware(
+        CommandBatches(
+            runtime,
+            batch=settings.group_commit_max_writes,
+            wait_ms=settings.worker_poll_ms,
+            stop_ms=settings.worker_shutdown_ms,
+        )
+    )
+    worker = QueriesWorker(broker, worker_threads=threads, worker_timeout=settings.worker_poll_ms)
     worker.start()
     logger.info(
-        "worker started: %d threads, queues %s", threads, sorted(broker.get_declared_queues())
+        "worker started: %d threads for queries, one for commands in batches of up to %d, "
+        "queues %s",
+        threads,
+        settings.group_commit_max_writes,
+        sorted(broker.get_declared_queues()),
     )
     return worker
 
