@@ -44,7 +44,7 @@ from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.errors import ActorNotFound, ConnectionError
+from dramatiq.errors import ActorNotFound, BrokerConnectionError
 from dramatiq.middleware import SkipMessage
 
 from shared.commands import CommandKind
@@ -122,7 +122,7 @@ class CommandBatches(dramatiq.Middleware):
                 # Whatever was fetched and not taken goes back to the queue at once.
                 consumer.requeue(consumer.take_cached(self.batch))
                 return
-            except (ConnectionError, redis.RedisError) as error:
+            except (BrokerConnectionError, redis.RedisError) as error:
                 logger.critical("the commands consumer lost Redis: %s", error)
             except BaseException:
                 # Even an interrupt must not end the thread: nothing would take commands.
@@ -139,7 +139,7 @@ class CommandBatches(dramatiq.Middleware):
             return
         try:
             consumer.requeue(held)
-        except (ConnectionError, redis.RedisError) as error:
+        except (BrokerConnectionError, redis.RedisError) as error:
             logger.warning(
                 "%d commands stay unacked until this worker stops (%s); another worker "
                 "answers them then",
@@ -224,7 +224,7 @@ class CommandBatches(dramatiq.Middleware):
                     consumer.ack(message)
                     self.broker.emit_after("ack", message)
                 return
-            except ConnectionError as error:
+            except BrokerConnectionError as error:
                 if not self._running.is_set():
                     logger.warning("left %s unacked: %s", message.message_id, error)
                     return

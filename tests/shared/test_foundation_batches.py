@@ -1,0 +1,143 @@
+"""Write commands answered in batches (``Foundation.answer_writes``), on both engines: one
+transaction for the batch, and for each command the answer it would get alone."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+
+from shared import foundation as foundation_module
+from shared.commands import CommandKind
+from shared.envelope import Envelope, new_envelope
+from shared.errors import Unavailable
+from shared.foundation import Answer, Foundation
+from shared.store import Store, list_dead_letters
+from tests.factories import CPR_1, CPR_2
+from tests.shared.test_foundation import JOBCENTRE, OTHER_JOBCENTRE, count, key_of, register
+from tests.shared.test_group_commit import _CommitFails, _note, _noted
+
+K = CommandKind
+
+
+@pytest.fixture
+def foundation(any_store: Store) -> Foundation:
+    """A foundation on a fresh store of each engine (SQLite, PostgreSQL)."""
+    return Foundation(any_store)
+
+
+def signed(
+    f: Foundation, kind: CommandKind, payload: dict[str, Any], *, signer: str = JOBCENTRE
+) -> Envelope:
+    """A command of the jobcentre, signed with ``signer``'s key (a forgery if not its own)."""
+    return new_envelope(kind, JOBCENTRE, payload, key=key_of(f, signer))
+
+
+def answers(outcomes: list[Answer | Exception]) -> list[Answer]:
+    assert all(isinstance(outcome, Answer) for outcome in outcomes), outcomes
+    return cast(list[Answer], outcomes)
+
+
+def test_a_batch_is_one_transaction_and_each_command_is_answered_as_alone(
+    foundation: Foundation,
+) -> None:
+    order = register(foundation)
+    placing = signed(foundation, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": CPR_1})
+    batch = [
+        placing,
+        signed(foundation, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": "12"}),
+        signed(foundation, K.REGISTER_PLACEMENT, {"order_id": 999_999, "cpr": CPR_2}),
+        signed(
+            foundation,
+            K.REGISTER_PLACEMENT,
+            {"order_id": order["id"], "cpr": CPR_2},
+            signer=OTHER_JOBCENTRE,
+        ),
+        placing,  # a redelivery in the same batch
+    ]
+    before = foundation.writes.batches
+    ok, invalid, missing, forged, again = answers(foundation.answer_writes(batch))
+    assert foundation.writes.batches == before + 1, "one transaction for the whole batch"
+    assert ok.reply["ok"] and again.reply["ok"]
+    assert again.reply["result"]["id"] == ok.reply["result"]["id"], "answered from the ledger"
+    assert again.reply["result"]["cpr"] != CPR_1, "which keeps no CPR"
+    assert (invalid.reply["error"]["code"], invalid.reply["error"]["field"]) == (
+        "validation_error",
+        "cpr",
+    )
+    assert missing.reply["error"]["code"] == "not_found"
+    assert forged.reply["error"]["code"] == "forbidden"
+    assert forged.key is None, "a forgery gets no reply"
+    assert ok.key is not None and invalid.key is not None
+    assert count(foundation, "placements") == 1, "applied once"
+    # The rejections are recorded as alone: in the ledger (a resend is answered the same)
+    # and as dead letters; the forgery as a dead letter only (its id stays the sender's).
+    kept = {letter["command_id"] for letter in list_dead_letters(foundation.store.connection())}
+    assert {batch[1].command_id, batch[2].command_id, batch[3].command_id} <= kept
+    assert foundation.handle(batch[1]) == invalid.reply
+    genuine = new_envelope(
+        K.REGISTER_PLACEMENT,
+        JOBCENTRE,
+        {"order_id": order["id"], "cpr": CPR_2},
+        command_id=batch[3].command_id,
+        key=key_of(foundation, JOBCENTRE),
+    )
+    assert foundation.handle(genuine)["ok"], "the forgery did not take the command id"
+
+
+def test_an_infrastructure_error_fails_its_command_alone(
+    foundation: Foundation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    order = register(foundation)
+
+    def broken(ctx: Any, payload: Any) -> dict[str, Any]:
+        _note("half done")(ctx.conn)  # undone with its savepoint
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(foundation_module.OPERATIONS, K.CHANGE_ORDER_STATUS, broken)
+    placing = signed(foundation, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": CPR_1})
+    closing = signed(
+        foundation, K.CHANGE_ORDER_STATUS, {"order_id": order["id"], "status": "inactivated"}
+    )
+    placed, failed = foundation.answer_writes([placing, closing])
+    assert isinstance(placed, Answer) and placed.reply["ok"]
+    assert isinstance(failed, RuntimeError), "returned, for its message to be retried"
+    assert count(foundation, "placements") == 1
+    assert _noted(foundation.store) == []
+    # Nothing of the failed command stays, not even its ledger row: its retry applies it.
+    monkeypatch.undo()
+    assert foundation.handle(closing)["result"]["status"] == "inactivated"
+
+
+def test_when_the_commit_fails_every_command_fails_and_none_happened(
+    foundation: Foundation,
+) -> None:
+    order = register(foundation)
+    failing = Foundation(cast(Store, _CommitFails(foundation.store)))
+    batch = [
+        signed(foundation, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": cpr})
+        for cpr in (CPR_1, CPR_2)
+    ] + [signed(foundation, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": "12"})]
+    outcomes = failing.answer_writes(batch)
+    assert all(isinstance(outcome, Unavailable) for outcome in outcomes), outcomes
+    assert count(foundation, "placements") == 0
+    assert count(foundation, "commands") == 1, "only the order's registration is recorded"
+
+
+def test_a_batch_of_one_order_s_updates_applies_them_in_order(foundation: Foundation) -> None:
+    order = register(foundation)
+    updates = [
+        signed(
+            foundation,
+            K.UPDATE_ORDER,
+            {"order_id": order["id"], "expected_version": version, "patch": {"positions": n}},
+        )
+        for n, version in ((2, 1), (3, 2), (4, 2))
+    ]
+    first, second, stale = answers(foundation.answer_writes(updates))
+    assert (first.reply["result"]["version"], second.reply["result"]["version"]) == (2, 3)
+    assert stale.reply["error"]["code"] == "version_conflict", "it came after version 3"
+    version = foundation.store.connection().execute(
+        "SELECT version FROM orders WHERE id = ?", (order["id"],)
+    )
+    assert version.fetchone()[0] == 3
