@@ -92,7 +92,12 @@ class CommandBatches(dramatiq.Middleware):
         self._thread.start()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Only told here: the running batch finishes while Dramatiq stops its own threads.
         self._running.clear()
+
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # Runs before the outbound's last flush and before the ops agent stops beating
+        # (after-hooks run in reverse order, and this middleware is added after both).
         if self._thread is not None:
             self._thread.join(self.stop_ms / 1000)
             if self._thread.is_alive():

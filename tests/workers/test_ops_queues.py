@@ -25,7 +25,7 @@ from tests.factories import order_doc
 from tests.workers.test_ops_recovery import (
     applied,
     client_of,
-    send_orders,
+    one_running_rest_queued,
     snapshot,
     write_lock,
 )
@@ -113,16 +113,17 @@ def test_with_a_worker_in_flight_done_failed_and_durations_are_true(bare_system:
 
     hold_s = 2.0
     with client_of(system) as client, write_lock(system):
-        ids = send_orders(client, "Travl", 4)
-        row = wait_until(
-            lambda: [w for w in snapshot(system)["workers"] if w["running"] == 2],
-            30,
-            "two jobs running",
-        )[0]
+        ids = one_running_rest_queued(system, client, worker.pid, "Travl", 4)
         held_from = time.monotonic()
-        assert (row["pid"], row["alive"], row["in_flight"]) == (worker.pid, True, 4)
+        [row] = snapshot(system)["workers"]
+        assert (row["pid"], row["alive"], row["running"], row["in_flight"]) == (
+            worker.pid,
+            True,
+            1,
+            1,
+        )
         commands = by_name(snapshot(system))["jobordre.commands"]
-        assert (commands["ready"], commands["in_flight"]) == (0, 4)
+        assert (commands["ready"], commands["in_flight"]) == (3, 1)
         time.sleep(max(hold_s - (time.monotonic() - held_from), 0))
     wait_until(lambda: len(applied(system, ids)) == 4, 30, "the four orders")
 
@@ -134,8 +135,9 @@ def test_with_a_worker_in_flight_done_failed_and_durations_are_true(bare_system:
     kinds = wait_until(figures, 10, "the worker to write its figures")
     register = kinds["register_order"]
     assert (register["failed_last_minute"], register["samples"]) == (0, 5)
-    # Two of the five registrations waited out the lock, three did not.
-    assert register["p50_ms"] < hold_s * 1000 <= register["p95_ms"]
+    # One of the five registrations waited out the lock, four did not. The p95 of five
+    # (inclusive method) is at least 0.8 of the largest.
+    assert register["p50_ms"] < 0.8 * hold_s * 1000 <= register["p95_ms"]
     assert (kinds["get_order"]["done_last_minute"], kinds["get_order"]["failed_last_minute"]) == (
         0,
         1,

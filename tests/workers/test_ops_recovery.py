@@ -57,15 +57,33 @@ def client_of(system: System) -> Iterator[Client]:
         client.close()
 
 
-def send_orders(client: Client, prefix: str, n: int) -> list[str]:
+def send_orders(client: Client, prefix: str, n: int, *, first: int = 0) -> list[str]:
+    """Send orders ``prefix first`` ... ``prefix first+n-1``; their command ids."""
     return [
         client.send(
             CommandKind.REGISTER_ORDER,
             {"order": order_doc(title=f"{prefix} {i}")},
             command_id=f"{prefix}-{i:04d}",
         )
-        for i in range(n)
+        for i in range(first, first + n)
     ]
+
+
+def one_running_rest_queued(
+    system: System, client: Client, pid: int, prefix: str, n: int
+) -> list[str]:
+    """With the write lock held: send one order and wait until worker ``pid`` runs it
+    (blocked on the lock), then ``n - 1`` more, which wait on the queue: a worker takes
+    the commands queue in batches, and takes nothing more while its batch runs."""
+    ids = send_orders(client, prefix, 1)
+    wait_until(
+        lambda: (row := worker_row(system, pid)) and (row["running"], row["in_flight"]) == (1, 1),
+        30,
+        "the worker to run the first command",
+    )
+    ids += send_orders(client, prefix, n - 1, first=1)
+    wait_until(lambda: queue(system, "jobordre.commands")["ready"] == n - 1, 30, "the rest queued")
+    return ids
 
 
 def scheduled_jobs_done(system: System) -> None:
@@ -126,16 +144,10 @@ def test_a_killed_workers_messages_are_back_and_done_within_90_s(bare_system: Sy
     doomed = system.start_worker(threads=2, JOBORDRE_SQLITE_BUSY_TIMEOUT_MS="120000")
     scheduled_jobs_done(system)
     with client_of(system) as client, write_lock(system):
-        ids = send_orders(client, "Genoprettet", 4)
-        # Two run (blocked on the lock), two are prefetched; "running" is refreshed with
-        # each beat (every 5 s), the unacked sets at once.
-        held = wait_until(
-            lambda: (row := worker_row(system, doomed.pid)) and row["running"] == 2 and row,
-            30,
-            "the worker to run two jobs",
-        )
-        assert (held["in_flight"], held["alive"]) == (4, True)
-        assert queue(system, "jobordre.commands")["ready"] == 0
+        # One runs (blocked on the lock) and is held by the worker; three wait on the queue.
+        ids = one_running_rest_queued(system, client, doomed.pid, "Genoprettet", 4)
+        held = worker_row(system, doomed.pid)
+        assert held is not None and (held["in_flight"], held["alive"]) == (1, True)
         doomed.kill()
         doomed.wait()
         killed_at = time.monotonic()

@@ -1,5 +1,5 @@
-"""Stopping a worker: SIGTERM finishes the running job and gives back what was prefetched;
-a second SIGTERM stops at once. Real worker processes, real redis-server.
+"""Stopping a worker: SIGTERM finishes the running batch of commands, and what it did not
+take stays on the queue; a second SIGTERM stops at once. Real worker processes, real redis-server.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from tests.conftest import System, wait_until
 from tests.workers.test_ops_recovery import (
     applied,
     client_of,
+    one_running_rest_queued,
     scheduled_jobs_done,
     send_orders,
     snapshot,
@@ -30,27 +31,26 @@ def holding(system: System, pid: int, running: int, in_flight: int) -> bool:
     return bool(rows) and (rows[0]["running"], rows[0]["in_flight"]) == (running, in_flight)
 
 
-def test_sigterm_lets_the_running_job_finish_and_requeues_the_prefetched(
+def test_sigterm_lets_the_running_batch_finish_and_leaves_the_rest_queued(
     bare_system: System,
 ) -> None:
     system = bare_system
     worker = system.start_worker(threads=1, **BLOCKING)
     scheduled_jobs_done(system)
     with client_of(system) as client, write_lock(system):
-        ids = send_orders(client, "Stop", 2)
-        wait_until(lambda: holding(system, worker.pid, 1, 2), 30, "one running, one prefetched")
+        ids = one_running_rest_queued(system, client, worker.pid, "Stop", 2)
         worker.send_signal(signal.SIGTERM)
-        # Still stopping: its job waits on the lock, and it still beats meanwhile.
+        # Still stopping: its batch waits on the lock, and it still beats meanwhile.
         wait_until(
             lambda: b"Shutting down" in system.worker_logs(), 10, "the worker to start stopping"
         )
         assert worker.poll() is None
         assert [w["alive"] for w in snapshot(system)["workers"]] == [True]
     assert worker.wait(30) == 0
-    assert len(applied(system, ids)) == 1  # the running job finished
+    assert len(applied(system, ids)) == 1  # the running batch finished
     document = snapshot(system)
     [commands] = [q for q in document["queues"] if q["name"] == "jobordre.commands"]
-    assert (commands["ready"], commands["in_flight"]) == (1, 0)  # the prefetched is back
+    assert (commands["ready"], commands["in_flight"]) == (1, 0)  # the other still queued
     assert document["workers"] == []  # it unregistered
     system.start_worker(threads=1)
     wait_until(lambda: len(applied(system, ids)) == 2, 30, "the requeued command")
@@ -63,7 +63,7 @@ def test_a_second_sigterm_stops_at_once(bare_system: System) -> None:
     scheduled_jobs_done(system)
     with client_of(system) as client, write_lock(system):
         ids = send_orders(client, "Hast", 1)
-        wait_until(lambda: holding(system, worker.pid, 1, 1), 30, "the job running")
+        wait_until(lambda: holding(system, worker.pid, 1, 1), 30, "the command running")
         worker.send_signal(signal.SIGTERM)
         wait_until(lambda: b"Shutting down" in system.worker_logs(), 10, "the first signal")
         worker.send_signal(signal.SIGTERM)
