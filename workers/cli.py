@@ -323,7 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run workers against JOBORDRE_REDIS_URL")
     worker.set_defaults(handler=_worker)
     worker.add_argument("--processes", type=int, help="worker processes (default 1)")
-    worker.add_argument("--threads", type=int, help="threads per process (default 8)")
+    worker.add_argument(
+        "--threads",
+        type=int,
+        help="query threads per process (default 8); write commands have one thread of their own",
+    )
     worker.add_argument(
         "--metrics-port",
         type=int,

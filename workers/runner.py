@@ -1,8 +1,10 @@
-"""Running workers: one process with N threads, or several such processes.
+"""Running workers: one process (N threads for queries, one for write commands in batches,
+see :mod:`workers.command_batches`), or several such processes.
 
-SIGTERM or SIGINT stops a worker gracefully: running jobs get ``worker_shutdown_ms`` to
-finish and prefetched messages go back to Redis; a second signal stops it at once (the
-messages it held come back through Dramatiq's heartbeat recovery).
+SIGTERM or SIGINT stops a worker gracefully: running jobs and the running batch of write
+commands get ``worker_shutdown_ms`` to finish, and prefetched messages go back to Redis; a
+second signal stops it at once (the messages it held come back through Dramatiq's
+heartbeat recovery).
 """
 
 from __future__ import annotations
