@@ -1,31 +1,31 @@
-"""What a batch consumer of jobordre's own would give the write path: an experiment.
+"""The shipped batch consumer against a bare one: what its middleware and job log cost.
 
 Run: ``.venv/bin/python -m tests.workers.measure_batch_consumer [--kind placements|
-status_changes|updates] [--commands 4000] [--rounds 2]``. Not a test, and not a worker
-anyone should run: see "What it leaves out".
+status_changes|updates] [--commands 4000] [--rounds 2]``. Not a test.
 
-Each round loads 20,000 generated orders into a fresh store on a private redis-server,
-measures the bench's no-op Dramatiq baseline, then sends placements (or status changes, or
-updates; many in flight, every reply waited for and verified by
+This began as the experiment that led to ``workers/command_batches.py`` (README,
+"Round six", item 4), when ``jobordre worker`` still took write commands on Dramatiq's
+worker threads. Each round loads 20,000 generated orders into a fresh store on a private
+redis-server, measures the bench's no-op Dramatiq baseline, then sends placements (or
+status changes, or updates; many in flight, every reply waited for and verified by
 :class:`workers.client.Client`, as the bench does) to two processes of either kind, in a
 new random order per round:
 
-* ``dramatiq``: two ``jobordre worker --processes 1 --threads 8``, as shipped;
-* ``batch``: two processes of :func:`consume`, ONE thread each, which takes up to
+* ``shipped``: two ``jobordre worker --processes 1 --threads 8``, as shipped (write
+  commands in batches, :mod:`workers.command_batches`);
+* ``bare``: two processes of :func:`consume`, ONE thread each, which takes up to
   :data:`BATCH` messages of ``jobordre.commands`` at a time with Dramatiq's own fetch
-  script (so the same ack sets, heartbeats and recovery apply), decodes and checks each,
-  applies them all in one transaction, a savepoint each (``Foundation._write_in``, the
-  exactly-once path the workers use), commits, and queues every reply and ack for one
-  flush (:class:`workers.outbound.Outbound`). No Dramatiq worker threads, no middleware,
-  no wake-up per command.
+  script, decodes and checks each, applies them all in one transaction, a savepoint each
+  (``Foundation._write_in``), commits, and queues every reply and ack for one flush
+  (:class:`workers.outbound.Outbound`). No middleware, no job log, no ops agent.
 
 It prints the rate, the ratio to the round's no-op baseline and the CPU per command of the
 consumers, Redis and the client, and checks that every command answered is in the store.
 
-What it leaves out, and what a real one would have to have: retries with backoff and dead
-letters for infrastructure errors (here a failed batch kills the process, and its messages
-are redelivered from the ack set), undecodable and misrouted messages, the job log line,
-metrics, the ops agent, graceful shutdown, and the queries queue.
+What ``bare`` leaves out, and the shipped consumer has: retries with backoff and dead
+letters for infrastructure errors (here a failed batch kills the process, and its
+messages are redelivered from the ack set), undecodable and misrouted messages, the job
+log line, metrics, the ops agent, graceful shutdown, and the queries queue.
 """
 
 from __future__ import annotations
@@ -153,16 +153,14 @@ def _round(mode: str, kind: str, count: int) -> dict[str, Any]:
             targets = harness._open_orders(settings, count, 0)
             already = _applied(settings.db_path, kind)
             payloads = _payloads(kind, targets)
-            if mode == "batch":
+            if mode == "bare":
                 boot = "from tests.workers.measure_batch_consumer import consume; consume()"
                 argv, ready = [sys.executable, "-c", boot], READY
             else:
                 argv = [sys.executable, "-c", "from workers.cli import main; main()", "worker"]
                 argv += ["--processes", "1", "--threads", "8"]
                 ready = b"worker started"
-            figures = timed_sends(
-                settings, workdir, argv, ready, KINDS[kind], payloads, warm=False
-            )
+            figures = timed_sends(settings, workdir, argv, ready, KINDS[kind], payloads, warm=False)
             applied = _applied(settings.db_path, kind) - already
     if figures["errors"] or applied < len(payloads):
         raise RuntimeError(f"{mode}: {figures['errors']} errors, {applied} {kind} applied")
@@ -185,12 +183,12 @@ def main() -> None:
     args = parser.parse_args()
     rounds = []
     for _ in range(args.rounds):
-        modes = ["dramatiq", "batch"]
+        modes = ["shipped", "bare"]
         random.shuffle(modes)
         rounds.append({mode: _round(mode, args.kind, args.commands) for mode in modes})
     medians = {
         mode: statistics.median(each[mode]["ratio"] for each in rounds)
-        for mode in ("dramatiq", "batch")
+        for mode in ("shipped", "bare")
     }
     print(json.dumps({"median_ratios": medians, "rounds": rounds}, indent=1))
 

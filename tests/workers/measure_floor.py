@@ -12,8 +12,9 @@ new random order so drift hits all alike:
 
 * ``noop``: the bench's no-op baseline (messages/s);
 * ``placements``: real ``jobordre worker`` processes, as the bench runs them;
-* ``no_store``: the same workers with :meth:`Foundation._write` replaced by what it does
-  before its transaction (the payload parsed and validated) and an ok reply: everything
+* ``no_store``: the same workers with :meth:`Foundation.answer_writes` replaced by what it
+  does before its transaction (each command verified, opened, its payload parsed and
+  validated) and an ok reply: everything
   jobordre does for a command (the signature and age checks, opening the sealed CPR, the
   job log line, sealing the reply, the reply and ack on Redis, the client's signing,
   sealing and wait) except the store.
@@ -72,14 +73,19 @@ def redis_pid(url: str) -> int:
 
 def skip_the_store() -> None:
     """Make this process's foundation answer write commands without the store."""
-    from shared.envelope import parse_payload
-    from shared.foundation import Foundation, ok_reply
+    from shared.envelope import Envelope
+    from shared.foundation import Answer, Foundation, _Prepared, ok_reply
 
-    def write(self: Foundation, envelope: Any, opened: dict[str, Any]) -> dict[str, Any]:
-        parse_payload(envelope, opened)
-        return ok_reply(envelope.command_id, {"skipped": "store"})
+    def answer_writes(self: Foundation, envelopes: list[Envelope]) -> list[Answer | Exception]:
+        prepared = map(self._prepare_write, envelopes)
+        return [
+            Answer(ok_reply(each.envelope.command_id, {"skipped": "store"}), each.key)
+            if isinstance(each, _Prepared)
+            else each
+            for each in prepared
+        ]
 
-    Foundation._write = write  # type: ignore[method-assign]
+    Foundation.answer_writes = answer_writes  # type: ignore[method-assign,assignment]
 
 
 def _workers_argv(no_store: bool) -> list[str]:
