@@ -178,6 +178,8 @@ class Foundation:
         try:
             key = self.authenticate(envelope)
         except NotAuthenticated as error:
+            # As for a write (see _prepare_write): the attempt kept, answered only to the
+            # holder of a revoked key.
             self._record_rejection(envelope, error)
             return Answer(error_reply(envelope.command_id, error), self._revoked_signer(envelope))
         try:
