@@ -170,6 +170,11 @@ class CommandBatches(dramatiq.Middleware):
                 self.broker.emit_after("skip_message", message)
                 self._post(consumer, message)
                 continue
+            except BaseException as error:
+                # A middleware refused it: a failure of this message, as under Dramatiq's
+                # worker (retried, in the end a dead letter), not of the batch.
+                self._finish(consumer, message, error)
+                continue
             kind = _write_kind(message)
             if kind is not None and not message.failed:
                 writes.append((message, kind))

@@ -12,6 +12,7 @@ from typing import Any
 
 import dramatiq
 import pytest
+from dramatiq.middleware import MiddlewareError
 
 from shared.commands import CommandKind
 from shared.envelope import Envelope, new_envelope
@@ -217,3 +218,34 @@ def test_a_worker_stopped_mid_stream_loses_nothing_and_applies_nothing_twice(
     replies = [serving.reply(envelope) for envelope in sent[1:]]
     assert all(reply is not None and reply["ok"] for reply in replies)
     assert serving.count("SELECT COUNT(*) FROM placements") == 300, "each applied once"
+
+
+class _Refused(MiddlewareError):
+    """What a middleware raises to stop a message (Dramatiq logs and ignores the others)."""
+
+
+class _Refusing(dramatiq.Middleware):
+    """A middleware that refuses the messages of some command ids before they run."""
+
+    def __init__(self, command_ids: set[str]) -> None:
+        self.command_ids = command_ids
+
+    def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
+        if any(command_id in message.args[0] for command_id in self.command_ids):
+            raise _Refused("refused by a middleware")
+
+
+def test_a_message_a_middleware_refuses_fails_alone(serving: Serving) -> None:
+    [order] = _register(serving, 1)
+    generator = Generator(6)
+    placed = [serving.send(K.REGISTER_PLACEMENT, generator.placement(order)) for _ in range(5)]
+    refused = serving.send(K.REGISTER_PLACEMENT, generator.placement(order))
+    serving.broker.add_middleware(_Refusing({refused.command_id}))
+    serving.start()
+    assert all((serving.reply(each) or {}).get("ok") for each in placed)
+    last = serving.reply(refused)
+    assert last is not None and last["error"]["code"] == "unavailable"
+    [letter] = list_dead_letters(serving.store.connection())
+    assert (letter["source"], letter["command_id"]) == ("crashed", refused.command_id)
+    assert serving.count("SELECT COUNT(*) FROM placements") == 5
+    wait_until(lambda: _held(serving) == 0, 10, "every message acked or nacked")
