@@ -61,7 +61,8 @@ POST_RETRY_S = 1.0
 
 class QueriesWorker(dramatiq.Worker):
     """Dramatiq's worker without a consumer of ``jobordre.commands``: its threads serve
-    the queries, and the commands' delay queue still sends due retries back."""
+    the queries, and the commands' delay queue still sends due retries back. (The hook is
+    Dramatiq 2's own, private: pyproject.toml keeps Dramatiq below 3.)"""
 
     def _add_consumer(self, queue_name: str, *, delay: bool = False) -> None:
         if queue_name == COMMANDS_QUEUE:
@@ -70,8 +71,9 @@ class QueriesWorker(dramatiq.Worker):
 
 
 class CommandBatches(dramatiq.Middleware):
-    """The batch consumer of ``jobordre.commands``: starts with the worker, and stops
-    before it (so the worker's last flush carries the last batch's replies and acks)."""
+    """The batch consumer of ``jobordre.commands``: starts with the worker, is told to stop
+    when it is, and is waited for before the worker's last flush (which so carries the
+    last batch's replies and acks)."""
 
     def __init__(self, runtime: Runtime, *, batch: int, wait_ms: int, stop_ms: int) -> None:
         self.runtime = runtime
