@@ -178,20 +178,27 @@ def test_busy_workers_keep_their_messages_past_the_heartbeat_timeout(
     wait_until(lambda: {w["pid"] for w in snapshot(system)["workers"]} == pids, 30, "both workers")
     scheduled_jobs_done(system)
     with client_of(system) as client, write_lock(system):
-        ids = send_orders(client, "Optaget", 4)
 
-        def holding() -> dict[int, int] | None:
+        def holding(total: int) -> dict[int, int] | None:
             rows = snapshot(system, **quick)["workers"]
             held = {w["pid"]: w["in_flight"] for w in rows}
-            return held if sum(held.values()) == 4 else None
+            return held if sum(held.values()) == total else None
 
-        before = wait_until(holding, 30, "the workers to hold all four messages")
-        # Three heartbeat timeouts with every worker thread blocked: the workers still
-        # beat, so neither's maintenance takes the other's messages back.
+        # One command each, in a batch blocked on the lock (a blocked worker takes nothing
+        # more, so the second goes to the other worker); two more wait on the queue.
+        ids = send_orders(client, "Optaget", 1)
+        wait_until(lambda: holding(1), 30, "a worker to hold the first")
+        ids += send_orders(client, "Optaget", 1, first=1)
+        before = wait_until(lambda: holding(2), 30, "the other worker to hold the second")
+        assert sorted(before.values()) == [1, 1]
+        ids += send_orders(client, "Optaget", 2, first=2)
+        wait_until(lambda: queue(system, "jobordre.commands")["ready"] == 2, 30, "two queued")
+        # Three heartbeat timeouts with both workers blocked: they still beat, so neither's
+        # maintenance takes the other's messages back.
         time.sleep(3)
         after = snapshot(system, **quick)
         assert {w["pid"]: w["in_flight"] for w in after["workers"]} == before
         assert all(w["alive"] for w in after["workers"])
-        assert queue(system, "jobordre.commands")["ready"] == 0
+        assert queue(system, "jobordre.commands")["ready"] == 2
     wait_until(lambda: len(applied(system, ids)) == 4, 30, "all four orders")
     assert titles(system, "Optaget") == [f"Optaget {i}" for i in range(4)]
