@@ -146,7 +146,7 @@ def test_prometheus_sees_the_backlog_and_the_job_counts_of_two_worker_processes(
     try:
         sent = [client.send(CommandKind.REGISTER_ORDER, register) for _ in range(count)]
         # Every command of the burst is on the commands queue: ready, or fetched by a
-        # worker whose job waits for the lock.
+        # worker whose batch waits for the lock.
         wait_until(lambda: prometheus.scalar(depth) == count, 60, f"a depth of {count}")
         held = prometheus.scalar(
             'max(jobordre_queue_messages{queue="jobordre.commands", state="in_flight"})'
