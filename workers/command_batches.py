@@ -75,14 +75,15 @@ class CommandBatches(dramatiq.Middleware):
     when it is, and is waited for before the worker's last flush (which so carries the
     last batch's replies and acks)."""
 
-    def __init__(self, runtime: Runtime, *, batch: int, wait_ms: int, stop_ms: int) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        #: Most messages one batch takes.
-        self.batch = batch
+        settings = runtime.settings
+        #: Most messages one batch takes (the group commit's bound).
+        self.batch = settings.group_commit_max_writes
         #: How long the consumer waits on an empty queue before it looks again, in ms.
-        self.wait_ms = wait_ms
+        self.wait_ms = settings.worker_poll_ms
         #: How long a stopping worker lets the running batch finish, in ms.
-        self.stop_ms = stop_ms
+        self.stop_ms = settings.worker_shutdown_ms
         self._broker: dramatiq.Broker | None = None
         self._running = threading.Event()
         self._thread: threading.Thread | None = None

@@ -106,14 +106,7 @@ def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
     agent.serve_metrics()
     agent.install(broker)
     # Write commands in batches, one thread; queries on Dramatiq's worker threads.
-    broker.add_middleware(
-        CommandBatches(
-            runtime,
-            batch=settings.group_commit_max_writes,
-            wait_ms=settings.worker_poll_ms,
-            stop_ms=settings.worker_shutdown_ms,
-        )
-    )
+    broker.add_middleware(CommandBatches(runtime))
     worker = QueriesWorker(broker, worker_threads=threads, worker_timeout=settings.worker_poll_ms)
     worker.start()
     logger.info(

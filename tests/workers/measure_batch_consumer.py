@@ -15,8 +15,9 @@ new random order per round:
   commands in batches, :mod:`workers.command_batches`);
 * ``bare``: two processes of :func:`consume`, ONE thread each, which takes up to
   :data:`BATCH` messages of ``jobordre.commands`` at a time with Dramatiq's own fetch
-  script, decodes and checks each, applies them all in one transaction, a savepoint each
-  (``Foundation._write_in``), commits, and queues every reply and ack for one flush
+  script, decodes them, applies them as the shipped consumer does
+  (``Foundation.answer_writes``: one transaction, a savepoint each), and queues every
+  reply and ack for one flush
   (:class:`workers.outbound.Outbound`). No middleware, no job log, no ops agent.
 
 It prints the rate, the ratio to the round's no-op baseline and the CPU per command of the
@@ -44,9 +45,8 @@ import dramatiq
 
 from shared import sealing
 from shared.commands import CommandKind
-from shared.envelope import decode_envelope, parse_payload
-from shared.errors import JobordreError
-from shared.foundation import Foundation, error_reply
+from shared.envelope import decode_envelope
+from shared.foundation import Answer, Foundation
 from shared.generator import Generator, load_orders
 from shared.settings import Settings, get_settings
 from shared.store import open_store
@@ -84,25 +84,15 @@ def consume() -> None:
         fetched = broker.do_fetch(COMMANDS, BATCH)
         if not fetched:
             continue
-        batch = []
-        for data in fetched:
-            message = dramatiq.Message.decode(data)
-            envelope = decode_envelope(message.args[0])
-            key = foundation.authenticate(envelope)
-            opened = sealing.open_payload(envelope.payload, envelope.command_id, key)
-            batch.append((message, envelope, key, opened, parse_payload(envelope, opened)))
-        replies = []
-        with store.write() as tx:
-            for _, envelope, _, opened, payload in batch:
-                try:
-                    with tx.savepoint():
-                        reply = foundation._write_in(tx, envelope, opened, payload)
-                except JobordreError as error:
-                    reply = error_reply(envelope.command_id, error)
-                replies.append(reply)
-        for (message, envelope, key, _, _), reply in zip(batch, replies, strict=True):
+        messages = [dramatiq.Message.decode(data) for data in fetched]
+        envelopes = [decode_envelope(message.args[0]) for message in messages]
+        # The shipped consumer's foundation call: what differs is only what surrounds it.
+        answers = foundation.answer_writes(envelopes)
+        for message, envelope, answer in zip(messages, envelopes, answers, strict=True):
+            if not isinstance(answer, Answer) or answer.key is None:
+                raise RuntimeError(f"command {envelope.command_id} failed: {answer!r}")
             assert envelope.signature is not None
-            sealed = sealing.seal_reply(reply, key, envelope.signature)
+            sealed = sealing.seal_reply(answer.reply, answer.key, envelope.signature)
             outbound.push_reply(settings.redis_prefix, settings.reply_ttl_ms, sealed)
             outbound.ack(COMMANDS, message.options["redis_message_id"])
         relay.nudge()

@@ -107,14 +107,7 @@ def _build(
     store = SqliteStore(settings.db_path)
     runtime = Runtime(Foundation(store), outbound, settings, Relay(store, broker.client, settings))
     actors = declare_actors(broker, runtime)
-    broker.add_middleware(
-        CommandBatches(
-            runtime,
-            batch=settings.group_commit_max_writes,
-            wait_ms=settings.worker_poll_ms,
-            stop_ms=settings.worker_shutdown_ms,
-        )
-    )
+    broker.add_middleware(CommandBatches(runtime))
     return runtime, actors, broker
 
 
