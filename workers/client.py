@@ -8,6 +8,7 @@ command id: resending with that id is always safe and returns the stored result.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import dramatiq
@@ -30,7 +31,7 @@ from workers.broker import (
 )
 from workers.credentials import signing_key
 from workers.redis_connection import connect_redis
-from workers.replies import wait_reply
+from workers.replies import wait_replies, wait_reply
 
 #: Replicas that must hold a command sent without waiting for its reply, on a Sentinel
 #: broker (replication is asynchronous: a failover loses what no replica has yet).
@@ -170,6 +171,61 @@ class Client:
             raise JobordreError.from_dict(reply.get("error") or {})
         result: dict[str, Any] = reply["result"]
         return result
+
+    def wait_many(
+        self, command_ids: Iterable[str], timeout_ms: int | None = None
+    ) -> Iterator[tuple[str, dict[str, Any] | JobordreError]]:
+        """Each command's result, or the error the worker reported, as its reply arrives.
+
+        For a caller with many commands in flight: one round trip to the broker collects
+        every reply that is ready, where :meth:`wait` takes one per command. Yields
+        ``(command_id, result)``, or ``(command_id, error)`` for a command the foundation
+        refused (a :class:`JobordreError`, as :meth:`wait` would raise it), in the order
+        the replies arrive. Commands not answered within ``timeout_ms`` (counted from the
+        call) end the iteration with :class:`Unavailable` naming them; resending them
+        with their ids is safe.
+        """
+        timeout = timeout_ms if timeout_ms is not None else self.settings.reply_timeout_ms
+        ids = list(dict.fromkeys(command_ids))
+        unknown = [command_id for command_id in ids if not self._sent.get(command_id)]
+        if unknown:
+            raise InvalidInput(
+                f"{len(unknown)} of these commands were not sent by this client (the first: "
+                f"{unknown[0]}); use `jobordre result` to fetch the stored result of an "
+                "earlier command",
+                field="command_ids",
+            )
+        answered: set[str] = set()
+        try:
+            for command_id, reply in wait_replies(
+                self.redis,
+                self.settings.redis_prefix,
+                ids,
+                timeout,
+                accept=lambda wire, command_id: self._accept(
+                    wire, command_id, self._sent[command_id]
+                ),
+            ):
+                answered.add(command_id)
+                del self._sent[command_id]
+                if reply.get("ok"):
+                    yield command_id, reply["result"]
+                else:
+                    yield command_id, JobordreError.from_dict(reply.get("error") or {})
+        except redis.RedisError as error:
+            left = [command_id for command_id in ids if command_id not in answered]
+            raise Unavailable(
+                f"lost the broker at {redact(self.url)} while waiting for {len(left)} "
+                f"commands ({type(error).__name__}; the first: {left[0]}); resend them with "
+                "their command ids to get their results"
+            ) from None
+        left = [command_id for command_id in ids if command_id not in answered]
+        if left:
+            raise Unavailable(
+                f"no worker answered {len(left)} of {len(ids)} commands within {timeout} ms "
+                f"(the first: {left[0]}); is a worker running? Resending them with their "
+                "command ids is safe"
+            )
 
     def _accept(
         self, wire: dict[str, Any], command_id: str, signatures: list[str]

@@ -156,7 +156,12 @@ class CommandBatches(dramatiq.Middleware):
             )
 
     def process(self, consumer: Any, messages: list[dramatiq.MessageProxy]) -> None:
-        """Run one batch: the write commands together, anything else one by one."""
+        """Run one batch: the write commands together, anything else one by one; their
+        replies and acks go out together when the batch is done."""
+        with self.runtime.replies.held():
+            self._process(consumer, messages)
+
+    def _process(self, consumer: Any, messages: list[dramatiq.MessageProxy]) -> None:
         writes: list[tuple[dramatiq.MessageProxy, CommandKind]] = []
         for message in messages:
             try:

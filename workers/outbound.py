@@ -29,6 +29,8 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import dramatiq
@@ -61,6 +63,24 @@ end
 return #ARGV - 2
 """
 
+#: Pushes many replies with their time to live. KEYS: reply lists; ARGV: time to live in
+#: milliseconds, then a body per key. A push Redis refuses (a reply key someone made a
+#: string) does not stop the others: answers ``{true}``, or ``{false, error, ...}`` with
+#: each refusal.
+_PUSH_REPLIES = """
+local refused = {false}
+for i, key in ipairs(KEYS) do
+  local pushed = redis.pcall('RPUSH', key, ARGV[i + 1])
+  if type(pushed) == 'table' and pushed.err then
+    refused[#refused + 1] = pushed.err
+  else
+    redis.call('PEXPIRE', key, ARGV[1])
+  end
+end
+if #refused == 1 then return {true} end
+return refused
+"""
+
 #: A queued write: ("reply", key, body, ttl_ms) or ("ack", queue name, Redis message id).
 _Item = tuple[Any, ...]
 
@@ -83,6 +103,8 @@ class Outbound:
         self._wake = threading.Event()
         self._closing = False
         self._thread: threading.Thread | None = None
+        #: Whether the current thread holds its writes back (:meth:`held`).
+        self._holding = threading.local()
         #: Flushes sent and writes in them, since start (for measurements).
         self.flushes = 0
         self.writes = 0
@@ -96,6 +118,24 @@ class Outbound:
         """Queue the ack of a message this process's consumer of ``queue_name`` took."""
         self._add(("ack", queue_name, redis_message_id))
 
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Queue this thread's writes without waking the flusher until the block ends.
+
+        For a thread that answers many jobs at once (a batch of write commands): their
+        replies and acks go out in one flush, not in as many as the flusher happens to
+        wake for meanwhile. Other threads' writes are not held.
+        """
+        self._holding.active = True
+        try:
+            yield
+        finally:
+            self._holding.active = False
+            with self._lock:
+                queued = bool(self._items)
+            if queued:
+                self._wake.set()
+
     def _add(self, item: _Item) -> None:
         with self._lock:
             if self._thread is None:
@@ -107,7 +147,7 @@ class Outbound:
             first = len(self._items) == 1
         # Only a write that finds the queue empty wakes the flusher: one that finds it
         # full will be taken by the flush that is already due.
-        if first:
+        if first and not getattr(self._holding, "active", False):
             self._wake.set()
 
     def flush(self) -> None:
@@ -197,15 +237,18 @@ class Outbound:
 
     def _transaction(self, items: list[_Item]) -> list[Any]:
         pipe = self.client.pipeline(transaction=True)
+        replies: dict[int, list[tuple[str, str]]] = defaultdict(list)
         acks: dict[str, list[str]] = defaultdict(list)
         for item in items:
             if item[0] == "reply":
                 _, key, body, ttl_ms = item
-                # Replies first: a job's ack never lands without its reply.
-                pipe.rpush(key, body)
-                pipe.pexpire(key, ttl_ms)
+                replies[ttl_ms].append((key, body))
             else:
                 acks[item[1]].append(item[2])
+        # Replies first: a job's ack never lands without its reply.
+        for ttl_ms, pushed in replies.items():
+            keys = [key for key, _ in pushed]
+            pipe.eval(_PUSH_REPLIES, len(keys), *keys, ttl_ms, *(body for _, body in pushed))
         heartbeats = f"{self.namespace}:__heartbeats__"
         for queue_name, ids in acks.items():
             ack_set = f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
@@ -218,7 +261,14 @@ class Outbound:
         # A command Redis refuses inside EXEC comes back in its place, not raised: the
         # others ran. What raises (a lost connection, a refused MULTI) ran nothing.
         results: list[Any] = pipe.execute(raise_on_error=False)
-        return results
+        return [_refused(result) or result for result in results]
+
+
+def _refused(result: Any) -> redis.ResponseError | None:
+    """The first refusal :data:`_PUSH_REPLIES` reports (``{false, error}``), if any."""
+    if isinstance(result, list) and result and not result[0]:
+        return redis.ResponseError(f"refused {len(result) - 1} reply pushes, first: {result[1]}")
+    return None
 
 
 class FlushOnShutdown(dramatiq.Middleware):

@@ -168,6 +168,8 @@ class GroupCommit:
         self.batches += 1
         self.writes += len(batch)
         self._finish(batch)
+        # Out of the write lock, with the batch answered (a WAL checkpoint on SQLite).
+        self.store.after_commit()
 
     @staticmethod
     def _finish(batch: list[_Pending[Any]]) -> None:

@@ -162,6 +162,11 @@ class Store(ABC):
         failure) raises :class:`shared.errors.Unavailable`, which retries the command.
         """
 
+    def after_commit(self) -> None:
+        """Upkeep after a batch of writes committed, outside the write lock; never raises.
+        Nothing by default (SQLite: a WAL checkpoint when one is due)."""
+        return None
+
     @abstractmethod
     def read(self) -> AbstractContextManager[Tx]:
         """One read transaction: a consistent snapshot across several queries."""

@@ -21,6 +21,7 @@ from shared.errors import Unavailable
 from shared.store import sqlite_schema, sqlite_search
 from shared.store.file_lock import ProcessLock
 from shared.store.interface import TABLES, Cursor, Params, Store, Tx
+from shared.store.sqlite_checkpoint import SAFETY_NET_PAGES, Checkpoints
 
 #: Pause between two tries of a new file's switch to WAL that lost a race, in ms.
 WAL_SWITCH_RETRY_MS = 5
@@ -98,6 +99,8 @@ class SqliteStore(Store):
         self._lock = threading.Lock()
         self._writer = threading.Lock()
         self._writers = ProcessLock(path.with_name(path.name + ".write.lock"))
+        #: WAL checkpoints after the write lock (:mod:`shared.store.sqlite_checkpoint`).
+        self.checkpoints = Checkpoints(path)
         self.memo: dict[str, Any] = {}
         path.parent.mkdir(parents=True, exist_ok=True)
         if migrate:
@@ -148,6 +151,7 @@ class SqliteStore(Store):
             # deleted per transaction, a seventh of a placement's CPU. In memory they are at
             # most a batch's changed pages, read only by a rollback; durability is the WAL's.
             conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {SAFETY_NET_PAGES}")
             tx = SqliteTx(conn, self.memo)
             self._local.tx = tx
             with self._lock:
@@ -202,6 +206,11 @@ class SqliteStore(Store):
                 if not committed:
                     end_transaction(tx.raw)
 
+    def after_commit(self) -> None:
+        """A WAL checkpoint, on this thread's connection, if enough pages wait for one
+        (:mod:`shared.store.sqlite_checkpoint`)."""
+        self.checkpoints.after_commit(self.connection().raw)
+
     @contextmanager
     def read(self) -> Iterator[SqliteTx]:
         """One read transaction: a consistent snapshot across several queries."""
@@ -224,3 +233,4 @@ class SqliteStore(Store):
             self._connections.clear()
         self._local = threading.local()
         self._writers.close()
+        self.checkpoints.close()

@@ -124,6 +124,35 @@ def test_replies_keep_their_time_to_live_and_come_before_their_acks(
     outbound.close()
 
 
+def test_a_batch_held_back_goes_out_in_one_flush_and_holds_no_other_thread(
+    private_redis: RedisServer,
+) -> None:
+    broker = worker_broker(private_redis)
+    outbound = broker.outbound
+    assert outbound is not None
+    client = private_redis.client()
+    consumer, messages = taken(broker, 10)
+    before = outbound.flushes
+    with outbound.held():
+        for index, message in enumerate(messages):
+            outbound.push_reply(PREFIX, 30_000, reply(f"b{index}"))
+            consumer.ack(message)
+        time.sleep(0.3)
+        assert outbound.flushes == before, "nothing sent while the batch is held"
+        assert client.exists(reply_key(PREFIX, "b0")) == 0
+    wait_until(lambda: books(client, broker) == (0, 0), 5, "the batch's acks")
+    assert all(client.llen(reply_key(PREFIX, f"b{index}")) == 1 for index in range(10))
+    assert outbound.flushes == before + 1, "the batch's replies and acks in one flush"
+    with outbound.held():
+        other = threading.Thread(target=outbound.push_reply, args=(PREFIX, 30_000, reply("other")))
+        other.start()
+        other.join()
+        wait_until(
+            lambda: client.llen(reply_key(PREFIX, "other")) == 1, 5, "another thread's reply"
+        )
+    outbound.close()
+
+
 def test_a_spoiled_reply_key_neither_wedges_nor_repeats_the_flush(
     private_redis: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -399,6 +399,8 @@ def throughput(client: Client, kind: CommandKind, payloads: list[dict[str, Any]]
     """Send every payload (one thread) while waiting for the replies (another); per second.
 
     Timed from the first send to the last reply received: enqueue → result with the caller.
+    The waiting thread takes the replies with :meth:`Client.wait_many`, for every command
+    sent so far at once.
     """
     ids: list[str] = []
     ready = threading.Condition()
@@ -414,14 +416,16 @@ def throughput(client: Client, kind: CommandKind, payloads: list[dict[str, Any]]
     started = time.perf_counter()
     thread = threading.Thread(target=sender, name="bench-sender")
     thread.start()
-    for index in range(len(payloads)):
+    waited = 0
+    while waited < len(payloads):
         with ready:
-            ready.wait_for(lambda: len(ids) > index)  # noqa: B023 - used at once
-            command_id = ids[index]
-        try:
-            client.wait(command_id, REPLY_TIMEOUT_MS)
-        except JobordreError as error:
-            failures.append(error.code)
+            ready.wait_for(lambda: len(ids) > waited)  # noqa: B023 - used at once
+            sent = ids[waited:]
+        # Everything sent so far at once, as a system with many commands in flight would.
+        for _, outcome in client.wait_many(sent, REPLY_TIMEOUT_MS):
+            if isinstance(outcome, JobordreError):
+                failures.append(outcome.code)
+        waited += len(sent)
     elapsed = time.perf_counter() - started
     thread.join()
     return {"per_s": round(len(payloads) / elapsed, 1), "errors": len(failures)}
