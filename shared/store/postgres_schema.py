@@ -243,6 +243,11 @@ _V10_NOTHING = "SELECT 1"
 #: v11 made the FTS5 index's tags two characters long (no prefix index entries for them);
 #: PostgreSQL's index has no tags.
 _V11_NOTHING = "SELECT 1"
+#: v12: as on SQLite, a status change no longer moves the order in the employer's index.
+_V12_EMPLOYER_INDEX_WITHOUT_STATUS = """
+CREATE INDEX IF NOT EXISTS orders_of_employer ON orders (employer_cvr);
+DROP INDEX IF EXISTS orders_by_employer;
+"""
 
 
 #: Migrations in order; migration i brings the store to version i + 1 (v3: the search
@@ -259,6 +264,7 @@ MIGRATIONS: list[str] = [
     _V9_RELAY_MARK,
     _V10_NOTHING,
     _V11_NOTHING,
+    _V12_EMPLOYER_INDEX_WITHOUT_STATUS,
 ]
 
 

@@ -133,6 +133,28 @@ def test_a_failed_write_leaves_nothing(any_store: Store) -> None:
     assert any_store.connection().execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 1
 
 
+def indexes_holding(store: Store, column: str) -> set[str]:
+    """The names of the ``orders`` indexes that ``column`` is a key of."""
+    conn = store.connection()
+    if store.engine == "sqlite":
+        names = [row[0] for row in conn.execute("SELECT name FROM pragma_index_list('orders')")]
+        return {
+            name
+            for name in names
+            if column
+            in {row[0] for row in conn.execute(f"SELECT name FROM pragma_index_info('{name}')")}
+        }
+    rows = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'orders'")
+    return {str(name) for name, definition in rows if column in str(definition).split("(", 1)[1]}
+
+
+def test_a_status_change_moves_an_order_in_two_indexes_only(any_store: Store) -> None:
+    # Each index holding the status is two more pages written per status change, under
+    # the write lock (README, "Round eight"): the employer's index no longer does.
+    assert indexes_holding(any_store, "status") == {"orders_by_municipality", "orders_by_deadline"}
+    assert indexes_holding(any_store, "employer_cvr") == {"orders_of_employer"}
+
+
 def test_the_event_log_has_epochs_in_order_on_both_engines(any_store: Store) -> None:
     """Migration 6 gives a new store its first epoch; later ones are ordered by ``ordinal``
     even when they share a base seq, and cursors resolve the same on both engines."""
