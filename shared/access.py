@@ -37,7 +37,7 @@ class Access:
 
 def foundation_secret(conn: Tx, name: str) -> bytes:
     """A 32-byte secret of the foundation's own, made on first use and kept for good."""
-    memo_key = f"foundation_secret:{name}"
+    memo_key = _memo_key(name)
     known: bytes | None = conn.memo.get(memo_key)
     if known is not None:
         return known
@@ -53,6 +53,17 @@ def foundation_secret(conn: Tx, name: str) -> bytes:
     )
     row = conn.execute("SELECT value FROM foundation_secrets WHERE name = ?", (name,)).fetchone()
     return bytes.fromhex(row[0])
+
+
+def remembered_secret(conn: Tx, name: str) -> bytes | None:
+    """The secret :func:`foundation_secret` read back before, if it did: no statement, no
+    transaction needed (None until a committed one was read)."""
+    known: bytes | None = conn.memo.get(_memo_key(name))
+    return known
+
+
+def _memo_key(name: str) -> str:
+    return f"foundation_secret:{name}"
 
 
 def _hash_key(conn: Tx) -> bytes:

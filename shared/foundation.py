@@ -103,6 +103,16 @@ class _Prepared(NamedTuple):
     key: SigningKey | None
     opened: dict[str, Any]
     payload: BaseModel | JobordreError
+    #: The ledger digest of ``opened``, if the key was at hand before the lock.
+    digest: str | None = None
+
+
+def _digest_with(key: bytes, envelope: Envelope, payload: dict[str, Any]) -> str:
+    """Keyed digest of the opened payload: a resend (sealed afresh) digests the same, and
+    the ledger holds nothing a CPR could be guessed back from without the key."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    mac = hmac.new(key, f"{envelope.kind}\n{canonical}".encode(), hashlib.sha256)
+    return DIGEST_PREFIX + mac.hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,24 +243,28 @@ class Foundation:
             except NotAuthenticated as error:
                 return _Prepared(envelope, key, {}, error)
             try:
-                return _Prepared(envelope, key, opened, parse_payload(envelope, opened))
+                payload = parse_payload(envelope, opened)
             except JobordreError as error:
                 if error.retryable:
                     raise
                 # A malformed command (or redelivery) is answered by the ledger all the same.
                 return _Prepared(envelope, key, opened, error)
+            secret = access.remembered_secret(self.store.connection(), DIGEST_KEY)
+            digest = _digest_with(secret, envelope, opened) if secret is not None else None
+            return _Prepared(envelope, key, opened, payload, digest)
         except Exception as error:
             return error
 
     def _apply_write(self, tx: Any, command: _Prepared) -> Answer | Exception:
         """One prepared write command inside the batch's transaction ``tx``."""
-        envelope, key, opened, payload = command
+        envelope, key, opened, payload, digest = command
         try:
             try:
                 with tx.savepoint():
                     if isinstance(payload, JobordreError):
                         raise payload
-                    return Answer(self._write_in(tx, envelope, opened, payload), key)
+                    digest = digest or self._digest(tx, envelope, opened)
+                    return Answer(self._write_in(tx, envelope, opened, payload, digest), key)
             except (NotAuthenticated, CommandIdReused) as error:
                 # No ledger row: the id may still be the rightful sender's to use.
                 with tx.savepoint():
@@ -261,7 +275,7 @@ class Foundation:
                     return error
                 # Rolled back to its savepoint; its rejection is recorded in its place.
                 with tx.savepoint():
-                    digest = self._digest(tx, envelope, opened)
+                    digest = digest or self._digest(tx, envelope, opened)
                     reply = self._rejected_in(tx, envelope, digest, opened, error)
                 return Answer(reply, key)
         except Exception as error:
@@ -284,19 +298,18 @@ class Foundation:
         return OPERATIONS[envelope.kind](ctx, payload)
 
     def _digest(self, conn: Any, envelope: Envelope, payload: dict[str, Any]) -> str:
-        """Keyed digest of the opened payload: a resend (sealed afresh) digests the same, and
-        the ledger holds nothing a CPR could be guessed back from without the key."""
-        key = access.foundation_secret(conn, DIGEST_KEY)
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        mac = hmac.new(key, f"{envelope.kind}\n{canonical}".encode(), hashlib.sha256)
-        return DIGEST_PREFIX + mac.hexdigest()
+        return _digest_with(access.foundation_secret(conn, DIGEST_KEY), envelope, payload)
 
     def _write_in(
-        self, conn: Any, envelope: Envelope, opened: dict[str, Any], payload: BaseModel
+        self,
+        conn: Any,
+        envelope: Envelope,
+        opened: dict[str, Any],
+        payload: BaseModel,
+        digest: str,
     ) -> dict[str, Any]:
         """A write command inside its (group-committed) transaction: the stored reply of a
         redelivery, or the command applied with its access-log and ledger rows."""
-        digest = self._digest(conn, envelope, opened)
         stored = self._stored_reply(conn, envelope, opened, digest)
         if stored is not None:
             return stored

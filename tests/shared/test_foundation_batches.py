@@ -141,3 +141,28 @@ def test_a_batch_of_one_order_s_updates_applies_them_in_order(foundation: Founda
         "SELECT version FROM orders WHERE id = ?", (order["id"],)
     )
     assert version.fetchone()[0] == 3
+
+
+def test_a_digest_taken_before_the_lock_is_the_ledgers_own(foundation: Foundation) -> None:
+    # Once the ledger's key has been read back, batches digest their commands before the
+    # write lock: a resend must still be answered from the ledger, and another command
+    # under a used id still refused, exactly as when the digest is taken under the lock.
+    order = register(foundation)
+    second = register(foundation)  # the ledger's key is read back and remembered by now
+    first = signed(
+        foundation, K.CHANGE_ORDER_STATUS, {"order_id": order["id"], "status": "inactivated"}
+    )
+    (applied,) = answers(foundation.answer_writes([first]))
+    reused = new_envelope(
+        K.CHANGE_ORDER_STATUS,
+        JOBCENTRE,
+        {"order_id": second["id"], "status": "inactivated"},
+        command_id=first.command_id,
+        key=key_of(foundation, JOBCENTRE),
+    )
+    again, other = answers(foundation.answer_writes([first, reused]))
+    assert applied.reply["ok"] and again.reply == applied.reply, "a resend answered by the ledger"
+    refused = other.reply["error"]
+    assert (refused["code"], refused["field"]) == ("validation_error", "command_id")
+    assert "used before for a different command" in refused["message"]
+    assert count(foundation, "events") == 3, "two orders registered, one status changed"
