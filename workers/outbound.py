@@ -4,8 +4,10 @@ A worker thread that finished a job used to make two round trips of its own: pus
 reply, then ack the message. Under load a process's threads finish jobs a few hundred
 microseconds apart, and each round trip cost a thread switch, a connection checkout and a
 system call pair. Here a thread only queues the two writes and takes its next message; one
-flusher thread per process sends whatever is queued as ONE ``MULTI``/``EXEC`` (replies
-with their time to live, then the acks, each queue's in one script call).
+flusher thread per process sends whatever is queued as ONE ``MULTI``/``EXEC`` (the
+replies with their time to live in one script call, then the acks, each queue's in one
+script call). A thread that answers a batch of commands holds its writes back until the
+batch is done (:meth:`Outbound.held`), so the batch goes out in one flush.
 
 The delivery contract is unchanged:
 

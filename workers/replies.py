@@ -2,7 +2,9 @@
 
 A worker pushes the reply onto ``<prefix>:reply:<command_id>`` with a time to live
 (:class:`workers.outbound.Outbound`, with other jobs' replies and acks); the
-client waits on it with BLPOP, so a result arrives the moment it exists. A reply that
+client waits on it with BLPOP, so a result arrives the moment it exists; a client with
+many commands in flight takes every reply that is ready in one round trip
+(:func:`wait_replies`). A reply that
 expires unread is not lost: the command ledger keeps it, and resending the same command id
 returns it again.
 """
