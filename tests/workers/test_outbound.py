@@ -34,6 +34,12 @@ def worker_broker(server: RedisServer) -> JobordreBroker:
     return broker
 
 
+def outbound_of(broker: JobordreBroker) -> Outbound:
+    """The worker broker's outbound (a client's broker has none)."""
+    assert broker.outbound is not None
+    return broker.outbound
+
+
 def taken(broker: JobordreBroker, count: int) -> list[Any]:
     """Enqueue ``count`` messages and take them as a consumer does (unacked, held)."""
     for index in range(count):
@@ -77,8 +83,7 @@ def test_replies_keep_their_time_to_live_and_come_before_their_acks(
     private_redis: RedisServer,
 ) -> None:
     broker = worker_broker(private_redis)
-    outbound = broker.outbound
-    assert outbound is not None
+    outbound = outbound_of(broker)
     client = private_redis.client()
     consumer, messages = taken(broker, 2)
     seen: list[str] = []
@@ -128,8 +133,7 @@ def test_a_batch_held_back_goes_out_in_one_flush_and_holds_no_other_thread(
     private_redis: RedisServer,
 ) -> None:
     broker = worker_broker(private_redis)
-    outbound = broker.outbound
-    assert outbound is not None
+    outbound = outbound_of(broker)
     client = private_redis.client()
     consumer, messages = taken(broker, 10)
     before = outbound.flushes
@@ -159,8 +163,7 @@ def test_a_spoiled_reply_key_neither_wedges_nor_repeats_the_flush(
     # Whoever can write to Redis makes a reply key a string: RPUSH onto it fails inside
     # the transaction. The rest of the flush must land once, and the next flushes too.
     broker = worker_broker(private_redis)
-    outbound = broker.outbound
-    assert outbound is not None
+    outbound = outbound_of(broker)
     client = private_redis.client()
     client.set(reply_key(PREFIX, "spoiled"), "not a list")
     consumer, messages = taken(broker, 1)
