@@ -11,7 +11,6 @@ returns it again.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import time
@@ -53,20 +52,19 @@ def wait_reply(
         item = client.blpop([key], timeout=max(min(left, WAIT_CHUNK_S), 0.001))
         if item is None:
             continue
-        reply = _opened(item[1], accept)
+        wire = _wire(item[1])
+        reply = accept(wire) if wire is not None else None
         if reply is not None:
             return reply
 
 
-def _opened(
-    raw: bytes | str, accept: Callable[[dict[str, Any]], dict[str, Any] | None]
-) -> dict[str, Any] | None:
-    """The reply ``accept`` opens from the wire text ``raw``; ``None`` for anything else."""
+def _wire(raw: bytes | str) -> dict[str, Any] | None:
+    """The JSON object a reply list held; ``None`` for anything else."""
     try:
         wire = json.loads(raw)
     except ValueError:
         return None
-    return accept(wire) if isinstance(wire, dict) else None
+    return wire if isinstance(wire, dict) else None
 
 
 #: Most reply keys one round trip of :func:`wait_replies` looks at: the oldest waiting
@@ -123,15 +121,8 @@ def wait_replies(
             popped = [(key.decode() if isinstance(key, bytes) else key, item[1])]
         for key, raw in popped:
             command_id = waiting[key]
-            reply = _opened(raw, functools.partial(_accept_for, accept, command_id))
+            wire = _wire(raw)
+            reply = accept(wire, command_id) if wire is not None else None
             if reply is not None:
                 del waiting[key]
                 yield command_id, reply
-
-
-def _accept_for(
-    accept: Callable[[dict[str, Any], str], dict[str, Any] | None],
-    command_id: str,
-    wire: dict[str, Any],
-) -> dict[str, Any] | None:
-    return accept(wire, command_id)
