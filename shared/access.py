@@ -102,11 +102,16 @@ def write(
     )
 
 
-def history(conn: Tx, cpr: str) -> list[dict[str, object]]:
-    """Every logged access to the person's data, oldest first."""
-    rows = conn.execute(
+def history(conn: Tx, cpr: str, organisation: str | None = None) -> list[dict[str, object]]:
+    """Every logged access to the person's data, oldest first; only ``organisation``'s own
+    when it is given."""
+    sql = (
         "SELECT at, organisation, caseworker, action, order_id, placement_id FROM access_log"
-        " WHERE person = ? ORDER BY id",
-        (person(conn, cpr),),
-    ).fetchall()
+        " WHERE person = ?"
+    )
+    args: tuple[str, ...] = (person(conn, cpr),)
+    if organisation is not None:
+        sql += " AND organisation = ?"
+        args += (organisation,)
+    rows = conn.execute(sql + " ORDER BY id", args).fetchall()
     return [dict(row) for row in rows]

@@ -40,6 +40,7 @@ from shared import (
     placements,
     privacy,
     results,
+    rules,
     sealing,
     signing,
     store,
@@ -295,6 +296,7 @@ class Foundation:
 
     @staticmethod
     def _apply(ctx: Context, envelope: Envelope, payload: BaseModel) -> dict[str, Any]:
+        rules.check_command(ctx.who, envelope.kind)
         return OPERATIONS[envelope.kind](ctx, payload)
 
     def _digest(self, conn: Any, envelope: Envelope, payload: dict[str, Any]) -> str:

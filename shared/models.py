@@ -68,7 +68,12 @@ class PlacementStatus(StrEnum):
     WITHDRAWN = "withdrawn"
 
 
-PrincipalKind = Literal["jobcentre", "akasse", "employer", "system"]
+PrincipalKind = Literal["jobcentre", "akasse", "employer", "system", "star"]
+
+#: Principals with no id: the foundation's scheduler (``system``) and its data-protection
+#: role (``star``, STAR as controller of the data foundation: it answers a citizen's
+#: access request with the whole history, which no organisation may see).
+SINGLETON_PRINCIPALS: tuple[PrincipalKind, ...] = ("system", "star")
 
 _AKASSE_CODE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 
@@ -85,8 +90,9 @@ class Principal:
         """Parse ``kind:id``; raises :class:`InvalidInput` naming the expected forms."""
         if not isinstance(text, str):
             raise InvalidInput(f"{field}: must be a string", field=field)
-        if text == "system":
-            return cls("system", "")
+        for singleton in SINGLETON_PRINCIPALS:
+            if text == singleton:
+                return cls(singleton, "")
         kind, sep, ident = text.partition(":")
         if sep:
             if kind == "jobcentre":
@@ -96,7 +102,8 @@ class Principal:
             if kind == "akasse" and _AKASSE_CODE.match(ident):
                 return cls("akasse", ident)
         raise InvalidInput(
-            f"{field}: must be jobcentre:<kommunekode>, akasse:<code> or employer:<cvr>",
+            f"{field}: must be jobcentre:<kommunekode>, akasse:<code>, employer:<cvr>, "
+            "system or star",
             field=field,
         )
 
@@ -106,7 +113,7 @@ class Principal:
         return self.kind in ("jobcentre", "akasse")
 
     def __str__(self) -> str:
-        return "system" if self.kind == "system" else f"{self.kind}:{self.id}"
+        return self.kind if self.kind in SINGLETON_PRINCIPALS else f"{self.kind}:{self.id}"
 
 
 #: Validation context flag: the document is one the store wrote itself. Its identifiers

@@ -12,10 +12,22 @@ from shared.errors import Forbidden
 
 
 def audit(ctx: Context, command: AuditPerson) -> dict[str, Any]:
-    """Who read or changed the person's data, oldest first (the request is logged too)."""
-    if ctx.who.kind != "jobcentre":
-        raise Forbidden("a jobcentre answers a citizen's access request")
-    entries = access.history(ctx.conn, command.cpr)
+    """A citizen's access request: who read or changed the person's data, oldest first.
+
+    The foundation's data-protection role (``star``) sees the whole history. A jobcentre or
+    an a-kasse sees only its own organisation's dealings with the person: learning which
+    other organisation placed the person, and on which order, would undo the masking of
+    that organisation's placements. Every request is itself in the person's access log.
+    """
+    if ctx.who.kind == "star":
+        entries = access.history(ctx.conn, command.cpr)
+    elif ctx.who.is_authority:
+        entries = access.history(ctx.conn, command.cpr, organisation=str(ctx.who))
+    else:
+        raise Forbidden(
+            "a jobcentre or an a-kasse answers an access request about its own dealings with "
+            "the person; the whole history is answered by the foundation (principal star)"
+        )
     ctx.accesses.append(access.Access(command.cpr, access.AUDIT, None, None))
     return {"entries": entries, "count": len(entries)}
 

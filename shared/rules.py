@@ -42,6 +42,20 @@ ACTIVE_PLACEMENT_STATUSES = frozenset({P.PLACED, P.INTERVIEW, P.HIRED})
 CLOSED_STATUSES = frozenset({S.CLOSED_FILLED, S.CLOSED_EXPIRED})
 
 
+#: The only commands of the foundation's data-protection role (``star``): it answers a
+#: citizen's access request and reads its own stored results, and acts on no job order.
+STAR_COMMANDS = frozenset({"audit_person", "command_result"})
+
+
+def check_command(who: Principal, kind: str) -> None:
+    """Refuse a command kind the principal never sends, before the operation reads anything."""
+    if who.kind == "star" and kind not in STAR_COMMANDS:
+        raise Forbidden(
+            f"star (the foundation's data-protection role) sends only "
+            f"{', '.join(sorted(STAR_COMMANDS))}; {kind} is for the organisations"
+        )
+
+
 def can_see_order(who: Principal, order: JobOrder) -> bool:
     """Employers see their own orders only; authorities and the system see all."""
     return who.kind != "employer" or order.employer.cvr == who.id

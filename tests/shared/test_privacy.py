@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +11,13 @@ import pytest
 from shared.commands import CommandKind
 from shared.foundation import Foundation
 from shared.store import SqliteStore as Store
-from tests.factories import CPR_1, CPR_2, EMPLOYER_A
+from tests.factories import CPR_1, CPR_2, EMPLOYER_A, order_doc
 from tests.shared.test_foundation import call, ok, register
 
 K = CommandKind
 JOBCENTRE, AKASSE, EMPLOYER = "jobcentre:101", "akasse:3f", f"employer:{EMPLOYER_A}"
+#: The foundation's data-protection role: the only principal that sees a person's whole log.
+STAR = "star"
 
 
 @pytest.fixture
@@ -22,8 +25,8 @@ def foundation(tmp_path: Path) -> Foundation:
     return Foundation(Store(tmp_path / "store.db"))
 
 
-def audit(f: Foundation, cpr: str) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = ok(f, "jobcentre:751", K.AUDIT_PERSON, {"cpr": cpr})["entries"]
+def audit(f: Foundation, cpr: str, who: str = STAR) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = ok(f, who, K.AUDIT_PERSON, {"cpr": cpr})["entries"]
     return entries
 
 
@@ -58,9 +61,72 @@ def test_the_access_log_holds_no_cpr(foundation: Foundation) -> None:
     assert rows and not any(CPR_1 in line for line in rows)
 
 
-def test_only_a_jobcentre_answers_an_access_request(foundation: Foundation) -> None:
-    reply = call(foundation, AKASSE, K.AUDIT_PERSON, {"cpr": CPR_1})
+def test_an_organisation_learns_only_its_own_dealings_with_a_person(
+    foundation: Foundation,
+) -> None:
+    # The review's oracle: akasse:3f places a person; jobcentre:751 sees the placement
+    # masked, and must not learn from an access request who placed the person, or where.
+    order = register(foundation)
+    ok(
+        foundation,
+        AKASSE,
+        K.REGISTER_PLACEMENT,
+        {"order_id": order["id"], "cpr": CPR_1, "note": "god kandidat"},
+    )
+    log = ok(foundation, "jobcentre:751", K.PLACEMENT_LOG, {"order_id": order["id"]})
+    assert [(p["cpr"], p["masked"]) for p in log["placements"]] == [(None, True)]
+    assert audit(foundation, CPR_1, who="jobcentre:751") == []
+    # Asking again shows its own request, and still nothing of akasse:3f's.
+    seen = audit(foundation, CPR_1, who="jobcentre:751")
+    assert [(e["action"], e["organisation"]) for e in seen] == [("audit", "jobcentre:751")]
+    assert AKASSE not in json.dumps(seen)
+    # The placing organisation sees its own dealings, and no one else's.
+    assert [(e["action"], e["organisation"]) for e in audit(foundation, CPR_1, AKASSE)] == [
+        ("register", AKASSE)
+    ]
+
+
+def test_the_foundation_sees_the_whole_history_and_every_request(foundation: Foundation) -> None:
+    order = register(foundation)
+    ok(foundation, AKASSE, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": CPR_1})
+    audit(foundation, CPR_1, who="jobcentre:751")
+    audit(foundation, CPR_1, who=AKASSE)
+    assert [(e["action"], e["organisation"]) for e in audit(foundation, CPR_1)] == [
+        ("register", AKASSE),
+        ("audit", "jobcentre:751"),
+        ("audit", AKASSE),
+    ]
+
+
+@pytest.mark.parametrize(
+    "who",
+    [
+        pytest.param(EMPLOYER, id="an-employer"),
+        pytest.param("system", id="the-scheduler"),
+    ],
+)
+def test_an_access_request_from_who_never_places_is_refused(
+    foundation: Foundation, who: str
+) -> None:
+    reply = call(foundation, who, K.AUDIT_PERSON, {"cpr": CPR_1})
     assert reply["error"]["code"] == "forbidden"
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload"),
+    [
+        pytest.param(K.SEARCH_ORDERS, {}, id="search"),
+        pytest.param(K.PLACEMENT_LOG, {"order_id": 1}, id="placement-log"),
+        pytest.param(K.REGISTER_ORDER, {"order": order_doc()}, id="register"),
+    ],
+)
+def test_the_data_protection_role_acts_on_no_job_order(
+    foundation: Foundation, kind: CommandKind, payload: dict[str, Any]
+) -> None:
+    register(foundation)
+    reply = call(foundation, STAR, kind, payload)
+    assert reply["error"]["code"] == "forbidden"
+    assert "star" in reply["error"]["message"]
 
 
 def test_retention_removes_the_person_from_long_closed_orders_only(foundation: Foundation) -> None:

@@ -68,7 +68,7 @@ def rows(f: Foundation, sql: str) -> list[sqlite3.Row]:
 
 
 def audit(f: Foundation) -> list[dict[str, Any]]:
-    reply = f.handle(envelope(f, JOBCENTRE, K.AUDIT_PERSON, {"cpr": CPR_1}))
+    reply = f.handle(envelope(f, "star", K.AUDIT_PERSON, {"cpr": CPR_1}))
     assert reply["ok"], reply
     entries: list[dict[str, Any]] = reply["result"]["entries"]
     return entries

@@ -130,3 +130,23 @@ def test_no_cpr_in_anything_the_system_wrote(system: System, tmp_path: Path) -> 
         for where, data in everything.items():
             at = data.find(cpr.encode())
             assert at < 0, f"a CPR number in the {where}: {data[max(0, at - 300) : at + 50]!r}"
+
+
+def test_an_access_request_through_the_cli_answers_each_asker_what_is_theirs(
+    system: System, tmp_path: Path
+) -> None:
+    path = tmp_path / "order.json"
+    path.write_text(json.dumps(order_doc()))
+    oid = str(system.json("order", "register", "--file", str(path), "--as", KBH)["id"])
+    cpr = "0202851234"
+    system.json("placement", "register", oid, "--cpr", "-", "--as", AKASSE, stdin=cpr)
+    asked = system.json("audit", "person", "-", "--as", AARHUS, stdin=cpr)
+    assert asked == {"entries": [], "count": 0}
+    whole = system.json("audit", "person", "-", "--as", "star", stdin=cpr)
+    assert [(e["action"], e["organisation"]) for e in whole["entries"]] == [
+        ("register", AKASSE),
+        ("audit", AARHUS),
+    ]
+    refused = system.cli("order", "search", "--as", "star", "--json")
+    assert refused.code == 3, refused.out + refused.err
+    assert cpr not in refused.out + refused.err
