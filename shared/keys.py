@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from shared.envelope import decode_envelope, new_envelope
 from shared.errors import InvalidInput, NotAuthenticated, NotFound
 from shared.sealing import open_payload
 from shared.signing import SigningKey, verify
+from shared.store import secrets_at_rest
 from shared.store.interface import Tx
 
 #: How long a cached set of an organisation's valid keys is trusted, in milliseconds: the
@@ -109,7 +110,12 @@ def create(conn: Tx, principal: str, at: datetime) -> SigningKey:
     key = SigningKey.generate(principal)
     conn.execute(
         "INSERT INTO signing_keys (key_id, principal, secret, created_at) VALUES (?, ?, ?, ?)",
-        (key.key_id, key.principal, key.secret, at.isoformat()),
+        (
+            key.key_id,
+            key.principal,
+            secrets_at_rest.of(conn).wrap(key.principal, key.key_id, key.secret),
+            at.isoformat(),
+        ),
     )
     _changed(conn, principal)
     return key
@@ -134,7 +140,16 @@ def valid_keys(conn: Tx, principal: str) -> dict[str, SigningKey]:
         " AND revoked_at IS NULL",
         (principal,),
     ).fetchall()
-    return {row[0]: SigningKey(row[1], row[0], row[2]) for row in rows}
+    return _keys(conn, rows)
+
+
+def _keys(conn: Tx, rows: Sequence[Sequence[str]]) -> dict[str, SigningKey]:
+    """Keys by key id, from ``(key_id, principal, stored secret)`` rows."""
+    wrapping = secrets_at_rest.of(conn)
+    return {
+        key_id: SigningKey(principal, key_id, wrapping.unwrap(principal, key_id, stored))
+        for key_id, principal, stored in rows
+    }
 
 
 def listing(conn: Tx, principal: str | None) -> list[dict[str, str | None]]:
@@ -157,7 +172,7 @@ def every_key(conn: Tx, principal: str) -> dict[str, SigningKey]:
     rows = conn.execute(
         "SELECT key_id, principal, secret FROM signing_keys WHERE principal = ?", (principal,)
     ).fetchall()
-    return {row[0]: SigningKey(row[1], row[0], row[2]) for row in rows}
+    return _keys(conn, rows)
 
 
 def revoked_at(conn: Tx, key_id: str) -> datetime | None:

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     #: PostgreSQL store (``postgresql://user:pass@host:5432/db``) for workers on several
     #: hosts; unset = the SQLite file at ``db``.
     database_url: str | None = None
+    #: Key file (mode 0600) the store's signing secrets are wrapped under, so that a copy of
+    #: the store alone cannot sign (shared/store/secrets_at_rest.py); the same file on every
+    #: host of one store. Unset: ``<db>.secrets.key`` beside a SQLite store; PostgreSQL
+    #: keeps them unwrapped.
+    store_secrets_key_file: Path | None = None
     #: Most connections one process keeps open to PostgreSQL (worker threads share them).
     database_pool_size: int = Field(default=10, ge=1, le=256)
     #: Redis URL (``redis://``, ``rediss://``, ``unix://``, with password), or a Sentinel

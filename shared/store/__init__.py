@@ -76,15 +76,28 @@ __all__ = [
 
 
 def open_url(
-    url: str | Path, *, busy_timeout_ms: int = 10_000, pool_size: int = 10, migrate: bool = True
+    url: str | Path,
+    *,
+    busy_timeout_ms: int = 10_000,
+    pool_size: int = 10,
+    migrate: bool = True,
+    secrets_key_file: Path | None = None,
 ) -> Store:
-    """The store at ``url``: a ``postgresql://`` URL, or else the path of a SQLite file."""
+    """The store at ``url``: a ``postgresql://`` URL, or else the path of a SQLite file.
+    ``secrets_key_file``: where its signing secrets are wrapped (:mod:`secrets_at_rest`)."""
     if isinstance(url, str) and url.startswith(POSTGRES_SCHEMES):
         # Imported here: psycopg is loaded only by processes that use PostgreSQL.
         from shared.store.postgres import PostgresStore
 
-        return PostgresStore(url, pool_size=pool_size, migrate=migrate)
-    return SqliteStore(Path(url), busy_timeout_ms=busy_timeout_ms, migrate=migrate)
+        return PostgresStore(
+            url, pool_size=pool_size, migrate=migrate, secrets_key_file=secrets_key_file
+        )
+    return SqliteStore(
+        Path(url),
+        busy_timeout_ms=busy_timeout_ms,
+        migrate=migrate,
+        secrets_key_file=secrets_key_file,
+    )
 
 
 def open_store(settings: Settings, *, migrate: bool = True) -> Store:
@@ -95,4 +108,5 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Store:
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         pool_size=settings.database_pool_size,
         migrate=migrate,
+        secrets_key_file=settings.store_secrets_key_file,
     )

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from shared.errors import InvalidInput
+from shared.store import secrets_at_rest
 from shared.store.interface import Store, Tx
 
 #: The checksum's modulus: a sum of SHA-256 values.
@@ -96,4 +97,19 @@ def copy_store(source: Store, target: Store) -> dict[str, dict[str, Any]]:
                     "is not a faithful copy; drop it and copy again"
                 )
             del expected["columns"]
+    _rewrap_secrets(source, target)
     return report
+
+
+def _rewrap_secrets(source: Store, target: Store) -> None:
+    """The signing secrets, copied as the source wrapped them, wrapped as the target keeps
+    them (:mod:`shared.store.secrets_at_rest`): under its key file, or none."""
+    with target.write() as writing:
+        from_source = secrets_at_rest.of_store(source)
+        to_target = secrets_at_rest.of(writing)
+        rows = writing.execute("SELECT key_id, principal, secret FROM signing_keys").fetchall()
+        rewrapped = []
+        for key_id, principal, kept in rows:
+            secret = from_source.unwrap(principal, key_id, kept)
+            rewrapped.append((to_target.wrap(principal, key_id, secret), key_id))
+        writing.executemany("UPDATE signing_keys SET secret = ? WHERE key_id = ?", rewrapped)

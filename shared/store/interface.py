@@ -153,6 +153,8 @@ class Store(ABC):
 
     #: ``sqlite`` or ``postgres``.
     engine: str
+    #: What the store's transactions share as :attr:`Tx.memo` (caches, the secrets key).
+    memo: dict[str, Any]
 
     @abstractmethod
     def write(self) -> AbstractContextManager[Tx]:

@@ -22,6 +22,7 @@ import contextlib
 import functools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, cast
 
 import psycopg
@@ -29,7 +30,7 @@ import psycopg_pool
 from psycopg.rows import RowMaker
 
 from shared.errors import Unavailable
-from shared.store import postgres_schema, postgres_search
+from shared.store import postgres_schema, postgres_search, secrets_at_rest
 from shared.store.interface import TABLES, Cursor, Params, Store, Tx
 
 #: Advisory lock key of write transactions (an arbitrary 64-bit constant: "jobordre").
@@ -254,9 +255,21 @@ class PostgresStore(Store):
 
     engine = "postgres"
 
-    def __init__(self, url: str, *, pool_size: int = 10, migrate: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        migrate: bool = True,
+        secrets_key_file: Path | None = None,
+    ) -> None:
+        """``secrets_key_file``: the key file the signing secrets are wrapped under
+        (:mod:`shared.store.secrets_at_rest`), the same on every host; None keeps them
+        unwrapped."""
         self.url = url
-        self.memo: dict[str, Any] = {}
+        self.memo: dict[str, Any] = {
+            secrets_at_rest.MEMO: secrets_at_rest.SecretsKey(secrets_key_file)
+        }
         self._auto = _AutoTx(self)
         try:
             # One direct connection first: a wrong URL, password or database fails now,
@@ -354,9 +367,11 @@ class PostgresStore(Store):
         """Run :mod:`shared.store.postgres_schema`'s migrations under a session lock."""
         try:
             with self.pool.connection() as conn:
-                return postgres_schema.migrate(conn)
+                version = postgres_schema.migrate(conn)
         except RETRYABLE as error:
             raise unavailable(cast(psycopg.Error, error)) from error
+        secrets_at_rest.wrap_in(self)
+        return version
 
     def schema_version(self) -> int:
         """The highest migration applied."""

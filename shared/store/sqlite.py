@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from shared.errors import Unavailable
-from shared.store import sqlite_schema, sqlite_search
+from shared.store import secrets_at_rest, sqlite_schema, sqlite_search
 from shared.store.file_lock import ProcessLock
 from shared.store.interface import TABLES, Cursor, Params, Store, Tx
+from shared.store.private_files import private_database
 from shared.store.sqlite_checkpoint import SAFETY_NET_PAGES, Checkpoints
 
 #: Pause between two tries of a new file's switch to WAL that lost a race, in ms.
@@ -91,7 +92,16 @@ class SqliteStore(Store):
 
     engine = "sqlite"
 
-    def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000, migrate: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_ms: int = 10_000,
+        migrate: bool = True,
+        secrets_key_file: Path | None = None,
+    ) -> None:
+        """``secrets_key_file``: the key file the signing secrets are wrapped under
+        (:mod:`shared.store.secrets_at_rest`); default ``<path>.secrets.key``."""
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
@@ -101,8 +111,12 @@ class SqliteStore(Store):
         self._writers = ProcessLock(path.with_name(path.name + ".write.lock"))
         #: WAL checkpoints after the write lock (:mod:`shared.store.sqlite_checkpoint`).
         self.checkpoints = Checkpoints(path)
-        self.memo: dict[str, Any] = {}
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.memo: dict[str, Any] = {
+            secrets_at_rest.MEMO: secrets_at_rest.SecretsKey(
+                secrets_key_file or path.with_name(path.name + ".secrets.key")
+            )
+        }
+        private_database(path)
         if migrate:
             self.migrate()
 
@@ -113,9 +127,13 @@ class SqliteStore(Store):
         # temporary files stay files, not memory, as before the write path moved its own.
         raw.execute("PRAGMA temp_store = DEFAULT")
         try:
-            return sqlite_schema.migrate(raw, self.path.with_name(self.path.name + ".migrate.lock"))
+            version = sqlite_schema.migrate(
+                raw, self.path.with_name(self.path.name + ".migrate.lock")
+            )
         finally:
             raw.execute("PRAGMA temp_store = MEMORY")
+        secrets_at_rest.wrap_in(self)
+        return version
 
     def schema_version(self) -> int:
         """``PRAGMA user_version``."""

@@ -16,6 +16,7 @@ from pathlib import Path
 import sqlite_utils
 
 from shared.store import sqlite_search as search
+from shared.store.private_files import private_file
 
 
 def _v1_core(db: sqlite_utils.Database) -> None:
@@ -395,7 +396,7 @@ def migrate(conn: sqlite3.Connection, lock_path: Path) -> int:
     half-way is repaired by the next start.
     """
     db = sqlite_utils.Database(conn)
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(lock_path)
     with lock_path.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         start = int(conn.execute("PRAGMA user_version").fetchone()[0])

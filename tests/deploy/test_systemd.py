@@ -72,6 +72,17 @@ def test_the_worker_stops_after_running_jobs_before_systemd_would_kill_it() -> N
     assert stop_s * 1000 > 30_000  # JOBORDRE_WORKER_SHUTDOWN_MS's default
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("jobordre-worker.service", id="worker"),
+        pytest.param("jobordre-health.service", id="health"),
+    ],
+)
+def test_what_the_units_create_is_the_jobordre_users_alone(name: str) -> None:
+    assert unit(name)["Service.UMask"] == ["0077"]
+
+
 @pytest.mark.integration
 def test_the_units_commands_start_a_healthy_worker_that_stops_on_sigterm(
     bare_system: System,
