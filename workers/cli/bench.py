@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from shared.settings import Settings
-from workers.cli import emit
+from workers.cli.common import emit
 
 
 def _positive(text: str) -> int:

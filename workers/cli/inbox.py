@@ -19,7 +19,7 @@ from shared.commands import CommandKind
 from shared.errors import InvalidInput, Unavailable
 from shared.events import Cursor
 from shared.settings import Settings
-from workers.cli import Command, acting, emit
+from workers.cli.common import Command, acting, emit
 
 #: How long ``--follow`` waits on the stream before it reads the inbox anyway, in ms.
 FOLLOW_BLOCK_MS = 5_000

@@ -14,7 +14,7 @@ from shared.foundation import utc_now
 from shared.models import Principal
 from shared.settings import Settings
 from shared.store import Store, open_store
-from workers.cli import Parser, emit
+from workers.cli.common import Parser, emit
 
 
 def _store(settings: Settings) -> Store:

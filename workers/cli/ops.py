@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 from shared.settings import Settings
-from workers.cli import Parser, emit
+from workers.cli.common import Parser, emit
 
 SOURCES = ("rejected", "crashed", "undecodable")
 
@@ -51,7 +51,7 @@ def _dead_show(args: argparse.Namespace, settings: Settings) -> int:
 
 def _dead_retry(args: argparse.Namespace, settings: Settings) -> int:
     from shared.errors import InvalidInput
-    from workers.cli import EXIT_CODES
+    from workers.cli.common import EXIT_CODES
     from workers.ops.deadletters import operator_name, retry
 
     if bool(args.ids) == bool(args.all):

@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.commands import CommandKind
 from shared.settings import get_settings
-from workers.cli import Command, Parser, acting, read_cpr
+from workers.cli.common import Command, Parser, acting, read_cpr
 
 
 def _audit(args: argparse.Namespace) -> Command:

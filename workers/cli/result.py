@@ -14,7 +14,7 @@ from typing import Any
 from shared.commands import CommandKind
 from shared.errors import JobordreError, NotFound
 from shared.settings import Settings
-from workers.cli import Parser, emit, human
+from workers.cli.common import Parser, emit, human
 
 #: How often ``--timeout-ms`` looks again for a result not stored yet, in milliseconds.
 POLL_MS = 100

@@ -14,7 +14,7 @@ from typing import Any
 from shared.settings import Settings
 from shared.store import open_store, open_url
 from shared.store.copy import copy_store
-from workers.cli import Parser, emit
+from workers.cli.common import Parser, emit
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
