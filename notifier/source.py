@@ -16,7 +16,7 @@ import redis
 from shared.commands import CommandKind
 from shared.errors import Unavailable
 from shared.events import EventHeader, parse_entry, stream_key
-from workers.redis_connection import connect_redis
+from workers.client import connect_redis
 
 #: The most events one inbox query returns (the query's own limit).
 INBOX_PAGE = 1000

@@ -1,7 +1,7 @@
 """The event log: the transactional outbox behind every organisation's inbox (R1–R4, S6).
 
 :func:`record` runs inside the change's own transaction, so an event exists if and only if
-its change was committed. The relay (``workers/relay.py``) pushes the safe header of each
+its change was committed. The relay (``workers/worker/relay.py``) pushes the safe header of each
 event above the relay's high-water mark to Redis, then raises the mark to the highest seq
 it pushed; a crash between commit and push leaves the event above the mark, and the next
 sweep pushes it: delayed, never dropped. Readers page through the log by ``seq`` and see
@@ -163,7 +163,7 @@ def start_epoch(conn: Tx, at: str, *, replacing: str) -> str | None:
 
     For a log that lost events readers had seen (a store restored from a backup): new
     events reuse seqs those readers have handled, and only a new identity tells them so.
-    Workers check before they take their first job (``workers/relay.py``), so no event of
+    Workers check before they take their first job (``workers/worker/relay.py``), so no event of
     the new history is written under the old identity.
     """
     if current_epoch(conn) != replacing:

@@ -12,7 +12,7 @@ usually run without a password; ``sentinel_password`` gives theirs when they hav
 ``rediss+sentinel://`` speaks TLS to the sentinels and to the master alike, and takes
 redis-py's TLS options as query parameters as ``rediss://`` does (``ssl_ca_certs``,
 ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``). This module only parses;
-``workers.redis_connection`` turns a URL into a client.
+``workers.transport.redis_connection`` turns a URL into a client.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     worker_threads: int = Field(default=8, ge=1, le=256)
     #: How long an idle consumer waits on its empty queue before it looks again, and an
     #: idle worker thread for work, in milliseconds. A message wakes a waiting consumer at
-    #: once (workers/broker.py), so this sets the idle cost, not the latency.
+    #: once (workers/transport/broker.py), so this sets the idle cost, not the latency.
     worker_poll_ms: int = Field(default=1_000, ge=1, le=5000)
     #: How long SIGTERM lets running jobs finish before the worker stops, in milliseconds.
     worker_shutdown_ms: int = Field(default=30_000, ge=0)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import JOBORDRE, ROOT
-from tests.workers.test_embedded import home, start_up  # noqa: F401 (the fixture)
+from tests.workers.embedded.test_embedded import home, start_up  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

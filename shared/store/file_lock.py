@@ -13,7 +13,7 @@ so a crashed writer never leaves it taken. A waiter waits as long as the holder'
 transaction lasts, which SQLite's busy timeout bounds when a writer that does not take
 this lock (an older jobordre, the ``sqlite3`` shell) holds the database. Only processes
 on the same host see each other's locks, as only they can share a SQLite file safely.
-(Clients that make their signing key on first use queue on one too: workers/credentials.py.)
+(Clients that make their signing key on first use queue on one too: workers/client/credentials.py.)
 """
 
 from __future__ import annotations

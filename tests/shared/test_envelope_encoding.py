@@ -24,11 +24,11 @@ from pydantic import ValidationError
 from shared.commands import CommandKind
 from shared.envelope import Envelope, _fresh_id, new_envelope, signed_fields
 from shared.errors import InvalidInput
-from shared.generator import Generator
 from shared.models import invalid_input_from
 from shared.sealing import SEALED_FIELDS, seal_payload
 from shared.signing import SigningKey, verify
 from tests.factories import CPR_1
+from workers.bench.generator import Generator
 
 K = CommandKind
 KEY = SigningKey("jobcentre:101", "a1b2c3d4e5f6", "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3I=")

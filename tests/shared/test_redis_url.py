@@ -118,7 +118,7 @@ def test_the_known_forms_pass_the_settings(url: str) -> None:
 def test_the_settings_refuse_a_malformed_sentinel_url_without_echoing_its_password() -> None:
     with pytest.raises(ValidationError) as refused:
         Settings(redis_url="redis+sentinel://:topsecret@h1:26379")
-    # What the CLI prints (workers/cli.py turns the settings' error into this).
+    # What the CLI prints (workers/cli/__init__.py turns the settings' error into this).
     shown = invalid_input_from(refused.value)
     assert shown.field == "redis_url"
     assert "master's name" in shown.message

@@ -15,10 +15,10 @@ import pytest
 
 from shared import search, store
 from shared.errors import InvalidInput
-from shared.generator import Generator, load_orders
 from shared.models import Occupation, OrderStatus
 from shared.store import sqlite_schema, sqlite_search
 from shared.store.copy import copy_store
+from workers.bench.generator import Generator, load_orders
 
 TODAY = date(2026, 11, 26)
 #: Orders in the shared test store: enough for thousands of matches per common word.

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from shared import store
-from shared.generator import load_orders
 from shared.store import sqlite_search
+from workers.bench.generator import load_orders
 
-#: Orders of the loads here: several load transactions (shared.generator.LOAD_BATCH).
+#: Orders of the loads here: several load transactions (workers.bench.generator.LOAD_BATCH).
 ORDERS = 12_000
 
 

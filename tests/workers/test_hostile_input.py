@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 
 from shared.envelope import decode_envelope
 from shared.errors import InvalidInput
-from workers.cli import MAX_FILE_BYTES, read_cpr, read_json, run
-from workers.credentials import read_key_file
+from workers.cli import run
+from workers.cli.common import MAX_FILE_BYTES, read_cpr, read_json
+from workers.client.credentials import read_key_file
 
 HOSTILE = [
     pytest.param(b"", id="empty"),

@@ -50,10 +50,10 @@ from shared.settings import Settings
 from tests.conftest import JOBORDRE, RedisServer, free_port, start_redis, wait_until
 from tests.factories import CPR_1, CPR_2, order_doc
 from tests.postgres_cluster import PostgresCluster, start_cluster
-from workers.broker import COMMANDS_QUEUE, QUERIES_QUEUE
 from workers.client import Client
 from workers.ops.queues import broker_snapshot
 from workers.ops.recovery import acks_key, all_queues
+from workers.transport.broker import COMMANDS_QUEUE, QUERIES_QUEUE
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 

@@ -47,14 +47,14 @@ import redis
 from shared import search
 from shared.commands import CommandKind
 from shared.errors import JobordreError, Unavailable
-from shared.generator import Generator, load_orders
 from shared.settings import Settings
 from shared.store import SqliteStore, open_store, open_url, postgres_search, sqlite_search
 from shared.store.copy import copy_store
+from workers.bench.generator import Generator, load_orders
 from workers.bench.noop import NOOP_ACTOR, NOOP_QUEUE
-from workers.broker import build_broker
 from workers.client import Client
-from workers.redis_connection import connect_redis
+from workers.transport.broker import build_broker
+from workers.transport.redis_connection import connect_redis
 
 #: The organisation the benchmark acts as: an authority, so it may place and update.
 PRINCIPAL = "jobcentre:101"
@@ -503,7 +503,7 @@ def event_latencies(
     this jobordre has no event relay.
     """
     try:
-        from workers.relay import events_stream_key, latest_stream_id, read_headers
+        from workers.worker.relay import events_stream_key, latest_stream_id, read_headers
     except ImportError:
         return None
     key = events_stream_key(settings)

@@ -1,6 +1,6 @@
 """The baseline's worker: a no-op Dramatiq actor, served like ``jobordre worker`` serves.
 
-Same broker construction (:func:`workers.broker.build_broker`, so the same middleware),
+Same broker construction (:func:`workers.transport.broker.build_broker`, so the same middleware),
 same poll interval and the same process/thread layout as the real workers; only the actor
 does nothing. Run as ``python -m workers.bench.noop URL PROCESSES THREADS``.
 """
@@ -14,8 +14,8 @@ from typing import Any
 import dramatiq
 
 from shared.settings import get_settings
-from workers.broker import build_broker
-from workers.runner import configure_logging, run_processes, wait_for_stop
+from workers.transport.broker import build_broker
+from workers.worker.runner import configure_logging, run_processes, wait_for_stop
 
 #: The queue and actor of the no-op baseline; never used by jobordre itself.
 NOOP_QUEUE = "jobordre.bench-noop"

@@ -44,7 +44,7 @@ from shared.redaction import redact_cpr
 from shared.settings import Settings
 from shared.store import Store, Tx, open_url
 from shared.store.sqlite import SqliteTx
-from workers.broker import build_broker, queue_for, redact, resolve_redis_url
+from workers.transport.broker import build_broker, queue_for, redact, resolve_redis_url
 
 #: Default of how long after it was sent a dead command may have died and still be retried,
 #: in ms: the default signature window (15 min) plus the default retries (6 x 60 s).

@@ -29,9 +29,9 @@ from shared.errors import Unavailable
 from shared.settings import Settings
 from shared.store import Tx
 from shared.store.sqlite import SqliteTx
-from workers.broker import redact, resolve_redis_url
 from workers.ops.queues import broker_snapshot
-from workers.redis_connection import connect_redis
+from workers.transport.broker import redact, resolve_redis_url
+from workers.transport.redis_connection import connect_redis
 
 #: How long the store check waits for the write lock, in milliseconds.
 STORE_LOCK_WAIT_MS = 2_000

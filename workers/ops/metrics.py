@@ -39,10 +39,10 @@ from shared.errors import Unavailable
 from shared.models import OrderStatus, PlacementStatus
 from shared.settings import Settings
 from shared.store import Store, Tx
-from workers.broker import resolve_redis_url
 from workers.ops import registry
 from workers.ops.deadletters import existing_postgres, read_only
-from workers.redis_connection import connect_redis
+from workers.transport.broker import resolve_redis_url
+from workers.transport.redis_connection import connect_redis
 
 logger = logging.getLogger("jobordre.metrics")
 

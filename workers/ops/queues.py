@@ -30,11 +30,11 @@ from shared import store
 from shared.commands import CommandKind
 from shared.errors import Unavailable
 from shared.settings import Settings
-from workers.broker import COMMANDS_QUEUE, QUERIES_QUEUE, queue_for
 from workers.ops import registry
 from workers.ops.deadletters import read_only
 from workers.ops.recovery import acks_key, heartbeats_key
 from workers.ops.stats import read_stats
+from workers.transport.broker import COMMANDS_QUEUE, QUERIES_QUEUE, queue_for
 
 #: Dramatiq's Redis namespace (RedisBroker's default, which jobordre keeps).
 NAMESPACE = "dramatiq"

@@ -1,0 +1,92 @@
+"""``jobordre keys``: the operator's commands for the organisations' signing keys.
+
+They work on the store directly, so they run on the foundation's host.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from shared import keys
+from shared.foundation import utc_now
+from shared.models import Principal
+from shared.settings import Settings
+from shared.store import Store, open_store
+from workers.cli.common import Parser, emit
+
+
+def _store(settings: Settings) -> Store:
+    return open_store(settings)
+
+
+def _create(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.client.credentials import write_key
+
+    principal = str(Principal.parse(args.organisation, "ORG"))
+    with _store(settings).write() as conn:
+        key = keys.create(conn, principal, utc_now())
+    path = Path(args.out) if args.out else settings.keys_path / f"{principal.replace(':', '_')}.key"
+    write_key(path, key)
+    verb = (
+        "rotated: the old keys stay valid until revoked" if args.action == "rotate" else "created"
+    )
+    emit(
+        {"principal": principal, "key_id": key.key_id, "file": str(path)},
+        args.json,
+        f"key {key.key_id} for {principal} {verb}; hand {path} to the organisation",
+    )
+    return 0
+
+
+def _revoke(args: argparse.Namespace, settings: Settings) -> int:
+    principal = str(Principal.parse(args.organisation, "ORG"))
+    with _store(settings).write() as conn:
+        keys.revoke(conn, principal, args.key_id, utc_now())
+    emit(
+        {"principal": principal, "key_id": args.key_id, "revoked": True},
+        args.json,
+        f"key {args.key_id} of {principal} revoked",
+    )
+    return 0
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    principal = str(Principal.parse(args.organisation, "ORG")) if args.organisation else None
+    with _store(settings).read() as conn:
+        listed = keys.listing(conn, principal)
+    human = (
+        "\n".join(
+            f"{k['key_id']} {k['principal']} created {k['created_at']}"
+            + (f" revoked {k['revoked_at']}" if k["revoked_at"] else " valid")
+            for k in listed
+        )
+        or "no keys"
+    )
+    emit({"keys": listed}, args.json, human)
+    return 0
+
+
+def add_commands(commands: Any) -> None:
+    """Add ``jobordre keys create|rotate|revoke|list``."""
+    group = commands.add_parser("keys", help="signing keys of the organisations (operator)")
+    actions = group.add_subparsers(dest="action", required=True, parser_class=Parser)
+    for name, text in (
+        ("create", "make a key for an organisation and write its key file"),
+        ("rotate", "make a new key; the old ones stay valid until revoked"),
+    ):
+        p = actions.add_parser(name, help=text)
+        p.add_argument("organisation", metavar="ORG")
+        p.add_argument("--out", help="where to write the key file (default: the key folder)")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(handler=_create)
+    p = actions.add_parser("revoke", help="make one key invalid")
+    p.add_argument("organisation", metavar="ORG")
+    p.add_argument("--key-id", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_revoke)
+    p = actions.add_parser("list", help="keys and whether they are valid (never the secrets)")
+    p.add_argument("organisation", metavar="ORG", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_list)

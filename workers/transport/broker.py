@@ -1,0 +1,320 @@
+"""The Redis broker, configured once for workers and clients alike.
+
+Production and the embedded default share this code path: only the URL differs. With no
+``JOBORDRE_REDIS_URL`` the URL is read from the address file ``jobordre up`` writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from dramatiq import Message
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import current_millis
+from dramatiq.errors import DecodeError
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+
+from shared.commands import CommandKind
+from shared.errors import Unavailable
+from shared.redis_url import redact_redis_url
+from shared.settings import Settings
+from workers.transport.outbound import FlushOnShutdown, Outbound
+from workers.transport.redis_connection import connect_redis
+
+logger = logging.getLogger("jobordre.broker")
+
+#: Queue of the commands that change the store.
+COMMANDS_QUEUE = "jobordre.commands"
+#: Queue of read-only queries; kept apart so a backlog of writes never delays a search.
+QUERIES_QUEUE = "jobordre.queries"
+#: Longest a single job may run before Dramatiq interrupts it, in milliseconds.
+JOB_TIME_LIMIT_MS = 60_000
+
+
+def queue_for(kind: CommandKind) -> str:
+    """The queue a command kind travels on."""
+    return COMMANDS_QUEUE if kind.writes else QUERIES_QUEUE
+
+
+def redact(url: str) -> str:
+    """A Redis URL fit for messages and logs: the passwords replaced."""
+    return redact_redis_url(url)
+
+
+def resolve_redis_url(settings: Settings) -> str:
+    """``JOBORDRE_REDIS_URL``, else the embedded broker's address; :class:`Unavailable` if none."""
+    if settings.redis_url:
+        return settings.redis_url
+    try:
+        address = json.loads(settings.embedded_address_file.read_text())
+        return str(address["redis_url"])
+    except (OSError, ValueError, KeyError):
+        raise Unavailable(
+            f"no jobordre is running for JOBORDRE_HOME={settings.home}: start one with "
+            "`jobordre up`, or set JOBORDRE_REDIS_URL to a Redis with workers"
+        ) from None
+
+
+#: Called with (queue name, raw bytes) for a message on a queue that is not a Dramatiq
+#: message at all; the worker keeps it as a dead letter.
+UndecodableHandler = Callable[[str, bytes], None]
+#: Called with a message addressed to an actor no one declared.
+UnknownActorHandler = Callable[[Any], None]
+
+
+class _GuardedConsumer(_RedisConsumer):
+    """A consumer that sets aside bytes on the queue that are not a message.
+
+    The stock consumer raises on them, restarts a second later and leaves them in its
+    unacked set, where they come back after every worker restart. Here they go to the
+    broker's :data:`UndecodableHandler` and are acked: kept once, never looping.
+    """
+
+    def __next__(self) -> Any:
+        while True:
+            try:
+                message = super().__next__()  # type: ignore[no-untyped-call]
+            except DecodeError as error:
+                self._set_aside(error.data)
+                continue
+            if message is not None and "redis_message_id" not in message.options:
+                self._adopt(message)
+            return message
+
+    def take_cached(self, most: int) -> list[Any]:
+        """Up to ``most`` of the messages fetched already and not handed out yet, without
+        another round trip: a batch consumer takes them at once (workers/worker/command_batches.py).
+        Undecodable bytes among them are set aside as :meth:`__next__` does."""
+        taken: list[Any] = []
+        while self.message_cache and len(taken) < most:
+            data = self.message_cache.pop(0)
+            if data is None:
+                continue
+            try:
+                message = MessageProxy(Message.decode(data))
+            except DecodeError as error:
+                self._set_aside(error.data)
+                continue
+            self.queued_message_ids.add(message.message_id)
+            if "redis_message_id" not in message.options:
+                self._adopt(message)
+            taken.append(message)
+        return taken
+
+    def ack(self, message: Any) -> None:
+        # A worker's broker queues the ack with the job's reply (workers/transport/outbound.py).
+        outbound: Outbound | None = getattr(self.broker, "outbound", None)
+        if outbound is None:
+            super().ack(message)  # type: ignore[no-untyped-call]
+            return
+        self.queued_message_ids.discard(message.message_id)
+        outbound.ack(self.queue_name, message.options["redis_message_id"])
+
+    def nack(self, message: Any) -> None:
+        # Dramatiq moves a message for an actor it does not know to its own dead-letter
+        # queue; keep it where people look for dead letters too.
+        handler: UnknownActorHandler | None = getattr(self.broker, "unknown_actor_handler", None)
+        if handler is not None and message.actor_name not in self.broker.actors:
+            handler(message)
+        super().nack(message)  # type: ignore[no-untyped-call]
+
+    def _unacked(self) -> list[tuple[str, bytes | None]]:
+        """(Redis id, body) of the messages this consumer holds unacked."""
+        broker = self.broker
+        acks = f"{broker.namespace}:__acks__.{broker.broker_id}.{self.queue_name}"
+        ids = [m.decode() for m in broker.client.smembers(acks)]
+        bodies = (
+            broker.client.hmget(f"{broker.namespace}:{self.queue_name}.msgs", ids) if ids else []
+        )
+        return list(zip(ids, bodies, strict=True))
+
+    def _set_aside(self, data: bytes) -> None:
+        handler: UndecodableHandler | None = getattr(self.broker, "undecodable_handler", None)
+        if handler is not None:
+            handler(self.queue_name, data)
+        for redis_id, body in self._unacked():
+            if body == data:
+                self.broker.do_ack(self.queue_name, redis_id)
+
+    def _adopt(self, message: Any) -> None:
+        # A message written by hand, not through Dramatiq's enqueue, lacks the Redis id
+        # that acking needs; find it, or the message would stay unacked for ever.
+        for redis_id, body in self._unacked():
+            try:
+                found = json.loads(body or b"{}").get("message_id") == message.message_id
+            except ValueError:
+                found = False
+            if found:
+                message.options["redis_message_id"] = redis_id
+                return
+
+
+#: Longest nap of a waiting consumer between an empty fetch and its next wait, in ms.
+QUEUE_NAP_MS = 10
+
+
+class ReplicationUnconfirmed(Exception):
+    """An enqueued message that not enough replicas acknowledged in time: on the master
+    now, but a failover before it replicates would lose it."""
+
+
+class JobordreBroker(RedisBroker):
+    """Dramatiq's RedisBroker, with consumers that set undecodable bytes aside.
+
+    With ``queue_wait_ms`` (every worker's broker), a consumer of an empty queue waits on
+    the queue's own list instead of polling it: ``BLMOVE q q LEFT LEFT`` blocks until a
+    message id arrives and puts it straight back where it was, so nothing is taken and the
+    order stays; then the consumer fetches as usual. Any enqueuer wakes it (a client in
+    any language, a requeue, a retry), an idle system makes one broker call per queue per
+    wait instead of one per poll, and a command is taken at once.
+    """
+
+    undecodable_handler: UndecodableHandler | None = None
+    unknown_actor_handler: UnknownActorHandler | None = None
+    #: A worker's replies and acks, sent in batches; None (clients) = acks as Dramatiq's.
+    outbound: Outbound | None = None
+    #: How long a consumer of an empty queue waits on it before it looks again, in ms;
+    #: None = poll as stock Dramatiq does.
+    queue_wait_ms: int | None = None
+    #: The (replicas, timeout in ms) the current thread's enqueue waits for, while
+    #: :meth:`enqueue_replicated` runs; per thread, as enqueues come from many threads.
+    _replication = threading.local()
+
+    @property
+    def consumer_class(self) -> type[_GuardedConsumer]:
+        return _GuardedConsumer
+
+    def enqueue_replicated(self, message: Any, *, replicas: int, timeout_ms: int) -> Any:
+        """Enqueue ``message`` and wait (Redis WAIT, up to ``timeout_ms``) until ``replicas``
+        replicas hold it; :class:`ReplicationUnconfirmed` if they do not in time."""
+        self._replication.wanted = (replicas, timeout_ms)
+        try:
+            return self.enqueue(message)
+        finally:
+            self._replication.wanted = None
+
+    def do_enqueue(self, queue_name: str, redis_id: str, data: bytes) -> None:
+        """Dramatiq's enqueue; under :meth:`enqueue_replicated`, followed by WAIT on the
+        same connection (WAIT counts only its own connection's writes)."""
+        wanted: tuple[int, int] | None = getattr(self._replication, "wanted", None)
+        if wanted is None:
+            self._dispatch("enqueue")(queue_name, redis_id, data)
+            return
+        replicas, timeout_ms = wanted
+        # One pipeline: if redis-py retries it after a failover, the message and the WAIT
+        # both go to the new master, so the answer is about the copy that counts.
+        pipe = self.client.pipeline(transaction=False)
+        self._dispatch("enqueue", client=pipe)(queue_name, redis_id, data)
+        pipe.wait(replicas, timeout_ms)
+        _, acknowledged = pipe.execute()
+        if int(acknowledged) < replicas:
+            raise ReplicationUnconfirmed(
+                f"{acknowledged} of {replicas} replicas acknowledged within {timeout_ms} ms"
+            )
+
+    def _dispatch(self, command: str, client: Any = None) -> Callable[..., Any]:
+        # Dramatiq 2.2's own dispatch (same script arguments), with a choice of connection:
+        # a pipeline lets an enqueue share its connection with a WAIT.
+        dispatch = self.scripts["dispatch"]
+        keys = [self.namespace]
+
+        def do_dispatch(queue_name: str, *args: Any) -> Any:
+            return dispatch(
+                keys=keys,
+                args=[
+                    command,
+                    current_millis(),
+                    queue_name,
+                    self.broker_id,
+                    self.heartbeat_timeout,
+                    self.dead_message_ttl,
+                    self._should_do_maintenance(command),
+                    self._max_unpack_size(),  # type: ignore[no-untyped-call]
+                    *args,
+                ],
+                client=client,
+            )
+
+        return do_dispatch
+
+    def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000) -> Any:
+        # The wait is on the queue itself: between two waits a consumer only naps.
+        if self.queue_wait_ms is not None:
+            timeout = min(timeout, QUEUE_NAP_MS)
+        return super().consume(queue_name, prefetch, timeout)
+
+    def do_fetch(self, queue_name: str, prefetch: int) -> list[bytes]:
+        """Dramatiq's fetch; on an empty queue, wait for a message id on it, then fetch
+        again (see :attr:`queue_wait_ms`)."""
+        fetch = self._dispatch("fetch")
+        messages: list[bytes] = fetch(queue_name, prefetch)
+        wait_ms = self.queue_wait_ms
+        if messages or wait_ms is None:
+            return messages
+        queue = f"{self.namespace}:{queue_name}"
+        try:
+            # Redis takes a fractional timeout (seconds); redis-py's hint says int.
+            wait_s: Any = wait_ms / 1000
+            arrived = self.client.blmove(queue, queue, wait_s, "LEFT", "LEFT")
+        except redis.ResponseError as error:
+            if "unknown command" not in str(error).lower():
+                raise
+            # BLMOVE came with Redis 6.2; an older server is polled as stock Dramatiq does.
+            logger.warning("Redis before 6.2 has no BLMOVE: idle consumers poll instead")
+            self.queue_wait_ms = None
+            return []
+        if arrived is None:
+            return []  # nothing arrived: the consumer naps and comes back
+        again: list[bytes] = fetch(queue_name, prefetch)
+        return again
+
+
+def build_broker(settings: Settings, url: str, *, wait_ms: int | None = None) -> RedisBroker:
+    """A RedisBroker with jobordre's retry policy; no connection is made until first use.
+
+    ``wait_ms`` makes a worker's broker: consumers of an empty queue wait on it for that
+    long at a time instead of polling (see :class:`JobordreBroker`), and acks go out in
+    batches with the replies (:mod:`workers.transport.outbound`). Clients leave it out.
+    """
+    broker = JobordreBroker(  # type: ignore[no-untyped-call]
+        # One connection factory for every URL form, Sentinel included: a failover moves
+        # the broker's connections to the promoted master (workers/transport/redis_connection.py).
+        client=connect_redis(
+            url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+        ),
+        middleware=[
+            AgeLimit(),
+            TimeLimit(time_limit=JOB_TIME_LIMIT_MS),
+            ShutdownNotifications(),
+            Callbacks(),
+            Pipelines(),
+            Retries(
+                max_retries=settings.max_retries,
+                min_backoff=settings.min_backoff_ms,
+                max_backoff=settings.max_backoff_ms,
+            ),
+        ],
+        # Workers beat and run maintenance on a timer (workers/ops/recovery.py), so a
+        # silent worker can be declared dead well before Dramatiq's default of 60 s.
+        heartbeat_timeout=settings.heartbeat_timeout_ms,
+    )
+    broker.queue_wait_ms = wait_ms
+    if wait_ms is not None:
+        broker.outbound = Outbound(
+            broker.client, namespace=broker.namespace, broker_id=broker.broker_id
+        )
+        broker.add_middleware(FlushOnShutdown(broker.outbound))
+    return broker
