@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from notifier.backend import DeliveryFailed
-from notifier.tray import View
 from notifier.source import STREAM_START
+from notifier.tray import View
 from shared.errors import Unavailable
 from shared.events import AUTHORITIES, Cursor, EventHeader, EventType, PlacementChange
 from shared.models import OrderStatus, PlacementStatus
