@@ -173,12 +173,15 @@ def install(
 ) -> list[Path]:
     """Write everything the desktop needs to start the notifier at login; returns the
     files written. ``environment`` holds the settings to carry (``JOBORDRE_*``)."""
+    from workers.credentials import read_key_file
+
     try:
-        key_bytes = key.read_bytes()
-    except OSError as error:
-        raise InvalidInput(f"key: cannot read {key} ({error.strerror})", field="key") from None
-    if not key_bytes.strip():
-        raise InvalidInput(f"key: {key} is empty", field="key")
+        owner = read_key_file(key).principal
+    except InvalidInput as error:
+        raise InvalidInput(f"key: {error.message}", field="key") from None
+    if owner != principal:
+        raise InvalidInput(f"key: {key} belongs to {owner}, not {principal}", field="key")
+    key_bytes = key.read_bytes()
     where.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     where.folder.chmod(0o700)
     _write_private(where.key, key_bytes)

@@ -41,6 +41,8 @@ log = logging.getLogger("notifier")
 #: How long :func:`start_tray` waits for a tray to appear (a panel started at login may
 #: come up after the notifier, which runs meanwhile), in seconds.
 TRAY_WAIT_S = 30.0
+#: How long the tray may take to show the icon, in seconds.
+ICON_SHOW_WAIT_S = 10.0
 #: The menu popup's window name: how a test or a screen reader finds it.
 MENU_WINDOW_NAME = "Jobordre menu"
 #: Height of one menu row and the padding around its text, in pixels.
@@ -402,7 +404,10 @@ class PystrayTray:
     view: View = field(default_factory=lambda: View(State.RECONNECTING))
 
     def start(self) -> None:
-        """Put the icon in the tray (pystray runs its own thread)."""
+        """Put the icon in the tray and wait until it shows (pystray runs its own thread).
+
+        Not ``run_detached``: on Xorg that starts pystray's setup twice and one of the two
+        waits forever; and a tooltip set before the icon shows is never applied."""
         import pystray
 
         self.icon = pystray.Icon(
@@ -417,7 +422,17 @@ class PystrayTray:
         )
         if not self.icon.HAS_MENU:
             self.menu = XMenu()
-        self.icon.run_detached()
+        shown = threading.Event()
+
+        def setup(icon: Any) -> None:
+            icon.visible = True
+            shown.set()
+
+        threading.Thread(
+            target=self.icon.run, args=(setup,), daemon=True, name="jobordre-tray-icon"
+        ).start()
+        if not shown.wait(ICON_SHOW_WAIT_S):
+            raise RuntimeError("the tray did not show the icon")
 
     def _native_items(self) -> list[Any]:
         """The menu's entries as pystray items, with a hidden default item that opens the
