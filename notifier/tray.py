@@ -14,10 +14,11 @@ The contract, one way each:
   :class:`NoTray` and one log line saying so.
 
 pystray's Xorg backend (the one that speaks XEmbed to trays such as trayer, xfce4-panel or
-LXQt's) shows no menu: a left click only runs the menu's default item. There that item opens
-:class:`XMenu`, a small popup drawn with Pillow over python-xlib (pure Python, like pystray
-itself). On backends with menus of their own (Windows, macOS, AppIndicator) the same
-entries become pystray's native menu; those are not tested here.
+LXQt's) shows no menu, and in 0.19.5 its icon window never even asks X for clicks (no
+``ButtonPressMask``). There :class:`XMenu` asks for the icon's clicks on a connection of
+its own and shows the menu as a small popup drawn with Pillow over python-xlib (pure
+Python, like pystray itself). On backends with menus of their own (Windows, macOS,
+AppIndicator) the same entries become pystray's native menu; those are not tested here.
 """
 
 from __future__ import annotations
@@ -221,54 +222,49 @@ def _font(size: int) -> Any:
 class XMenu:
     """The menu as a popup window on X, for trays that show none of their own.
 
-    It opens at the pointer (where the icon was clicked), one row per entry; a row with
-    children shows them in its place, an action closes the menu and runs; a click outside or
-    Escape closes it. It runs on a thread and X connection of its own.
+    A click on the icon's window (any button) opens it at the pointer, one row per entry of
+    ``entries()``; a row with children shows them in its place, an action closes the menu
+    and runs; a click outside or Escape closes it. It runs on a thread and X connection of
+    its own.
     """
 
-    def __init__(self, display_name: str | None = None) -> None:
+    def __init__(self, icon_window: int, entries: Callable[[], tuple[Entry, ...]]) -> None:
         import Xlib.display
+        from Xlib import X
 
-        self.display = Xlib.display.Display(display_name)
+        self.display = Xlib.display.Display()
         self.screen = self.display.screen()
+        self.entries = entries
         self.font = _font(15)
         self.window: Any = None
         self.gc: Any = None
         self.page: tuple[Entry, ...] = ()
         self.hover: int | None = None
-        self._opened: queue.SimpleQueue[tuple[Entry, ...] | None] = queue.SimpleQueue()
+        self.icon_window = icon_window
+        # Only one client may ask for a window's button presses; pystray does not.
+        icon = self.display.create_resource_object("window", icon_window)
+        icon.change_attributes(event_mask=X.ButtonPressMask)
+        self.display.sync()
         self._wake_read, self._wake_write = os.pipe()
+        self._stopping = False
         self._thread = threading.Thread(target=self._loop, daemon=True, name="jobordre-menu")
         self._thread.start()
 
-    def popup(self, entries: Sequence[Entry]) -> None:
-        """Open the menu with ``entries`` (from any thread)."""
-        self._opened.put(tuple(entries))
-        os.write(self._wake_write, b".")
-
     def stop(self) -> None:
         """Close the menu and end its thread."""
-        self._opened.put(None)
+        self._stopping = True
         os.write(self._wake_write, b".")
         self._thread.join(5)
 
     def _loop(self) -> None:
         try:
-            while True:
+            while not self._stopping:
                 while self.display.pending_events():
                     self._handle(self.display.next_event())
                 ready, _, _ = select.select([self.display.fileno(), self._wake_read], [], [])
                 if self._wake_read in ready:
                     os.read(self._wake_read, 64)
-                    while True:
-                        try:
-                            entries = self._opened.get_nowait()
-                        except queue.Empty:
-                            break
-                        if entries is None:
-                            self._close()
-                            return
-                        self._open(entries)
+            self._close()
         except Exception:
             log.exception("the tray menu stopped")
         finally:
@@ -368,6 +364,8 @@ class XMenu:
         from Xlib import XK, X
 
         if self.window is None:
+            if event.type == X.ButtonPress and event.window.id == self.icon_window:
+                self._open(self.entries())
             return
         if event.type == X.Expose:
             self._draw()
@@ -420,8 +418,6 @@ class PystrayTray:
             ),
             menu=pystray.Menu(self._native_items),
         )
-        if not self.icon.HAS_MENU:
-            self.menu = XMenu()
         shown = threading.Event()
 
         def setup(icon: Any) -> None:
@@ -433,10 +429,11 @@ class PystrayTray:
         ).start()
         if not shown.wait(ICON_SHOW_WAIT_S):
             raise RuntimeError("the tray did not show the icon")
+        if not self.icon.HAS_MENU:
+            self.menu = XMenu(self.icon._window.id, self.entries)
 
     def _native_items(self) -> list[Any]:
-        """The menu's entries as pystray items, with a hidden default item that opens the
-        popup menu where the backend shows none."""
+        """The menu's entries as pystray items (for backends with menus of their own)."""
         import pystray
 
         def item(entry: Entry) -> Any:
@@ -449,16 +446,11 @@ class PystrayTray:
                 entry.label, (lambda: action()) if action else None, enabled=action is not None
             )
 
-        opener = pystray.MenuItem("Jobordre", self._open_popup, default=True, visible=False)
-        return [opener, *(item(entry) for entry in self.entries())]
+        return [item(entry) for entry in self.entries()]
 
     def entries(self) -> tuple[Entry, ...]:
         """The menu for the current view."""
         return menu_entries(self.view, self.language, self.controls, self.open_order)
-
-    def _open_popup(self) -> None:
-        if self.menu is not None:
-            self.menu.popup(self.entries())
 
     def update(self, view: View) -> None:
         """Show ``view``: a new badge and tooltip when the state changed, the menu anew."""

@@ -45,7 +45,8 @@ def run(display: str, *args: str) -> str:
         list(args),
         env={**os.environ, "DISPLAY": display},
         capture_output=True,
-        text=True,
+        # X window names (WM_NAME) are Latin-1.
+        encoding="latin-1",
         timeout=20,
         check=False,
     )
