@@ -54,9 +54,7 @@ def world(bare_system: System, tmp_path: Path) -> Iterator[tuple[System, int]]:
     bare_system.start_worker()
     path = tmp_path / "order.json"
     path.write_text(json.dumps(order_doc(title=TITLE)))
-    order: dict[str, Any] = bare_system.json(
-        "order", "register", "--file", str(path), "--as", KBH
-    )
+    order: dict[str, Any] = bare_system.json("order", "register", "--file", str(path), "--as", KBH)
     bare_system.json("follow", str(order["id"]), "--caseworker", CASEWORKER, "--as", AARHUS)
     yield bare_system, int(order["id"])
     bare_system.stop_workers()
@@ -68,15 +66,13 @@ class App:
     def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
         with log.open("wb") as out:
-            self.process = subprocess.Popen(
-                command, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
+            self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
     @classmethod
     def notifier(cls, system: System, desktop: Desktop, home: Path, **env: str) -> App:
         app = cls(
             [str(JOBORDRE), "notifier", "--caseworker", CASEWORKER, "--as", AARHUS, "-v"],
-            system.env(**desktop.env, **FAST, JOBORDRE_HOME=str(home), **env),
+            system.env(**{**desktop.env, **FAST, "JOBORDRE_HOME": str(home), **env}),
             home.parent / f"{home.name}.log",
         )
         app.wait_watching()
@@ -159,9 +155,7 @@ def test_the_menu_pauses_resumes_shows_recent_opens_unfollows_and_quits(
     browser = tmp_path / "browser"
     browser.write_text(f'#!/bin/sh\nprintf "%s\\n" "$1" >> "{opened}"\n')
     browser.chmod(0o755)
-    app = App.notifier(
-        system, on_desktop, home, BROWSER=str(browser), JOBORDRE_ORDER_URL=ORDER_URL
-    )
+    app = App.notifier(system, on_desktop, home, BROWSER=str(browser), JOBORDRE_ORDER_URL=ORDER_URL)
     try:
         tray.wait_state("forbundet")
 
@@ -199,10 +193,9 @@ def test_the_menu_pauses_resumes_shows_recent_opens_unfollows_and_quits(
         submenu = tray.choose(tray.open_menu(), ORDER_ROW)
         tray.choose(submenu, UNFOLLOW_ROW)
         wait_until(
-            lambda: system.json("following", "--caseworker", CASEWORKER, "--as", AARHUS)[
-                "orders"
-            ]
-            == [],
+            lambda: (
+                system.json("following", "--caseworker", CASEWORKER, "--as", AARHUS)["orders"] == []
+            ),
             15,
             "the order to be unfollowed",
         )
@@ -285,8 +278,7 @@ def test_installed_it_starts_at_login_notifies_and_uninstall_leaves_nothing(
     }
     app = App(_exec_line(entry), session, tmp_path / "login.log")
     try:
-        app.wait_watching()
-        tray.wait_state("forbundet")
+        tray.wait_state("forbundet")  # what the caseworker sees once it is connected
         change_status(system, order_id, "inactivated")
         items = wait_for_history(on_desktop, 1)
         assert [(item["summary"], item["body"]) for item in items] == [
@@ -295,8 +287,12 @@ def test_installed_it_starts_at_login_notifies_and_uninstall_leaves_nothing(
         report = json.loads(
             subprocess.run(
                 [str(JOBORDRE), "notifier", "status", "--json"],
-                env=session, capture_output=True, text=True, timeout=60, check=True,
-            ).stdout  # fmt: skip
+                env=session,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
         )
         assert {k: report[k] for k in ("installed", "caseworker", "as", "running", "pid")} == {
             "installed": True,

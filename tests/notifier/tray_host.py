@@ -22,7 +22,12 @@ from notifier.tray import MENU_WINDOW_NAME, ROW_HEIGHT_PX, tray_host_present
 from tests.conftest import wait_until
 
 #: Which Debian package provides each program used here.
-PACKAGES = {"trayer": "trayer", "xdotool": "xdotool", "xwininfo": "x11-utils", "import": "imagemagick"}
+PACKAGES = {
+    "trayer": "trayer",
+    "xdotool": "xdotool",
+    "xwininfo": "x11-utils",
+    "import": "imagemagick",
+}
 #: The tray's height; it sits at the bottom right (dunst draws at the top right).
 TRAY_HEIGHT_PX = 32
 TRAY_WIDTH_PX = 160
