@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import subprocess
 import time
@@ -20,6 +19,7 @@ import pytest
 from tests.conftest import JOBORDRE, RedisServer, System, start_redis, wait_until
 from tests.factories import order_doc
 from tests.notifier.conftest import Desktop, wait_for_history
+from tests.notifier.test_install import split_exec
 from tests.notifier.tray_host import Tray, start_tray
 
 pytestmark = [pytest.mark.integration, pytest.mark.desktop]
@@ -234,7 +234,7 @@ def _exec_line(entry: Path) -> list[str]:
     line = next(
         line for line in entry.read_text().splitlines() if line.startswith("Exec=")
     ).removeprefix("Exec=")
-    return shlex.split(line.replace("\\\\", "\\"))
+    return split_exec(line)
 
 
 def _files_under(folder: Path) -> list[Path]:
