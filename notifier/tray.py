@@ -240,6 +240,8 @@ class XMenu:
         self.gc: Any = None
         self.page: tuple[Entry, ...] = ()
         self.hover: int | None = None
+        self.above = False
+        self.bottom = 0
         self.icon_window = icon_window
         # Only one client may ask for a window's button presses; pystray does not.
         icon = self.display.create_resource_object("window", icon_window)
@@ -286,7 +288,11 @@ class XMenu:
         screen_w, screen_h = self.screen.width_in_pixels, self.screen.height_in_pixels
         x = max(0, min(pointer.root_x - width // 2, screen_w - width))
         below = pointer.root_y + 8
-        y = below if below + height <= screen_h else max(0, pointer.root_y - height - 8)
+        # Above the pointer when there is no room below (a panel at the bottom): then a
+        # submenu keeps the bottom edge, next to the icon.
+        self.above = below + height > screen_h
+        y = max(0, pointer.root_y - height - 8) if self.above else below
+        self.bottom = y + height
         self.window = self.screen.root.create_window(
             x, y, width, height, 1, self.screen.root_depth,
             X.InputOutput, X.CopyFromParent,
@@ -317,7 +323,10 @@ class XMenu:
 
     def _show_page(self, entries: tuple[Entry, ...]) -> None:
         width, height = self._size(entries)
-        self.window.configure(width=width, height=height)
+        if self.above:
+            self.window.configure(y=max(0, self.bottom - height), width=width, height=height)
+        else:
+            self.window.configure(width=width, height=height)
         self.page, self.hover = entries, None
         self._draw()
 
@@ -387,7 +396,10 @@ class XMenu:
                 self._show_page((Entry(entry.label), *entry.children))
             elif entry.action is not None:
                 self._close()
-                entry.action()
+                try:
+                    entry.action()
+                except Exception:  # the menu outlives a failing action (a browser that fails)
+                    log.exception("the menu entry %r failed", entry.label)
 
 
 @dataclass

@@ -29,7 +29,7 @@ PACKAGES = {
     "import": "imagemagick",
 }
 #: The tray's height; it sits at the bottom right (dunst draws at the top right).
-TRAY_HEIGHT_PX = 32
+TRAY_HEIGHT_PX = 40
 TRAY_WIDTH_PX = 160
 
 
