@@ -23,7 +23,6 @@ import os
 import subprocess
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from shared.settings import Settings
 from tests.conftest import JOBORDRE, System, start_redis, wait_until
 from tests.factories import order_doc
 from tests.notifier.conftest import Desktop, start_desktop
-from tests.notifier.measure_latency import _summary
+from tests.notifier.measure_latency import _summary, time_changes
 from tests.notifier.tray_host import TRAY_HEIGHT_PX, TRAY_WIDTH_PX, Tray, start_tray
 from workers.client import Client
 
@@ -193,22 +192,8 @@ def main() -> None:
             report["screenshots"] = _screenshots(tray, args.screenshots)
 
         desktop.forget()
-        from_send: list[float] = []
-        from_commit: list[float] = []
-        statuses = ["inactivated", "processing"]
-        for i in range(args.samples):
-            time.sleep(3.5)  # past the default burst window: each change its own notification
-            offset = time.time() - time.monotonic()
-            sent = time.time()
-            changed = kbh.call(
-                CommandKind.CHANGE_ORDER_STATUS,
-                {"order_id": order["id"], "status": statuses[i % 2]},
-            )
-            committed = datetime.fromisoformat(changed["updated_at"]).timestamp()
-            items = wait_until(lambda n=i + 1: len(h := desktop.history()) >= n and h, 30, "it")
-            shown = items[i]["timestamp"] / 1e6 + offset  # dunst: monotonic microseconds
-            from_send.append((shown - sent) * 1000)
-            from_commit.append((shown - committed) * 1000)
+        # Past the default burst window: each change its own notification.
+        from_send, from_commit = time_changes(kbh, order["id"], desktop, args.samples, 3.5)
         report["latency_with_tray"] = {
             "samples": args.samples,
             "command sent -> on screen, ms": _summary(from_send),
