@@ -213,6 +213,23 @@ def test_the_menu_pauses_resumes_shows_recent_opens_unfollows_and_quits(
     assert "Traceback" not in app.output()
 
 
+def test_in_english_the_icon_and_status_say_so_in_english(
+    world: tuple[System, int], on_desktop: Desktop, tray: Tray, home: Path
+) -> None:
+    system, _ = world
+    app = App.notifier(system, on_desktop, home, JOBORDRE_LANGUAGE="en")
+    try:
+        tray.wait_state("connected")
+        done = system.cli(
+            "notifier", "status", "--caseworker", CASEWORKER, "--as", AARHUS,
+            JOBORDRE_HOME=str(home), JOBORDRE_LANGUAGE="en",
+        )  # fmt: skip
+        assert "running since" in done.out and f"(pid {app.process.pid}), connected" in done.out
+        assert "no change shown yet" in done.out
+    finally:
+        app.stop()
+
+
 def test_a_second_notifier_for_the_same_caseworker_says_so_and_exits(
     world: tuple[System, int], on_desktop: Desktop, home: Path
 ) -> None:
