@@ -47,6 +47,13 @@ class Coalescer:
         """A notification was shown at ``now`` by other means (the catch-up summary)."""
         self._shown_at = now
 
+    def take_all(self, now: float) -> Digest:
+        """Every held change, due or not (then forgotten): the summary after a pause."""
+        batch, self.pending = self.pending, Digest()
+        if batch:
+            self._shown_at = now
+        return batch
+
     def take(self, now: float) -> Digest:
         """The held changes if they are due at ``now`` (then forgotten), else an empty
         digest."""

@@ -16,6 +16,11 @@ from pathlib import Path
 from shared.events import Cursor
 
 
+def caseworker_digest(principal: str, caseworker: str) -> str:
+    """What names a caseworker's files: a digest of organisation and caseworker id."""
+    return hashlib.sha256(f"{principal}\0{caseworker}".encode()).hexdigest()[:16]
+
+
 class CursorFile:
     """Reads and atomically replaces one cursor file."""
 
@@ -25,7 +30,7 @@ class CursorFile:
     @classmethod
     def for_caseworker(cls, home: Path, principal: str, caseworker: str) -> CursorFile:
         """The cursor file of ``caseworker`` of ``principal`` under ``home``."""
-        digest = hashlib.sha256(f"{principal}\0{caseworker}".encode()).hexdigest()[:16]
+        digest = caseworker_digest(principal, caseworker)
         return cls(home / "notifier" / f"cursor-{digest}.json")
 
     def load(self) -> Cursor | None:

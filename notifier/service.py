@@ -12,13 +12,23 @@ reason to move the cursor back.
 
 What the screen has shown is never shown again: the stored cursor is written *before* a
 notification is handed to the desktop, and never past a change still waiting to be shown.
+
+The desktop program around it (:mod:`notifier.tray`) sees the notifier through
+:class:`~notifier.tray.View` s published to its trays (connected / reconnecting / paused,
+the orders followed, the last notification) and asks through
+:class:`~notifier.tray.Controls`, drained at the start of each turn of the loop. While
+paused, followed changes stay held (so the stored cursor stays before them: quitting while
+paused loses none, the next start shows them as its catch-up); on resume, by hand or after
+``pause_s``, they come as ONE summary.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Literal
 
 from notifier.backend import Desktop
@@ -27,8 +37,9 @@ from notifier.cursor import CursorFile
 from notifier.digest import Digest
 from notifier.follow import Follows
 from notifier.source import INBOX_PAGE, STREAM_START, EventStream, Foundation, stream_id_key
-from notifier.texts import Language, notification_for
-from shared.errors import Unavailable
+from notifier.texts import Language, desktop_text, notification_for
+from notifier.tray import Controls, State, Tray, View
+from shared.errors import JobordreError, Unavailable
 from shared.events import Cursor, EventHeader
 
 log = logging.getLogger(__name__)
@@ -39,6 +50,10 @@ IDLE_BLOCK_S = 1.0
 SAVE_EVERY_S = 1.0
 #: First wait before reconnecting; it doubles up to the ``reconnect_max_s`` setting.
 RECONNECT_FIRST_S = 0.1
+#: How long "Pause i 1 time" pauses, in seconds.
+PAUSE_S = 3600.0
+#: How many of the last notifications "Vis seneste" shows again.
+RECENT_KEPT = 3
 
 
 class Notifier:
@@ -60,6 +75,9 @@ class Notifier:
         reconnect_max_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        controls: Controls | None = None,
+        trays: Sequence[Tray] = (),
+        pause_s: float = PAUSE_S,
     ) -> None:
         self.foundation = foundation
         self.stream = stream
@@ -83,6 +101,17 @@ class Notifier:
         self._saved: Cursor | None = None
         self._saved_at = 0.0
         self._follows_at = 0.0
+        self.controls = controls or Controls()
+        self.trays = tuple(trays)
+        self.pause_s = pause_s
+        #: When the pause ends (on :attr:`clock`), ``None`` while not paused.
+        self.paused_until: float | None = None
+        #: Whether Redis and the workers answered last time they were asked.
+        self.connected = False
+        #: The last notifications shown: (title, body, order id), the newest last.
+        self.recent: deque[tuple[str, str, int | None]] = deque(maxlen=RECENT_KEPT)
+        self.last_at: str | None = None
+        self._published: View | None = None
 
     # --- the parts of a run ---------------------------------------------------------------
 
@@ -98,6 +127,8 @@ class Notifier:
         else:
             self.epoch = stored.epoch
             self.sync(stored.seq, show="catch_up")
+        self.connected = True
+        self.publish()
         log.info("caught up to event %s; watching for changes", self.received)
 
     def _start_from_now(self) -> None:
@@ -120,6 +151,7 @@ class Notifier:
         # Orders placed on since the query's snapshot stay followed.
         self.follows.placed_orders |= placed
         self._follows_at = self.clock()
+        self.publish()
         if self.follows.empty:
             log.warning(
                 "this caseworker follows nothing yet: `jobordre follow ORDER_ID "
@@ -166,16 +198,21 @@ class Notifier:
             self.coalescer.shown(self.clock())
 
     def step(self) -> None:
-        """One turn of the live loop: show what is due, then wait for the stream."""
+        """One turn of the live loop: do what the menu asked, show what is due (unless
+        paused), then wait for the stream."""
+        self.handle_requests()
         now = self.clock()
-        batch = self.coalescer.take(now)
-        if batch:
-            self._show(batch, catch_up=False)
+        if self.paused_until is not None and now >= self.paused_until:
+            self.resume()
+        if self.paused_until is None:
+            batch = self.coalescer.take(now)
+            if batch:
+                self._show(batch, catch_up=False)
         if now - self._follows_at >= self.follows_refresh_s:
             self.refresh_follows()
             self._check_stream_reset()
         self._save()
-        due = self.coalescer.due_at()
+        due = self.coalescer.due_at() if self.paused_until is None else self.paused_until
         block_s = IDLE_BLOCK_S if due is None else min(IDLE_BLOCK_S, max(due - now, 0.001))
         for stream_id, header in self.stream.read(self.stream_id, int(block_s * 1000)):
             self.stream_id = stream_id
@@ -211,21 +248,121 @@ class Notifier:
 
         Reconnects by itself whenever Redis or the workers are gone, without showing
         anything twice or losing a change."""
+        quitting = self.controls.quitting
+
+        def stopping() -> bool:
+            return quitting.is_set() or stop()
+
+        self.publish()
         if self.received is None:
-            self._until_connected(self.start, stop)
-        while not stop():
+            self._until_connected(self.start, stopping)
+        while not stopping():
             try:
                 self.step()
             except Unavailable as error:
                 log.warning("lost the connection: %s; reconnecting", error.message)
-                self._until_connected(self._resync, stop)
+                self.connected = False
+                self.publish()
+                self._until_connected(self._resync, stopping)
         self._save(force=True)
+
+    # --- the desktop program's side ----------------------------------------------------------
+
+    @property
+    def view(self) -> View:
+        """What the trays show now."""
+        if self.paused_until is not None:
+            state = State.PAUSED
+        else:
+            state = State.CONNECTED if self.connected else State.RECONNECTING
+        return View(
+            state=state,
+            orders=tuple(sorted(self.follows.orders)),
+            last_title=self.recent[-1][0] if self.recent else None,
+            last_at=self.last_at,
+            connected=self.connected,
+        )
+
+    def publish(self) -> None:
+        """Give every tray the current :attr:`view`, if it changed (a failing tray is
+        logged, never a reason to stop notifying)."""
+        view = self.view
+        if view == self._published:
+            return
+        self._published = view
+        for tray in self.trays:
+            try:
+                tray.update(view)
+            except Exception:
+                log.exception("a tray failed to show the notifier's state")
+
+    def handle_requests(self, *, online: bool = True) -> None:
+        """Do what the menu asked since the last turn. Cut off (not ``online``), all but
+        unfollowing is done; that waits for the connection, as do the requests after one
+        that found the connection gone."""
+        requests = self.controls.take()
+        for index, request in enumerate(requests):
+            if request.kind == "pause":
+                self.pause()
+            elif request.kind == "resume":
+                self.resume()
+            elif request.kind == "recent":
+                self.show_recent()
+            elif request.kind == "unfollow" and request.order_id is not None:
+                if not online:
+                    self.controls.request(request)
+                    continue
+                try:
+                    self.unfollow(request.order_id)
+                except Unavailable:
+                    for later in requests[index:]:
+                        self.controls.request(later)
+                    raise
+
+    def pause(self) -> None:
+        """Hold every change for :attr:`pause_s` (or until :meth:`resume`)."""
+        self.paused_until = self.clock() + self.pause_s
+        log.info("paused for %.0f s", self.pause_s)
+        self.publish()
+
+    def resume(self) -> None:
+        """End the pause: what came meanwhile is shown as one summary."""
+        if self.paused_until is None:
+            return
+        self.paused_until = None
+        now = self.clock()
+        held = self.coalescer.take_all(now)
+        log.info("resumed; %d change(s) came while paused", len(held))
+        if held:
+            self._show(held, catch_up=False, paused=True)
+        self.publish()
+
+    def show_recent(self) -> None:
+        """Show the last notifications again (or say there were none yet)."""
+        if not self.recent:
+            self.desktop.show(
+                desktop_text("nothing_recent", self.language),
+                desktop_text("nothing_recent_body", self.language),
+            )
+        for title, body, order_id in list(self.recent):
+            self.desktop.show(title, body, order_id)
+
+    def unfollow(self, order_id: int) -> None:
+        """Stop following one order, through the same ``unfollow`` command as the CLI."""
+        try:
+            self.foundation.unfollow(self.caseworker, order_id)
+        except Unavailable:
+            raise
+        except JobordreError as error:
+            log.warning("could not unfollow order %s: %s", order_id, error.message)
+        self.refresh_follows()
 
     # --- helpers ----------------------------------------------------------------------------
 
     def _resync(self) -> None:
         self.refresh_follows()
         self.sync(self.received or 0, show="live")
+        self.connected = True
         log.info("connected again; caught up to event %s", self.received)
 
     def _until_connected(self, action: Callable[[], None], stop: Callable[[], bool]) -> None:
@@ -233,9 +370,14 @@ class Notifier:
         while not stop():
             try:
                 action()
+                self.publish()
                 return
             except Unavailable as error:
                 log.info("not connected (%s); trying again in %.1f s", error.message, wait_s)
+                self.connected = False
+                self.publish()
+                # The menu still works while cut off: pause and resume need no connection.
+                self.handle_requests(online=False)
                 self.sleep(wait_s)
                 wait_s = min(wait_s * 2, self.reconnect_max_s)
 
@@ -309,11 +451,14 @@ class Notifier:
         self.cursor_file.save(cursor)
         self._saved, self._saved_at = cursor, now
 
-    def _show(self, changes: Digest, *, catch_up: bool) -> None:
+    def _show(self, changes: Digest, *, catch_up: bool, paused: bool = False) -> None:
         """Store the cursor past ``changes``, then show them as one notification."""
         self._save(force=True)
-        notification = notification_for(changes, self.language, catch_up=catch_up)
+        notification = notification_for(changes, self.language, catch_up=catch_up, paused=paused)
         # The one order a notification is about can be opened from it ("Åbn").
         only = changes.most_recent()[0].latest.order_id if changes.order_count == 1 else None
         self.desktop.show(notification.title, notification.body, only)
+        self.recent.append((notification.title, notification.body, only))
+        self.last_at = datetime.now(UTC).isoformat(timespec="seconds")
         log.info("notified %d change(s) on %d order(s)", len(changes), changes.order_count)
+        self.publish()

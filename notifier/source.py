@@ -44,6 +44,10 @@ class Foundation(Protocol):
         know event-log epochs)."""
         ...
 
+    def unfollow(self, caseworker: str, order_id: int) -> None:
+        """Stop ``caseworker`` following order ``order_id`` (the ``unfollow`` command)."""
+        ...
+
 
 class EventStream(Protocol):
     """The Redis stream of event headers."""
@@ -86,6 +90,10 @@ class ClientFoundation:
             CommandKind.INBOX, {"since": since, "limit": limit, "headers_only": True}
         )
         return result
+
+    def unfollow(self, caseworker: str, order_id: int) -> None:
+        """Send the same ``unfollow`` command as ``jobordre unfollow ORDER_ID``."""
+        self.client.call(CommandKind.UNFOLLOW, {"caseworker": caseworker, "order_id": order_id})
 
 
 def stream_id_key(stream_id: str) -> tuple[int, int]:

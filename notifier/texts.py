@@ -68,6 +68,7 @@ _WORDS: dict[Language, dict[str, str]] = {
         "orders_1": "jobordre",
         "orders_n": "jobordrer",
         "away": "Mens du var væk",
+        "while_paused": "Mens der var pause",
         "more_1": "og 1 anden jobordre",
         "more_n": "og {n} andre jobordrer",
         "employer": "Arbejdsgiver (CVR {cvr})",
@@ -89,6 +90,7 @@ _WORDS: dict[Language, dict[str, str]] = {
         "orders_1": "job order",
         "orders_n": "job orders",
         "away": "While you were away",
+        "while_paused": "While paused",
         "more_1": "and 1 more job order",
         "more_n": "and {n} more job orders",
         "employer": "Employer (CVR {cvr})",
@@ -170,13 +172,16 @@ def _order_lines(order: OrderChanges, language: Language) -> list[str]:
     return lines
 
 
-def summary(digest: Digest, language: Language = "da", *, catch_up: bool = False) -> Notification:
+def summary(
+    digest: Digest, language: Language = "da", *, catch_up: bool = False, paused: bool = False
+) -> Notification:
     """One notification for many changes: one line per order (the first few), the rest
     counted; for ONE order outside a catch-up, its heading as title and its changes as
-    body. ``catch_up`` marks changes that happened while the notifier was off."""
+    body. ``catch_up`` marks changes that happened while the notifier was off, ``paused``
+    those held back while the caseworker had paused it."""
     words = _WORDS[language]
     recent = digest.most_recent()
-    if digest.order_count == 1 and not catch_up:
+    if digest.order_count == 1 and not (catch_up or paused):
         return Notification(
             order_heading(recent[0].latest, language), "\n".join(_order_lines(recent[0], language))
         )
@@ -184,7 +189,9 @@ def summary(digest: Digest, language: Language = "da", *, catch_up: bool = False
         f"{_count(digest.changes, words['changes_1'], words['changes_n'])} {words['on']} "
         f"{_count(digest.order_count, words['orders_1'], words['orders_n'])}"
     )
-    if catch_up:
+    if paused:
+        title = f"{words['while_paused']}: {title}"
+    elif catch_up:
         title = f"{words['away']}: {title}"
     # The most recently changed orders first: that is what a person looks for.
     lines = [
@@ -198,10 +205,78 @@ def summary(digest: Digest, language: Language = "da", *, catch_up: bool = False
 
 
 def notification_for(
-    changes: Sequence[EventHeader] | Digest, language: Language = "da", *, catch_up: bool = False
+    changes: Sequence[EventHeader] | Digest,
+    language: Language = "da",
+    *,
+    catch_up: bool = False,
+    paused: bool = False,
 ) -> Notification:
     """The one notification for a batch of changes (never empty)."""
     digest = changes if isinstance(changes, Digest) else Digest(changes)
     if not digest:
         raise ValueError("a notification needs at least one change")
-    return summary(digest, language, catch_up=catch_up)
+    return summary(digest, language, catch_up=catch_up, paused=paused)
+
+
+#: The desktop program's own words: the tray icon's tooltip and menu, ``jobordre notifier
+#: install``/``uninstall``/``status``. Tooltips are window names on X, so they keep to
+#: Latin-1 (no dashes beyond ``-``).
+DESKTOP: dict[Language, dict[str, str]] = {
+    "da": {
+        "connected": "forbundet",
+        "reconnecting": "forbinder igen",
+        "paused": "på pause",
+        "tooltip": "Jobordre: {state}",
+        "order_entry": "Jobordre {id}",
+        "open": "Åbn",
+        "unfollow": "Følg ikke længere",
+        "back": "Tilbage",
+        "no_follows": "Følger ingen enkelte jobordrer",
+        "pause": "Pause i 1 time",
+        "resume": "Genoptag",
+        "recent": "Vis seneste",
+        "quit": "Afslut",
+        "nothing_recent": "Ingen notifikationer endnu",
+        "nothing_recent_body": "Ændringer på de jobordrer du følger vises her.",
+        "already_running": "kører allerede for denne sagsbehandler (pid {pid})",
+        "installed": "installeret: starter ved login ({autostart}); nøglen ligger i {key}",
+        "start_now": "start den nu uden at logge ud: {command}",
+        "uninstalled": "afinstalleret: {count} filer fjernet",
+        "not_installed": "ikke installeret",
+        "running_since": "kører siden {since} (pid {pid}), {state}",
+        "not_running": "kører ikke",
+        "last_shown": "seneste viste ændring {at}: {title}",
+        "nothing_shown": "ingen ændring vist endnu",
+    },
+    "en": {
+        "connected": "connected",
+        "reconnecting": "reconnecting",
+        "paused": "paused",
+        "tooltip": "Jobordre: {state}",
+        "order_entry": "Job order {id}",
+        "open": "Open",
+        "unfollow": "Unfollow",
+        "back": "Back",
+        "no_follows": "Following no single job order",
+        "pause": "Pause for 1 hour",
+        "resume": "Resume",
+        "recent": "Show recent",
+        "quit": "Quit",
+        "nothing_recent": "No notifications yet",
+        "nothing_recent_body": "Changes to the job orders you follow are shown here.",
+        "already_running": "already running for this caseworker (pid {pid})",
+        "installed": "installed: starts at login ({autostart}); the key is in {key}",
+        "start_now": "start it now without logging out: {command}",
+        "uninstalled": "uninstalled: {count} files removed",
+        "not_installed": "not installed",
+        "running_since": "running since {since} (pid {pid}), {state}",
+        "not_running": "not running",
+        "last_shown": "last change shown {at}: {title}",
+        "nothing_shown": "no change shown yet",
+    },
+}
+
+
+def desktop_text(name: str, language: Language = "da", /, **values: object) -> str:
+    """One of :data:`DESKTOP`'s texts with ``values`` filled in."""
+    return DESKTOP[language][name].format(**values)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from notifier.backend import DeliveryFailed
 from notifier.source import STREAM_START
+from notifier.tray import View
 from shared.errors import Unavailable
 from shared.events import AUTHORITIES, Cursor, EventHeader, EventType, PlacementChange
 from shared.models import OrderStatus, PlacementStatus
@@ -112,6 +113,8 @@ class FakeFoundation:
     inbox_calls: list[int] = field(default_factory=list)
     #: How many events the inbox listed, in all.
     listed: int = 0
+    #: (caseworker, order id) of every unfollow command.
+    unfollowed: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def epoch(self) -> str:
@@ -147,6 +150,12 @@ class FakeFoundation:
             if epoch == cursor.epoch:
                 return min(cursor.seq, end)
         return 0
+
+    def unfollow(self, caseworker: str, order_id: int) -> None:
+        if self.down:
+            raise Unavailable("the foundation is down (fake)")
+        self.unfollowed.append((caseworker, order_id))
+        self.follows["orders"] = [o for o in self.follows["orders"] if o != order_id]
 
     def following(self, caseworker: str) -> dict[str, Any]:
         if self.down:
@@ -266,3 +275,26 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
+
+
+@dataclass
+class FakeTray:
+    """Records every view the notifier published."""
+
+    views: list[View] = field(default_factory=list)
+    stopped: bool = False
+
+    def update(self, view: View) -> None:
+        self.views.append(view)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    @property
+    def states(self) -> list[str]:
+        """The states shown, each change once."""
+        states: list[str] = []
+        for view in self.views:
+            if not states or states[-1] != view.state.value:
+                states.append(view.state.value)
+        return states

@@ -38,7 +38,7 @@ class World:
         self.cursor = CursorFile.for_caseworker(home, ME, "kf1")
         self.seq = 0
 
-    def notifier(self, desktop=None) -> Notifier:
+    def notifier(self, desktop=None, **parts) -> Notifier:
         return Notifier(
             foundation=self.foundation,
             stream=self.stream,
@@ -52,6 +52,7 @@ class World:
             reconnect_max_s=2.0,
             clock=self.clock,
             sleep=self.clock.sleep,
+            **parts,
         )
 
     def change(self, *events, push: bool = True) -> None:

@@ -24,7 +24,7 @@ from shared.commands import CommandKind
 from shared.settings import Settings
 from tests.conftest import JOBORDRE, System, start_redis, wait_until
 from tests.factories import CPR_1, order_doc
-from tests.notifier.conftest import start_desktop
+from tests.notifier.conftest import Desktop, start_desktop
 from workers.client import Client
 
 KBH = "jobcentre:101"
@@ -97,22 +97,9 @@ def main() -> None:
             )
             desktop.forget()
 
-        from_send: list[float] = []
-        from_commit: list[float] = []
-        statuses = ["inactivated", "processing"]
-        for i in range(args.samples):
-            time.sleep(args.burst_ms / 1000 + 0.5)  # each change its own notification
-            offset = time.time() - time.monotonic()
-            sent = time.time()
-            changed = kbh.call(
-                CommandKind.CHANGE_ORDER_STATUS,
-                {"order_id": order["id"], "status": statuses[i % 2]},
-            )
-            committed = datetime.fromisoformat(changed["updated_at"]).timestamp()
-            items = wait_until(lambda n=i + 1: len(h := desktop.history()) >= n and h, 30, "it")
-            shown = items[i]["timestamp"] / 1e6 + offset  # dunst: monotonic microseconds
-            from_send.append((shown - sent) * 1000)
-            from_commit.append((shown - committed) * 1000)
+        from_send, from_commit = time_changes(
+            kbh, order["id"], desktop, args.samples, args.burst_ms / 1000 + 0.5
+        )
         report = {
             "samples": args.samples,
             "quiet_ms": args.quiet_ms,
@@ -130,6 +117,30 @@ def main() -> None:
         system.stop_workers()
         desktop.stop()
         redis_server.stop()
+
+
+def time_changes(
+    client: Client, order_id: int, desktop: Desktop, samples: int, pause_s: float
+) -> tuple[list[float], list[float]]:
+    """Change the order's status ``samples`` times, ``pause_s`` apart (each change its own
+    notification); for each, ms from the command sent and from its commit to dunst's own
+    timestamp of the notification."""
+    from_send: list[float] = []
+    from_commit: list[float] = []
+    statuses = ["inactivated", "processing"]
+    for i in range(samples):
+        time.sleep(pause_s)
+        offset = time.time() - time.monotonic()
+        sent = time.time()
+        changed = client.call(
+            CommandKind.CHANGE_ORDER_STATUS, {"order_id": order_id, "status": statuses[i % 2]}
+        )
+        committed = datetime.fromisoformat(changed["updated_at"]).timestamp()
+        items = wait_until(lambda n=i + 1: len(h := desktop.history()) >= n and h, 30, "it")
+        shown = items[i]["timestamp"] / 1e6 + offset  # dunst: monotonic microseconds
+        from_send.append((shown - sent) * 1000)
+        from_commit.append((shown - committed) * 1000)
+    return from_send, from_commit
 
 
 def _summary(values: list[float]) -> dict[str, float | list[int]]:
