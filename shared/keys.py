@@ -193,19 +193,27 @@ def resign(
     code: str,
     died_at: datetime,
     window_ms: int,
+    retried_at: datetime,
+    max_age_ms: int,
+    read_window_ms: int,
 ) -> str:
     """A kept command, signed afresh for a retry by the foundation's operator.
 
-    A retried command may be older than the signature window, so it is re-signed (same
+    A retried write may be older than the signature window, so it is re-signed (same
     command id, same payload, its sealed fields sealed anew) with a valid key of its
     organisation. A retry must never widen trust, so it refuses, saying why:
 
     - a command refused as ``forbidden`` (not authentic, expired, dated in the future, or
       not allowed): retrying cannot make it so;
-    - a command whose signature does not verify under a key its organisation had, or under
-      a key that was revoked at or before the command's ``sent_at`` (a stolen key's work);
+    - a command whose signature does not verify under a key its organisation had, or whose
+      key has been revoked since (at any time: a revoked key may have been stolen, and its
+      work is the organisation's to resend, never the operator's to vouch for);
     - a command that died more than ``window_ms`` after it was sent: it was not a fresh
-      command when it arrived (a captured one replayed late).
+      command when it arrived (a captured one replayed late);
+    - a write older than ``max_age_ms`` at ``retried_at``: the age bound runs to the retry,
+      not to the death;
+    - a read older than ``read_window_ms`` (the signature window) at ``retried_at``: while
+      its claim stands, a read that was answered is refused again; after, it would run anew.
     """
     envelope = decode_envelope(raw)
     if source == "rejected" and code == "forbidden":
@@ -220,16 +228,28 @@ def resign(
         raise _cannot_retry(
             envelope.command_id, f"it was not signed by {envelope.principal}"
         ) from None
-    revoked = revoked_at(conn, key.key_id)
-    if revoked is not None and revoked <= envelope.sent_at:
+    if revoked_at(conn, key.key_id) is not None:
         raise _cannot_retry(
             envelope.command_id,
-            f"it was signed with key {key.key_id} after that key was revoked",
+            f"it was signed with key {key.key_id}, which {envelope.principal} has revoked "
+            "since; the organisation sends it again if it still wants it",
         )
     if died_at - envelope.sent_at > timedelta(milliseconds=window_ms):
         raise _cannot_retry(
             envelope.command_id,
             f"it arrived more than {window_ms} ms after it was sent (a late replay)",
+        )
+    bound_ms = max_age_ms if envelope.kind.writes else read_window_ms
+    if retried_at - envelope.sent_at > timedelta(milliseconds=bound_ms):
+        raise _cannot_retry(
+            envelope.command_id,
+            f"it was sent more than {bound_ms} ms ago"
+            + (
+                " (JOBORDRE_DEAD_RETRY_MAX_AGE_MS); the organisation sends it again"
+                if envelope.kind.writes
+                else " (a read is retried only inside its signature window, "
+                "JOBORDRE_SIGNATURE_MAX_AGE_MS)"
+            ),
         )
     valid = valid_keys(conn, envelope.principal)
     if not valid:

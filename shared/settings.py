@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     #: are refused as expired (a replay outside the window). Covers queueing and retries.
     signature_max_age_ms: int = Field(default=15 * 60 * 1000, ge=1000)
 
+    #: Oldest a kept command may be, from its ``sent_at`` to the moment ``jobordre dead
+    #: retry`` re-signs it, in milliseconds; an older one is the organisation's to resend.
+    #: Reads are retried only inside ``signature_max_age_ms``.
+    dead_retry_max_age_ms: int = Field(default=24 * 3600 * 1000, ge=1000)
+
     #: Days after an order closed that its placements keep the person's CPR and comments;
     #: then the scheduled job anonymises them (the placements and the log stay).
     cpr_retention_days: int = Field(default=365, ge=0)

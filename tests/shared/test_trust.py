@@ -275,6 +275,9 @@ def resign(f: Foundation, raw: str, *, source: str, code: str, died_at: Any = No
             code=code,
             died_at=died_at or utc_now(),
             window_ms=3_600_000,
+            retried_at=utc_now(),
+            max_age_ms=3_600_000,
+            read_window_ms=60_000,
         )
 
 
@@ -310,19 +313,33 @@ class TestRetriesNeverWidenTrust:
         with pytest.raises(InvalidInput, match="late replay"):
             resign(foundation, old.to_json(), source="crashed", code="unavailable")
 
-    def test_a_crashed_command_of_a_key_revoked_later_is_resigned_and_sealed_anew(
+    def test_a_crashed_command_of_a_key_revoked_later_is_never_resigned(
         self, foundation: Foundation
     ) -> None:
         old_key = key_of(foundation, JOBCENTRE)
         sent = envelope(foundation, JOBCENTRE, K.REGISTER_PLACEMENT, {"order_id": 1, "cpr": CPR_1})
         with foundation.store.write() as conn:
-            new_key = keys.create(conn, JOBCENTRE, utc_now())
+            keys.create(conn, JOBCENTRE, utc_now())
             keys.revoke(conn, JOBCENTRE, old_key.key_id, utc_now())
+        with pytest.raises(InvalidInput, match="has revoked since"):
+            resign(foundation, sent.to_json(), source="crashed", code="unavailable")
+
+    def test_a_crashed_command_of_a_rotated_key_is_resigned_and_sealed_anew(
+        self, foundation: Foundation
+    ) -> None:
+        old_key = key_of(foundation, JOBCENTRE)
+        sent = envelope(foundation, JOBCENTRE, K.REGISTER_PLACEMENT, {"order_id": 1, "cpr": CPR_1})
+        with foundation.store.write() as conn:
+            keys.create(conn, JOBCENTRE, utc_now())
         again = decode_envelope(
             resign(foundation, sent.to_json(), source="crashed", code="unavailable")
         )
-        assert (again.key_id, again.command_id) == (new_key.key_id, sent.command_id)
-        assert open_payload(again.payload, again.command_id, new_key)["cpr"] == CPR_1
+        assert again.command_id == sent.command_id
+        with foundation.store.read() as conn:
+            valid = keys.valid_keys(conn, JOBCENTRE)
+        assert old_key.key_id in valid, "a rotation leaves the old key valid"
+        signer = valid[str(again.key_id)]
+        assert open_payload(again.payload, again.command_id, signer)["cpr"] == CPR_1
 
 
 class InterruptAt:

@@ -29,6 +29,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,29 @@ from workers.transport.broker import build_broker, queue_for, redact, resolve_re
 #: Default of how long after it was sent a dead command may have died and still be retried,
 #: in ms: the default signature window (15 min) plus the default retries (6 x 60 s).
 RETRY_WINDOW_MS = 15 * 60 * 1000 + 6 * 60 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RetryBounds:
+    """How old a dead command may be for ``dead retry`` (see :func:`shared.keys.resign`),
+    in ms: ``window_ms`` from sent to dead, ``max_age_ms`` (writes) and ``read_window_ms``
+    (reads) from sent to the retry."""
+
+    window_ms: int = RETRY_WINDOW_MS
+    max_age_ms: int = Settings.model_fields["dead_retry_max_age_ms"].default
+    read_window_ms: int = Settings.model_fields["signature_max_age_ms"].default
+
+    @classmethod
+    def of(cls, settings: Settings) -> RetryBounds:
+        """The bounds the settings give."""
+        return cls(
+            window_ms=settings.signature_max_age_ms
+            + (settings.max_retries + 1) * settings.max_backoff_ms,
+            max_age_ms=settings.dead_retry_max_age_ms,
+            read_window_ms=settings.signature_max_age_ms,
+        )
+
+
 #: An operator name as stored in the audit log.
 OPERATOR_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 #: ``--older-than`` values: a number and a unit (d, h, m, s); a bare number means days.
@@ -201,7 +225,9 @@ def _message_for(letter: dict[str, Any], original: str) -> dramatiq.Message[Any]
     )
 
 
-def _plan(conn: Tx, letter_id: int, window_ms: int) -> tuple[dict[str, Any], dramatiq.Message[Any]]:
+def _plan(
+    conn: Tx, letter_id: int, bounds: RetryBounds, at: datetime
+) -> tuple[dict[str, Any], dramatiq.Message[Any]]:
     """A letter and the message that retries it; a :class:`JobordreError` saying why it
     cannot be retried."""
     letter = store.dead_letter(conn, letter_id)
@@ -226,7 +252,10 @@ def _plan(conn: Tx, letter_id: int, window_ms: int) -> tuple[dict[str, Any], dra
             source=letter["source"],
             code=letter["code"],
             died_at=datetime.fromisoformat(letter["at"]),
-            window_ms=window_ms,
+            window_ms=bounds.window_ms,
+            retried_at=at,
+            max_age_ms=bounds.max_age_ms,
+            read_window_ms=bounds.read_window_ms,
         )
     return letter, _message_for(letter, original)
 
@@ -238,17 +267,18 @@ def retry_letters(
     ids: Sequence[int] | None,
     operator: str,
     clock: Callable[[], datetime] = utc_now,
-    window_ms: int = RETRY_WINDOW_MS,
+    bounds: RetryBounds | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Put dead letters back on their queues; ``ids=None`` retries all not yet retried.
 
-    ``window_ms``: how long after it was sent a command may have died and still be retried
-    (the signature window plus the time its retries took; see :func:`shared.keys.resign`).
+    ``bounds``: how old a command may be to be retried (:class:`RetryBounds`, see
+    :func:`shared.keys.resign`); the defaults' when not given.
 
     One transaction per letter. Returns ``retried`` and ``skipped``: each letter that
     could not be retried with its ``code`` and ``reason`` (unknown, garbage, forged, ...,
     or ``unavailable`` for it and every one after it when the broker failed).
     """
+    bounds = bounds or RetryBounds()
     retried: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     with store_.read() as conn:
@@ -256,13 +286,13 @@ def retry_letters(
     for position, letter_id in enumerate(chosen):
         try:
             with store_.write() as conn:
-                letter, message = _plan(conn, letter_id, window_ms)
+                at = clock()
+                letter, message = _plan(conn, letter_id, bounds, at)
                 cleared = (
                     letter["command_id"] is not None
                     and letter["principal"] is not None
                     and store.forget_rejection(conn, letter["principal"], letter["command_id"])
                 )
-                at = clock()
                 store.mark_dead_letter_retried(conn, letter["id"], at, operator)
                 store.record_ops_action(
                     conn,
@@ -362,8 +392,7 @@ def retry(
             enqueue,
             ids=ids,
             operator=operator,
-            window_ms=settings.signature_max_age_ms
-            + (settings.max_retries + 1) * settings.max_backoff_ms,
+            bounds=RetryBounds.of(settings),
         )
         retried = result["retried"]
         removed: dict[str, int] = {}

@@ -20,9 +20,11 @@ from shared import keys, store
 from shared.commands import CommandKind
 from shared.envelope import decode_envelope, new_envelope
 from shared.errors import InvalidInput, NotFound, Unavailable
+from shared.foundation import Foundation
 from shared.settings import Settings
 from shared.signing import SigningKey, verify
 from shared.store import SqliteStore as Store
+from shared.store import Store as AnyStore
 from tests.conftest import System, wait_until
 from tests.factories import CPR_1, order_doc
 from workers.ops import deadletters
@@ -336,7 +338,7 @@ def test_a_broker_failure_part_way_keeps_what_was_retried_and_stops(fresh: Store
             raise Unavailable("broker down")
         sent.append(message)
 
-    result = retry_letters(fresh, fails_second, ids=letters, operator="dave")
+    result = retry_letters(fresh, fails_second, ids=letters, operator="dave", clock=lambda: NOW)
     assert [r["id"] for r in result["retried"]] == letters[:1]
     assert [(s["id"], s["code"]) for s in result["skipped"]] == [
         (letters[1], "unavailable"),
@@ -462,3 +464,112 @@ def test_dead_commands_never_turn_an_empty_postgres_database_into_a_store(
             "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
         ).fetchone()
     assert tables is not None and tables[0] == 0, "nothing was created"
+
+
+# --- issue 26: what `dead retry` may re-sign (both engines) ----------------------------------
+
+#: The test foundation's signature window, in ms.
+WINDOW_MS = 60_000
+BOUNDS = deadletters.RetryBounds(
+    window_ms=WINDOW_MS, max_age_ms=3_600_000, read_window_ms=WINDOW_MS
+)
+
+
+def _signed(f: Foundation, principal: str, kind: CommandKind, payload: dict[str, Any]) -> Any:
+    with f.store.write() as conn:
+        valid = keys.valid_keys(conn, principal)
+        key = next(iter(valid.values())) if valid else keys.create(conn, principal, NOW)
+    return new_envelope(kind, principal, payload, key=key)
+
+
+def _letter_of(f: Foundation, command_id: str) -> int:
+    with f.store.read() as conn:
+        [found] = [
+            d["id"]
+            for d in store.find_dead_letters(conn, limit=100)
+            if d["command_id"] == command_id
+        ]
+    return int(found)
+
+
+def _refused_update(f: Foundation) -> Any:
+    order = f.handle(_signed(f, JOBCENTRE, CommandKind.REGISTER_ORDER, {"order": order_doc()}))
+    update = _signed(
+        f,
+        JOBCENTRE,
+        CommandKind.UPDATE_ORDER,
+        {"order_id": order["result"]["id"], "expected_version": 7, "patch": {"positions": 9}},
+    )
+    assert f.handle(update)["error"]["code"] == "version_conflict"
+    return update
+
+
+def test_a_thiefs_refused_write_is_never_resigned_once_its_key_is_revoked(
+    any_store: AnyStore,
+) -> None:
+    f = Foundation(any_store, max_age_ms=WINDOW_MS)
+    thief = _refused_update(f)  # signed with the key the thief holds, refused on its version
+    with f.store.write() as conn:  # the organisation rotates: a new key, the stolen one revoked
+        keys.create(conn, JOBCENTRE, datetime.now(UTC))
+        keys.revoke(conn, JOBCENTRE, str(thief.key_id), datetime.now(UTC))
+    sent: list[dramatiq.Message[Any]] = []
+    result = retry_letters(
+        any_store, sent.append, ids=[_letter_of(f, thief.command_id)], operator="dave"
+    )
+    assert sent == [] and result["retried"] == []
+    [skipped] = result["skipped"]
+    assert "revoked" in skipped["reason"]
+
+
+def test_the_age_bound_of_a_retry_runs_to_the_retry(any_store: AnyStore) -> None:
+    f = Foundation(any_store, max_age_ms=WINDOW_MS)
+    refused = _refused_update(f)
+    letter = _letter_of(f, refused.command_id)
+    later = refused.sent_at + timedelta(milliseconds=BOUNDS.max_age_ms, minutes=1)
+    sent: list[dramatiq.Message[Any]] = []
+    late = retry_letters(
+        any_store, sent.append, ids=[letter], operator="dave", clock=lambda: later, bounds=BOUNDS
+    )
+    assert sent == [] and "JOBORDRE_DEAD_RETRY_MAX_AGE_MS" in late["skipped"][0]["reason"]
+    in_time = retry_letters(any_store, sent.append, ids=[letter], operator="dave", bounds=BOUNDS)
+    assert [r["id"] for r in in_time["retried"]] == [letter] and len(sent) == 1
+
+
+def test_a_replayed_read_is_never_rerun_by_a_retry(any_store: AnyStore) -> None:
+    f = Foundation(any_store, max_age_ms=WINDOW_MS)
+    order = f.handle(_signed(f, JOBCENTRE, CommandKind.REGISTER_ORDER, {"order": order_doc()}))
+    placed = f.handle(
+        _signed(
+            f,
+            JOBCENTRE,
+            CommandKind.REGISTER_PLACEMENT,
+            {"order_id": order["result"]["id"], "cpr": CPR_1},
+        )
+    )
+    assert placed["ok"], placed
+    read = _signed(f, JOBCENTRE, CommandKind.PLACEMENT_LOG, {"order_id": order["result"]["id"]})
+    assert f.handle(read)["ok"]
+    assert f.handle(read)["error"]["field"] == "command_id"  # the replay, kept as a letter
+    letter = _letter_of(f, read.command_id)
+
+    def accesses() -> int:
+        with f.store.read() as conn:
+            return int(conn.execute("SELECT count(*) FROM access_log").fetchone()[0])
+
+    before = accesses()
+    past_claim = read.sent_at + timedelta(milliseconds=3 * WINDOW_MS)
+    sent: list[dramatiq.Message[Any]] = []
+    result = retry_letters(
+        any_store,
+        sent.append,
+        ids=[letter],
+        operator="dave",
+        clock=lambda: past_claim,
+        bounds=BOUNDS,
+    )
+    assert sent == [] and "signature window" in result["skipped"][0]["reason"]
+    # Inside the window it goes back on the queue, and the claim still refuses it.
+    retried = retry_letters(any_store, sent.append, ids=[letter], operator="dave", bounds=BOUNDS)
+    assert [r["id"] for r in retried["retried"]] == [letter]
+    assert f.handle(decode_envelope(sent[0].args[0]))["error"]["field"] == "command_id"
+    assert accesses() == before, "no read ran again"
