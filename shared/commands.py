@@ -24,16 +24,22 @@ from shared.models import (
     PlacementStatus,
 )
 
-Id = Annotated[int, Field(ge=1)]
+#: The largest id either engine stores (SQLite's INTEGER, PostgreSQL's bigint): a larger
+#: one is refused as a validation error naming its field, never met as an overflow.
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Note = Annotated[str, Field(max_length=2000)]
 
 
 def _cursor(value: object) -> str:
     if isinstance(value, int | str):
         try:
-            return str(Cursor.parse(value))
+            cursor = Cursor.parse(value)
         except ValueError:
             pass
+        else:
+            if cursor.seq <= MAX_ID:
+                return str(cursor)
     raise PydanticCustomError(
         "cursor", "not a cursor: give the `cursor` of the last event read (or 0 for all)"
     )

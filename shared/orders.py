@@ -75,7 +75,11 @@ def update(ctx: Context, command: UpdateOrder) -> dict[str, Any]:
     order = store.load_order(ctx.conn, command.order_id)
     patch = command.patch
     rules.check_update(
-        ctx.who, order, patch.job_type, patch.employer.cvr if patch.employer else None
+        ctx.who,
+        order,
+        patch.job_type,
+        patch.employer.cvr if patch.employer else None,
+        sets_internal_comment="internal_comment" in patch.model_fields_set,
     )
     _check_version(order, command.expected_version)
     if patch.placement_deadline is not None:

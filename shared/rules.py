@@ -83,12 +83,28 @@ def check_register(who: Principal, draft: OrderDraft) -> None:
                 f"'{draft.job_type}' order is registered by a jobcentre or an a-kasse",
                 field="job_type",
             )
+        if draft.internal_comment is not None:
+            raise _employer_internal_comment()
+
+
+def _employer_internal_comment() -> Forbidden:
+    return Forbidden(
+        "internal_comment: the internal comment is for jobcentres and a-kasser only; an "
+        "employer's order is sent without it",
+        field="internal_comment",
+    )
 
 
 def check_update(
-    who: Principal, order: JobOrder, patch_job_type: JobType | None, patch_cvr: str | None
+    who: Principal,
+    order: JobOrder,
+    patch_job_type: JobType | None,
+    patch_cvr: str | None,
+    *,
+    sets_internal_comment: bool = False,
 ) -> None:
-    """Who may update an order's fields; closed orders take no more updates."""
+    """Who may update an order's fields; closed orders take no more updates. Employers
+    neither set nor clear the authorities' internal comment."""
     require_visible(who, order)
     if who.kind == "system":
         raise Forbidden("the system does not edit job orders")
@@ -104,6 +120,8 @@ def check_update(
                 "employer.cvr: an employer cannot move an order to another CVR",
                 field="employer.cvr",
             )
+        if sets_internal_comment:
+            raise _employer_internal_comment()
 
 
 def check_order_transition(who: Principal, order: JobOrder, target: OrderStatus) -> None:

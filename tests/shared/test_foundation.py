@@ -84,7 +84,7 @@ class TestRegisterOrder:
         assert order["registered_by"] == JOBCENTRE
 
     def test_an_employer_registers_through_jobag(self, foundation: Foundation) -> None:
-        order = register(foundation, EMPLOYER)
+        order = register(foundation, EMPLOYER, internal_comment=None)
         assert order["origin"] == "jobag"
         assert order["internal_comment"] is None, "employers never see the internal comment"
 

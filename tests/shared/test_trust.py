@@ -295,7 +295,7 @@ class TestRetriesNeverWidenTrust:
         with pytest.raises(InvalidInput, match="cannot be retried"):
             resign(foundation, letter["original"], source=letter["source"], code=letter["code"])
         # Even as if it had crashed: the key was revoked before the command was sent.
-        with pytest.raises(InvalidInput, match="after that key was revoked"):
+        with pytest.raises(InvalidInput, match="has revoked since"):
             resign(foundation, thief.to_json(), source="crashed", code="unavailable")
 
     def test_an_expired_replay_is_kept_but_never_retried(self, foundation: Foundation) -> None:
@@ -475,3 +475,114 @@ class TestOnlyAuthenticCommandsAreAnswered:
         )
         assert answer.reply["error"]["code"] == "forbidden"
         assert answer.key is not None and answer.key.key_id == revoked.key_id
+
+
+class TestEmployersNeverTouchTheInternalComment:
+    """The internal comment is the authorities' own (SPEC.md): an employer neither sets nor
+    overwrites it; the refusal names the field and changes nothing."""
+
+    def test_an_employer_registering_with_an_internal_comment_is_refused(
+        self, foundation: Foundation
+    ) -> None:
+        reply = foundation.handle(
+            envelope(foundation, EMPLOYER, K.REGISTER_ORDER, {"order": order_doc()})
+        )
+        assert reply["error"]["code"] == "forbidden"
+        assert reply["error"]["field"] == "internal_comment"
+        assert rows(foundation, "SELECT id FROM orders") == []
+
+    @pytest.mark.parametrize(
+        "comment",
+        [pytest.param("Ring ikke til os", id="overwrite"), pytest.param(None, id="clear")],
+    )
+    def test_an_employer_cannot_overwrite_the_internal_comment(
+        self, foundation: Foundation, comment: str | None
+    ) -> None:
+        order = foundation.handle(
+            envelope(foundation, JOBCENTRE, K.REGISTER_ORDER, {"order": order_doc()})
+        )["result"]
+        patch = {"internal_comment": comment}
+        reply = foundation.handle(
+            envelope(
+                foundation,
+                EMPLOYER,
+                K.UPDATE_ORDER,
+                {"order_id": order["id"], "expected_version": 1, "patch": patch},
+            )
+        )
+        assert (reply["error"]["code"], reply["error"]["field"]) == (
+            "forbidden",
+            "internal_comment",
+        )
+        seen = foundation.handle(
+            envelope(foundation, JOBCENTRE, K.GET_ORDER, {"order_id": order["id"]})
+        )["result"]
+        assert (seen["version"], seen["internal_comment"]) == (1, order["internal_comment"])
+
+    def test_an_authority_still_sets_it(self, foundation: Foundation) -> None:
+        order = foundation.handle(
+            envelope(foundation, AKASSE, K.REGISTER_ORDER, {"order": order_doc()})
+        )["result"]
+        reply = foundation.handle(
+            envelope(
+                foundation,
+                JOBCENTRE,
+                K.UPDATE_ORDER,
+                {
+                    "order_id": order["id"],
+                    "expected_version": 1,
+                    "patch": {"internal_comment": "x"},
+                },
+            )
+        )
+        assert reply["result"]["internal_comment"] == "x"
+
+
+TOO_BIG = 2**63
+
+
+class TestIdsAreBounded:
+    """An id past what the engines store (2**63 - 1) is a validation error naming its
+    field, never an overflow retried into ``unavailable``."""
+
+    @pytest.mark.parametrize(
+        ("kind", "payload", "field"),
+        [
+            pytest.param(K.GET_ORDER, {"order_id": TOO_BIG}, "order_id", id="read"),
+            pytest.param(
+                K.UPDATE_ORDER,
+                {"order_id": TOO_BIG, "expected_version": 1, "patch": {"positions": 2}},
+                "order_id",
+                id="write",
+            ),
+            pytest.param(
+                K.UPDATE_ORDER,
+                {"order_id": 1, "expected_version": TOO_BIG, "patch": {"positions": 2}},
+                "expected_version",
+                id="version",
+            ),
+            pytest.param(
+                K.CHANGE_PLACEMENT_STATUS,
+                {"order_id": 1, "placement_id": TOO_BIG, "status": "hired"},
+                "placement_id",
+                id="placement",
+            ),
+            pytest.param(
+                K.FOLLOW, {"caseworker": "anne", "order_id": TOO_BIG}, "order_id", id="follow"
+            ),
+            pytest.param(K.INBOX, {"since": TOO_BIG}, "since", id="cursor"),
+            pytest.param(K.ORDER_CHANGES, {"since": f"e1:{TOO_BIG}"}, "since", id="epoch-cursor"),
+        ],
+    )
+    def test_an_id_too_big_for_the_store_is_refused_naming_its_field(
+        self, foundation: Foundation, kind: CommandKind, payload: dict[str, Any], field: str
+    ) -> None:
+        reply = foundation.answer(envelope(foundation, JOBCENTRE, kind, payload)).reply
+        assert reply["error"]["code"] == "validation_error", reply
+        assert reply["error"]["field"] == field
+
+    def test_the_largest_id_is_an_ordinary_miss(self, foundation: Foundation) -> None:
+        reply = foundation.handle(
+            envelope(foundation, JOBCENTRE, K.GET_ORDER, {"order_id": TOO_BIG - 1})
+        )
+        assert reply["error"]["code"] == "not_found"

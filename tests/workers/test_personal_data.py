@@ -65,7 +65,7 @@ def test_no_cpr_in_anything_the_system_wrote(system: System, tmp_path: Path) -> 
         return document
 
     path = tmp_path / "order.json"
-    path.write_text(json.dumps(order_doc()))
+    path.write_text(json.dumps(order_doc(internal_comment=None)))
     order = system.json("order", "register", "--file", str(path), "--as", EMPLOYER)
     oid = str(order["id"])
     mine = system.json(

@@ -55,6 +55,8 @@ def write(tmp_path: Path, document: dict[str, Any], name: str = "order.json") ->
 
 
 def register(system: System, tmp_path: Path, principal: str, **changes: Any) -> dict[str, Any]:
+    if principal.startswith("employer:"):
+        changes.setdefault("internal_comment", None)  # the authorities' field (SPEC.md)
     return system.json(
         "order", "register", "--file", write(tmp_path, order_doc(**changes)), "--as", principal
     )

@@ -32,6 +32,8 @@ EMPLOYER = f"employer:{EMPLOYER_A}"
 
 
 def register(system: System, tmp_path: Path, principal: str, **changes: Any) -> dict[str, Any]:
+    if principal.startswith("employer:"):
+        changes.setdefault("internal_comment", None)  # the authorities' field (SPEC.md)
     path = tmp_path / "order.json"
     path.write_text(json.dumps(order_doc(**changes)))
     return system.json("order", "register", "--file", str(path), "--as", principal)
