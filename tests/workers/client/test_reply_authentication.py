@@ -134,9 +134,7 @@ def test_a_resend_is_not_answered_by_the_stale_reply_of_an_earlier_send(
     system: System, clients: dict[str, Client]
 ) -> None:
     jobcentre = clients[KBH]
-    order = clients[EMPLOYER].call(
-        K.REGISTER_ORDER, {"order": order_doc(internal_comment=None)}
-    )
+    order = clients[EMPLOYER].call(K.REGISTER_ORDER, {"order": order_doc(internal_comment=None)})
     payload = {"order_id": order["id"]}
     # An earlier send of the id, refused as expired: its (authentic) refusal waits on the
     # reply list when the client resends the same command id.
