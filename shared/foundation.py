@@ -331,6 +331,10 @@ class Foundation:
         if row is None:
             return None
         stored = str(row["digest"])
+        if stored == store.ANONYMISED_DIGEST:
+            # The payload's digest went with the person: the id's anonymised reply stands.
+            anonymised: dict[str, Any] = json.loads(row["reply"])
+            return anonymised
         if not stored.startswith(DIGEST_PREFIX):
             # A row written before keyed digests: its payload travelled in clear then.
             legacy = envelope.model_copy(update={"payload": opened})

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
-from shared import access
+from shared import access, store
 from shared.commands import AnonymisePlacements, AuditPerson
 from shared.context import Context
 from shared.errors import Forbidden
@@ -34,7 +35,9 @@ def audit(ctx: Context, command: AuditPerson) -> dict[str, Any]:
 
 def anonymise(ctx: Context, command: AnonymisePlacements) -> dict[str, Any]:
     """Remove the CPR and the comments of placements on orders closed ``retention_days``
-    ago or more; the placements and their log entries stay, without the person."""
+    ago or more; the placements and their log entries stay, without the person. The
+    command ledger's replies of those placements lose them too (a ``command_result`` asked
+    later shows neither), and so do the digests of the payloads that carried them."""
     if ctx.who.kind != "system":
         raise Forbidden("only the system anonymises placements")
     cutoff = (ctx.at - timedelta(days=command.retention_days)).isoformat()
@@ -52,4 +55,19 @@ def anonymise(ctx: Context, command: AnonymisePlacements) -> dict[str, Any]:
     ctx.conn.executemany(
         "UPDATE placement_log SET note = NULL WHERE placement_id = ?", [(r["id"],) for r in rows]
     )
+    _anonymise_ledger(ctx, {int(r["order_id"]) for r in rows}, {int(r["id"]) for r in rows})
     return {"anonymised": len(rows), "closed_before": cutoff}
+
+
+def _anonymise_ledger(ctx: Context, order_ids: set[int], placement_ids: set[int]) -> None:
+    """The ledger rows of the commands that registered or changed ``placement_ids``, found
+    through their placement-log events (each names its command and who sent it)."""
+    commands: list[tuple[str, str]] = []
+    for order_id in sorted(order_ids):
+        for event in ctx.conn.execute(
+            "SELECT header, command_id FROM events WHERE order_id = ? AND type = ?"
+            " AND command_id IS NOT NULL",
+            (order_id, "placement_log_updated"),
+        ).fetchall():
+            commands.append((str(json.loads(event["header"])["by"]), str(event["command_id"])))
+    store.anonymise_replies(ctx.conn, commands, placement_ids)

@@ -27,7 +27,14 @@ from shared.store.dead_letters import (
     record_ops_action,
 )
 from shared.store.interface import Cursor, Params, Row, Store, Tx
-from shared.store.ledger import claim_read, forget_rejection, ledger_entry, record_command
+from shared.store.ledger import (
+    ANONYMISED_DIGEST,
+    anonymise_replies,
+    claim_read,
+    forget_rejection,
+    ledger_entry,
+    record_command,
+)
 from shared.store.order_table import (
     StoredOrder,
     insert_order,
@@ -42,6 +49,7 @@ from shared.store.sqlite import SqliteStore
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 __all__ = [
+    "ANONYMISED_DIGEST",
     "DEAD_LETTER_COLUMNS",
     "Cursor",
     "Params",
@@ -50,6 +58,7 @@ __all__ = [
     "Store",
     "StoredOrder",
     "Tx",
+    "anonymise_replies",
     "claim_read",
     "count_dead_letters",
     "dead_letter",

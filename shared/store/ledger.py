@@ -56,6 +56,36 @@ def record_command(
     return cursor.rowcount == 1
 
 
+#: The command kinds whose reply is a placement (with its CPR and note for the placer).
+PLACEMENT_KINDS = frozenset({"register_placement", "change_placement_status"})
+#: The digest of a ledger row whose command named a person since anonymised: the keyed
+#: digest of its payload (CPR and note) is gone with the person, and a redelivery of the
+#: command id gets the anonymised reply.
+ANONYMISED_DIGEST = "anonymised"
+
+
+def anonymise_replies(conn: Tx, commands: list[tuple[str, str]], placement_ids: set[int]) -> int:
+    """Drop the person from the ledger rows of ``commands`` ((principal, command_id)) that
+    answered with one of ``placement_ids``: the reply's CPR and note go, and the digest of
+    the payload that held them; returns how many rows changed."""
+    changed = 0
+    for principal, command_id in commands:
+        row = ledger_entry(conn, principal, command_id)
+        if row is None or row["kind"] not in PLACEMENT_KINDS:
+            continue
+        reply = json.loads(row["reply"])
+        result = reply.get("result") if isinstance(reply, dict) else None
+        if not isinstance(result, dict) or result.get("id") not in placement_ids:
+            continue
+        result.update({"cpr": None, "note": None})
+        conn.execute(
+            "UPDATE commands SET reply = ?, digest = ? WHERE principal = ? AND command_id = ?",
+            (json.dumps(reply), ANONYMISED_DIGEST, principal, command_id),
+        )
+        changed += 1
+    return changed
+
+
 def forget_rejection(conn: Tx, principal: str, command_id: str) -> bool:
     """Delete a command's ledger row if it records a rejection, so a retry applies it.
 

@@ -586,3 +586,71 @@ class TestIdsAreBounded:
             envelope(foundation, JOBCENTRE, K.GET_ORDER, {"order_id": TOO_BIG - 1})
         )
         assert reply["error"]["code"] == "not_found"
+
+
+class TestAnonymisationReachesTheLedger:
+    """After retention the person is gone from the command ledger too: the stored replies
+    of the placement's commands and the digests of the payloads that named the person."""
+
+    def test_command_result_of_an_anonymised_placement_shows_no_note(
+        self, foundation: Foundation
+    ) -> None:
+        order = foundation.handle(
+            envelope(foundation, JOBCENTRE, K.REGISTER_ORDER, {"order": order_doc()})
+        )["result"]
+        placed = envelope(
+            foundation,
+            JOBCENTRE,
+            K.REGISTER_PLACEMENT,
+            {"order_id": order["id"], "cpr": CPR_1, "note": "ringede mandag, syg"},
+        )
+        placement = foundation.handle(placed)["result"]
+        changed = envelope(
+            foundation,
+            JOBCENTRE,
+            K.CHANGE_PLACEMENT_STATUS,
+            {
+                "order_id": order["id"],
+                "placement_id": placement["id"],
+                "status": "interview",
+                "note": "samtale torsdag",
+            },
+        )
+        assert foundation.handle(changed)["ok"]
+        other = foundation.handle(
+            envelope(foundation, JOBCENTRE, K.REGISTER_ORDER, {"order": order_doc()})
+        )["result"]
+        kept = envelope(
+            foundation,
+            JOBCENTRE,
+            K.REGISTER_PLACEMENT,
+            {"order_id": other["id"], "cpr": CPR_1, "note": "stadig aktuel"},
+        )
+        assert foundation.handle(kept)["ok"]
+        closing = {"order_id": order["id"], "status": "closed_filled"}
+        assert foundation.handle(envelope(foundation, JOBCENTRE, K.CHANGE_ORDER_STATUS, closing))[
+            "ok"
+        ]
+        done = foundation.handle(
+            envelope(foundation, SYSTEM, K.ANONYMISE_PLACEMENTS, {"retention_days": 0})
+        )
+        assert done["result"]["anonymised"] == 1
+
+        def stored(sent: Envelope) -> dict[str, Any]:
+            reply = foundation.handle(
+                envelope(foundation, JOBCENTRE, K.COMMAND_RESULT, {"command_id": sent.command_id})
+            )
+            result: dict[str, Any] = reply["result"]["reply"]["result"]
+            return result
+
+        for sent in (placed, changed):
+            assert (stored(sent)["cpr"], stored(sent)["note"]) == (None, None)
+        assert stored(kept)["note"] == "stadig aktuel", "an open order's placement keeps it"
+        digests = {
+            row["command_id"]: row["digest"]
+            for row in rows(foundation, "SELECT command_id, digest FROM commands")
+        }
+        assert digests[placed.command_id] == digests[changed.command_id] == "anonymised"
+        assert digests[kept.command_id] != "anonymised"
+        # A late redelivery of the command gets the anonymised reply, not a reuse error.
+        assert foundation.handle(placed)["result"]["note"] is None
