@@ -7,7 +7,11 @@ from datetime import datetime
 
 from shared.access import Access
 from shared.models import Principal
+from shared.settings import Settings
 from shared.store.interface import Tx
+
+#: Default of ``JOBORDRE_MAX_FOLLOWS_PER_CASEWORKER``: most things one caseworker follows.
+MAX_FOLLOWS: int = Settings.model_fields["max_follows_per_caseworker"].default
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +23,8 @@ class Context:
     at: datetime
     command_id: str | None = None
     caseworker: str | None = None
+    #: Most things one caseworker may follow (``JOBORDRE_MAX_FOLLOWS_PER_CASEWORKER``).
+    max_follows: int = MAX_FOLLOWS
     #: Reads and changes of personal data, written to the access log by the foundation.
     accesses: list[Access] = field(default_factory=list)
     #: ``at.isoformat()``, as every row the command writes stores its time: encoded once.

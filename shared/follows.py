@@ -1,4 +1,11 @@
-"""What caseworkers follow, stored in the foundation so a caseworker keeps it across desks."""
+"""What caseworkers follow, stored in the foundation so a caseworker keeps it across desks.
+
+``follow`` and ``unfollow`` answer with the one follow they were about and how many the
+caseworker has now: their replies are stored in the command ledger, so a reply that held
+the whole list grew the ledger with the square of the follows and kept the write lock for
+the time to read them. ``following`` lists them. A caseworker follows at most
+:attr:`Context.max_follows` things (``JOBORDRE_MAX_FOLLOWS_PER_CASEWORKER``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from typing import Any
 from shared import store
 from shared.commands import Follow, Following
 from shared.context import Context
-from shared.errors import Forbidden
+from shared.errors import Forbidden, InvalidInput
 
 #: Target types of a follow.
 ORDER, EMPLOYER, PLACEMENTS = "order", "employer", "placements"
@@ -32,24 +39,64 @@ def follow(ctx: Context, command: Follow) -> dict[str, Any]:
     target_type, target = _target(command)
     if target_type == ORDER:
         store.load_order(ctx.conn, int(target))  # NotFound for an order that doesn't exist
-    ctx.conn.execute(
+    count = _count(ctx, command.caseworker)
+    if count >= ctx.max_follows and not _follows(ctx, command.caseworker, target_type, target):
+        raise InvalidInput(
+            f"caseworker: {command.caseworker} follows {count} things already, the most one "
+            f"caseworker may (JOBORDRE_MAX_FOLLOWS_PER_CASEWORKER = {ctx.max_follows}); "
+            "unfollow some first, or follow an employer or --placements instead of each order",
+            field="caseworker",
+        )
+    cursor = ctx.conn.execute(
         "INSERT INTO follows (organisation, caseworker, target_type, target, created_at)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (str(ctx.who), command.caseworker, target_type, target, ctx.at.isoformat()),
     )
-    return _following(ctx, command.caseworker)
+    changed = cursor.rowcount == 1
+    return _one(ctx, command, changed=changed, count=count + int(changed))
 
 
 def unfollow(ctx: Context, command: Follow) -> dict[str, Any]:
     """Stop following; unfollowing what one does not follow changes nothing."""
     _require_authority(ctx)
     target_type, target = _target(command)
-    ctx.conn.execute(
+    cursor = ctx.conn.execute(
         "DELETE FROM follows WHERE organisation = ? AND caseworker = ? AND target_type = ?"
         " AND target = ?",
         (str(ctx.who), command.caseworker, target_type, target),
     )
-    return _following(ctx, command.caseworker)
+    return _one(ctx, command, changed=cursor.rowcount == 1, count=_count(ctx, command.caseworker))
+
+
+def _count(ctx: Context, caseworker: str) -> int:
+    row = ctx.conn.execute(
+        "SELECT count(*) FROM follows WHERE organisation = ? AND caseworker = ?",
+        (str(ctx.who), caseworker),
+    ).fetchone()
+    return int(row[0])
+
+
+def _follows(ctx: Context, caseworker: str, target_type: str, target: str) -> bool:
+    row = ctx.conn.execute(
+        "SELECT 1 FROM follows WHERE organisation = ? AND caseworker = ? AND target_type = ?"
+        " AND target = ?",
+        (str(ctx.who), caseworker, target_type, target),
+    ).fetchone()
+    return row is not None
+
+
+def _one(ctx: Context, command: Follow, *, changed: bool, count: int) -> dict[str, Any]:
+    """The reply of ``follow``/``unfollow``: the one follow, whether this call changed it,
+    and how many the caseworker follows now."""
+    return {
+        "caseworker": command.caseworker,
+        "organisation": str(ctx.who),
+        "order_id": command.order_id,
+        "employer": command.employer,
+        "placements": command.placements,
+        "changed": changed,
+        "count": count,
+    }
 
 
 def _following(ctx: Context, caseworker: str) -> dict[str, Any]:

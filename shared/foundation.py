@@ -46,7 +46,7 @@ from shared import (
     store,
 )
 from shared.commands import CommandKind
-from shared.context import Context
+from shared.context import MAX_FOLLOWS, Context
 from shared.envelope import Envelope, mask_personal_data, masked_json, parse_payload
 from shared.errors import CommandIdReused, JobordreError, NotAuthenticated
 from shared.signing import SigningKey
@@ -143,8 +143,11 @@ class Foundation:
         *,
         max_age_ms: int = 15 * 60 * 1000,
         max_batch: int = MAX_BATCH,
+        max_follows: int = MAX_FOLLOWS,
     ) -> None:
         self.store = store
+        #: Most things one caseworker may follow (``JOBORDRE_MAX_FOLLOWS_PER_CASEWORKER``).
+        self.max_follows = max_follows
         #: Every write of this process goes through one group commit (see its module).
         self.writes = GroupCommit(store, max_batch=max_batch)
         self.clock = clock
@@ -292,6 +295,7 @@ class Foundation:
             at=self.clock(),
             command_id=envelope.command_id,
             caseworker=envelope.caseworker,
+            max_follows=self.max_follows,
         )
 
     @staticmethod

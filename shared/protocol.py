@@ -178,6 +178,19 @@ class FollowingResult(_Wire):
     placed_orders: list[int]
 
 
+class FollowResult(_Wire):
+    """``follow``/``unfollow``: the one follow named, whether the call changed it, and how
+    many the caseworker follows now (``following`` lists them)."""
+
+    caseworker: str
+    organisation: str
+    order_id: int | None
+    employer: str | None
+    placements: bool
+    changed: bool
+    count: int
+
+
 class AccessEntry(_Wire):
     at: datetime
     organisation: str
@@ -222,8 +235,8 @@ RESULTS: dict[CommandKind, type[BaseModel]] = {
     CommandKind.RELEASE_ORDER: JobOrder,
     CommandKind.EXPIRE_ORDERS: ExpireResult,
     CommandKind.INBOX: InboxResult,
-    CommandKind.FOLLOW: FollowingResult,
-    CommandKind.UNFOLLOW: FollowingResult,
+    CommandKind.FOLLOW: FollowResult,
+    CommandKind.UNFOLLOW: FollowResult,
     CommandKind.FOLLOWING: FollowingResult,
     CommandKind.AUDIT_PERSON: AuditResult,
     CommandKind.ANONYMISE_PLACEMENTS: AnonymiseResult,

@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     #: Port of a worker's Prometheus endpoint (process i of N serves port + i); unset = none.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
+    #: Most things (orders, employers, "my placements") one caseworker may follow, a count;
+    #: ``follow`` past it is refused naming the limit.
+    max_follows_per_caseworker: int = Field(default=1000, ge=1, le=100_000)
+
     #: Language of user-facing texts (notifications).
     language: Literal["da", "en"] = "da"
 

@@ -654,3 +654,60 @@ class TestAnonymisationReachesTheLedger:
         assert digests[kept.command_id] != "anonymised"
         # A late redelivery of the command gets the anonymised reply, not a reuse error.
         assert foundation.handle(placed)["result"]["note"] is None
+
+
+class TestFollowsAreBounded:
+    """``follow`` answers with the follow it made and a count, so neither the reply nor
+    the ledger row grows with the follows; a caseworker follows at most so many things."""
+
+    def test_a_follow_answers_with_that_follow_and_a_count(self, foundation: Foundation) -> None:
+        ids = [
+            foundation.handle(
+                envelope(foundation, JOBCENTRE, K.REGISTER_ORDER, {"order": order_doc()})
+            )["result"]["id"]
+            for _ in range(3)
+        ]
+        replies = [
+            foundation.handle(
+                envelope(foundation, JOBCENTRE, K.FOLLOW, {"caseworker": "anne", "order_id": i})
+            )["result"]
+            for i in ids
+        ]
+        assert replies[-1] == {
+            "caseworker": "anne",
+            "organisation": JOBCENTRE,
+            "order_id": ids[-1],
+            "employer": None,
+            "placements": False,
+            "changed": True,
+            "count": 3,
+        }
+        stored = [len(row["reply"]) for row in rows(foundation, "SELECT reply FROM commands")]
+        assert len(set(stored[-3:])) == 1, "every follow's ledger row is the same size"
+        listed = foundation.handle(
+            envelope(foundation, JOBCENTRE, K.FOLLOWING, {"caseworker": "anne"})
+        )["result"]
+        assert listed["orders"] == ids
+
+    def test_a_caseworker_follows_at_most_the_limit(self, any_store: Store) -> None:
+        f = Foundation(any_store, max_follows=2)
+        ids = [
+            f.handle(envelope(f, JOBCENTRE, K.REGISTER_ORDER, {"order": order_doc()}))["result"][
+                "id"
+            ]
+            for _ in range(3)
+        ]
+
+        def follow(order_id: int, caseworker: str = "anne") -> dict[str, Any]:
+            payload = {"caseworker": caseworker, "order_id": order_id}
+            return f.handle(envelope(f, JOBCENTRE, K.FOLLOW, payload))
+
+        assert [follow(i)["result"]["count"] for i in ids[:2]] == [1, 2]
+        refused = follow(ids[2])["error"]
+        assert (refused["code"], refused["field"]) == ("validation_error", "caseworker")
+        assert "JOBORDRE_MAX_FOLLOWS_PER_CASEWORKER = 2" in refused["message"]
+        again = follow(ids[0])["result"]
+        assert (again["changed"], again["count"]) == (False, 2), "following again is no new one"
+        assert follow(ids[2], "bo")["result"]["count"] == 1, "the limit is per caseworker"
+        listed = f.handle(envelope(f, JOBCENTRE, K.FOLLOWING, {"caseworker": "anne"}))
+        assert listed["result"]["orders"] == ids[:2]

@@ -130,6 +130,31 @@ def _human_following(result: dict[str, Any]) -> str:
     )
 
 
+#: What ``follow``/``unfollow`` say, by whether the call changed anything.
+_FOLLOW_TEXTS = {
+    CommandKind.FOLLOW: {True: "følger nu", False: "følger allerede"},
+    CommandKind.UNFOLLOW: {True: "følger ikke længere", False: "fulgte ikke"},
+}
+
+
+def _human_follow(kind: CommandKind) -> Callable[[dict[str, Any]], str]:
+    def text(result: dict[str, Any]) -> str:
+        what = (
+            f"jobordre {result['order_id']}"
+            if result["order_id"] is not None
+            else f"arbejdsgiver {result['employer']}"
+            if result["employer"] is not None
+            else "alle jobordrer med egne formidlinger"
+        )
+        return (
+            f"{result['caseworker']} ({result['organisation']}) "
+            f"{_FOLLOW_TEXTS[kind][bool(result['changed'])]} {what}; "
+            f"følger {result['count']} i alt (`jobordre following` viser dem)"
+        )
+
+    return text
+
+
 def _follow_command(kind: CommandKind) -> Callable[[argparse.Namespace], Command]:
     def build(args: argparse.Namespace) -> Command:
         return kind, _follow_payload(args)
@@ -158,7 +183,7 @@ def add_commands(commands: Any) -> None:
             action="store_true",
             help="every order where your organisation placed someone",
         )
-        acting(p, _follow_command(kind), human=_human_following)
+        acting(p, _follow_command(kind), human=_human_follow(kind))
     p = commands.add_parser("following", help="what a caseworker follows")
     acting(
         p, lambda a: (CommandKind.FOLLOWING, {"caseworker": _caseworker(a)}), human=_human_following

@@ -84,6 +84,7 @@ def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
         store,
         max_age_ms=settings.signature_max_age_ms,
         max_batch=settings.group_commit_max_writes,
+        max_follows=settings.max_follows_per_caseworker,
     )
     runtime = Runtime(
         foundation=foundation,
