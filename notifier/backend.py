@@ -34,6 +34,7 @@ from typing import Any, Protocol, TextIO
 from urllib.parse import urlsplit
 
 from shared.errors import InvalidInput
+from shared.redaction import escape_controls
 
 log = logging.getLogger("notifier")
 
@@ -301,10 +302,15 @@ class TerminalDesktop:
         self.stream = stream
 
     def show(self, title: str, body: str, order_id: int | None = None) -> None:
-        """Print ``title: body`` (a multi-line body is indented under the title)."""
+        """Print ``title: body`` (a multi-line body is indented under the title).
+
+        Control characters in the title, and in each line of the body, are written out:
+        a title from a store older than the check on input cannot clear the terminal,
+        plant a link or fake a line of its own.
+        """
         stream = self.stream or sys.stdout
-        lines = body.splitlines() or [""]
-        print(f"{title}: {lines[0]}", file=stream)
+        lines = [escape_controls(line) for line in body.split("\n")]
+        print(f"{escape_controls(title)}: {lines[0]}", file=stream)
         for line in lines[1:]:
             print(f"  {line}", file=stream)
         stream.flush()

@@ -17,18 +17,20 @@ from shared.events import Cursor
 from shared.models import (
     Cpr,
     JobType,
+    MultiLine,
     MunicipalityCode,
     OrderDraft,
     OrderPatch,
     OrderStatus,
     PlacementStatus,
+    SingleLine,
 )
 
 #: The largest id either engine stores (SQLite's INTEGER, PostgreSQL's bigint): a larger
 #: one is refused as a validation error naming its field, never met as an overflow.
 MAX_ID = 2**63 - 1
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
-Note = Annotated[str, Field(max_length=2000)]
+Note = Annotated[str, Field(max_length=2000), MultiLine]
 
 
 def _cursor(value: object) -> str:
@@ -117,7 +119,7 @@ class ChangeOrderStatus(_Payload):
 
 
 class SearchOrders(_Payload):
-    text: Annotated[str, Field(max_length=200)] | None = None
+    text: Annotated[str, Field(max_length=200), SingleLine] | None = None
     municipality: MunicipalityCode | None = None
     status: OrderStatus | None = None
     job_type: JobType | None = None

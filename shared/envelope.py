@@ -20,7 +20,7 @@ from pydantic_core import to_jsonable_python
 
 from shared.commands import PAYLOADS, CommandKind
 from shared.errors import InvalidInput
-from shared.models import Principal, invalid_input_from
+from shared.models import Principal, SingleLine, invalid_input_from
 from shared.sealing import seal_payload
 from shared.signing import SigningKey, signature
 
@@ -43,7 +43,7 @@ class Envelope(BaseModel):
     kind: CommandKind
     command_id: CommandId
     principal: str
-    correlation_id: Annotated[str, Field(max_length=100)]
+    correlation_id: Annotated[str, Field(max_length=100), SingleLine]
     sent_at: AwareDatetime
     #: The caseworker acting for the organisation, if the client names one.
     caseworker: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")] | None = None

@@ -136,12 +136,40 @@ def _checked(check: Callable[[str, str], str], field: str) -> AfterValidator:
     return AfterValidator(run)
 
 
+#: Control characters a single line of text never holds (C0, DEL, C1): an escape sequence
+#: in a title would clear a caseworker's terminal, plant a link, or fake a status line.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: The same, but for text of several lines: tab, line feed and carriage return are layout.
+_CONTROLS_BUT_LAYOUT = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _plain(pattern: re.Pattern[str], allowed: str) -> AfterValidator:
+    """Refuse text holding a control character (the error names the field, not the value)."""
+
+    def run(value: str, info: ValidationInfo) -> str:
+        if info.context is not None and info.context.get(STORED) is True:
+            return value
+        if pattern.search(value) is not None:
+            raise PydanticCustomError(
+                "control_character",
+                f"holds a control character (escape, line break, ...); {allowed}",
+            )
+        return value
+
+    return AfterValidator(run)
+
+
+#: A validator for text of one line (titles, names, addresses, search text).
+SingleLine = _plain(_CONTROLS, "send plain text on one line")
+#: A validator for text of several lines (descriptions, comments, notes).
+MultiLine = _plain(_CONTROLS_BUT_LAYOUT, "send plain text: tabs and line breaks only")
+
 Cvr = Annotated[str, _checked(identifiers.validate_cvr, "cvr")]
 PNumber = Annotated[str, _checked(identifiers.validate_p_number, "p_number")]
 Cpr = Annotated[str, _checked(identifiers.validate_cpr, "cpr")]
 MunicipalityCode = Annotated[str, _checked(identifiers.validate_municipality, "municipality")]
 Postcode = Annotated[str, _checked(identifiers.validate_postcode, "postcode")]
-Text = Annotated[str, Field(min_length=1, max_length=200)]
+Text = Annotated[str, Field(min_length=1, max_length=200), SingleLine]
 
 
 class _Input(BaseModel):
@@ -163,9 +191,10 @@ class Address(_Input):
 class Contact(_Input):
     name: Text
     phone: Annotated[str, Field(pattern=r"^\+?[0-9 ]{8,15}$")] | None = None
-    email: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)] | None = (
-        None
-    )
+    email: (
+        Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254), SingleLine]
+        | None
+    ) = None
 
 
 class Occupation(_Input):
@@ -176,7 +205,7 @@ class Occupation(_Input):
         Annotated[str, Field(pattern=r"^http://data\.europa\.eu/esco/occupation/[0-9a-f-]+$")]
         | None
     ) = None
-    label: Annotated[str, Field(max_length=200)] | None = None
+    label: Annotated[str, Field(max_length=200), SingleLine] | None = None
 
     @model_validator(mode="after")
     def _one_code(self) -> Occupation:
@@ -185,12 +214,12 @@ class Occupation(_Input):
         return self
 
 
-Title = Annotated[str, Field(min_length=1, max_length=100)]
-Description = Annotated[str, Field(max_length=5000)]
+Title = Annotated[str, Field(min_length=1, max_length=100), SingleLine]
+Description = Annotated[str, Field(max_length=5000), MultiLine]
 Positions = Annotated[int, Field(ge=1, le=10_000)]
 Hours = Annotated[float, Field(gt=0, le=80)]
 MaxReferrals = Annotated[int, Field(ge=1, le=10_000)]
-InternalComment = Annotated[str, Field(max_length=5000)]
+InternalComment = Annotated[str, Field(max_length=5000), MultiLine]
 
 
 class OrderDraft(_Input):

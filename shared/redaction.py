@@ -3,8 +3,11 @@
 Validators never echo a CPR, and envelopes are masked before they are stored as dead
 letters; this module is the last line:
 
-* :func:`redact_cpr` blanks anything shaped like a CPR number (six digits, then an optional
-  dash, en or em dash or space, then four digits) in a finished text;
+* :func:`redact_cpr` blanks anything shaped like a CPR number (six digits, maybe split by
+  dots or spaces, then an optional dash, en or em dash, space, slash or dot, then four
+  digits) in a finished text;
+* :func:`escape_controls` makes C0/C1 control characters visible (``\\x1b``) in text bound
+  for a terminal, so a stored value cannot clear a screen, plant a link or fake a line;
 * :class:`RedactingFormatter` is the log formatter of every process. Beyond CPR-shaped
   numbers it keeps *payloads* out of log lines: a queued message passed as a log argument
   (Dramatiq logs "Failed to process message %s" with the message, whose text holds the
@@ -18,10 +21,19 @@ import logging
 import re
 from typing import Any, Protocol, runtime_checkable
 
-#: Six digits, an optional separator (ASCII dash, the Unicode dashes people type or word
-#: processors substitute, a space or no-break space), four digits; not inside a longer
-#: number.
-CPR_PATTERN = re.compile(r"(?<!\d)\d{6}[-\u2010\u2011\u2012\u2013\u2014\u2212 \u00a0]?\d{4}(?!\d)")
+#: The dashes people type or word processors substitute for ``-``.
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2212"
+#: A CPR number as people write it: DDMMYY, or DD.MM.YY, or DDMM YY, then an optional
+#: separator (a dash of any kind, a space or no-break space, a slash or a dot), then four
+#: digits. Not inside a longer number or a run
+#: of hex digits, and not a group of a dashed hex id (a UUID command id's digits stay).
+CPR_PATTERN = re.compile(
+    r"(?<![0-9A-Fa-f])(?<![0-9A-Fa-f]-)"
+    r"(?:\d{6}|\d{2}\.\d{2}\.\d{2}|\d{4} \d{2})"
+    rf"[-{_DASHES} \u00a0/.]?"
+    r"\d{4}"
+    r"(?![0-9A-Fa-f])(?!-[0-9A-Fa-f])"
+)
 #: What a CPR-shaped number is replaced with.
 CPR_MASK = "**********"
 #: pydantic's echo of the offending value in a ValidationError's text, up to its type.
@@ -33,6 +45,16 @@ PAYLOAD_MASK = "<withheld>"
 def redact_cpr(text: str) -> str:
     """``text`` with every CPR-shaped number replaced by :data:`CPR_MASK`."""
     return CPR_PATTERN.sub(CPR_MASK, text)
+
+
+#: C0 and C1 control characters and DEL: what a terminal may act on.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written out (``\\x1b``, ``\\n``): for a
+    terminal, where a stored value from before controls were refused must stay inert."""
+    return CONTROL_CHARACTERS.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 @runtime_checkable

@@ -82,6 +82,25 @@ def test_the_terminal_prints_title_and_body() -> None:
     assert out.getvalue() == "Jobordre 42: Lager: Ny status: Under behandling\n  linje 2\n"
 
 
+@pytest.mark.parametrize(
+    "title",
+    [
+        pytest.param("Lager\x1b[2J", id="clear-screen"),
+        pytest.param("Lager\x1b]8;;https://evil.example\x07klik\x1b]8;;\x07", id="osc8-link"),
+        pytest.param("Lager\nNy status: Afsluttet", id="fake-status-line"),
+        pytest.param("Lager\x9b2J", id="c1-csi"),
+    ],
+)
+def test_the_terminal_writes_control_characters_out(title: str) -> None:
+    # A title stored before controls were refused on input must stay inert on a terminal.
+    out = io.StringIO()
+    TerminalDesktop(out).show(f"Jobordre 42: {title}", "Ny status: Under behandling\x1b[31m")
+    printed = out.getvalue()
+    assert not any(ch in printed for ch in "\x1b\x07\x9b"), printed
+    assert printed.count("\n") == 1, "one notification, one line"
+    assert printed.startswith("Jobordre 42: Lager")
+
+
 def test_the_fallback_warns_once_per_outage_and_says_when_the_desktop_is_back() -> None:
     primary = FakeDesktop(broken=True)
     out, warn = io.StringIO(), io.StringIO()

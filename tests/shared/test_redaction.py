@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from shared.redaction import RedactingFormatter, redact_cpr
+from shared.redaction import RedactingFormatter, escape_controls, redact_cpr
 from tests.factories import CPR_1
 
 
@@ -50,10 +50,32 @@ def test_the_formatter_redacts_messages_and_tracebacks() -> None:
         pytest.param("010190\u20131234", id="en-dash"),
         pytest.param("010190\u20141234", id="em-dash"),
         pytest.param("010190\u00a01234", id="no-break-space"),
+        pytest.param("010190/1234", id="slash"),
+        pytest.param("01.01.90-1234", id="dotted-date"),
+        pytest.param("0101 90 1234", id="spaced-year"),
     ],
 )
 def test_cpr_numbers_written_with_other_separators_are_blanked(text: str) -> None:
     assert redact_cpr(f"spørg {text} om") == "spørg ********** om"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("command 64a46635-0101901234-ab failed", id="dashed-hex-group"),
+        pytest.param("command 0101901234ab7c9e failed", id="hex-run"),
+        pytest.param("id 123e4567-e89b-12d3-a456-0101901234ff", id="uuid"),
+        pytest.param("05.12.2026 1430", id="date-and-time"),
+    ],
+)
+def test_ten_digits_inside_a_hex_id_or_a_date_stay(text: str) -> None:
+    assert redact_cpr(text) == text
+
+
+def test_escape_controls_writes_out_every_c0_and_c1_control() -> None:
+    text = "a\x1b[2J\x07b\nc\x9bd\x7f"
+    assert escape_controls(text) == "a\\x1b[2J\\x07b\\nc\\x9bd\\x7f"
+    assert escape_controls("Tømrer – æøå") == "Tømrer – æøå"
 
 
 class _Message:

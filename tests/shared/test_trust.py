@@ -711,3 +711,97 @@ class TestFollowsAreBounded:
         assert follow(ids[2], "bo")["result"]["count"] == 1, "the limit is per caseworker"
         listed = f.handle(envelope(f, JOBCENTRE, K.FOLLOWING, {"caseworker": "anne"}))
         assert listed["result"]["orders"] == ids[:2]
+
+
+class TestTextHoldsNoControlCharacters:
+    """C0/C1 controls in a text field are refused naming the field, and nothing is stored:
+    an escape sequence in a title would clear a caseworker's terminal, plant a link, or
+    fake a status line. Tabs and line breaks are layout in text of several lines."""
+
+    @pytest.mark.parametrize(
+        ("changes", "field"),
+        [
+            pytest.param({"title": "Tømrer\x1b[2J"}, "order.title", id="title-clear-screen"),
+            pytest.param(
+                {"title": "\x1b]8;;https://evil.example\x07Tømrer\x1b]8;;\x07"},
+                "order.title",
+                id="title-osc8-link",
+            ),
+            pytest.param(
+                {"title": "Tømrer\nNy status: Afsluttet"}, "order.title", id="title-newline"
+            ),
+            pytest.param({"title": "Tømrer\tTømrer"}, "order.title", id="title-tab"),
+            pytest.param({"title": "Tømrer\x9b2J"}, "order.title", id="title-c1"),
+            pytest.param({"description": "ok\x1b[31m"}, "order.description", id="description"),
+            pytest.param(
+                {"internal_comment": "\x1b[2J"}, "order.internal_comment", id="internal-comment"
+            ),
+            pytest.param(
+                {"contact": {"name": "Mette\x07", "email": "m@example.dk"}},
+                "order.contact.name",
+                id="contact-name",
+            ),
+            pytest.param(
+                {
+                    "address": {
+                        "street": "Rådhuspladsen\r1",
+                        "postcode": "1550",
+                        "city": "København V",
+                        "municipality": "101",
+                    }
+                },
+                "order.address.street",
+                id="street",
+            ),
+        ],
+    )
+    def test_a_control_character_in_an_order_is_refused_naming_the_field(
+        self, foundation: Foundation, changes: dict[str, Any], field: str
+    ) -> None:
+        reply = foundation.handle(
+            envelope(foundation, JOBCENTRE, K.REGISTER_ORDER, {"order": order_doc(**changes)})
+        )
+        assert (reply["error"]["code"], reply["error"]["field"]) == ("validation_error", field)
+        assert "\x1b" not in reply["error"]["message"], "the value is never echoed"
+        assert rows(foundation, "SELECT id FROM orders") == []
+
+    def test_tabs_and_line_breaks_stay_in_a_description(self, foundation: Foundation) -> None:
+        text = "Vi søger:\n\t- en tømrer\r\n\t- en lærling"
+        reply = foundation.handle(
+            envelope(
+                foundation, JOBCENTRE, K.REGISTER_ORDER, {"order": order_doc(description=text)}
+            )
+        )
+        assert reply["result"]["description"] == text
+
+    @pytest.mark.parametrize(
+        ("kind", "payload", "field"),
+        [
+            pytest.param(
+                K.UPDATE_ORDER,
+                {"order_id": 1, "expected_version": 1, "patch": {"title": "a\x1b[2J"}},
+                "patch.title",
+                id="patch-title",
+            ),
+            pytest.param(
+                K.REGISTER_PLACEMENT,
+                {"order_id": 1, "cpr": CPR_1, "note": "ring\x1b[2J"},
+                "note",
+                id="placement-note",
+            ),
+            pytest.param(
+                K.CHANGE_ORDER_STATUS,
+                {"order_id": 1, "status": "inactivated", "note": "\x00"},
+                "note",
+                id="status-note",
+            ),
+            pytest.param(K.SEARCH_ORDERS, {"text": "tømrer\x1b"}, "text", id="search-text"),
+        ],
+    )
+    def test_a_control_character_in_a_command_is_refused_naming_the_field(
+        self, foundation: Foundation, kind: CommandKind, payload: dict[str, Any], field: str
+    ) -> None:
+        foundation.handle(envelope(foundation, JOBCENTRE, K.REGISTER_ORDER, {"order": order_doc()}))
+        reply = foundation.handle(envelope(foundation, JOBCENTRE, kind, payload))
+        assert (reply["error"]["code"], reply["error"]["field"]) == ("validation_error", field)
+        assert rows(foundation, "SELECT count(*) FROM placements")[0][0] == 0

@@ -18,6 +18,7 @@ import redis
 from shared.commands import CommandKind
 from shared.errors import InvalidInput, Unavailable
 from shared.events import Cursor
+from shared.redaction import escape_controls
 from shared.settings import Settings
 from workers.cli.common import Command, acting, emit
 
@@ -38,7 +39,8 @@ def _cursor(text: str) -> str:
 
 
 def _human_event(event: dict[str, Any]) -> str:
-    return (
+    # Control characters written out: a title stored before they were refused stays inert.
+    return escape_controls(
         f"#{event['seq']} {event['at']} {event['type']} jobordre {event['order_id']} "
         f"«{event['title']}» [{event['status']}] af {event['by']}"
     )

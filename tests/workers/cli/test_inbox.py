@@ -355,3 +355,23 @@ def test_expiry_from_several_processes_closes_each_order_once(
         assert sorted(expired_events) == sorted((order["id"], 1) for order in due)
     finally:
         system.stop_workers()
+
+
+def test_inbox_writes_out_control_characters_stored_before_they_were_refused(
+    system: System, tmp_path: Path
+) -> None:
+    order = register(system, tmp_path, KBH, title="Lager")
+    # A store from before titles were checked for control characters: the header as kept.
+    with sqlite3.connect(system.db) as conn:
+        for seq, header in conn.execute(
+            "SELECT seq, header FROM events WHERE order_id = ?", (order["id"],)
+        ).fetchall():
+            fields = json.loads(header)
+            fields["title"] = "Lager\x1b[2J\x1b]8;;https://evil.example\x07\nNy status: Afsluttet"
+            conn.execute("UPDATE events SET header = ? WHERE seq = ?", (json.dumps(fields), seq))
+    shown = system.cli("inbox", "--as", KBH, "--limit", "1000")
+    assert shown.code == 0, shown.err
+    [line] = [line for line in shown.out.splitlines() if f"jobordre {order['id']} " in line]
+    assert "Lager\\x1b[2J" in line
+    assert not any(ch in shown.out for ch in "\x1b\x07")
+    assert "Ny status" not in shown.out.replace(line, ""), "no line of its own"
