@@ -1,12 +1,34 @@
-"""Dead letters (what could not be processed, with its reason) and the ops audit of them."""
+"""Dead letters (what could not be processed, with its reason) and the ops audit of them.
+
+What a letter keeps of a message nobody vouches for (``undecodable``, or refused as
+``forbidden``: unsigned, forged, expired, not allowed) is bounded: whoever can write to
+Redis can send such messages, and they are never retried. Its texts are cut to
+:data:`UNTRUSTED_KEPT_CHARS` with a marker saying how long they were, and past
+:data:`UNTRUSTED_KEPT_PER_PRINCIPAL_PER_HOUR` such letters naming one principal in the
+last hour, a letter keeps only its reason and the size. Every attempt still gets its row.
+A rejected command its organisation signed is kept whole: it may be retried.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.errors import NotFound
 from shared.store.interface import Tx
+
+#: Most characters of each text (``message``, ``original``, ``reason``, ``traceback``) a
+#: letter keeps of a message nobody vouches for; ``original`` is kept only if it fits.
+UNTRUSTED_KEPT_CHARS = 16 * 1024
+#: Letters of untrusted messages naming one principal (or none) in the last hour whose texts
+#: are kept at all; the ones after keep the reason and the size only.
+UNTRUSTED_KEPT_PER_PRINCIPAL_PER_HOUR = 100
+
+
+def _cut(text: str, budget: int, why: str) -> str:
+    if len(text) <= budget:
+        return text
+    return text[:budget] + f"…[{why}: {budget} of {len(text)} characters kept]"
 
 
 def record_dead_letter(
@@ -26,8 +48,27 @@ def record_dead_letter(
     """Keep a message that could not be processed, with its reason; returns its id.
 
     ``message`` is what people see (personal data masked); ``original`` is the message as
-    it arrived, kept only so that it can be retried.
+    it arrived, kept only so that it can be retried. An untrusted message's texts are
+    bounded (see the module docstring).
     """
+    if source == "undecodable" or code == "forbidden":
+        budget, why = UNTRUSTED_KEPT_CHARS, "cut"
+        recent = conn.execute(
+            "SELECT count(*) FROM dead_letters WHERE at >= ? AND COALESCE(principal, '') = ?"
+            " AND (source = 'undecodable' OR code = 'forbidden')",
+            ((at - timedelta(hours=1)).isoformat(), principal or ""),
+        ).fetchone()
+        if int(recent[0]) >= UNTRUSTED_KEPT_PER_PRINCIPAL_PER_HOUR:
+            budget = 0
+            why = (
+                f"not kept: more than {UNTRUSTED_KEPT_PER_PRINCIPAL_PER_HOUR} refused messages "
+                f"named {principal or 'no principal'} in the hour"
+            )
+        message = _cut(message, budget, why)
+        reason = _cut(reason, max(budget, 1024), why)
+        traceback = None if traceback is None else _cut(traceback, budget, why)
+        if original is not None and len(original) > budget:
+            original = None
     cursor = conn.execute(
         "INSERT INTO dead_letters (at, source, command_id, kind, principal, code, reason,"
         " traceback, message, original) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from shared.errors import InvalidInput
 from shared.foundation import Foundation, utc_now
 from shared.sealing import open_payload, seal_payload
 from shared.signing import SigningKey
-from shared.store import SqliteStore, Store, list_dead_letters
+from shared.store import SqliteStore, Store, dead_letters, list_dead_letters
 from shared.store.sqlite import SqliteTx
 from tests.factories import CPR_1, EMPLOYER_A, order_doc
 
@@ -805,3 +806,90 @@ class TestTextHoldsNoControlCharacters:
         reply = foundation.handle(envelope(foundation, JOBCENTRE, kind, payload))
         assert (reply["error"]["code"], reply["error"]["field"]) == ("validation_error", field)
         assert rows(foundation, "SELECT count(*) FROM placements")[0][0] == 0
+
+
+def unsigned(kind: CommandKind, payload: dict[str, Any], principal: str = JOBCENTRE) -> Envelope:
+    """What anyone who can write to Redis can send: an envelope without a signature."""
+    return Envelope.model_validate(
+        {
+            "kind": kind,
+            "command_id": f"unsigned-{uuid.uuid4().hex}",
+            "principal": principal,
+            "correlation_id": "x",
+            "sent_at": utc_now(),
+            "payload": payload,
+        }
+    )
+
+
+class TestRefusedMessagesAreBounded:
+    """A message nobody vouches for is kept with its reason, but not whole: its texts are
+    cut with a marker and the size, and past a number per principal and hour only the
+    reason and size are kept."""
+
+    def test_an_unsigned_250_kb_command_is_kept_cut_with_its_size(
+        self, foundation: Foundation
+    ) -> None:
+        big = unsigned(K.REGISTER_ORDER, {"order": order_doc(description="x" * 250_000)})
+        foundation.handle(big)
+        letter = letter_of(foundation, big)
+        assert letter["code"] == "forbidden" and letter["original"] is None
+        assert len(letter["message"]) < dead_letters.UNTRUSTED_KEPT_CHARS + 200
+        assert f"{dead_letters.UNTRUSTED_KEPT_CHARS} of " in letter["message"]
+        assert "characters kept]" in letter["message"]
+
+    def test_past_the_hourly_number_per_principal_only_reason_and_size_are_kept(
+        self, foundation: Foundation
+    ) -> None:
+        def refuse(principal: str) -> int:
+            with foundation.store.write() as conn:
+                return store.record_dead_letter(
+                    conn,
+                    at=utc_now(),
+                    source="rejected",
+                    code="forbidden",
+                    reason="command from x is not signed",
+                    message="m" * 5000,
+                    principal=principal,
+                    original="o" * 5000,
+                )
+
+        with foundation.store.write() as conn:
+            for _ in range(dead_letters.UNTRUSTED_KEPT_PER_PRINCIPAL_PER_HOUR):
+                store.record_dead_letter(
+                    conn,
+                    at=utc_now(),
+                    source="rejected",
+                    code="forbidden",
+                    reason="r",
+                    message="m",
+                    principal=JOBCENTRE,
+                )
+        flooded = refuse(JOBCENTRE)
+        other = refuse(AKASSE)
+        with foundation.store.read() as conn:
+            kept = {
+                row["id"]: row
+                for row in conn.execute(
+                    "SELECT id, message, original, reason FROM dead_letters WHERE id IN (?, ?)",
+                    (flooded, other),
+                ).fetchall()
+            }
+        assert kept[flooded]["original"] is None
+        assert kept[flooded]["message"].startswith("…[not kept: more than")
+        assert "0 of 5000 characters kept" in kept[flooded]["message"]
+        assert kept[flooded]["reason"] == "command from x is not signed"
+        assert (len(kept[other]["message"]), kept[other]["original"]) == (5000, "o" * 5000)
+
+    def test_a_signed_rejected_command_is_kept_whole_for_a_retry(
+        self, foundation: Foundation
+    ) -> None:
+        note = "n" * 1900
+        sent = envelope(
+            foundation,
+            JOBCENTRE,
+            K.REGISTER_PLACEMENT,
+            {"order_id": 99, "cpr": CPR_1, "note": note},
+        )
+        assert foundation.handle(sent)["error"]["code"] == "not_found"
+        assert letter_of(foundation, sent)["original"] == sent.to_json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,28 @@ def test_is_dead_lettered_with_its_reason_while_the_worker_keeps_serving(
 
     # Nothing is left unacked to come back after a restart.
     wait_until(all_acked, 10, "every message on the queue to be acked")
+
+
+def test_an_unsigned_250_kb_command_is_kept_cut_not_whole(system: System) -> None:
+    command_id = f"unsigned-{uuid.uuid4().hex}"
+    envelope = {
+        "schema_version": 1,
+        "kind": "register_order",
+        "command_id": command_id,
+        "principal": "jobcentre:101",
+        "correlation_id": "x",
+        "sent_at": datetime.now(UTC).isoformat(),
+        "payload": {"order": order_doc(description="x" * 250_000)},
+    }
+    push_raw(system, dramatiq_message("register_order", [json.dumps(envelope)]))
+
+    def kept() -> list[Any]:
+        return system.sql(
+            "SELECT code, length(message), original, message FROM dead_letters"
+            " WHERE command_id = ?",
+            (command_id,),
+        )
+
+    [(code, length, original, message)] = wait_until(kept, 30, "the unsigned command's letter")
+    assert code == "forbidden" and original is None
+    assert length < 17_000 and "characters kept]" in message
