@@ -120,6 +120,13 @@ class Settings(BaseSettings):
     maintenance_interval_ms: int = Field(default=5_000, ge=100)
     #: Port of a worker's Prometheus endpoint (process i of N serves port + i); unset = none.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    #: Address the metrics endpoint listens on: loopback (this host only) unless set, e.g.
+    #: to ``0.0.0.0`` or the host's own address for a Prometheus on another host (the
+    #: endpoint has no authentication: open it to the monitoring network only).
+    metrics_addr: str = Field(default="127.0.0.1", min_length=1, max_length=255)
+    #: How long the store's figures of one scrape serve the next scrapes, in milliseconds:
+    #: a scrape runs GROUP BYs over orders, placements and dead letters at most this often.
+    metrics_cache_ms: int = Field(default=10_000, ge=0, le=3_600_000)
 
     #: Most things (orders, employers, "my placements") one caseworker may follow, a count;
     #: ``follow`` past it is refused naming the limit.

@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -144,16 +144,19 @@ class WorkerMetrics:
         self.skipped.labels(queue, actor).inc()
 
     def serve(self, settings: Settings, port: int) -> None:
-        """Serve ``/metrics`` on ``port`` (all interfaces) with the domain's metrics too."""
+        """Serve ``/metrics`` on ``JOBORDRE_METRICS_ADDR`` (loopback unless set) and
+        ``port``, with the domain's metrics too."""
         self.registry.register(DomainCollector(settings))
+        addr = settings.metrics_addr
         try:
-            start_http_server(port, registry=self.registry)
+            start_http_server(port, addr=addr, registry=self.registry)
         except OSError as error:
             raise Unavailable(
-                f"cannot serve metrics on port {port} ({error.strerror}); choose another "
-                "--metrics-port (process i of --processes N uses port + i)"
+                f"cannot serve metrics on {addr} port {port} ({error.strerror}); choose "
+                "another --metrics-port (process i of --processes N uses port + i) or "
+                "JOBORDRE_METRICS_ADDR"
             ) from None
-        logger.info("metrics on port %d", port)
+        logger.info("metrics on %s port %d", addr, port)
 
 
 def _labelled_gauge(name: str, help_text: str, label: str, counts: dict[str, int]) -> Metric:
@@ -212,12 +215,20 @@ class DomainCollector(Collector):
     no store gauges (and a warning in the log), not an empty store.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, clock_ms: Callable[[], float] = lambda: time.monotonic() * 1000
+    ) -> None:
         self.settings = settings
         # PostgreSQL: one small pool kept between scrapes, not a new connection (and a
         # schema check) at every scrape. SQLite: a read-only connection per scrape is cheap.
         self._postgres: Store | None = None
         self._opening = threading.Lock()
+        #: The store's figures as last read, and when (``clock_ms``): they serve every
+        #: scrape for ``metrics_cache_ms``, so scrapes (anyone's, the endpoint has no
+        #: authentication) cost the store at most one read per period.
+        self._clock_ms = clock_ms
+        self._cached: tuple[float, list[Metric]] | None = None
+        self._reading = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
         """One scrape: read-only queries, each cheap (indexed or small tables)."""
@@ -245,17 +256,25 @@ class DomainCollector(Collector):
             yield tx
 
     def _store_metrics(self) -> Iterator[Metric]:
-        try:
-            with self._read() as tx:
-                # Read everything in the one snapshot before yielding: a scrape's gauges
-                # then agree with each other, and no transaction stays open between yields.
-                families = list(store_metrics(tx))
-        except Exception as error:
-            # Whatever the store says (gone, locked, not a jobordre store), the job and
-            # queue metrics of this scrape are still served.
-            logger.warning("metrics: cannot read the store: %s", error)
-            return
-        yield from families
+        yield from self._store_figures()
+
+    def _store_figures(self) -> list[Metric]:
+        # One scrape reads at a time; the scrapes meanwhile take its figures.
+        with self._reading:
+            cached = self._cached
+            if cached is not None and self._clock_ms() - cached[0] < self.settings.metrics_cache_ms:
+                return cached[1]
+            try:
+                with self._read() as tx:
+                    # Everything in the one snapshot: a scrape's gauges agree with each other.
+                    families = list(store_metrics(tx))
+            except Exception as error:
+                # Whatever the store says (gone, locked, not a jobordre store), the job and
+                # queue metrics of this scrape are still served.
+                logger.warning("metrics: cannot read the store: %s", error)
+                return []
+            self._cached = (self._clock_ms(), families)
+            return families
 
     def _queue_metrics(self) -> Iterator[Metric]:
         from workers.ops.queues import broker_snapshot

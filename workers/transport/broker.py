@@ -21,6 +21,7 @@ from dramatiq.errors import DecodeError
 from dramatiq.middleware import (
     AgeLimit,
     Callbacks,
+    Middleware,
     Pipelines,
     Retries,
     ShutdownNotifications,
@@ -66,6 +67,39 @@ def resolve_redis_url(settings: Settings) -> str:
             f"no jobordre is running for JOBORDRE_HOME={settings.home}: start one with "
             "`jobordre up`, or set JOBORDRE_REDIS_URL to a Redis with workers"
         ) from None
+
+
+#: The message options a worker heeds, all of them set by Dramatiq itself (the broker's id
+#: of the message, a delay, and the retry bookkeeping), and ``max_age`` (a client may let its
+#: own message expire sooner). Options are not signed: anything else a client sets
+#: (``time_limit``, ``max_retries``, backoffs, ``throws``, callbacks, pipelines) is dropped
+#: before any middleware reads it, so no client's message sets another's time limit (a
+#: batch of write commands shares one) or its own retry policy.
+KEPT_OPTIONS = frozenset({"redis_message_id", "eta", "retries", "traceback", "requeue_timestamp"})
+
+
+class ClientOptions(Middleware):
+    """Drops the options of a message jobordre did not set itself; bounds the ones it keeps.
+
+    First in the broker's middleware, so its ``before_process_message`` runs before the
+    hooks that read options (age and time limits, retries, callbacks)."""
+
+    def __init__(self, max_retries: int) -> None:
+        self.max_retries = max_retries
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        options: dict[str, Any] = message.options
+        kept = {name: value for name, value in options.items() if name in KEPT_OPTIONS}
+        retries = kept.get("retries")
+        if retries is not None:
+            kept["retries"] = min(max(retries, 0), self.max_retries) if type(retries) is int else 0
+        max_age = options.get("max_age")
+        if type(max_age) is int and max_age > 0:
+            kept["max_age"] = max_age
+        if not isinstance(kept.get("traceback", ""), str):
+            del kept["traceback"]
+        options.clear()
+        options.update(kept)
 
 
 #: Called with (queue name, raw bytes) for a message on a queue that is not a Dramatiq
@@ -296,6 +330,7 @@ def build_broker(settings: Settings, url: str, *, wait_ms: int | None = None) ->
             url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
         ),
         middleware=[
+            ClientOptions(max_retries=settings.max_retries),
             AgeLimit(),
             TimeLimit(time_limit=JOB_TIME_LIMIT_MS),
             ShutdownNotifications(),

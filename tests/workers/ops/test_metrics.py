@@ -299,3 +299,55 @@ def test_a_scrape_never_creates_a_store(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
             ).fetchone()
         assert tables is not None and tables[0] == 0, "nothing was created"
+
+
+def _listening(port: int) -> set[str]:
+    """The local addresses of the TCP sockets listening on ``port``, from the kernel's table."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, _, hex_port = local.rpartition(":")
+                if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                    found.add(address)
+    return found
+
+
+@pytest.mark.integration
+def test_the_metrics_endpoint_listens_on_loopback_unless_told_otherwise(
+    bare_system: System,
+) -> None:
+    port = start_with_metrics(bare_system)
+    wait_until(lambda: _listening(port), 30, "the metrics endpoint")
+    assert _listening(port) == {"0100007F"}, "127.0.0.1 only: no authentication on it"
+    assert any(name == "jobordre_worker_info" for name, _ in scrape(port))
+    wider = start_with_metrics(bare_system, JOBORDRE_METRICS_ADDR="0.0.0.0")
+    wait_until(lambda: _listening(wider), 30, "the second endpoint")
+    assert _listening(wider) == {"00000000"}
+
+
+def test_a_scrape_reads_the_store_at_most_once_per_cache_period(
+    any_store: Store, store_url: str, tmp_path: Path
+) -> None:
+    now = [0.0]
+    settings = store_settings(store_url, tmp_path).model_copy(update={"metrics_cache_ms": 5_000})
+    collector = DomainCollector(settings, clock_ms=lambda: now[0])
+    try:
+
+        def orders() -> dict[str, float]:
+            samples = {
+                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in collector.collect()
+                for sample in family.samples
+            }
+            return by_label(samples, "jobordre_orders")
+
+        assert orders()["processing"] == 0
+        fill(any_store)
+        now[0] = 4_999.0
+        assert orders()["processing"] == 0, "the figures of the last read, not a new GROUP BY"
+        now[0] = 5_000.0
+        assert orders()["processing"] == 1
+    finally:
+        collector.close()

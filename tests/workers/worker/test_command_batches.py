@@ -5,6 +5,7 @@ retried alone, and nothing lost or applied twice when a worker stops mid-stream.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,3 +244,36 @@ def test_a_message_a_middleware_refuses_fails_alone(serving: Serving) -> None:
     assert (letter["source"], letter["command_id"]) == ("crashed", refused.command_id)
     assert serving.count("SELECT COUNT(*) FROM placements") == 5
     wait_until(lambda: _held(serving) == 0, 10, "every message acked or nacked")
+
+
+def test_a_clients_message_options_never_cut_a_batch_short(serving: Serving) -> None:
+    # Dramatiq message options are not signed: a client sets time_limit (the batch shares
+    # one thread, so one message's limit would be the whole batch's) and max_retries.
+    [order] = _register(serving, 1)
+    generator = Generator(7)
+    placed = [serving.send(K.REGISTER_PLACEMENT, generator.placement(order)) for _ in range(5)]
+    hostile = new_envelope(
+        K.REGISTER_PLACEMENT, JOBCENTRE, generator.placement(order), key=serving.key
+    )
+    serving.actors[K.REGISTER_PLACEMENT].send_with_options(
+        args=(hostile.to_json(),), time_limit=1, max_retries=0, min_backoff=1
+    )
+    # Dramatiq's own worker process starts the time-limit watch at its boot; so does this
+    # one, so that a limit, if a client could set it, would be enforced.
+    serving.broker.emit_after("process_boot")
+    before = serving.runtime.foundation.writes.batches
+    # The store is busy for longer than Dramatiq's time-limit check (every second), so a
+    # limit of 1 ms, if heeded, would interrupt the batch while it waits.
+    blocker = sqlite3.connect(serving.settings.db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        serving.start()
+        wait_until(lambda: _held(serving) == 6, 10, "the batch taken")
+        time.sleep(2.5)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    replies = [serving.reply(each) for each in [*placed, hostile]]
+    assert all(reply is not None and reply["ok"] for reply in replies), replies
+    assert serving.runtime.foundation.writes.batches - before == 1, "one batch, never cut"
+    assert list_dead_letters(serving.store.connection()) == []
