@@ -4,13 +4,22 @@
 hosts starting at once migrate one after the other). ``store copy --to URL`` copies the
 store (by default the SQLite file at ``JOBORDRE_DB``) into an empty PostgreSQL database and
 verifies it; then point the workers at it with ``JOBORDRE_DATABASE_URL``.
+
+The target's password stays out of the command line, where every user of the host reads
+it (``ps``, ``/proc/<pid>/cmdline``): give ``--to`` without one and the password in
+``--to-password-file`` (a file of the operator's, 0600), or in libpq's own ``PGPASSWORD``
+or ``PGPASSFILE``. A password in ``--to`` still works, with a warning.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
+from shared.errors import InvalidInput
 from shared.settings import Settings
 from shared.store import open_store, open_url
 from shared.store.copy import copy_store
@@ -34,10 +43,51 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+#: Largest password file ``--to-password-file`` reads, in bytes.
+MAX_PASSWORD_FILE_BYTES = 4096
+
+
+def _target_url(url: str, password_file: str | None) -> str:
+    """``--to``, with the password of ``--to-password-file`` in it (in this process only);
+    a warning on stderr when ``--to`` itself carries one."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        print(
+            "warning: --to carries a password, which other users of this host can read in "
+            "the process list; give it in --to-password-file, PGPASSWORD or PGPASSFILE",
+            file=sys.stderr,
+        )
+    if password_file is None:
+        return url
+    try:
+        with Path(password_file).open("rb") as file:
+            data = file.read(MAX_PASSWORD_FILE_BYTES + 1)
+    except OSError as error:
+        raise InvalidInput(
+            f"--to-password-file: cannot read {password_file} ({error.strerror})",
+            field="to_password_file",
+        ) from None
+    try:
+        lines = data.decode().splitlines()
+    except UnicodeDecodeError:
+        lines = []
+    if len(data) > MAX_PASSWORD_FILE_BYTES or not lines or not lines[0]:
+        raise InvalidInput(
+            f"--to-password-file: {password_file} must hold the password on its first line "
+            f"(at most {MAX_PASSWORD_FILE_BYTES} bytes)",
+            field="to_password_file",
+        )
+    user = quote(parts.username or "", safe="")
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{user}:{quote(lines[0], safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def _copy(args: argparse.Namespace, settings: Settings) -> int:
+    to = _target_url(args.to, args.to_password_file)
     source = open_url(args.source) if args.source else open_store(settings)
     try:
-        target = open_url(args.to, pool_size=2)
+        target = open_url(to, pool_size=2)
         try:
             tables = copy_store(source, target)
         finally:
@@ -68,7 +118,18 @@ def add_commands(commands: Any) -> None:
     p = actions.add_parser(
         "copy", help="copy the store into an empty PostgreSQL database, verified per table"
     )
-    p.add_argument("--to", required=True, metavar="URL", help="postgresql://user:pass@host/db")
+    p.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="postgresql://user@host/db (the password from --to-password-file, PGPASSWORD "
+        "or PGPASSFILE: a password in the URL is visible to every user of the host)",
+    )
+    p.add_argument(
+        "--to-password-file",
+        metavar="PATH",
+        help="a file holding the target's password on its first line",
+    )
     p.add_argument(
         "--from",
         dest="source",

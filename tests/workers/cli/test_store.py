@@ -87,3 +87,41 @@ def test_health_names_the_engine_and_checks_postgres(
     assert checks["store"]["ok"] is False
     assert "JOBORDRE_DATABASE_URL" in checks["store"]["detail"]
     assert "jobordre:jobordre@" not in result.out
+
+
+def test_copy_takes_the_targets_password_from_a_file_or_the_environment(
+    bare_system: System, postgres_cluster: Any, tmp_path: Path
+) -> None:
+    # Whatever is on the command line, every user of the host reads (ps, /proc/PID/cmdline).
+    path = tmp_path / "order.json"
+    path.write_text(json.dumps(order_doc()))
+    bare_system.start_worker(threads=1)
+    bare_system.json("order", "register", "--file", str(path), "--as", JOBCENTRE)
+    bare_system.stop_workers()
+    secret = tmp_path / "pg-password"
+    secret.write_text("jobordre\n")
+    secret.chmod(0o600)
+    bare = postgres_cluster.fresh_database().replace("jobordre:jobordre@", "jobordre@")
+    assert ":jobordre@" not in bare
+    copied = bare_system.json("store", "copy", "--to", bare, "--to-password-file", str(secret))
+    assert copied["verified"] is True and copied["tables"]["orders"]["rows"] == 1
+    again = postgres_cluster.fresh_database().replace("jobordre:jobordre@", "jobordre@")
+    from_env = bare_system.cli("store", "copy", "--to", again, "--json", PGPASSWORD="jobordre")
+    assert from_env.code == 0, from_env.err
+    assert "password" not in from_env.err
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-it\n")
+    third = postgres_cluster.fresh_database().replace("jobordre:jobordre@", "jobordre@")
+    refused = bare_system.cli("store", "copy", "--to", third, "--to-password-file", str(wrong))
+    assert refused.code != 0 and "not-it" not in refused.out + refused.err
+
+
+def test_copy_warns_of_a_password_in_the_url_and_still_copies(
+    bare_system: System, postgres_cluster: Any
+) -> None:
+    with_password = postgres_cluster.fresh_database()
+    assert "jobordre:jobordre@" in with_password
+    done = bare_system.cli("store", "copy", "--to", with_password, "--json")
+    assert done.code == 0, done.err
+    assert json.loads(done.out)["verified"] is True
+    assert "--to carries a password" in done.err and "jobordre:jobordre@" not in done.err

@@ -470,9 +470,15 @@ def test_dead_commands_never_turn_an_empty_postgres_database_into_a_store(
 
 #: The test foundation's signature window, in ms.
 WINDOW_MS = 60_000
-BOUNDS = deadletters.RetryBounds(
-    window_ms=WINDOW_MS, max_age_ms=3_600_000, read_window_ms=WINDOW_MS
-)
+#: The signature window and the retry bounds of these tests, in ms.
+MAX_AGE_MS = 3_600_000
+
+
+def bounds() -> Any:
+    """The retry bounds of these tests (a window of a minute, an hour for writes)."""
+    return deadletters.RetryBounds(
+        window_ms=WINDOW_MS, max_age_ms=MAX_AGE_MS, read_window_ms=WINDOW_MS
+    )
 
 
 def _signed(f: Foundation, principal: str, kind: CommandKind, payload: dict[str, Any]) -> Any:
@@ -525,13 +531,13 @@ def test_the_age_bound_of_a_retry_runs_to_the_retry(any_store: AnyStore) -> None
     f = Foundation(any_store, max_age_ms=WINDOW_MS)
     refused = _refused_update(f)
     letter = _letter_of(f, refused.command_id)
-    later = refused.sent_at + timedelta(milliseconds=BOUNDS.max_age_ms, minutes=1)
+    later = refused.sent_at + timedelta(milliseconds=MAX_AGE_MS, minutes=1)
     sent: list[dramatiq.Message[Any]] = []
     late = retry_letters(
-        any_store, sent.append, ids=[letter], operator="dave", clock=lambda: later, bounds=BOUNDS
+        any_store, sent.append, ids=[letter], operator="dave", clock=lambda: later, bounds=bounds()
     )
     assert sent == [] and "JOBORDRE_DEAD_RETRY_MAX_AGE_MS" in late["skipped"][0]["reason"]
-    in_time = retry_letters(any_store, sent.append, ids=[letter], operator="dave", bounds=BOUNDS)
+    in_time = retry_letters(any_store, sent.append, ids=[letter], operator="dave", bounds=bounds())
     assert [r["id"] for r in in_time["retried"]] == [letter] and len(sent) == 1
 
 
@@ -565,11 +571,11 @@ def test_a_replayed_read_is_never_rerun_by_a_retry(any_store: AnyStore) -> None:
         ids=[letter],
         operator="dave",
         clock=lambda: past_claim,
-        bounds=BOUNDS,
+        bounds=bounds(),
     )
     assert sent == [] and "signature window" in result["skipped"][0]["reason"]
     # Inside the window it goes back on the queue, and the claim still refuses it.
-    retried = retry_letters(any_store, sent.append, ids=[letter], operator="dave", bounds=BOUNDS)
+    retried = retry_letters(any_store, sent.append, ids=[letter], operator="dave", bounds=bounds())
     assert [r["id"] for r in retried["retried"]] == [letter]
     assert f.handle(decode_envelope(sent[0].args[0]))["error"]["field"] == "command_id"
     assert accesses() == before, "no read ran again"
