@@ -470,7 +470,7 @@ def test_dead_commands_never_turn_an_empty_postgres_database_into_a_store(
 
 #: The test foundation's signature window, in ms.
 WINDOW_MS = 60_000
-#: The signature window and the retry bounds of these tests, in ms.
+#: How old a write may be for these tests' retries, in ms.
 MAX_AGE_MS = 3_600_000
 
 
