@@ -85,7 +85,8 @@ def test_take_and_release_keep_the_status_and_say_so(
 def test_every_stored_header_is_the_models_json_to_the_byte(foundation: Foundation) -> None:
     # The write path encodes headers without building EventHeader (events.header_json):
     # what it stores must be what the model writes, field order and escaping included.
-    order = register(foundation, title='Tømrer "søges" \\ nu\tstraks')
+    # (A title takes no control characters; quotes, backslashes and non-ASCII it does.)
+    order = register(foundation, title='Tømrer "søges" \\ nu – straks\u2028')
     ok(
         foundation,
         JOBCENTRE,
