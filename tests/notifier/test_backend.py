@@ -234,8 +234,8 @@ def test_linux_uses_plyers_dbus_python_backend_if_installed_else_pure_python(
     monkeypatch.setattr(
         importlib.util,
         "find_spec",
-        lambda name, *a: (real(name, *a) if dbus_python else None) if name == "dbus" else real(
-            name, *a
+        lambda name, *a: (
+            (real(name, *a) if dbus_python else None) if name == "dbus" else real(name, *a)
         ),
     )
     assert type(desktop_backend(10_000, order_url)) is chosen
@@ -384,4 +384,3 @@ def wait_until_or_none(predicate: Any, timeout_s: float) -> bool:
             return True
         time.sleep(0.02)
     return False
-

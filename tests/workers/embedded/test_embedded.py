@@ -274,10 +274,21 @@ def test_jobs_running_when_up_is_killed_are_applied_once_after_the_next_up(home:
         senders = [
             subprocess.Popen(
                 [
-                    str(JOBORDRE), "order", "register", "--file", "-", "--as", "jobcentre:101",
-                    "--command-id", f"flight-{i}", "--timeout-ms", "60000",
+                    str(JOBORDRE),
+                    "order",
+                    "register",
+                    "--file",
+                    "-",
+                    "--as",
+                    "jobcentre:101",
+                    "--command-id",
+                    f"flight-{i}",
+                    "--timeout-ms",
+                    "60000",
                 ],
-                env=env(home), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                env=env(home),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
                 stderr=error_log,
             )
             for i in range(6)
