@@ -18,6 +18,13 @@ from shared.errors import Forbidden, InvalidInput
 
 #: Target types of a follow.
 ORDER, EMPLOYER, PLACEMENTS = "order", "employer", "placements"
+#: The target of a follow of the organisation's own placements.
+PLACEMENTS_TARGET = "*"
+#: Most entries of each list in a ``follow``/``unfollow`` reply: the ledger keeps every
+#: reply, so a whole list there grows it with the square of the follows.
+REPLY_LIST_MAX = 100
+#: A LIMIT no list reaches.
+ALL = 2**62
 
 
 def _target(command: Follow) -> tuple[str, str]:
@@ -25,7 +32,7 @@ def _target(command: Follow) -> tuple[str, str]:
         return ORDER, str(command.order_id)
     if command.employer is not None:
         return EMPLOYER, command.employer
-    return PLACEMENTS, "*"
+    return PLACEMENTS, PLACEMENTS_TARGET
 
 
 def _require_authority(ctx: Context) -> None:
@@ -87,10 +94,10 @@ def _follows(ctx: Context, caseworker: str, target_type: str, target: str) -> bo
 
 def _one(ctx: Context, command: Follow, *, changed: bool, count: int) -> dict[str, Any]:
     """The reply of ``follow``/``unfollow``: the one follow, whether this call changed it,
-    and how many the caseworker follows now."""
+    and how many the caseworker follows now; and, for the clients that read them, the lists
+    ``following`` gives, each cut at :data:`REPLY_LIST_MAX` (``truncated`` says so)."""
     return {
-        "caseworker": command.caseworker,
-        "organisation": str(ctx.who),
+        **_following(ctx, command.caseworker, limit=REPLY_LIST_MAX),
         "order_id": command.order_id,
         "employer": command.employer,
         "placements": command.placements,
@@ -99,34 +106,51 @@ def _one(ctx: Context, command: Follow, *, changed: bool, count: int) -> dict[st
     }
 
 
-def _following(ctx: Context, caseworker: str) -> dict[str, Any]:
-    rows = ctx.conn.execute(
-        "SELECT target_type, target FROM follows WHERE organisation = ? AND caseworker = ?"
-        " ORDER BY target_type, target",
-        (str(ctx.who), caseworker),
-    ).fetchall()
-    orders = sorted(int(row["target"]) for row in rows if row["target_type"] == ORDER)
-    employers = [row["target"] for row in rows if row["target_type"] == EMPLOYER]
-    placements = any(row["target_type"] == PLACEMENTS for row in rows)
+def _following(ctx: Context, caseworker: str, limit: int | None = None) -> dict[str, Any]:
+    """What ``caseworker`` follows; with ``limit``, each list cut at that many entries."""
+    # One more than kept, so that a cut list knows it was cut.
+    most = ALL if limit is None else limit + 1
+    orders = [
+        int(row[0])
+        for row in ctx.conn.execute(
+            "SELECT CAST(target AS INTEGER) AS id FROM follows WHERE organisation = ?"
+            " AND caseworker = ? AND target_type = ? ORDER BY id LIMIT ?",
+            (str(ctx.who), caseworker, ORDER, most),
+        )
+    ]
+    employers = [
+        str(row[0])
+        for row in ctx.conn.execute(
+            "SELECT target FROM follows WHERE organisation = ? AND caseworker = ?"
+            " AND target_type = ? ORDER BY target LIMIT ?",
+            (str(ctx.who), caseworker, EMPLOYER, most),
+        )
+    ]
+    placements = _follows(ctx, caseworker, PLACEMENTS, PLACEMENTS_TARGET)
     placed_orders = (
         [
             int(row[0])
             for row in ctx.conn.execute(
-                "SELECT DISTINCT order_id FROM placements WHERE placed_by = ? ORDER BY order_id",
-                (str(ctx.who),),
+                "SELECT DISTINCT order_id FROM placements WHERE placed_by = ?"
+                " ORDER BY order_id LIMIT ?",
+                (str(ctx.who), most),
             )
         ]
         if placements
         else []
     )
-    return {
+    listed: dict[str, Any] = {
         "caseworker": caseworker,
         "organisation": str(ctx.who),
-        "orders": orders,
-        "employers": employers,
+        "orders": orders[:limit],
+        "employers": employers[:limit],
         "placements_of_my_organisation": placements,
-        "placed_orders": placed_orders,
+        "placed_orders": placed_orders[:limit],
     }
+    if limit is not None:
+        lists = (orders, employers, placed_orders)
+        listed["truncated"] = any(len(each) > limit for each in lists)
+    return listed
 
 
 def following(ctx: Context, command: Following) -> dict[str, Any]:

@@ -178,12 +178,12 @@ class FollowingResult(_Wire):
     placed_orders: list[int]
 
 
-class FollowResult(_Wire):
+class FollowResult(FollowingResult):
     """``follow``/``unfollow``: the one follow named, whether the call changed it, and how
-    many the caseworker follows now (``following`` lists them)."""
+    many the caseworker follows now; the lists of ``following`` (which gives them whole)
+    cut at 100 entries each, ``truncated`` saying whether any was."""
 
-    caseworker: str
-    organisation: str
+    truncated: bool
     order_id: int | None
     employer: str | None
     placements: bool

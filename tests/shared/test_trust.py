@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from shared import keys, store
+from shared import follows, keys, store
 from shared.commands import CommandKind
 from shared.envelope import Envelope, decode_envelope, new_envelope
 from shared.errors import InvalidInput
@@ -661,12 +661,15 @@ class TestFollowsAreBounded:
     """``follow`` answers with the follow it made and a count, so neither the reply nor
     the ledger row grows with the follows; a caseworker follows at most so many things."""
 
-    def test_a_follow_answers_with_that_follow_and_a_count(self, foundation: Foundation) -> None:
+    def test_a_follow_answers_with_that_follow_a_count_and_bounded_lists(
+        self, foundation: Foundation
+    ) -> None:
+        most = follows.REPLY_LIST_MAX
         ids = [
             foundation.handle(
                 envelope(foundation, JOBCENTRE, K.REGISTER_ORDER, {"order": order_doc()})
             )["result"]["id"]
-            for _ in range(3)
+            for _ in range(most + 3)
         ]
         replies = [
             foundation.handle(
@@ -674,21 +677,25 @@ class TestFollowsAreBounded:
             )["result"]
             for i in ids
         ]
-        assert replies[-1] == {
-            "caseworker": "anne",
-            "organisation": JOBCENTRE,
-            "order_id": ids[-1],
+        assert {k: replies[1][k] for k in ("order_id", "employer", "placements", "changed")} == {
+            "order_id": ids[1],
             "employer": None,
             "placements": False,
             "changed": True,
-            "count": 3,
         }
+        assert (replies[1]["count"], replies[1]["orders"], replies[1]["truncated"]) == (
+            2,
+            ids[:2],
+            False,
+        )
+        last = replies[-1]
+        assert (last["count"], last["orders"], last["truncated"]) == (most + 3, ids[:most], True)
         stored = [len(row["reply"]) for row in rows(foundation, "SELECT reply FROM commands")]
-        assert len(set(stored[-3:])) == 1, "every follow's ledger row is the same size"
+        assert len(set(stored[-3:])) == 1, "past the cut, every follow's ledger row is one size"
         listed = foundation.handle(
             envelope(foundation, JOBCENTRE, K.FOLLOWING, {"caseworker": "anne"})
         )["result"]
-        assert listed["orders"] == ids
+        assert listed["orders"] == ids, "following gives the whole list"
 
     def test_a_caseworker_follows_at_most_the_limit(self, any_store: Store) -> None:
         f = Foundation(any_store, max_follows=2)
