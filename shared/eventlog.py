@@ -26,7 +26,7 @@ from shared.events import (
 )
 from shared.models import JobOrder, OrderStatus, Principal
 from shared.redaction import redact_cpr
-from shared.store.interface import Row, Tx
+from shared.store.interface import NewEvent, Row, Tx
 
 
 def _placement_audience(conn: Tx, order: JobOrder, placed: set[str] | None) -> set[str]:
@@ -56,9 +56,8 @@ def record(
     order_doc: str | None = None,
     log_upto: int | None = None,
     placed_by: set[str] | None = None,
-) -> str:
-    """Append one event for ``order`` (as it is after the change) to the outbox; returns
-    the header as stored (:class:`EventHeader` JSON).
+) -> None:
+    """Append one event for ``order`` (as it is after the change) to the outbox.
 
     ``previous_status`` is the status before an ``order_status_changed``: the same as the
     order's when only ``processing_by`` changed, which watchers do not take for a status
@@ -78,58 +77,53 @@ def record(
     else:
         audience = [AUTHORITIES]
         log_upto = None
-    # Inside the write transaction no one else can take the next seq, so the header that
-    # names it is written with the row, in one INSERT.
-    seq, epoch = ctx.conn.next_event()
     event_id = uuid.uuid4().hex
     at = ctx.stamp
-    header = header_json(
-        {
-            "id": event_id,
-            "seq": seq,
-            "type": event_type.value,
-            "at": at,
-            "order_id": order.id,
-            # The header goes onto Redis and desktops: a CPR someone typed into a title
-            # must not travel with it (the full order, for those entitled to it, stays as
-            # typed).
-            "title": redact_cpr(order.title),
-            "status": order.status.value,
-            "version": order.version,
-            "processing_by": order.processing_by,
-            "employer_cvr": order.employer.cvr,
-            "by": str(ctx.who),
-            "audience": audience,
-            "placements": [change_fields(change) for change in placements],
-            "previous_status": (
-                previous_status.value
-                if previous_status is not None and event_type == EventType.ORDER_STATUS_CHANGED
-                else None
-            ),
-            "epoch": current_epoch(ctx.conn) if epoch is None else epoch,
-        }
-    )
-    ctx.conn.execute(
-        "INSERT INTO events (seq, id, type, at, order_id, employer_cvr, header, order_doc,"
-        " log_upto, command_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            seq,
-            event_id,
-            event_type.value,
-            at,
-            order.id,
-            order.employer.cvr,
-            header,
-            order.model_dump_json() if order_doc is None else order_doc,
-            log_upto,
-            ctx.command_id,
+    fields: dict[str, Any] = {
+        "id": event_id,
+        "seq": 0,
+        "type": event_type.value,
+        "at": at,
+        "order_id": order.id,
+        # The header goes onto Redis and desktops: a CPR someone typed into a title
+        # must not travel with it (the full order, for those entitled to it, stays as
+        # typed).
+        "title": redact_cpr(order.title),
+        "status": order.status.value,
+        "version": order.version,
+        "processing_by": order.processing_by,
+        "employer_cvr": order.employer.cvr,
+        "by": str(ctx.who),
+        "audience": audience,
+        "placements": [change_fields(change) for change in placements],
+        "previous_status": (
+            previous_status.value
+            if previous_status is not None and event_type == EventType.ORDER_STATUS_CHANGED
+            else None
         ),
+        "epoch": "",
+    }
+
+    def header(seq: int, epoch: str) -> str:
+        fields["seq"], fields["epoch"] = seq, epoch
+        return header_json(fields)
+
+    # The engine numbers the event (Tx.append_event): at once where writers take turns,
+    # just before COMMIT where they run side by side.
+    ctx.conn.append_event(
+        NewEvent(
+            id=event_id,
+            type=event_type.value,
+            at=at,
+            order_id=order.id,
+            employer_cvr=order.employer.cvr,
+            order_doc=order.model_dump_json() if order_doc is None else order_doc,
+            log_upto=log_upto,
+            command_id=ctx.command_id,
+            audience=audience,
+            header=header,
+        )
     )
-    ctx.conn.executemany(
-        "INSERT INTO event_audience (organisation, seq) VALUES (?, ?)",
-        [(organisation, seq) for organisation in audience],
-    )
-    return header
 
 
 def last_seq(conn: Tx) -> int:
@@ -166,6 +160,7 @@ def start_epoch(conn: Tx, at: str, *, replacing: str) -> str | None:
     Workers check before they take their first job (``workers/worker/relay.py``), so no event of
     the new history is written under the old identity.
     """
+    conn.hold_event_order()
     if current_epoch(conn) != replacing:
         return None
     epoch = uuid.uuid4().hex[:12]

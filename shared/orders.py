@@ -192,6 +192,10 @@ def expire(ctx: Context, command: ExpireOrders) -> dict[str, Any]:
     closed = []
     for row in rows:
         order = store.load_order(ctx.conn, int(row["id"]))
+        if order.status not in (OrderStatus.PROCESSING, OrderStatus.INACTIVATED):
+            # Closed by a concurrent command since the query above (where writers run
+            # side by side): the order was locked and read again, as it is now.
+            continue
         set_status(ctx, order, OrderStatus.CLOSED_EXPIRED)
         closed.append(order.id)
     return {"today": today.isoformat(), "closed": closed}

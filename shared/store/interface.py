@@ -4,12 +4,13 @@ The domain modules (orders, placements, the logs ...) write their SQL once, in t
 both engines share: ``?`` placeholders, ``INSERT ... ON CONFLICT DO NOTHING``, ``RETURNING
 id``, ISO-8601 text for times. What the engines do differently is a method here:
 
-* :meth:`Store.write` - one write transaction at a time across every process and host
-  (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction-level advisory lock), so a
-  command, its events, access-log rows and ledger row commit together or not at all, and
-  event ``seq`` grows in commit order.
-* :meth:`Tx.next_event_seq` - the outbox's next ``seq`` inside that transaction, and
-  :meth:`Tx.last_event_seq` - the highest one given out (the event log's end).
+* :meth:`Store.write` - one write transaction: a command, its events, access-log rows and
+  ledger row commit together or not at all, and event ``seq`` grows gap-free in commit
+  order. SQLite has one writer at a time (``BEGIN IMMEDIATE``); PostgreSQL runs writers
+  side by side, each order's writers one after the other (:attr:`Tx.lock_suffix`), and
+  serialises only the numbering of events just before COMMIT.
+* :meth:`Tx.append_event` - an event into the outbox, numbered by the engine, and
+  :meth:`Tx.last_event_seq` - the highest ``seq`` given out (the event log's end).
 * :meth:`Tx.search_ids` - full-text search (FTS5 or tsvector), same semantics.
 * :meth:`Store.migrate` - the engine's numbered migrations, safe when several start at once.
 """
@@ -17,9 +18,9 @@ id``, ISO-8601 text for times. What the engines do differently is a method here:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 #: The data tables of both engines, in an order that satisfies their foreign keys.
 TABLES = (
@@ -46,6 +47,32 @@ TABLES = (
 CURRENT_EPOCH_SQL = (
     "SELECT epoch FROM event_log_epochs ORDER BY base_seq DESC, ordinal DESC LIMIT 1"
 )
+
+#: The outbox row of one event, in the shared dialect (``seq`` given by the engine).
+INSERT_EVENT_SQL = (
+    "INSERT INTO events (seq, id, type, at, order_id, employer_cvr, header, order_doc,"
+    " log_upto, command_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+#: Who may read one event.
+INSERT_AUDIENCE_SQL = "INSERT INTO event_audience (organisation, seq) VALUES (?, ?)"
+
+
+class NewEvent(NamedTuple):
+    """One event for the outbox: everything but its ``seq`` and epoch, the engine's to give."""
+
+    id: str
+    type: str
+    at: str
+    order_id: int
+    employer_cvr: str
+    order_doc: str
+    log_upto: int | None
+    command_id: str | None
+    #: The organisations (and/or the authorities' tag) that may read it.
+    audience: list[str]
+    #: The header's JSON text for a ``seq`` and an epoch: ``epoch`` is its last field.
+    header: Callable[[int, str], str]
+
 
 #: Parameters of one statement: positional for ``?``, or a mapping for ``:name``.
 Params = Sequence[Any] | Mapping[str, Any]
@@ -79,6 +106,13 @@ class Tx(ABC):
     engine: str
     #: A query of one row and value: the highest ``seq`` given out (:meth:`last_event_seq`).
     last_event_seq_sql: str
+
+    #: What a write transaction appends to a ``SELECT`` of rows it is about to change, so
+    #: that concurrent writers of the same rows go one after the other: empty where the
+    #: engine has one writer at a time (SQLite); ``FOR NO KEY UPDATE`` on PostgreSQL.
+    lock_suffix = ""
+    #: A query of one value: the id the next inserted order gets.
+    next_order_id_sql = "SELECT COALESCE(MAX(id), 0) + 1 FROM orders"
 
     #: Savepoints open on this connection: each nested one gets its own name.
     _savepoints = 0
@@ -136,6 +170,47 @@ class Tx(ABC):
         ).fetchone()
         return int(row[0]), row[1]
 
+    def expect_one(self, cursor: Cursor, error: Callable[[], Exception]) -> None:
+        """Raise ``error()`` unless the statement of ``cursor`` changed exactly one row.
+
+        Checked at once here; an engine that sends statements ahead of their results
+        checks it before the savepoint or transaction around the statement ends.
+        """
+        if cursor.rowcount != 1:
+            raise error()
+
+    def append_event(self, event: NewEvent) -> None:
+        """Add ``event`` to the outbox with the next ``seq``; only inside :meth:`Store.write`.
+
+        Here the ``seq`` is taken at once, for an engine with one writer at a time: no one
+        else can take it before this transaction commits.
+        """
+        seq, epoch = self.next_event()
+        if epoch is None:
+            epoch = str(self.execute(CURRENT_EPOCH_SQL).fetchone()[0])
+        self.execute(
+            INSERT_EVENT_SQL,
+            (
+                seq,
+                event.id,
+                event.type,
+                event.at,
+                event.order_id,
+                event.employer_cvr,
+                event.header(seq, epoch),
+                event.order_doc,
+                event.log_upto,
+                event.command_id,
+            ),
+        )
+        self.executemany(INSERT_AUDIENCE_SQL, [(each, seq) for each in event.audience])
+
+    def hold_event_order(self) -> None:
+        """Keep every other writer from adding events until this transaction ends (for a
+        change that needs the log's end to stay where it is). Nothing where writers take
+        turns anyway."""
+        return None
+
     @abstractmethod
     def last_event_seq(self) -> int:
         """The highest ``seq`` given out so far (0 for an empty log): the log's end."""
@@ -155,6 +230,9 @@ class Store(ABC):
     engine: str
     #: What the store's transactions share as :attr:`Tx.memo` (caches, the secrets key).
     memo: dict[str, Any]
+    #: Write transactions one process runs side by side: 1 where the engine has one
+    #: writer at a time (SQLite); more where writers only wait for the rows they share.
+    write_concurrency = 1
 
     @abstractmethod
     def write(self) -> AbstractContextManager[Tx]:

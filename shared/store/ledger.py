@@ -86,6 +86,36 @@ def anonymise_replies(conn: Tx, commands: list[tuple[str, str]], placement_ids: 
     return changed
 
 
+#: The outcome of a claimed command until the command's transaction records its own.
+PENDING = "pending"
+
+
+def claim_command(
+    conn: Tx, *, command_id: str, kind: str, principal: str, digest: str, at: datetime
+) -> bool:
+    """Claim a command id before applying the command; False if it was claimed before.
+
+    The row goes in first, so that a concurrent delivery of the same command on another
+    host waits for this transaction's row lock and then finds the row (its reply) instead
+    of applying the command a second time. :func:`finish_command` fills in the outcome in
+    the same transaction; no one ever sees the row without it.
+    """
+    cursor = conn.execute(
+        "INSERT INTO commands (command_id, kind, principal, digest, outcome, reply, at)"
+        " VALUES (?, ?, ?, ?, ?, '', ?) ON CONFLICT DO NOTHING",
+        (command_id, kind, principal, digest, PENDING, at.isoformat()),
+    )
+    return cursor.rowcount == 1
+
+
+def finish_command(conn: Tx, *, command_id: str, principal: str, outcome: str, reply: str) -> None:
+    """Record the outcome and reply of a command :func:`claim_command` claimed."""
+    conn.execute(
+        "UPDATE commands SET outcome = ?, reply = ? WHERE principal = ? AND command_id = ?",
+        (outcome, reply, principal, command_id),
+    )
+
+
 def forget_rejection(conn: Tx, principal: str, command_id: str) -> bool:
     """Delete a command's ledger row if it records a rejection, so a retry applies it.
 

@@ -1,27 +1,42 @@
 """The PostgreSQL engine: one database shared by workers on several hosts (psycopg 3).
 
-What SQLite gives for free, made to hold here too:
+What SQLite gets from having one writer at a time, made to hold here with writers side by
+side on every host:
 
-* **One writer at a time, in commit order.** Every write transaction first takes the
-  transaction-level advisory lock :data:`WRITE_LOCK` (released by COMMIT or ROLLBACK).
-  Writes from all hosts are then serial, as SQLite's ``BEGIN IMMEDIATE`` makes them on one
-  host: the next ``seq`` is ``MAX(seq) + 1`` and no transaction can commit a lower ``seq``
-  after a higher one (consumers deduplicate and detect gaps by ``seq``); a version read
-  inside the transaction is still current when it commits (optimistic versions need no
-  ``SELECT ... FOR UPDATE``); ``MAX(id) + 1`` order ids never collide. READ COMMITTED is
-  enough: each statement after the lock sees every transaction committed before it.
-  Reads take no lock and run in REPEATABLE READ snapshots.
+* **An order's writers take turns.** A write transaction reads an order with ``SELECT
+  ... FOR NO KEY UPDATE`` (:attr:`PostgresWriteTx.lock_suffix`): a concurrent command on
+  the same order waits until this one commits and then reads what it wrote, so its version
+  check, its placements (one per person per order) and its referral count are current.
+  The ``UPDATE`` checks the version too (:func:`shared.store.save_order`). Commands on
+  different orders never wait for each other. Order ids come from the column's sequence.
+* **A command id is claimed once.** The ledger row is inserted first with ``ON CONFLICT DO
+  NOTHING`` (:func:`shared.store.claim_command`): a concurrent duplicate waits for the
+  first's row lock, then reads its reply.
+* **Event ``seq`` gap-free in commit order.** Events are kept in the transaction's memory
+  (:meth:`PostgresWriteTx.append_event`) and inserted by its last statement before COMMIT,
+  after the transaction-level advisory lock :data:`WRITE_LOCK`: ``MAX(seq) + 1`` onwards,
+  with the header's ``seq`` and epoch filled in there. The lock is released only after the
+  COMMIT is visible, so no lower ``seq`` can commit after a higher one (consumers
+  deduplicate and detect gaps by ``seq``). It is held for that one statement and the
+  COMMIT, sent together: no network round trip is inside it.
+* **Few round trips.** A write transaction runs in psycopg's pipeline mode: statements
+  whose results nobody reads yet are sent without waiting, and a command waits for the
+  server only where it reads (its ledger claim, its order) and once at its end (its
+  errors, in its own savepoint). BEGIN goes with the first command; the events, COMMIT
+  and the lock go in one message.
 * **Infrastructure errors are retryable.** A dropped connection, a server shutting down,
   a serialization failure or deadlock, an exhausted pool: :class:`Unavailable`, which
   Dramatiq retries; the ledger makes the retry apply the command exactly once.
+
+Reads take no lock and run in REPEATABLE READ snapshots.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,18 +46,66 @@ from psycopg.rows import RowMaker
 
 from shared.errors import Unavailable
 from shared.store import postgres_schema, postgres_search, secrets_at_rest
-from shared.store.interface import TABLES, Cursor, Params, Store, Tx
+from shared.store.interface import (
+    CURRENT_EPOCH_SQL,
+    TABLES,
+    Cursor,
+    NewEvent,
+    Params,
+    Store,
+    Tx,
+)
 
-#: Advisory lock key of write transactions (an arbitrary 64-bit constant: "jobordre").
+#: Advisory lock key that numbers events in commit order (an arbitrary 64-bit constant:
+#: "jobordre"); held from a write transaction's last statement until its COMMIT.
 WRITE_LOCK = 0x6A6F626F72647265 & 0x7FFF_FFFF_FFFF_FFFF
 #: How long a thread waits for a pooled connection before reporting unavailable, in ms.
 POOL_TIMEOUT_MS = 10_000
+#: Write transactions one process runs side by side by default (the parts of a batch of
+#: commands, shared.foundation): each waits for its own round trips to the database.
+WRITE_CONCURRENCY = 4
 #: How long a new connection may take to open, in seconds (libpq's unit).
 CONNECT_TIMEOUT_S = 5
 
 
-#: What begins a write transaction: BEGIN and the write lock, in one round trip.
-_BEGIN_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+#: Takes the numbering lock; its own statement, so the next one's snapshot is taken after
+#: the lock was granted and sees every event committed before it.
+_TAKE_WRITE_LOCK = f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+
+#: Inserts a transaction's events numbered after the log's end, with their audiences, in
+#: one statement: ``ord`` is an event's place among the transaction's (1, 2, ...), and a
+#: header is ``head || seq || middle || epoch || '}'`` (see :func:`_header_parts`).
+_APPEND_EVENTS = f"""
+WITH base AS (
+    SELECT (SELECT COALESCE(MAX(seq), 0) FROM events) AS last, ({CURRENT_EPOCH_SQL}) AS epoch
+), added AS (
+    INSERT INTO events (seq, id, type, at, order_id, employer_cvr, header, order_doc,
+        log_upto, command_id)
+    SELECT base.last + e.ord, e.id, e.type, e.at, e.order_id, e.employer_cvr,
+        e.head || (base.last + e.ord)::text || e.middle || to_json(base.epoch)::text || '}}',
+        e.order_doc, e.log_upto, e.command_id
+    FROM base, unnest(?::bigint[], ?::text[], ?::text[], ?::text[], ?::bigint[],
+        ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[])
+        AS e(ord, id, type, at, order_id, employer_cvr, head, middle, order_doc, log_upto,
+            command_id)
+    RETURNING seq
+)
+INSERT INTO event_audience (organisation, seq)
+SELECT a.organisation, base.last + a.ord FROM base, unnest(?::text[], ?::bigint[])
+    AS a(organisation, ord)
+"""  # noqa: S608 - constants only
+
+
+def _header_parts(event: NewEvent) -> tuple[str, str]:
+    """The header of ``event`` cut around its ``seq`` and its epoch, the last field:
+    ``(head, middle)`` with ``head`` ending in ``"seq":`` and ``middle`` in ``"epoch":``."""
+    text = event.header(0, "")
+    marker = '"seq":0,'
+    cut = text.index(marker) + len(marker) - 2
+    tail = '""}'
+    if not text.endswith(tail):
+        raise RuntimeError("an event header must end with its epoch")
+    return text[:cut], text[cut + 1 : -len(tail)]
 
 
 class PgRow:
@@ -187,7 +250,8 @@ class PostgresTx(Tx):
         return count
 
     def next_event_seq(self) -> int:
-        """``MAX(seq) + 1``: the write lock keeps every other writer out until COMMIT."""
+        """``MAX(seq) + 1``: the ``seq`` an event appended now would get if this transaction
+        committed before any other (events are numbered at COMMIT)."""
         return self.last_event_seq() + 1
 
     def last_event_seq(self) -> int:
@@ -205,6 +269,203 @@ class PostgresTx(Tx):
             )
         except RETRYABLE as error:
             raise unavailable(cast(psycopg.Error, error)) from error
+
+
+class _Sent:
+    """The cursor of a statement sent in pipeline mode: reading it waits for its result."""
+
+    __slots__ = ("_cursor", "_index", "_tx")
+
+    def __init__(self, tx: PostgresWriteTx, cursor: psycopg.Cursor[Any], index: int) -> None:
+        self._tx = tx
+        self._cursor = cursor
+        self._index = index
+
+    def _wait(self) -> psycopg.Cursor[Any]:
+        """The cursor once its result is in (and with it every earlier statement's)."""
+        if self._cursor.pgresult is None:
+            self._tx.sync()
+        self._tx.done_upto(self._index)
+        return self._cursor
+
+    @property
+    def rowcount(self) -> int:
+        return self._wait().rowcount
+
+    def fetchone(self) -> Any:
+        return self._fetch(lambda cursor: cursor.fetchone())
+
+    def fetchall(self) -> list[Any]:
+        return cast(list[Any], self._fetch(lambda cursor: cursor.fetchall()))
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+    def _fetch(self, how: Callable[[psycopg.Cursor[Any]], Any]) -> Any:
+        try:
+            # psycopg waits for this statement's result only (a flush, not a Sync).
+            found = how(self._cursor)
+        except RETRYABLE as error:
+            raise unavailable(cast(psycopg.Error, error)) from error
+        self._tx.done_upto(self._index)
+        return found
+
+
+class PostgresWriteTx(PostgresTx):
+    """A write transaction in pipeline mode, its events kept until COMMIT (see the module
+    docstring)."""
+
+    lock_suffix = " FOR NO KEY UPDATE"
+    next_order_id_sql = "SELECT jobordre_next_order_id()"
+
+    def __init__(self, conn: psycopg.Connection[PgRow], memo: dict[str, Any]) -> None:
+        super().__init__(conn, memo)
+        #: Events appended, numbered at COMMIT.
+        self.events: list[NewEvent] = []
+        self._checks: list[tuple[Cursor, Callable[[], Exception]]] = []
+        self._pipeline = ExitStack()
+        self._piped: psycopg.Pipeline | None = None
+        #: Statements sent that may fail, and how many of them are known to have succeeded.
+        self._sent = 0
+        self._done = 0
+
+    def _enter_pipeline(self) -> None:
+        if self._piped is None:
+            self._piped = self._pipeline.enter_context(self.conn.pipeline())
+
+    def leave_pipeline(self) -> None:
+        """Wait for every statement sent and leave pipeline mode (for COPY, and at the end)."""
+        if self._piped is not None:
+            self._piped = None
+            try:
+                self._pipeline.close()
+            except RETRYABLE as error:
+                raise unavailable(cast(psycopg.Error, error)) from error
+
+    def execute(self, sql: str, params: Params = ()) -> Cursor:
+        """Send one statement; its result is waited for when it is read."""
+        self._enter_pipeline()
+        cursor = cast(psycopg.Cursor[Any], super().execute(sql, params))
+        self._sent += 1
+        return _Sent(self, cursor, self._sent)
+
+    def send(self, sql: str | bytes) -> None:
+        """Send a statement that cannot fail in a sound transaction (SAVEPOINT, RELEASE)."""
+        self._enter_pipeline()
+        try:
+            self.conn.execute(sql if isinstance(sql, bytes) else sql.encode())
+        except RETRYABLE as error:
+            raise unavailable(cast(psycopg.Error, error)) from error
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement per row, sent one after the other without waiting."""
+        for row in rows:
+            self.execute(sql, row)
+
+    def bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        """COPY, out of pipeline mode (which has none)."""
+        self.leave_pipeline()
+        return super().bulk_insert(table, columns, rows)
+
+    def done_upto(self, index: int) -> None:
+        """Statements up to the ``index``-th sent have their results."""
+        self._done = max(self._done, index)
+
+    def sync(self) -> None:
+        """Wait for every statement sent; raise the first one's error, if any failed."""
+        if self._piped is not None:
+            try:
+                self._piped.sync()
+            except RETRYABLE as error:
+                raise unavailable(cast(psycopg.Error, error)) from error
+        self.done_upto(self._sent)
+
+    def settle(self) -> None:
+        """Wait for what was sent since the last wait and run the checks of
+        :meth:`expect_one`: a command's errors show inside its own savepoint."""
+        if self._done < self._sent:
+            self.sync()
+        checks, self._checks = self._checks, []
+        for cursor, error in checks:
+            if cursor.rowcount != 1:
+                raise error()
+
+    def recover(self) -> None:
+        """After an error: wait for what is still on its way, its errors dropped (the
+        caller rolls back), so the connection takes statements again."""
+        if self._piped is not None:
+            with contextlib.suppress(psycopg.Error, Unavailable):
+                self.sync()
+        self._done = self._sent
+        self._checks.clear()
+
+    def expect_one(self, cursor: Cursor, error: Callable[[], Exception]) -> None:
+        """Checked when the command settles (:meth:`settle`), not at once: no round trip."""
+        self._checks.append((cursor, error))
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """As :meth:`Tx.savepoint`; its statements settle before it is released, so a
+        command's failure rolls back that command alone, and so do the events it appended."""
+        self._savepoints += 1
+        name = f"jobordre_{self._savepoints}"
+        events = len(self.events)
+        self.send(f"SAVEPOINT {name}")
+        try:
+            yield
+            self.settle()
+        except BaseException:
+            self.recover()
+            del self.events[events:]
+            self.send(f"ROLLBACK TO SAVEPOINT {name}")
+            self.send(f"RELEASE SAVEPOINT {name}")
+            raise
+        else:
+            self.send(f"RELEASE SAVEPOINT {name}")
+        finally:
+            self._savepoints -= 1
+
+    def append_event(self, event: NewEvent) -> None:
+        """Keep ``event`` for :meth:`commit`, which numbers it."""
+        self.events.append(event)
+
+    def hold_event_order(self) -> None:
+        """Take the numbering lock now, until COMMIT: for a change that must see the log's
+        end stay where it is (a new epoch)."""
+        self.execute(_TAKE_WRITE_LOCK).fetchone()
+
+    def commit(self) -> None:
+        """Number and insert the events, then COMMIT: one message, one wait."""
+        if self.events:
+            self.execute(_TAKE_WRITE_LOCK)
+            self.execute(_APPEND_EVENTS, _events_params(self.events))
+        self.execute("COMMIT")
+        self.settle()
+        self.leave_pipeline()
+
+
+def _events_params(events: list[NewEvent]) -> list[Any]:
+    """The arrays :data:`_APPEND_EVENTS` unnests."""
+    parts = [_header_parts(event) for event in events]
+    ords = list(range(1, len(events) + 1))
+    audience = [
+        (who, place) for place, event in zip(ords, events, strict=True) for who in event.audience
+    ]
+    return [
+        ords,
+        [event.id for event in events],
+        [event.type for event in events],
+        [event.at for event in events],
+        [event.order_id for event in events],
+        [event.employer_cvr for event in events],
+        [head for head, _ in parts],
+        [middle for _, middle in parts],
+        [event.order_doc for event in events],
+        [event.log_upto for event in events],
+        [event.command_id for event in events],
+        [who for who, _ in audience],
+        [place for _, place in audience],
+    ]
 
 
 class _AutoTx(PostgresTx):
@@ -262,11 +523,14 @@ class PostgresStore(Store):
         pool_size: int = 10,
         migrate: bool = True,
         secrets_key_file: Path | None = None,
+        write_concurrency: int = WRITE_CONCURRENCY,
     ) -> None:
         """``secrets_key_file``: the key file the signing secrets are wrapped under
         (:mod:`shared.store.secrets_at_rest`), the same on every host; None keeps them
         unwrapped."""
         self.url = url
+        #: A worker process's batch of commands goes to this many transactions at once.
+        self.write_concurrency = max(1, min(write_concurrency, pool_size))
         self.memo: dict[str, Any] = {
             secrets_at_rest.MEMO: secrets_at_rest.SecretsKey(secrets_key_file)
         }
@@ -310,7 +574,7 @@ class PostgresStore(Store):
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[PostgresTx]:
-        """A transaction begun by ``begin`` (one round trip, however many statements).
+        """A read transaction begun by ``begin`` (one round trip, however many statements).
 
         BEGIN and COMMIT are sent by hand rather than through psycopg's transaction
         blocks, which cost a round trip each for BEGIN, SET TRANSACTION and the lock: on a
@@ -327,7 +591,7 @@ class PostgresStore(Store):
                 finally:
                     # Whatever ended the scope (an error, or an asynchronous exception such
                     # as a time limit), the transaction must not outlive it: it would hold
-                    # the write lock. A broken connection is discarded by the pool.
+                    # its locks. A broken connection is discarded by the pool.
                     if not committed and not conn.closed:
                         with contextlib.suppress(psycopg.Error):
                             conn.execute(b"ROLLBACK")
@@ -336,9 +600,27 @@ class PostgresStore(Store):
 
     @contextmanager
     def write(self) -> Iterator[PostgresTx]:
-        """One write transaction, after every other host's (see the module docstring)."""
-        with self._transaction(_BEGIN_WRITE) as tx:
-            yield tx
+        """One write transaction, side by side with other hosts' (see the module docstring)."""
+        try:
+            with self.pool.connection() as conn:
+                tx = PostgresWriteTx(conn, self.memo)
+                committed = False
+                try:
+                    tx.send(b"BEGIN")
+                    yield tx
+                    tx.commit()
+                    committed = True
+                finally:
+                    # As in _transaction: the transaction ends with the scope, whatever
+                    # ended it; a statement still on its way is waited for first.
+                    if not committed and not conn.closed:
+                        with contextlib.suppress(psycopg.Error, Unavailable):
+                            tx.recover()
+                            tx.leave_pipeline()
+                        with contextlib.suppress(psycopg.Error):
+                            conn.execute(b"ROLLBACK")
+        except RETRYABLE as error:
+            raise unavailable(cast(psycopg.Error, error)) from error
 
     @contextmanager
     def read(self) -> Iterator[PostgresTx]:
@@ -350,8 +632,7 @@ class PostgresStore(Store):
         """Take the write lock and release it unused; :class:`Unavailable` if a writer holds
         it longer than ``timeout_ms`` or the database is read-only (a standby)."""
         with self._transaction(
-            f"BEGIN; SET LOCAL lock_timeout = {int(timeout_ms)};"
-            f" SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+            f"BEGIN; SET LOCAL lock_timeout = {int(timeout_ms)}; {_TAKE_WRITE_LOCK}"
         ) as tx:
             if tx.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
                 raise Unavailable(

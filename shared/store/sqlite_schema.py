@@ -366,6 +366,11 @@ def _v12_employer_index_without_status(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v13_order_ids_from_a_sequence(db: sqlite_utils.Database) -> None:
+    """PostgreSQL's v13 gave orders ids from a sequence for writers side by side; SQLite
+    has one writer at a time, and ``MAX(id) + 1`` as it is."""
+
+
 #: Migrations in order; migration i brings the store to ``user_version`` i + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_core,
@@ -380,6 +385,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v10_search_tag_mark,
     _v11_search_short_tags,
     _v12_employer_index_without_status,
+    _v13_order_ids_from_a_sequence,
 ]
 
 #: The schema version this code expects.
