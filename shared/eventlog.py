@@ -231,11 +231,12 @@ def unpushed(conn: Tx, limit: int) -> list[tuple[int, str]]:
 
     Those are the events above the relay's high-water mark (:func:`mark_pushed`). One
     mark instead of a flag per event is sound because committed events always form a
-    prefix of the log in seq order: every write holds the store's one write lock from
-    before it takes its seq (:meth:`Tx.next_event`) until its COMMIT is visible (SQLite:
-    the process and file locks around ``BEGIN IMMEDIATE`` ... ``COMMIT``; PostgreSQL:
-    ``pg_advisory_xact_lock``, released only after the commit is visible), so no event
-    with a lower seq can commit after a reader saw one with a higher seq. A batch read
+    prefix of the log in seq order: a write holds a lock from before it takes its seqs
+    (:meth:`Tx.append_event`) until its COMMIT is visible (SQLite: the process and file
+    locks around ``BEGIN IMMEDIATE`` ... ``COMMIT``; PostgreSQL: ``pg_advisory_xact_lock``
+    taken by the statement that numbers the transaction's events just before COMMIT, and
+    released only after the commit is visible), so no event with a lower seq can commit
+    after a reader saw one with a higher seq. A batch read
     here in one snapshot therefore holds every event up to its highest seq, and marking
     that seq skips none. Epochs (:func:`start_epoch`) do not reorder seqs: a new epoch
     starts at the log's end, and a store restored from a backup brings back its mark with

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     store_secrets_key_file: Path | None = None
     #: Most connections one process keeps open to PostgreSQL (worker threads share them).
     database_pool_size: int = Field(default=10, ge=1, le=256)
+    #: PostgreSQL write transactions one worker process runs at once: its batch of write
+    #: commands is cut into this many parts by order (each waits for its own round trips
+    #: to the database); at most the pool size. SQLite has one writer at a time.
+    database_write_transactions: int = Field(default=4, ge=1, le=64)
     #: Redis URL (``redis://``, ``rediss://``, ``unix://``, with password), or a Sentinel
     #: deployment (``redis+sentinel://h1:26379,h2:26379/MASTER/DB``, shared/redis_url.py);
     #: unset = the embedded broker.

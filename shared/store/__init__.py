@@ -95,15 +95,22 @@ def open_url(
     pool_size: int = 10,
     migrate: bool = True,
     secrets_key_file: Path | None = None,
+    write_transactions: int | None = None,
 ) -> Store:
     """The store at ``url``: a ``postgresql://`` URL, or else the path of a SQLite file.
-    ``secrets_key_file``: where its signing secrets are wrapped (:mod:`secrets_at_rest`)."""
+    ``secrets_key_file``: where its signing secrets are wrapped (:mod:`secrets_at_rest`);
+    ``write_transactions``: PostgreSQL write transactions one process runs at once (None:
+    the engine's default)."""
     if isinstance(url, str) and url.startswith(POSTGRES_SCHEMES):
         # Imported here: psycopg is loaded only by processes that use PostgreSQL.
-        from shared.store.postgres import PostgresStore
+        from shared.store.postgres import WRITE_CONCURRENCY, PostgresStore
 
         return PostgresStore(
-            url, pool_size=pool_size, migrate=migrate, secrets_key_file=secrets_key_file
+            url,
+            pool_size=pool_size,
+            migrate=migrate,
+            secrets_key_file=secrets_key_file,
+            write_concurrency=write_transactions or WRITE_CONCURRENCY,
         )
     return SqliteStore(
         Path(url),
@@ -122,4 +129,5 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Store:
         pool_size=settings.database_pool_size,
         migrate=migrate,
         secrets_key_file=settings.store_secrets_key_file,
+        write_transactions=settings.database_write_transactions,
     )

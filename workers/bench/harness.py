@@ -21,6 +21,7 @@ Speed is never asserted: the benchmark reports, the reader judges (README, "Perf
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -89,6 +91,10 @@ class BenchConfig:
     #: An empty PostgreSQL database to measure instead of SQLite (the generated store is
     #: copied into it); None = SQLite.
     database_url: str | None = None
+    #: With ``database_url``: also measure the writes through a TCP proxy that delays each
+    #: direction by this many milliseconds (:mod:`workers.bench.latency`), with all the
+    #: worker processes and with one; None = not.
+    db_latency_ms: float | None = None
     #: Seed of the generated data and queries.
     seed: int = 7
     #: Show progress on stderr.
@@ -378,15 +384,15 @@ def measure_baseline(settings: Settings, config: BenchConfig, workdir: Path) -> 
 
 
 def _open_orders(settings: Settings, count: int, skip: int) -> list[tuple[int, int]]:
-    """(id, version) of ``count`` orders being processed, after the first ``skip``."""
+    """(id, version) of ``count`` orders being processed, after the first ``skip`` ids."""
     store = open_store(settings)
     try:
         rows = (
             store.connection()
             .execute(
-                "SELECT id, version FROM orders WHERE status = 'processing' ORDER BY id"
-                " LIMIT ? OFFSET ?",
-                (count, skip),
+                "SELECT id, version FROM orders WHERE status = 'processing' AND id > ?"
+                " ORDER BY id LIMIT ?",
+                (skip, count),
             )
             .fetchall()
         )
@@ -431,12 +437,21 @@ def throughput(client: Client, kind: CommandKind, payloads: list[dict[str, Any]]
     return {"per_s": round(len(payloads) / elapsed, 1), "errors": len(failures)}
 
 
-def measure_writes(settings: Settings, config: BenchConfig, workdir: Path) -> dict[str, Any]:
-    """Placements, status changes and updates end to end; idle round trip; events; RSS."""
+def measure_writes(
+    settings: Settings,
+    config: BenchConfig,
+    workdir: Path,
+    *,
+    after_id: int = 0,
+    writes_only: bool = False,
+) -> dict[str, Any]:
+    """Placements, status changes and updates end to end on orders with ids above
+    ``after_id``, with the workers' CPU time and the machine's; unless ``writes_only``,
+    the idle round trip, events and RSS too."""
     argv = [sys.executable, "-c", "from workers.cli import main; main()", "worker"]
     argv += ["--processes", str(config.processes), "--threads", str(config.threads)]
     count = config.messages
-    targets = _open_orders(settings, 3 * count, 0)
+    targets = _open_orders(settings, 3 * count, after_id)
     if len(targets) < 3 * count:
         raise Unavailable(
             f"the benchmark needs {3 * count} open orders and found {len(targets)}: "
@@ -452,7 +467,7 @@ def measure_writes(settings: Settings, config: BenchConfig, workdir: Path) -> di
         {"order_id": order_id, "expected_version": version, "patch": {"positions": 3}}
         for order_id, version in targets[2 * count :]
     ]
-    figures: dict[str, Any] = {}
+    figures: dict[str, Any] = {"last_id": targets[-1][0]}
     with _serving(
         argv, settings, workdir / "worker.log", b"worker started", config.processes, "workers"
     ) as process:
@@ -466,7 +481,14 @@ def measure_writes(settings: Settings, config: BenchConfig, workdir: Path) -> di
                 ("updates", CommandKind.UPDATE_ORDER, updates),
             ):
                 _say(config, f"{len(payloads)} {name} end to end")
+                workers_cpu, machine_cpu = cpu_seconds(process.pid), machine_busy()
                 figures[name] = throughput(client, kind, payloads)
+                figures[name]["workers_cpu_ms_per_command"] = round(
+                    (cpu_seconds(process.pid) - workers_cpu) * 1000 / len(payloads), 3
+                )
+                figures[name]["machine_busy"] = machine_busy_since(machine_cpu)
+            if writes_only:
+                return figures
             _say(config, f"{config.roundtrips} idle search round trips")
             figures["roundtrip"] = roundtrips(client, config)
             _say(config, f"{config.roundtrips} change → event latencies")
@@ -474,6 +496,98 @@ def measure_writes(settings: Settings, config: BenchConfig, workdir: Path) -> di
             figures["worker_rss_mb"] = peak_rss_mb(process.pid)
         finally:
             client.close()
+    return figures
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) used so far by ``pid`` and every process below it."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for each in _descendants(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def machine_busy() -> tuple[int, int]:
+    """The machine's (busy, total) CPU ticks so far, from ``/proc/stat``."""
+    values = [int(part) for part in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return sum(values) - idle, sum(values)
+
+
+def machine_busy_since(before: tuple[int, int]) -> float:
+    """The fraction of the machine's CPU time that was busy since ``before`` (all cores)."""
+    busy, total = machine_busy()
+    return round((busy - before[0]) / max(1, total - before[1]), 3)
+
+
+@contextlib.contextmanager
+def latency_proxy(url: str, delay_ms: float, workdir: Path) -> Iterator[tuple[str, Path]]:
+    """The URL of ``url``'s database through a proxy delaying each direction by
+    ``delay_ms`` (:mod:`workers.bench.latency`), and the proxy's stats file."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    port = _free_port()
+    stats = workdir / "latency.json"
+    log = workdir / "latency.log"
+    argv = [sys.executable, "-m", "workers.bench.latency", str(port)]
+    argv += [str(info.get("host", "127.0.0.1")), str(info.get("port", 5432)), str(delay_ms)]
+    with log.open("wb") as sink:
+        process = subprocess.Popen([*argv, str(stats)], stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        _wait_until(lambda: b"ready" in log.read_bytes(), "the latency proxy", process)
+        parts = urllib.parse.urlsplit(url)
+        credentials = parts.netloc.rpartition("@")[0]
+        netloc = f"{credentials}@127.0.0.1:{port}" if credentials else f"127.0.0.1:{port}"
+        yield urllib.parse.urlunsplit(parts._replace(netloc=netloc)), stats
+    finally:
+        _stop(process)
+
+
+def proxy_exchanges(stats: Path) -> int:
+    """The client exchanges the proxy counted so far (after its next stats write)."""
+    time.sleep(0.2)
+    return int(json.loads(stats.read_text())["exchanges"])
+
+
+def database_roundtrip(url: str, count: int = 50) -> dict[str, float]:
+    """``SELECT 1`` round trips on one connection to ``url``, in ms."""
+    samples = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(count):
+            started = time.perf_counter()
+            conn.execute("SELECT 1").fetchone()
+            samples.append(time.perf_counter() - started)
+    return _ms(samples)
+
+
+def measure_latency(
+    settings: Settings, config: BenchConfig, workdir: Path, after_id: int
+) -> dict[str, Any]:
+    """The writes through the latency proxy: every worker process, then one (hosts); the
+    round trips they cost per command, counted by the proxy."""
+    assert config.database_url is not None
+    assert config.db_latency_ms is not None
+    figures: dict[str, Any] = {}
+    with latency_proxy(config.database_url, config.db_latency_ms, workdir) as (url, stats):
+        figures["db_roundtrip_ms"] = database_roundtrip(url)
+        proxied = settings.model_copy(update={"database_url": url})
+        for hosts in sorted({config.processes, 1}, reverse=True):
+            _say(config, f"writes through the latency proxy, {hosts} worker process(es)")
+            before = proxy_exchanges(stats)
+            run = measure_writes(
+                proxied,
+                dataclasses.replace(config, processes=hosts),
+                workdir,
+                after_id=after_id,
+                writes_only=True,
+            )
+            after_id = run.pop("last_id")
+            # The three write kinds and the warm-up's reads.
+            commands = 3 * config.messages + 200
+            run["roundtrips_per_command"] = round((proxy_exchanges(stats) - before) / commands, 2)
+            figures[f"hosts_{hosts}"] = run
     return figures
 
 
@@ -584,6 +698,11 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             _say(config, f"no-op baseline: {config.baseline_messages} messages")
             baseline = measure_baseline(settings, config, workdir)
             writes = measure_writes(settings, config, workdir)
+            latency = (
+                measure_latency(settings, config, workdir, writes["last_id"])
+                if config.database_url and config.db_latency_ms
+                else None
+            )
     events = writes["events"]
     return {
         "store_engine": "postgres" if config.database_url else "sqlite",
@@ -597,6 +716,11 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "write_errors": sum(
             writes[name]["errors"] for name in ("placements", "status_changes", "updates")
         ),
+        "workers_cpu_ms_per_command": {
+            name: writes[name]["workers_cpu_ms_per_command"] for name in WRITE_KINDS
+        },
+        "machine_busy": {name: writes[name]["machine_busy"] for name in WRITE_KINDS},
+        **({"db_latency": _latency_figures(latency, writes)} if latency else {}),
         "search_p50_ms": searched["ours"]["p50"],
         "search_p95_ms": searched["ours"]["p95"],
         "search_p99_ms": searched["ours"]["p99"],
@@ -619,6 +743,24 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             "group_commit_max_writes": settings.group_commit_max_writes,
         },
     }
+
+
+#: The measured write kinds, as the figures name them.
+WRITE_KINDS = ("placements", "status_changes", "updates")
+
+
+def _latency_figures(latency: dict[str, Any], local: dict[str, Any]) -> dict[str, Any]:
+    """The latency runs, each write kind also as a ratio of the same run's local figure."""
+    out: dict[str, Any] = {"db_roundtrip_ms": latency["db_roundtrip_ms"]}
+    for key, run in latency.items():
+        if not key.startswith("hosts_"):
+            continue
+        out[key] = {"roundtrips_per_command": run["roundtrips_per_command"]}
+        for name in WRITE_KINDS:
+            out[key][name] = run[name] | {
+                "ratio_to_local": _ratio(run[name]["per_s"], local[name]["per_s"])
+            }
+    return out
 
 
 def human(figures: dict[str, Any]) -> str:
@@ -654,6 +796,31 @@ def human(figures: dict[str, Any]) -> str:
         ("worker peak RSS", f"{figures['worker_rss_mb']} MB", ""),
     ]
     rows.insert(0, ("store engine", figures.get("store_engine", "sqlite"), ""))
+    latency = figures.get("db_latency")
+    if latency:
+        rows.append(
+            (
+                "database round trip p50",
+                f"{latency['db_roundtrip_ms']['p50']} ms (through the proxy)",
+                "",
+            )
+        )
+        for key, run in latency.items():
+            if not key.startswith("hosts_"):
+                continue
+            hosts = key.removeprefix("hosts_")
+            for name in WRITE_KINDS:
+                rows.append(
+                    (
+                        f"  {name}, {hosts} process(es)",
+                        f"{run[name]['per_s']:.0f} /s",
+                        f"{run[name]['ratio_to_local']:.0%} of local, workers CPU "
+                        f"{run[name]['workers_cpu_ms_per_command']} ms/command",
+                    )
+                )
+            rows.append(
+                (f"  round trips, {hosts} process(es)", f"{run['roundtrips_per_command']}", "")
+            )
     lines = [f"{name:<26}{value:<28}{note}" for name, value, note in rows]
     lines.append(
         f"{figures['cores']} cores, {figures['cpu_model']}; "

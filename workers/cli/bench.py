@@ -30,6 +30,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         seed=args.seed,
         progress=not args.quiet,
         database_url=args.database_url,
+        db_latency_ms=args.db_latency_ms,
     )
     figures = run_bench(config)
     emit(figures, args.json, human(figures))
@@ -94,6 +95,14 @@ def add_commands(commands: Any) -> None:
         "--database-url",
         metavar="URL",
         help="measure the PostgreSQL engine: an empty database the generated store is copied to",
+    )
+    bench.add_argument(
+        "--db-latency-ms",
+        type=float,
+        metavar="MS",
+        help="with --database-url: also measure the writes through a TCP proxy delaying each "
+        "direction by MS milliseconds (1.25: a database in another zone), with every worker "
+        "process and with one",
     )
     bench.add_argument("--quiet", action="store_true", help="no progress on stderr")
     bench.add_argument("--json", action="store_true", help="print one JSON document")
