@@ -118,6 +118,11 @@ def _digest_with(key: bytes, envelope: Envelope, payload: dict[str, Any]) -> str
     return DIGEST_PREFIX + mac.hexdigest()
 
 
+class _Redelivered(Exception):
+    """The command's id was claimed before (a redelivery, or a concurrent delivery that
+    committed first): the command is rolled back and answered from the ledger."""
+
+
 def _parts(prepared: Sequence[_Prepared | Exception], most: int) -> list[list[int]]:
     """The places of ``prepared`` in at most ``most`` parts, the commands on one order (or
     with none) in one part, each part in the batch's order."""
@@ -320,11 +325,23 @@ class Foundation:
         envelope, key, opened, payload, digest = command
         try:
             try:
-                with tx.savepoint():
-                    if isinstance(payload, JobordreError):
-                        raise payload
-                    digest = digest or self._digest(tx, envelope, opened)
-                    return Answer(self._write_in(tx, envelope, opened, payload, digest), key)
+                try:
+                    with tx.savepoint():
+                        if isinstance(payload, JobordreError):
+                            raise payload
+                        digest = digest or self._digest(tx, envelope, opened)
+                        return Answer(self._write_in(tx, envelope, opened, payload, digest), key)
+                except _Redelivered:
+                    # Rolled back to its savepoint: the ledger row's reply, if the same
+                    # command's (CommandIdReused if not).
+                    assert digest is not None
+                    with tx.savepoint():
+                        stored = self._stored_reply(tx, envelope, opened, digest)
+                    if stored is None:
+                        raise Unavailable(
+                            "the command's ledger row vanished; the command will be retried"
+                        ) from None
+                    return Answer(stored, key)
             except (NotAuthenticated, CommandIdReused) as error:
                 # No ledger row: the id may still be the rightful sender's to use.
                 with tx.savepoint():
@@ -377,7 +394,7 @@ class Foundation:
         the same command (another host, where writers run side by side) waits for this
         transaction and then answers with its reply.
         """
-        claimed = store.claim_command(
+        claim = store.claim_command(
             conn,
             command_id=envelope.command_id,
             kind=envelope.kind.value,
@@ -385,14 +402,21 @@ class Foundation:
             digest=digest,
             at=self.clock(),
         )
-        if not claimed:
-            stored = self._stored_reply(conn, envelope, opened, digest)
-            if stored is not None:
-                return stored
-        # A redelivery past the window got its stored reply above; a new one must be fresh.
-        self._check_age(envelope)
-        ctx = self._context(conn, envelope)
-        reply = ok_reply(envelope.command_id, self._apply(ctx, envelope, payload))
+        # Whether the claim held is read when the command settles (at once on SQLite, with
+        # the command's last round trip on PostgreSQL): a redelivery is rolled back to its
+        # savepoint then and answered from the ledger (_Redelivered).
+        conn.expect_one(claim, _Redelivered)
+        try:
+            # A redelivery past the window is answered from the ledger; a new one must be
+            # fresh.
+            self._check_age(envelope)
+            ctx = self._context(conn, envelope)
+            reply = ok_reply(envelope.command_id, self._apply(ctx, envelope, payload))
+        except JobordreError:
+            if claim.rowcount != 1:
+                # Refused because it was applied before: the ledger answers.
+                raise _Redelivered from None
+            raise
         access.write(conn, ctx.accesses, envelope.principal, envelope.caseworker, ctx.at)
         # The ledger keeps no CPR: a resend gets the reply with the CPR masked.
         store.finish_command(

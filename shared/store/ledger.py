@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from shared.store.interface import Row, Tx
+from shared.store.interface import Cursor, Row, Tx
 
 
 def ledger_entry(conn: Tx, principal: str, command_id: str) -> Row | None:
@@ -92,8 +92,9 @@ PENDING = "pending"
 
 def claim_command(
     conn: Tx, *, command_id: str, kind: str, principal: str, digest: str, at: datetime
-) -> bool:
-    """Claim a command id before applying the command; False if it was claimed before.
+) -> Cursor:
+    """Claim a command id before applying the command: the statement's ``rowcount`` is 0
+    if it was claimed before (read it when needed: on PostgreSQL that waits for it).
 
     The row goes in first, so that a concurrent delivery of the same command on another
     host waits for this transaction's row lock and then finds the row (its reply) instead
@@ -105,7 +106,7 @@ def claim_command(
         " VALUES (?, ?, ?, ?, ?, '', ?) ON CONFLICT DO NOTHING",
         (command_id, kind, principal, digest, PENDING, at.isoformat()),
     )
-    return cursor.rowcount == 1
+    return cursor
 
 
 def finish_command(conn: Tx, *, command_id: str, principal: str, outcome: str, reply: str) -> None:
