@@ -14,7 +14,7 @@ from shared.context import Context
 from shared.errors import InvalidInput, NotFound
 from shared.events import EventType, PlacementChange
 from shared.models import JobOrder, LogEntry, OrderStatus, PlacementStatus, Principal
-from shared.store.interface import Row, Tx
+from shared.store.interface import Cursor, Row, Tx
 
 #: Reads a stored time and writes it as :class:`Placement` does in its JSON.
 _TIME: TypeAdapter[datetime] = TypeAdapter(datetime)
@@ -69,19 +69,24 @@ def _entry_view(row: Row, placed_by: str, who: Principal) -> dict[str, Any]:
 
 def _log(
     ctx: Context,
-    placement_id: int,
+    placement: int | str,
     order_id: int,
     from_status: str | None,
     to_status: str,
     note: str | None,
-) -> int:
-    """Append a placement-log entry; its id (the order's newest entry, for the event)."""
-    row = ctx.conn.execute(
-        "INSERT INTO placement_log (order_id, placement_id, at, organisation, caseworker,"
-        " from_status, to_status, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+) -> Cursor:
+    """Append a placement-log entry about ``placement`` (its id, or the CPR of the order's
+    placement of that person, for a placement inserted just before and not read back yet);
+    the statement, whose one row is the entry's id (the order's newest entry, for the
+    event)."""
+    by_cpr = isinstance(placement, str)
+    which = "(SELECT id FROM placements WHERE order_id = ? AND cpr = ?)" if by_cpr else "?"
+    return ctx.conn.execute(
+        "INSERT INTO placement_log (order_id, placement_id, at, organisation, caseworker,"  # noqa: S608
+        f" from_status, to_status, note) VALUES (?, {which}, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             order_id,
-            placement_id,
+            *((order_id, placement) if by_cpr else (placement,)),
             ctx.stamp,
             str(ctx.who),
             ctx.caseworker,
@@ -89,8 +94,7 @@ def _log(
             to_status,
             note,
         ),
-    ).fetchone()
-    return int(row[0])
+    )
 
 
 def _load(conn: Tx, order_id: int, placement_id: int) -> Row:
@@ -104,14 +108,17 @@ def _load(conn: Tx, order_id: int, placement_id: int) -> Row:
 
 def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
     """Put a person forward on an order being processed (S4); one placement per person."""
-    order, order_doc = store.load_stored(ctx.conn, command.order_id)
-    rules.check_place(ctx.who, order)
     # The order's placements, read once: whether the person is on it already, who placed
     # on it (the event's audience) and its active referrals, with the placement made here.
-    placed = ctx.conn.execute(
+    # Sent with the order's statement: read after it, once the order is locked.
+    query = store.query_order(ctx.conn, command.order_id)
+    placed_query = ctx.conn.execute(
         "SELECT id, placed_by, cpr, referral, status FROM placements WHERE order_id = ?",
-        (order.id,),
-    ).fetchall()
+        (command.order_id,),
+    )
+    order, order_doc = store.stored_order(query, command.order_id)
+    rules.check_place(ctx.who, order)
+    placed = placed_query.fetchall()
     existing = next((row for row in placed if row["cpr"] == command.cpr), None)
     if existing is not None:
         if rules.sees_person(ctx.who, existing["placed_by"]):
@@ -147,10 +154,12 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
             at,
         ),
     )
+    # Its log entry names it by the person: sent before the placement's id is read back.
+    logged = _log(ctx, command.cpr, order.id, None, PlacementStatus.PLACED.value, command.note)
     # The row as stored, for the reply: RETURNING saves reading it back.
     row = cursor.fetchone()
     placement_id = int(row["id"])
-    entry = _log(ctx, placement_id, order.id, None, PlacementStatus.PLACED.value, command.note)
+    entry = int(logged.fetchone()[0])
     change = PlacementChange(
         placement_id=placement_id,
         placed_by=str(ctx.who),
@@ -226,7 +235,11 @@ def change_status(ctx: Context, command: ChangePlacementStatus) -> dict[str, Any
         "UPDATE placements SET status = ?, updated_at = ? WHERE id = ? RETURNING *",
         (command.status.value, ctx.stamp, row["id"]),
     ).fetchone()
-    entry = _log(ctx, row["id"], order.id, current.value, command.status.value, command.note)
+    entry = int(
+        _log(
+            ctx, row["id"], order.id, current.value, command.status.value, command.note
+        ).fetchone()[0]
+    )
     change = PlacementChange(
         placement_id=row["id"],
         placed_by=row["placed_by"],

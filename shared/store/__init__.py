@@ -43,7 +43,9 @@ from shared.store.order_table import (
     load_order,
     load_stored,
     next_order_id,
+    query_order,
     save_order,
+    stored_order,
 )
 from shared.store.sqlite import SqliteStore
 
@@ -81,10 +83,12 @@ __all__ = [
     "open_url",
     "ops_audit",
     "purge_dead_letters",
+    "query_order",
     "record_command",
     "record_dead_letter",
     "record_ops_action",
     "save_order",
+    "stored_order",
 ]
 
 

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 from shared.errors import NotFound, VersionConflict
 from shared.models import JobOrder
-from shared.store.interface import Tx
+from shared.store.interface import Cursor, Tx
 
 
 class StoredOrder(NamedTuple):
@@ -26,10 +26,22 @@ def load_stored(conn: Tx, order_id: int) -> StoredOrder:
     command changes them before it commits; a concurrent one waits and then reads what
     this one wrote.
     """
-    row = conn.execute(
+    return stored_order(query_order(conn, order_id), order_id)
+
+
+def query_order(conn: Tx, order_id: int) -> Cursor:
+    """:func:`load_stored`'s statement, sent: a caller may send the statements that read
+    the order's rows after it (the server runs them once the order is locked) before it
+    reads the order with :func:`stored_order`, and so wait once for all."""
+    return conn.execute(
         f"SELECT doc FROM orders WHERE id = ?{conn.lock_suffix}",  # noqa: S608
         (order_id,),
-    ).fetchone()
+    )
+
+
+def stored_order(query: Cursor, order_id: int) -> StoredOrder:
+    """The order :func:`query_order` read; :class:`NotFound` if there is none."""
+    row = query.fetchone()
     if row is None:
         raise NotFound(f"job order {order_id}: not found; check the id")
     doc = str(row["doc"])
