@@ -24,6 +24,7 @@ from shared.models import Principal
 from shared.store import Store, load_order, open_url
 from tests.factories import CPR_1
 from tests.shared.test_foundation import JOBCENTRE, OTHER_JOBCENTRE, call, key_of, ok, register
+from tests.shared.test_foundation_batches import signed
 
 K = CommandKind
 
@@ -198,3 +199,33 @@ def test_event_seq_stays_gap_free_with_four_writers_committing_after_random_dela
         assert len(seqs) >= 1 + 4 * per_writer
     finally:
         _close(hosts)
+
+
+def test_a_large_batch_in_parts_answers_each_command_in_place_and_keeps_each_orders_order(
+    any_store: Store,
+) -> None:
+    """On PostgreSQL a batch of 33 is applied as four transactions at once; the answers
+    come back in the batch's order, and the commands on one order apply in that order."""
+    foundation = Foundation(any_store)
+    orders = [register(foundation)["id"] for _ in range(4)]
+    batch = []
+    for step in range(8):
+        status = "inactivated" if step % 2 == 0 else "processing"
+        batch += [
+            signed(foundation, K.CHANGE_ORDER_STATUS, {"order_id": order_id, "status": status})
+            for order_id in orders
+        ]
+    batch.insert(
+        5, signed(foundation, K.CHANGE_ORDER_STATUS, {"order_id": 999_999, "status": "inactivated"})
+    )
+    outcomes = foundation.answer_writes(batch)
+    replies = [outcome.reply for outcome in outcomes if not isinstance(outcome, Exception)]
+    assert len(replies) == len(batch), outcomes
+    assert [reply["command_id"] for reply in replies] == [e.command_id for e in batch]
+    assert replies[5]["error"]["code"] == "not_found", "one refusal, in its place"
+    del replies[5]
+    for place, reply in enumerate(replies):
+        order_id = orders[place % 4]
+        before = place // 4
+        assert reply["ok"], reply
+        assert (reply["result"]["id"], reply["result"]["version"]) == (order_id, 2 + before)
