@@ -38,6 +38,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -444,10 +445,12 @@ def measure_writes(
     *,
     after_id: int = 0,
     writes_only: bool = False,
+    exchanges: Callable[[], int] | None = None,
 ) -> dict[str, Any]:
     """Placements, status changes and updates end to end on orders with ids above
-    ``after_id``, with the workers' CPU time and the machine's; unless ``writes_only``,
-    the idle round trip, events and RSS too."""
+    ``after_id``, with the workers' CPU time and the machine's (and the round trips per
+    command, with a latency proxy's ``exchanges``); unless ``writes_only``, the idle round
+    trip, events and RSS too."""
     argv = [sys.executable, "-c", "from workers.cli import main; main()", "worker"]
     argv += ["--processes", str(config.processes), "--threads", str(config.threads)]
     count = config.messages
@@ -481,8 +484,13 @@ def measure_writes(
                 ("updates", CommandKind.UPDATE_ORDER, updates),
             ):
                 _say(config, f"{len(payloads)} {name} end to end")
+                before = exchanges() if exchanges else 0
                 workers_cpu, machine_cpu = cpu_seconds(process.pid), machine_busy()
                 figures[name] = throughput(client, kind, payloads)
+                if exchanges:
+                    figures[name]["roundtrips_per_command"] = round(
+                        (exchanges() - before) / len(payloads), 2
+                    )
                 figures[name]["workers_cpu_ms_per_command"] = round(
                     (cpu_seconds(process.pid) - workers_cpu) * 1000 / len(payloads), 3
                 )
@@ -546,7 +554,8 @@ def latency_proxy(url: str, delay_ms: float, workdir: Path) -> Iterator[tuple[st
 
 
 def proxy_exchanges(stats: Path) -> int:
-    """The client exchanges the proxy counted so far (after its next stats write)."""
+    """The client exchanges the proxy counted so far (after its next stats write): a
+    phase's difference, per command, is the round trips a command costs."""
     time.sleep(0.2)
     return int(json.loads(stats.read_text())["exchanges"])
 
@@ -575,18 +584,15 @@ def measure_latency(
         proxied = settings.model_copy(update={"database_url": url})
         for hosts in sorted({config.processes, 1}, reverse=True):
             _say(config, f"writes through the latency proxy, {hosts} worker process(es)")
-            before = proxy_exchanges(stats)
             run = measure_writes(
                 proxied,
                 dataclasses.replace(config, processes=hosts),
                 workdir,
                 after_id=after_id,
                 writes_only=True,
+                exchanges=partial(proxy_exchanges, stats),
             )
             after_id = run.pop("last_id")
-            # The three write kinds and the warm-up's reads.
-            commands = 3 * config.messages + 200
-            run["roundtrips_per_command"] = round((proxy_exchanges(stats) - before) / commands, 2)
             figures[f"hosts_{hosts}"] = run
     return figures
 
@@ -755,7 +761,7 @@ def _latency_figures(latency: dict[str, Any], local: dict[str, Any]) -> dict[str
     for key, run in latency.items():
         if not key.startswith("hosts_"):
             continue
-        out[key] = {"roundtrips_per_command": run["roundtrips_per_command"]}
+        out[key] = {}
         for name in WRITE_KINDS:
             out[key][name] = run[name] | {
                 "ratio_to_local": _ratio(run[name]["per_s"], local[name]["per_s"])
@@ -814,13 +820,11 @@ def human(figures: dict[str, Any]) -> str:
                     (
                         f"  {name}, {hosts} process(es)",
                         f"{run[name]['per_s']:.0f} /s",
-                        f"{run[name]['ratio_to_local']:.0%} of local, workers CPU "
-                        f"{run[name]['workers_cpu_ms_per_command']} ms/command",
+                        f"{run[name]['ratio_to_local']:.0%} of local, "
+                        f"{run[name]['roundtrips_per_command']} round trips and workers' "
+                        f"CPU {run[name]['workers_cpu_ms_per_command']} ms a command",
                     )
                 )
-            rows.append(
-                (f"  round trips, {hosts} process(es)", f"{run['roundtrips_per_command']}", "")
-            )
     lines = [f"{name:<26}{value:<28}{note}" for name, value, note in rows]
     lines.append(
         f"{figures['cores']} cores, {figures['cpu_model']}; "

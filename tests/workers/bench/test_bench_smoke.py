@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,3 +119,36 @@ def test_demo_loads_orders_the_store_can_search(tmp_path: Path) -> None:
         assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0, "an import"
     finally:
         target.close()
+
+
+@pytest.mark.timeout(600)
+def test_bench_through_the_latency_proxy_reports_writes_round_trips_and_cpu(
+    tmp_path: Path, postgres_cluster: Any
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBORDRE_")}
+    env["JOBORDRE_HOME"] = str(tmp_path)
+    done = subprocess.run(
+        [
+            *(str(JOBORDRE), "bench", "--json", "--quiet", "--orders", "600"),
+            *("--processes", "1", "--threads", "2", "--messages", "20"),
+            *("--baseline-messages", "200", "--queries", "5", "--roundtrips", "5"),
+            *("--database-url", postgres_cluster.fresh_database(), "--db-latency-ms", "1.25"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=560,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    figures = json.loads(done.stdout)
+    latency = figures["db_latency"]
+    assert latency["db_roundtrip_ms"]["p50"] >= 2.0, "1.25 ms each way, measured"
+    for name in ("placements", "status_changes", "updates"):
+        run = latency["hosts_1"][name]
+        assert run["per_s"] > 0, name
+        assert run["errors"] == 0, name
+        assert run["ratio_to_local"] > 0, name
+        assert run["roundtrips_per_command"] > 0, name
+        assert run["workers_cpu_ms_per_command"] > 0, name
+        assert figures["workers_cpu_ms_per_command"][name] > 0, name
