@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -64,6 +66,8 @@ POOL_TIMEOUT_MS = 10_000
 #: Write transactions one process runs side by side by default (the parts of a batch of
 #: commands, shared.foundation): each waits for its own round trips to the database.
 WRITE_CONCURRENCY = 4
+#: Write transactions whose numbering wait a store keeps (:attr:`PostgresStore.numbering`).
+NUMBERING_SAMPLES = 10_000
 #: How long a new connection may take to open, in seconds (libpq's unit).
 CONNECT_TIMEOUT_S = 5
 
@@ -434,14 +438,19 @@ class PostgresWriteTx(PostgresTx):
         end stay where it is (a new epoch)."""
         self.execute(_TAKE_WRITE_LOCK).fetchone()
 
-    def commit(self) -> None:
-        """Number and insert the events, then COMMIT: one message, one wait."""
+    def commit(self) -> float:
+        """Number and insert the events, then COMMIT: one message, one wait. Returns how
+        long that wait took with events to number, in seconds (0.0 without): an upper
+        bound of how long the numbering lock was held, less one round trip."""
+        sent = time.perf_counter()
         if self.events:
             self.execute(_TAKE_WRITE_LOCK)
             self.execute(_APPEND_EVENTS, _events_params(self.events))
         self.execute("COMMIT")
         self.settle()
+        waited = time.perf_counter() - sent if self.events else 0.0
         self.leave_pipeline()
+        return waited
 
 
 def _events_params(events: list[NewEvent]) -> list[Any]:
@@ -531,6 +540,9 @@ class PostgresStore(Store):
         self.url = url
         #: A worker process's batch of commands goes to this many transactions at once.
         self.write_concurrency = max(1, min(write_concurrency, pool_size))
+        #: The last write transactions with events: (seconds from sending the numbering
+        #: statement to COMMIT's answer, events numbered), for the benchmark.
+        self.numbering: deque[tuple[float, int]] = deque(maxlen=NUMBERING_SAMPLES)
         self.memo: dict[str, Any] = {
             secrets_at_rest.MEMO: secrets_at_rest.SecretsKey(secrets_key_file)
         }
@@ -608,8 +620,10 @@ class PostgresStore(Store):
                 try:
                     tx.send(b"BEGIN")
                     yield tx
-                    tx.commit()
+                    waited = tx.commit()
                     committed = True
+                    if waited:
+                        self.numbering.append((waited, len(tx.events)))
                 finally:
                     # As in _transaction: the transaction ends with the scope, whatever
                     # ended it; a statement still on its way is waited for first.

@@ -49,10 +49,14 @@ import redis
 
 from shared import search
 from shared.commands import CommandKind
+from shared.envelope import new_envelope
 from shared.errors import JobordreError, Unavailable
+from shared.foundation import Foundation, utc_now
+from shared.keys import create, valid_keys
 from shared.settings import Settings
 from shared.store import SqliteStore, open_store, open_url, postgres_search, sqlite_search
 from shared.store.copy import copy_store
+from shared.store.postgres import PostgresStore
 from workers.bench.generator import Generator, load_orders
 from workers.bench.noop import NOOP_ACTOR, NOOP_QUEUE
 from workers.client import Client
@@ -597,6 +601,54 @@ def measure_latency(
     return figures
 
 
+#: Commands of one transaction when the numbering lock is timed (a worker's batch under load).
+NUMBERING_BATCH = 16
+
+
+def measure_numbering(url: str, config: BenchConfig, after_id: int) -> dict[str, Any]:
+    """How long the one lock writers of all hosts share (the event numbering, taken just
+    before COMMIT) is held: status changes applied in-process in transactions of
+    :data:`NUMBERING_BATCH`, each transaction's last message timed from its send to
+    COMMIT's answer (an upper bound: one round trip on the loopback more)."""
+    store = open_url(url)
+    assert isinstance(store, PostgresStore)
+    try:
+        foundation = Foundation(store, max_batch=NUMBERING_BATCH)
+        with store.write() as tx:
+            known = valid_keys(tx, PRINCIPAL)
+            key = next(iter(known.values())) if known else create(tx, PRINCIPAL, utc_now())
+        rows = (
+            store.connection()
+            .execute(
+                "SELECT id FROM orders WHERE status = 'processing' AND id > ? ORDER BY id LIMIT ?",
+                (after_id, config.messages),
+            )
+            .fetchall()
+        )
+        envelopes = [
+            new_envelope(
+                CommandKind.CHANGE_ORDER_STATUS,
+                PRINCIPAL,
+                {"order_id": int(row[0]), "status": "inactivated"},
+                key=key,
+            )
+            for row in rows
+        ]
+        store.numbering.clear()
+        for start in range(0, len(envelopes), NUMBERING_BATCH):
+            foundation.answer_writes(envelopes[start : start + NUMBERING_BATCH])
+        held = [seconds for seconds, _ in store.numbering]
+        per_event = [seconds / count for seconds, count in store.numbering]
+    finally:
+        store.close()
+    return {
+        "commands_per_transaction": NUMBERING_BATCH,
+        "per_transaction": _ms(held),
+        "per_command": _ms(per_event),
+        "last_id": int(rows[-1][0]) if rows else after_id,
+    }
+
+
 def roundtrips(client: Client, config: BenchConfig) -> dict[str, float]:
     """One search job at a time on an idle system: client enqueues → result back."""
     generator = Generator(config.seed + 3)
@@ -704,9 +756,14 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
             _say(config, f"no-op baseline: {config.baseline_messages} messages")
             baseline = measure_baseline(settings, config, workdir)
             writes = measure_writes(settings, config, workdir)
+            numbering = (
+                measure_numbering(config.database_url, config, writes["last_id"])
+                if config.database_url
+                else None
+            )
             latency = (
-                measure_latency(settings, config, workdir, writes["last_id"])
-                if config.database_url and config.db_latency_ms
+                measure_latency(settings, config, workdir, numbering["last_id"])
+                if config.database_url and config.db_latency_ms and numbering
                 else None
             )
     events = writes["events"]
@@ -727,6 +784,11 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         },
         "machine_busy": {name: writes[name]["machine_busy"] for name in WRITE_KINDS},
         **({"db_latency": _latency_figures(latency, writes)} if latency else {}),
+        **(
+            {"numbering_lock_ms": {k: v for k, v in numbering.items() if k != "last_id"}}
+            if numbering
+            else {}
+        ),
         "search_p50_ms": searched["ours"]["p50"],
         "search_p95_ms": searched["ours"]["p95"],
         "search_p99_ms": searched["ours"]["p99"],
@@ -802,6 +864,16 @@ def human(figures: dict[str, Any]) -> str:
         ("worker peak RSS", f"{figures['worker_rss_mb']} MB", ""),
     ]
     rows.insert(0, ("store engine", figures.get("store_engine", "sqlite"), ""))
+    numbering = figures.get("numbering_lock_ms")
+    if numbering:
+        rows.append(
+            (
+                "numbering lock held p50",
+                f"{numbering['per_transaction']['p50']} ms a transaction",
+                f"{numbering['per_command']['p50']} ms a command "
+                f"({numbering['commands_per_transaction']} a transaction)",
+            )
+        )
     latency = figures.get("db_latency")
     if latency:
         rows.append(

@@ -152,3 +152,6 @@ def test_bench_through_the_latency_proxy_reports_writes_round_trips_and_cpu(
         assert run["roundtrips_per_command"] > 0, name
         assert run["workers_cpu_ms_per_command"] > 0, name
         assert figures["workers_cpu_ms_per_command"][name] > 0, name
+    numbering = figures["numbering_lock_ms"]
+    assert numbering["per_transaction"]["p50"] > 0
+    assert numbering["per_command"]["p50"] <= numbering["per_transaction"]["p50"]
