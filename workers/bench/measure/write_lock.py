@@ -1,11 +1,13 @@
-"""Measure what PostgreSQL's write lock costs, and what leaving it out breaks.
+"""Measure what PostgreSQL's event-numbering lock costs, and what leaving it out breaks.
 
 Run: ``.venv/bin/python -m workers.bench.measure.write_lock [--commands 600]``. In one
 process, ``--commands`` order registrations (each one command: order row, event, audience,
 ledger row) go through :class:`shared.foundation.Foundation` on a private PostgreSQL
 cluster, from 1 thread and from 4 threads each with its own store (as 4 hosts), with the
-advisory write lock and with it replaced by a no-op statement; SQLite in-process beside it.
-Without the lock, concurrent writers allocate the same ``seq`` or order id and fail. Not a
+write path as it is ("locked": events numbered under the advisory lock just before
+COMMIT, docs/scaling-out-postgres.md) and with plain transactions that number events at
+once with no lock ("unlocked"); SQLite in-process beside it. Without the lock, concurrent
+writers allocate the same ``seq`` and fail. Not a
 test: figures are reported.
 """
 
