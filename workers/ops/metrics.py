@@ -152,7 +152,7 @@ class WorkerMetrics:
             start_http_server(port, addr=addr, registry=self.registry)
         except OSError as error:
             raise Unavailable(
-                f"cannot serve metrics on {addr} port {port} ({error.strerror}); choose "
+                f"cannot serve metrics on port {port} of {addr} ({error.strerror}); choose "
                 "another --metrics-port (process i of --processes N uses port + i) or "
                 "JOBORDRE_METRICS_ADDR"
             ) from None

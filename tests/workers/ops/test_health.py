@@ -123,7 +123,7 @@ def test_metrics_port_serves_job_and_domain_metrics_per_process(bare_system: Sys
                 "--metrics-port",
                 str(port),
             ],
-            env=system.env(),
+            env=system.env(JOBORDRE_METRICS_CACHE_MS="500"),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -153,8 +153,13 @@ def test_metrics_port_serves_job_and_domain_metrics_per_process(bare_system: Sys
             f"{kind} counted",
         )
     assert total("dramatiq_message_errors_total") == 0
-    domain = scrape(port)
-    assert domain[("jobordre_orders", (("status", "processing"),))] == 1
+    # The store's figures are cached for JOBORDRE_METRICS_CACHE_MS (500 ms here): the
+    # scrapes that waited for the endpoints read an empty store.
+    domain = wait_until(
+        lambda: (d := scrape(port))[("jobordre_orders", (("status", "processing"),))] == 1 and d,
+        10,
+        "the store's figures after the cache period",
+    )
     assert domain[("jobordre_orders", (("status", "inactivated"),))] == 1
     assert domain[("jobordre_placements", (("status", "placed"),))] == 1
     assert domain[("jobordre_workers_alive", ())] == 2
