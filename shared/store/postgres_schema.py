@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 
 from shared.store import postgres_search
+from shared.store.interface import PUBLIC_KEYS_DDL
 
 #: Advisory lock key of migrations (distinct from the write lock).
 MIGRATE_LOCK = 0x6A6F626D69677261
@@ -265,6 +266,7 @@ MIGRATIONS: list[str] = [
     _V10_NOTHING,
     _V11_NOTHING,
     _V12_EMPLOYER_INDEX_WITHOUT_STATUS,
+    PUBLIC_KEYS_DDL,
 ]
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import sqlite_utils
 
 from shared.store import sqlite_search as search
+from shared.store.interface import PUBLIC_KEYS_DDL
 from shared.store.private_files import private_file
 
 
@@ -366,6 +367,11 @@ def _v12_employer_index_without_status(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v13_public_keys(db: sqlite_utils.Database) -> None:
+    # Protocol 2's keys and signed commands (the same DDL on PostgreSQL).
+    db.executescript(PUBLIC_KEYS_DDL)
+
+
 #: Migrations in order; migration i brings the store to ``user_version`` i + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_core,
@@ -380,6 +386,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v10_search_tag_mark,
     _v11_search_short_tags,
     _v12_employer_index_without_status,
+    _v13_public_keys,
 ]
 
 #: The schema version this code expects.
