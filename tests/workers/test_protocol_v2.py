@@ -55,10 +55,9 @@ def v2_key(system: System, principal: str, tmp_path: Path) -> OrganisationKey:
 
 
 @pytest.fixture(scope="module")
-def worker(system: System) -> Iterator[System]:
-    system.start_worker()
-    yield system
-    system.stop_workers()
+def worker(system: System) -> System:
+    """The module's store with one worker process running (the ``system`` fixture's)."""
+    return system
 
 
 @pytest.fixture
