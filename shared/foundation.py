@@ -133,6 +133,28 @@ def _digest_with(key: bytes, envelope: Envelope, payload: dict[str, Any]) -> str
     return DIGEST_PREFIX + mac.hexdigest()
 
 
+def _log_accesses(
+    conn: Any, envelope: Envelope, accesses: list[access.Access], at: datetime
+) -> None:
+    """Write a command's access-log rows; for a protocol 2 command also keep its signed
+    envelope, which proves to a third party who asked (``jobordre audit proof``)."""
+    if not accesses:
+        return
+    access.write(conn, accesses, envelope.principal, envelope.caseworker, at, envelope.command_id)
+    if envelope.schema_version == SCHEMA_VERSION_2 and envelope.key_id is not None:
+        conn.execute(
+            "INSERT INTO signed_commands (principal, command_id, key_id, envelope, at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                envelope.principal,
+                envelope.command_id,
+                envelope.key_id,
+                envelope.to_json(),
+                at.isoformat(),
+            ),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What the foundation says to one envelope: the reply, and the key it may be sent under.
@@ -378,7 +400,7 @@ class Foundation:
         self._check_age(envelope)
         ctx = self._context(conn, envelope)
         reply = ok_reply(envelope.command_id, self._apply(ctx, envelope, payload))
-        access.write(conn, ctx.accesses, envelope.principal, envelope.caseworker, ctx.at)
+        _log_accesses(conn, envelope, ctx.accesses, ctx.at)
         self._record(conn, envelope, digest, "ok", reply)
         return reply
 
@@ -439,7 +461,7 @@ class Foundation:
             return stored if stored is not None else reply
         # A refusal that told the caller something about a person (the person is on the
         # order already) is an access of that person's data, and is logged.
-        access.write(conn, error.accesses, envelope.principal, envelope.caseworker, self.clock())
+        _log_accesses(conn, envelope, error.accesses, self.clock())
         self.record_rejection(conn, envelope, error)
         return reply
 
@@ -493,4 +515,4 @@ class Foundation:
                 "a read is answered once, so send it again with a new command id",
                 field="command_id",
             )
-        access.write(conn, ctx.accesses, envelope.principal, envelope.caseworker, ctx.at)
+        _log_accesses(conn, envelope, ctx.accesses, ctx.at)

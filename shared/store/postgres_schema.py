@@ -250,6 +250,9 @@ CREATE INDEX IF NOT EXISTS orders_of_employer ON orders (employer_cvr);
 DROP INDEX IF EXISTS orders_by_employer;
 """
 
+#: v13 (with protocol 2's tables): the command an access-log row came from.
+_V13_ACCESS_COMMAND = "ALTER TABLE access_log ADD COLUMN IF NOT EXISTS command_id TEXT;"
+
 
 #: Migrations in order; migration i brings the store to version i + 1 (v3: the search
 #: index of :mod:`shared.store.postgres_search`).
@@ -266,7 +269,7 @@ MIGRATIONS: list[str] = [
     _V10_NOTHING,
     _V11_NOTHING,
     _V12_EMPLOYER_INDEX_WITHOUT_STATUS,
-    PUBLIC_KEYS_DDL,
+    PUBLIC_KEYS_DDL + _V13_ACCESS_COMMAND,
 ]
 
 

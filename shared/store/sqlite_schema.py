@@ -368,8 +368,11 @@ def _v12_employer_index_without_status(db: sqlite_utils.Database) -> None:
 
 
 def _v13_public_keys(db: sqlite_utils.Database) -> None:
-    # Protocol 2's keys and signed commands (the same DDL on PostgreSQL).
+    # Protocol 2's keys and signed commands (the same DDL on PostgreSQL), and the command
+    # an access-log row came from, so the row can be proven with its signed command.
     db.executescript(PUBLIC_KEYS_DDL)
+    if "command_id" not in db["access_log"].columns_dict:
+        db.execute("ALTER TABLE access_log ADD COLUMN command_id TEXT")
 
 
 #: Migrations in order; migration i brings the store to ``user_version`` i + 1.

@@ -256,3 +256,28 @@ def test_a_revoked_version_2_key_is_refused(worker: System, tmp_path: Path) -> N
             client.call(K.GET_ORDER, {"order_id": 1})
     finally:
         client.close()
+
+
+def test_an_access_log_row_of_a_version_2_command_is_proven_by_its_signed_command(
+    worker: System, kbh: Client
+) -> None:
+    person = "0102031239"
+    order = kbh.call(K.REGISTER_ORDER, {"order": order_doc()})
+    envelope = kbh.envelope(K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": person})
+    kbh.wait(kbh.send_envelope(envelope))
+    version_1 = Client(worker.settings(), KBH)
+    try:
+        version_1.call(K.PLACEMENT_LOG, {"order_id": order["id"]})
+    finally:
+        version_1.close()
+    exported = worker.json("audit", "proof", person)
+    rows = {row["command_id"]: row for row in exported["entries"]}
+    proven = rows[envelope.command_id]
+    assert proven["action"] == "register" and proven["organisation"] == KBH
+    proof = proven["proof"]
+    assert proof["verified"] is True
+    assert proof["envelope"] == envelope.wire, "the envelope exactly as it was signed"
+    assert proof["key"]["key_id"] == envelope.key_id and proof["key"]["principal"] == KBH
+    assert person not in json.dumps(proof), "the proof keeps the payload sealed"
+    unproven = [row for row in exported["entries"] if row["command_id"] != envelope.command_id]
+    assert unproven and all(row["proof"] is None for row in unproven), "a v1 read has no proof"

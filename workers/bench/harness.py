@@ -52,6 +52,7 @@ from shared.store import SqliteStore, open_store, open_url, postgres_search, sql
 from shared.store.copy import copy_store
 from workers.bench.generator import Generator, load_orders
 from workers.bench.noop import NOOP_ACTOR, NOOP_QUEUE
+from workers.bench.signatures import measure_signatures
 from workers.client import Client
 from workers.transport.broker import build_broker
 from workers.transport.redis_connection import connect_redis
@@ -581,6 +582,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                 if config.database_url is None
                 else measure_search_postgres(config.database_url, config)
             )
+            _say(config, "authentication cost per command, protocol 2 against 1")
+            signatures = measure_signatures()
             _say(config, f"no-op baseline: {config.baseline_messages} messages")
             baseline = measure_baseline(settings, config, workdir)
             writes = measure_writes(settings, config, workdir)
@@ -612,6 +615,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "event_latency_p50_ms": events["p50"] if events else None,
         "event_latency_p95_ms": events["p95"] if events else None,
         "worker_rss_mb": writes["worker_rss_mb"],
+        "signature_cost": signatures,
         **machine(),
         "parameters": asdict(config)
         | {
@@ -652,6 +656,14 @@ def human(figures: dict[str, Any]) -> str:
             "",
         ),
         ("worker peak RSS", f"{figures['worker_rss_mb']} MB", ""),
+        *(
+            (
+                f"v2/v1 auth ({name})",
+                f"{cost['verify_open_v2_us']}/{cost['verify_open_v1_us']} µs",
+                f"×{cost['verify_open_ratio']}; Ed25519/HMAC ×{cost['ed25519_over_hmac']}",
+            )
+            for name, cost in figures.get("signature_cost", {}).items()
+        ),
     ]
     rows.insert(0, ("store engine", figures.get("store_engine", "sqlite"), ""))
     lines = [f"{name:<26}{value:<28}{note}" for name, value, note in rows]
