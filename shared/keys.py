@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.canonical_v2 import b64url, unb64url
-from shared.envelope import decode_envelope, new_envelope
+from shared.envelope import SCHEMA_VERSION_2, decode_envelope, new_envelope
 from shared.errors import InvalidInput, NotAuthenticated, NotFound
 from shared.sealing import open_payload
 from shared.signing import SigningKey, verify
@@ -346,6 +346,12 @@ def resign(
       its claim stands, a read that was answered is refused again; after, it would run anew.
     """
     envelope = decode_envelope(raw)
+    if envelope.schema_version == SCHEMA_VERSION_2:
+        raise _cannot_retry(
+            envelope.command_id,
+            "a version 2 command is signed by its organisation alone and the foundation "
+            "cannot sign it again; the organisation resends it with the same command id",
+        )
     if source == "rejected" and code == "forbidden":
         raise _cannot_retry(
             envelope.command_id,
