@@ -48,12 +48,15 @@ from shared import search
 from shared.commands import CommandKind
 from shared.errors import JobordreError, Unavailable
 from shared.settings import Settings
+from shared.signing_v2 import VERSION as PROTOCOL_2
+from shared.signing_v2 import OrganisationKey
 from shared.store import SqliteStore, open_store, open_url, postgres_search, sqlite_search
 from shared.store.copy import copy_store
 from workers.bench.generator import Generator, load_orders
 from workers.bench.noop import NOOP_ACTOR, NOOP_QUEUE
 from workers.bench.signatures import measure_signatures
 from workers.client import Client
+from workers.client.credentials import create_v2_key
 from workers.transport.broker import build_broker
 from workers.transport.redis_connection import connect_redis
 
@@ -94,6 +97,8 @@ class BenchConfig:
     seed: int = 7
     #: Show progress on stderr.
     progress: bool = True
+    #: The protocol the write phases' client speaks (docs/protocol.md; 2: § 14).
+    protocol: int = 1
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -457,7 +462,9 @@ def measure_writes(settings: Settings, config: BenchConfig, workdir: Path) -> di
     with _serving(
         argv, settings, workdir / "worker.log", b"worker started", config.processes, "workers"
     ) as process:
-        client = Client(settings, PRINCIPAL, url=str(settings.redis_url))
+        client = Client(
+            settings, PRINCIPAL, url=str(settings.redis_url), key=_key(settings, config)
+        )
         try:
             # Warm-up: every worker thread opens its SQLite connection and prepares.
             throughput(client, CommandKind.GET_ORDER, [{"order_id": 1}] * 200)
@@ -476,6 +483,17 @@ def measure_writes(settings: Settings, config: BenchConfig, workdir: Path) -> di
         finally:
             client.close()
     return figures
+
+
+def _key(settings: Settings, config: BenchConfig) -> OrganisationKey | None:
+    """A protocol 2 key for the write phases' client, or None (protocol 1, as provisioned)."""
+    if config.protocol != PROTOCOL_2:
+        return None
+    store = open_store(settings)
+    try:
+        return create_v2_key(store, settings, PRINCIPAL)
+    finally:
+        store.close()
 
 
 def roundtrips(client: Client, config: BenchConfig) -> dict[str, float]:
@@ -590,6 +608,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     events = writes["events"]
     return {
         "store_engine": "postgres" if config.database_url else "sqlite",
+        "protocol": config.protocol,
         "baseline_per_s": round(baseline, 1),
         "placements_per_s": writes["placements"]["per_s"],
         "placements_ratio": _ratio(writes["placements"]["per_s"], baseline),

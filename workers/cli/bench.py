@@ -30,6 +30,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         seed=args.seed,
         progress=not args.quiet,
         database_url=args.database_url,
+        protocol=args.protocol,
     )
     figures = run_bench(config)
     emit(figures, args.json, human(figures))
@@ -94,6 +95,13 @@ def add_commands(commands: Any) -> None:
         "--database-url",
         metavar="URL",
         help="measure the PostgreSQL engine: an empty database the generated store is copied to",
+    )
+    bench.add_argument(
+        "--protocol",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="the protocol the write phases' client speaks (default 1)",
     )
     bench.add_argument("--quiet", action="store_true", help="no progress on stderr")
     bench.add_argument("--json", action="store_true", help="print one JSON document")
