@@ -19,6 +19,7 @@ verifies under the foundation's key: nothing else on the reply list is believed.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 from typing import Any
@@ -56,6 +57,17 @@ _KEY_BYTES, _NONCE_BYTES = 32, 12
 
 def _public(private: X25519PrivateKey) -> bytes:
     return private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+#: Recipients' private keys kept parsed with their public key (a scalar multiplication to
+#: derive): the foundation opens every payload with one key, a client every reply with its own.
+RECIPIENT_ENTRIES = 64
+
+
+@functools.lru_cache(maxsize=RECIPIENT_ENTRIES)
+def _recipient(private: bytes) -> tuple[X25519PrivateKey, bytes]:
+    own = X25519PrivateKey.from_private_bytes(private)
+    return own, _public(own)
 
 
 def _key_and_nonce(dh: bytes, label: bytes, enc: bytes, recipient: bytes) -> tuple[bytes, bytes]:
@@ -107,10 +119,10 @@ def open_sealed(sealed: Any, private: bytes, label: bytes, aad: bytes, field: st
         )
     enc = unb64url(sealed["enc"], f"{field}.enc", KEY_BYTES)
     ct = unb64url(sealed["ct"], f"{field}.ct")
-    own = X25519PrivateKey.from_private_bytes(private)
+    own, public = _recipient(private)
     try:
         key, nonce = _key_and_nonce(
-            own.exchange(X25519PublicKey.from_public_bytes(enc)), label, enc, _public(own)
+            own.exchange(X25519PublicKey.from_public_bytes(enc)), label, enc, public
         )
         return AESGCM(key).decrypt(nonce, ct, aad)
     except (InvalidTag, ValueError):
