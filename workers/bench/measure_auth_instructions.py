@@ -4,8 +4,8 @@
 each protocol, then does one of: ``setup`` (nothing more: subtract its count), ``hmac``
 (HMAC-SHA256 of each version 1 canonical form, made in the setup), ``ed25519`` (RFC 8785
 form and Ed25519 verify of each version 2 envelope), ``v1`` (protocol 1's signature check
-and opening), ``v2`` (protocol 2's). Instruction counts are the same from run to run whatever else the
-machine does; docs/performance.md has the figures.
+and opening), ``v2`` (protocol 2's). Instruction counts are the same from run to run
+whatever else the machine does; docs/performance.md has the figures.
 """
 
 from __future__ import annotations
