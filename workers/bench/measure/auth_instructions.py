@@ -1,6 +1,6 @@
 """Count what authenticating a command costs, for ``valgrind --tool=callgrind``.
 
-``python -m workers.bench.measure_auth_instructions MODE`` builds 200 placement commands of
+``python -m workers.bench.measure.auth_instructions MODE`` builds 200 placement commands of
 each protocol, then does one of: ``setup`` (nothing more: subtract its count), ``hmac``
 (HMAC-SHA256 of each version 1 canonical form, made in the setup), ``ed25519`` (RFC 8785
 form and Ed25519 verify of each version 2 envelope), ``v1`` (protocol 1's signature check
