@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from shared.generator import Generator
 
 from shared import sealing, sealing_v2, signing
 from shared.canonical_v2 import signed_bytes, unb64url
@@ -27,6 +26,7 @@ from shared.commands import CommandKind
 from shared.envelope import new_envelope, new_envelope_v2
 from shared.signing import SigningKey
 from shared.signing_v2 import FoundationKey, OrganisationKey, verifies
+from workers.bench.generator import Generator
 
 KBH = "jobcentre:101"
 
