@@ -85,4 +85,7 @@ def test_a_version_2_command_is_never_resigned_by_the_operator(foundation: Found
             code="unavailable",
             died_at=utc_now(),
             window_ms=60_000,
+            retried_at=utc_now(),
+            max_age_ms=60_000,
+            read_window_ms=60_000,
         )
