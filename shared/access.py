@@ -81,12 +81,14 @@ def write(
     organisation: str,
     caseworker: str | None,
     at: datetime,
+    command_id: str | None = None,
 ) -> None:
     """Write accesses to the log (inside a write transaction): one row per person, action
-    and placement per command, however often the command read the same row."""
+    and placement per command, however often the command read the same row. ``command_id``
+    names the command they came from (with its signed envelope, for a protocol 2 command)."""
     conn.executemany(
         "INSERT INTO access_log (at, person, organisation, caseworker, action, order_id,"
-        " placement_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        " placement_id, command_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 at.isoformat(),
@@ -96,6 +98,7 @@ def write(
                 a.action,
                 a.order_id,
                 a.placement_id,
+                command_id,
             )
             for a in dict.fromkeys(accesses)
         ],

@@ -44,19 +44,36 @@ from shared import (
     results,
     rules,
     sealing,
+    sealing_v2,
     signing,
     store,
 )
 from shared.commands import CommandKind
 from shared.context import MAX_FOLLOWS, Context
-from shared.envelope import Envelope, mask_personal_data, masked_json, parse_payload
-from shared.errors import CommandIdReused, JobordreError, NotAuthenticated, Unavailable
+from shared.envelope import (
+    SCHEMA_VERSION_2,
+    Envelope,
+    mask_personal_data,
+    masked_json,
+    parse_payload,
+)
+from shared.errors import (
+    CommandIdReused,
+    InvalidInput,
+    JobordreError,
+    NotAuthenticated,
+    Unavailable,
+)
 from shared.signing import SigningKey
+from shared.signing_v2 import FoundationKey, PublicKeys
 from shared.store import Store
 from shared.store.group_commit import MAX_BATCH, GroupCommit
 
 Clock = Callable[[], datetime]
 Operation = Callable[[Context, Any], dict[str, Any]]
+#: The key a command was verified under, and its reply sealed for: a version 1 secret or
+#: a version 2 organisation's public keys.
+Signer = SigningKey | PublicKeys
 
 #: The operation behind each command kind.
 OPERATIONS: dict[CommandKind, Operation] = {
@@ -103,7 +120,7 @@ class _Prepared(NamedTuple):
 
     envelope: Envelope
     #: The key its reply is sealed for; None if it may have no reply.
-    key: SigningKey | None
+    key: Signer | None
     opened: dict[str, Any]
     payload: BaseModel | JobordreError
     #: The ledger digest of ``opened``, if the key was at hand before the lock.
@@ -142,6 +159,28 @@ def _parts(prepared: Sequence[_Prepared | Exception], most: int) -> list[list[in
     return [part for part in parts if part]
 
 
+def _log_accesses(
+    conn: Any, envelope: Envelope, accesses: list[access.Access], at: datetime
+) -> None:
+    """Write a command's access-log rows; for a protocol 2 command also keep its signed
+    envelope, which proves to a third party who asked (``jobordre audit proof``)."""
+    if not accesses:
+        return
+    access.write(conn, accesses, envelope.principal, envelope.caseworker, at, envelope.command_id)
+    if envelope.schema_version == SCHEMA_VERSION_2 and envelope.key_id is not None:
+        conn.execute(
+            "INSERT INTO signed_commands (principal, command_id, key_id, envelope, at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                envelope.principal,
+                envelope.command_id,
+                envelope.key_id,
+                envelope.to_json(),
+                at.isoformat(),
+            ),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What the foundation says to one envelope: the reply, and the key it may be sent under.
@@ -150,7 +189,7 @@ class Answer:
     """
 
     reply: dict[str, Any]
-    key: SigningKey | None
+    key: Signer | None
 
 
 #: Name of the ledger-digest key in ``foundation_secrets``.
@@ -170,10 +209,14 @@ class Foundation:
         max_age_ms: int = 15 * 60 * 1000,
         max_batch: int = MAX_BATCH,
         max_follows: int = MAX_FOLLOWS,
+        foundation_key: FoundationKey | None = None,
     ) -> None:
         self.store = store
         #: Most things one caseworker may follow (``JOBORDRE_MAX_FOLLOWS_PER_CASEWORKER``).
         self.max_follows = max_follows
+        #: The foundation's protocol 2 key pair: opens payloads, signs replies (none: this
+        #: foundation answers version 1 only).
+        self.foundation_key = foundation_key
         #: Every write of this process goes through one group commit (see its module).
         self.writes = GroupCommit(store, max_batch=max_batch)
         self.clock = clock
@@ -192,19 +235,53 @@ class Foundation:
         """Apply one envelope and return its reply; see the module docstring for guarantees."""
         return self.answer(envelope).reply
 
-    def authenticate(self, envelope: Envelope) -> SigningKey:
+    def authenticate(self, envelope: Envelope) -> Signer:
         """The organisation's valid key that signed ``envelope``; :class:`NotAuthenticated`.
 
         The keys come from the store's key cache: a key revoked elsewhere is refused within
         :data:`shared.keys.KEY_CACHE_MS`.
         """
+        if envelope.schema_version == SCHEMA_VERSION_2:
+            signer = keys.signer_v2(self.store.connection(), envelope.wire)
+            if signer is None or signer.principal != envelope.principal:
+                raise NotAuthenticated(
+                    f"command from {envelope.principal} is not signed by a valid version 2 "
+                    f"key of that organisation (key {envelope.key_id}: unknown, revoked, "
+                    "another organisation's, or the signature does not match the content)"
+                )
+            return signer
         return signing.verify(
             envelope.model_dump(mode="json"),
             keys.cached_valid_keys(self.store.connection(), envelope.principal, envelope.key_id),
         )
 
-    def _revoked_signer(self, envelope: Envelope) -> SigningKey | None:
+    def open_payload(self, envelope: Envelope, key: Signer) -> dict[str, Any]:
+        """The payload with what is sealed in it opened, for the key that signed it.
+
+        Version 1 seals fields (:class:`NotAuthenticated` if one does not open); version 2
+        the whole payload (:class:`InvalidInput`, field ``payload``, as it is a form the
+        organisation can fix and is told of).
+        """
+        if isinstance(key, SigningKey):
+            return sealing.open_payload(envelope.payload, envelope.command_id, key)
+        if self.foundation_key is None:
+            raise Unavailable(
+                "this worker has no foundation key for protocol 2; set "
+                "JOBORDRE_FOUNDATION_KEY_FILE (workers make it on start)"
+            )
+        return sealing_v2.open_payload(
+            envelope.payload,
+            envelope.principal,
+            envelope.command_id,
+            envelope.kind.value,
+            self.foundation_key,
+        )
+
+    def _revoked_signer(self, envelope: Envelope) -> Signer | None:
         """The revoked key of the principal that signed ``envelope``, if one did."""
+        if envelope.schema_version == SCHEMA_VERSION_2:
+            signer = keys.signer_v2(self.store.connection(), envelope.wire, revoked=True)
+            return signer if signer is not None and signer.principal == envelope.principal else None
         try:
             return signing.verify(
                 envelope.model_dump(mode="json"),
@@ -232,10 +309,10 @@ class Foundation:
             self._record_rejection(envelope, error)
             return Answer(error_reply(envelope.command_id, error), self._revoked_signer(envelope))
         try:
-            payload = sealing.open_payload(envelope.payload, envelope.command_id, key)
+            payload = self.open_payload(envelope, key)
             self._check_age(envelope)
             return Answer(self._read(envelope, payload), key)
-        except (NotAuthenticated, CommandIdReused) as error:
+        except (NotAuthenticated, InvalidInput) as error:
             self._record_rejection(envelope, error)
             return Answer(error_reply(envelope.command_id, error), key)
 
@@ -311,8 +388,8 @@ class Foundation:
                 # believes.
                 return _Prepared(envelope, self._revoked_signer(envelope), {}, error)
             try:
-                opened = sealing.open_payload(envelope.payload, envelope.command_id, key)
-            except NotAuthenticated as error:
+                opened = self.open_payload(envelope, key)
+            except (NotAuthenticated, InvalidInput) as error:
                 return _Prepared(envelope, key, {}, error)
             try:
                 payload = parse_payload(envelope, opened)
@@ -424,7 +501,7 @@ class Foundation:
                 # Refused because it was applied before: the ledger answers.
                 raise _Redelivered from None
             raise
-        access.write(conn, ctx.accesses, envelope.principal, envelope.caseworker, ctx.at)
+        _log_accesses(conn, envelope, ctx.accesses, ctx.at)
         # The ledger keeps no CPR: a resend gets the reply with the CPR masked.
         store.finish_command(
             conn,
@@ -492,7 +569,7 @@ class Foundation:
             return stored if stored is not None else reply
         # A refusal that told the caller something about a person (the person is on the
         # order already) is an access of that person's data, and is logged.
-        access.write(conn, error.accesses, envelope.principal, envelope.caseworker, self.clock())
+        _log_accesses(conn, envelope, error.accesses, self.clock())
         self.record_rejection(conn, envelope, error)
         return reply
 
@@ -546,4 +623,4 @@ class Foundation:
                 "a read is answered once, so send it again with a new command id",
                 field="command_id",
             )
-        access.write(conn, ctx.accesses, envelope.principal, envelope.caseworker, ctx.at)
+        _log_accesses(conn, envelope, ctx.accesses, ctx.at)

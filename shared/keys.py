@@ -15,11 +15,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from shared.envelope import decode_envelope, new_envelope
+from shared.canonical_v2 import b64url, unb64url
+from shared.envelope import SCHEMA_VERSION_2, decode_envelope, new_envelope
 from shared.errors import InvalidInput, NotAuthenticated, NotFound
 from shared.sealing import open_payload
 from shared.signing import SigningKey, verify
+from shared.signing_v2 import KEY_BYTES, PublicKeys, verifies
 from shared.store import secrets_at_rest
 from shared.store.interface import Tx
 
@@ -31,6 +34,8 @@ from shared.store.interface import Tx
 KEY_CACHE_MS = 250
 #: The :attr:`Tx.memo` entry holding a store's :class:`KeyCache`.
 CACHE_MEMO = "signing_key_cache"
+#: The :attr:`Tx.memo` entry holding a store's :class:`PublicKeyCache` (protocol 2).
+PUBLIC_CACHE_MEMO = "public_key_cache"
 
 
 def monotonic_ms() -> float:
@@ -121,16 +126,130 @@ def create(conn: Tx, principal: str, at: datetime) -> SigningKey:
     return key
 
 
+_REVOKE_V1 = (
+    "UPDATE signing_keys SET revoked_at = ? WHERE key_id = ? AND principal = ?"
+    " AND revoked_at IS NULL"
+)
+_REVOKE_V2 = (
+    "UPDATE public_keys SET revoked_at = ? WHERE key_id = ? AND principal = ?"
+    " AND revoked_at IS NULL"
+)
+#: Both protocols' keys, oldest columns first; protocol 2 rows carry their public keys.
+_LISTING = (
+    "SELECT * FROM (SELECT key_id, principal, created_at, revoked_at, 1 AS protocol,"
+    " NULL AS sign_public, NULL AS seal_public FROM signing_keys UNION ALL SELECT key_id,"
+    " principal, created_at, revoked_at, 2, sign_public, seal_public FROM public_keys) AS k"
+)
+
+
 def revoke(conn: Tx, principal: str, key_id: str, at: datetime) -> None:
-    """Make one key of ``principal`` invalid from now on."""
-    cursor = conn.execute(
-        "UPDATE signing_keys SET revoked_at = ? WHERE key_id = ? AND principal = ?"
-        " AND revoked_at IS NULL",
-        (at.isoformat(), key_id, principal),
-    )
-    if cursor.rowcount != 1:
+    """Make one key of ``principal`` (of either protocol) invalid from now on."""
+    revoked = 0
+    for update in (_REVOKE_V1, _REVOKE_V2):
+        revoked += conn.execute(update, (at.isoformat(), key_id, principal)).rowcount
+    if revoked != 1:
         raise NotFound(f"{principal} has no valid key {key_id}; see `jobordre keys list`")
     _changed(conn, principal)
+    cache = conn.memo.get(PUBLIC_CACHE_MEMO)
+    if cache is not None:
+        cache.invalidate(key_id)
+
+
+def register_public(conn: Tx, key: PublicKeys, at: datetime) -> None:
+    """Register an organisation's protocol 2 public keys (its private keys stay with it)."""
+    conn.execute(
+        "INSERT INTO public_keys (key_id, principal, sign_public, seal_public, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (
+            key.key_id,
+            key.principal,
+            b64url(key.sign_public),
+            b64url(key.seal_public),
+            at.isoformat(),
+        ),
+    )
+    _changed(conn, key.principal)
+
+
+def public_key(conn: Tx, key_id: str, *, revoked: bool = False) -> PublicKeys | None:
+    """The protocol 2 public keys named ``key_id``; a revoked key only if ``revoked``."""
+    row = conn.execute(
+        "SELECT principal, sign_public, seal_public, revoked_at FROM public_keys WHERE key_id = ?",
+        (key_id,),
+    ).fetchone()
+    if row is None or (row[3] is not None and not revoked):
+        return None
+    return PublicKeys(
+        str(row[0]),
+        key_id,
+        unb64url(row[1], "sign_public", KEY_BYTES),
+        unb64url(row[2], "seal_public", KEY_BYTES),
+    )
+
+
+class PublicKeyCache:
+    """Valid protocol 2 public keys by key id, each trusted for ``max_age_ms`` (as
+    :class:`KeyCache`); an unknown key is looked up in the store every time."""
+
+    def __init__(
+        self, max_age_ms: int = KEY_CACHE_MS, clock_ms: Callable[[], float] = monotonic_ms
+    ) -> None:
+        self.max_age_ms = max_age_ms
+        self.clock_ms = clock_ms
+        self._entries: dict[str, tuple[float, PublicKeys]] = {}
+        self._lock = threading.Lock()
+        self._changed_at: dict[str, float] = {}
+
+    def get(self, conn: Tx, key_id: str) -> PublicKeys | None:
+        entry = self._entries.get(key_id)
+        if entry is not None and self.clock_ms() - entry[0] < self.max_age_ms:
+            return entry[1]
+        read_at = self.clock_ms()
+        found = public_key(conn, key_id)
+        with self._lock:
+            changed_at = self._changed_at.get(key_id)
+            if found is not None and (
+                changed_at is None or read_at - changed_at >= self.max_age_ms
+            ):
+                self._entries[key_id] = (read_at, found)
+        return found
+
+    def invalidate(self, key_id: str) -> None:
+        with self._lock:
+            self._changed_at[key_id] = self.clock_ms()
+            self._entries.pop(key_id, None)
+
+
+def signer_v2(conn: Tx, document: dict[str, Any], *, revoked: bool = False) -> PublicKeys | None:
+    """The protocol 2 key whose signature ``document`` carries, if it verifies.
+
+    Only a valid key (through the cache) unless ``revoked``: then only a revoked one, read
+    from the store (its holder is told it was refused, as in protocol 1).
+    """
+    key_id = document.get("key_id")
+    if not isinstance(key_id, str):
+        return None
+    if revoked:
+        key = public_key(conn, key_id, revoked=True)
+        if key is None or public_key(conn, key_id) is not None:
+            return None
+    else:
+        key = cached_public_key(conn, key_id)
+    try:
+        return key if key is not None and verifies(document, key.sign_public) else None
+    except InvalidInput:
+        # No RFC 8785 form (a float beyond its range, an integer beyond 2**53): no
+        # signature can cover it.
+        return None
+
+
+def cached_public_key(conn: Tx, key_id: str) -> PublicKeys | None:
+    """:func:`public_key` (valid keys only) through the store's :class:`PublicKeyCache`."""
+    cache = conn.memo.get(PUBLIC_CACHE_MEMO)
+    if cache is None:
+        cache = conn.memo.setdefault(PUBLIC_CACHE_MEMO, PublicKeyCache())
+    found: PublicKeys | None = cache.get(conn, key_id)
+    return found
 
 
 def valid_keys(conn: Tx, principal: str) -> dict[str, SigningKey]:
@@ -152,19 +271,30 @@ def _keys(conn: Tx, rows: Sequence[Sequence[str]]) -> dict[str, SigningKey]:
     }
 
 
-def listing(conn: Tx, principal: str | None) -> list[dict[str, str | None]]:
-    """Every key (without its secret), newest first; of one principal if given."""
-    columns = "SELECT key_id, principal, created_at, revoked_at FROM signing_keys"
+def listing(conn: Tx, principal: str | None) -> list[dict[str, str | int | None]]:
+    """Every key (without a secret; protocol 2 keys with their public keys), newest first;
+    of one principal if given."""
+    query = _LISTING
     rows = (
-        conn.execute(columns + " ORDER BY created_at DESC").fetchall()
+        conn.execute(query + " ORDER BY created_at DESC").fetchall()
         if principal is None
         else conn.execute(
-            columns + " WHERE principal = ? ORDER BY created_at DESC", (principal,)
+            query + " WHERE principal = ? ORDER BY created_at DESC", (principal,)
         ).fetchall()
     )
-    return [
-        {"key_id": r[0], "principal": r[1], "created_at": r[2], "revoked_at": r[3]} for r in rows
-    ]
+    listed: list[dict[str, str | int | None]] = []
+    for r in rows:
+        row: dict[str, str | int | None] = {
+            "key_id": r[0],
+            "principal": r[1],
+            "created_at": r[2],
+            "revoked_at": r[3],
+            "protocol": int(r[4]),
+        }
+        if r[4] == 2:
+            row.update(sign_public=r[5], seal_public=r[6])
+        listed.append(row)
+    return listed
 
 
 def every_key(conn: Tx, principal: str) -> dict[str, SigningKey]:
@@ -216,6 +346,12 @@ def resign(
       its claim stands, a read that was answered is refused again; after, it would run anew.
     """
     envelope = decode_envelope(raw)
+    if envelope.schema_version == SCHEMA_VERSION_2:
+        raise _cannot_retry(
+            envelope.command_id,
+            "a version 2 command is signed by its organisation alone and the foundation "
+            "cannot sign it again; the organisation resends it with the same command id",
+        )
     if source == "rejected" and code == "forbidden":
         raise _cannot_retry(
             envelope.command_id,

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.commands import PAYLOADS, CommandKind
-from shared.envelope import Envelope
+from shared.envelope import SENT_AT_V2, CommandId, Envelope
 from shared.events import EventHeader, EventType, PlacementChange
 from shared.models import JobOrder, LogEntry, OrderStatus, Placement
 
@@ -74,6 +74,89 @@ class SealedReply(_Wire):
     body: str
     #: Lowercase hex HMAC-SHA256 binding the body to the command it answers.
     mac: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class EnvelopeV1(Envelope):
+    """One command of protocol version 1, signed with HMAC-SHA256 (docs/protocol.md § 3)."""
+
+    schema_version: Literal[1] = 1
+
+
+#: A principal in its normal form, the only form protocol 2 takes (docs/protocol.md § 14.3).
+PRINCIPAL_V2 = (
+    r"^(jobcentre:[0-9]{3}|akasse:[a-z0-9][a-z0-9-]{0,31}|employer:[1-9][0-9]{7}|system|star)$"
+)
+#: base64url without padding (protocol 2's binary values).
+_B64URL = r"^[A-Za-z0-9_-]+$"
+
+
+class Sealed(_Wire):
+    """A protocol 2 seal: an ephemeral X25519 public key and the AES-256-GCM ciphertext."""
+
+    #: The sender's ephemeral X25519 public key, 32 bytes, base64url.
+    enc: str = Field(pattern=_B64URL, min_length=43, max_length=43)
+    #: Ciphertext and 16-byte tag, base64url.
+    ct: str = Field(pattern=_B64URL)
+
+
+class SealedPayload(_Wire):
+    """A protocol 2 payload: all of it sealed to the foundation (docs/protocol.md § 14.6)."""
+
+    sealed: Sealed
+
+
+class EnvelopeV2Wire(_Wire):
+    """One command of protocol version 2 as it travels: every member required, the whole
+    payload sealed, signed with Ed25519 over the RFC 8785 form (docs/protocol.md § 14.4)."""
+
+    schema_version: Literal[2]
+    kind: CommandKind
+    #: Unique per principal: a fresh UUID per new command, the same on a resend.
+    command_id: CommandId
+    principal: str = Field(pattern=PRINCIPAL_V2)
+    correlation_id: str = Field(max_length=100)
+    sent_at: str = Field(pattern=SENT_AT_V2.pattern)
+    caseworker: str | None = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    payload: SealedPayload
+    key_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    #: Ed25519 signature of the canonical bytes, base64url (86 characters).
+    signature: str = Field(pattern=_B64URL, min_length=86, max_length=86)
+
+
+class ReplyV2Wire(_Wire):
+    """What a worker pushes onto ``<prefix>:replies:<principal>:<command_id>`` for a
+    protocol 2 command: sealed to the client, signed by the foundation (§ 14.7)."""
+
+    v: Literal[2]
+    command_id: str
+    principal: str = Field(pattern=PRINCIPAL_V2)
+    #: The ``signature`` of the envelope this reply answers.
+    in_reply_to: str
+    #: The foundation's key that signed the reply.
+    key_id: str
+    body: Sealed
+    #: The foundation's Ed25519 signature of the reply's RFC 8785 form, base64url.
+    signature: str = Field(pattern=_B64URL, min_length=86, max_length=86)
+
+
+class ResultBodyV2(_Wire):
+    """The opened ``body`` of a protocol 2 reply to a command that succeeded."""
+
+    ok: Literal[True]
+    result: dict[str, Any]
+
+
+class ErrorBodyV2(_Wire):
+    """The opened ``body`` of a protocol 2 reply to a command that was refused."""
+
+    ok: Literal[False]
+    error: ErrorBody
+
+
+class SealedFieldV1(_Wire):
+    """A protocol 1 sealed ``cpr`` or ``note``: base64 of nonce, ciphertext and tag (§ 5)."""
+
+    sealed: str
 
 
 class ResultBody(_Wire):
@@ -255,7 +338,9 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         "dramatiq-message.json": _schema(
             DramatiqMessage, "DramatiqMessage", DramatiqMessage.__doc__ or ""
         ),
-        "envelope.json": _schema(Envelope, "Envelope", "One command, signed (docs/protocol.md)."),
+        "envelope.json": _schema(
+            EnvelopeV1, "Envelope", "One command, signed (docs/protocol.md, version 1)."
+        ),
         "reply.json": _schema(SealedReply, "SealedReply", SealedReply.__doc__ or ""),
         "reply-result.json": _schema(ResultBody, "ResultBody", ResultBody.__doc__ or ""),
         "reply-error.json": _schema(ErrorReplyBody, "ErrorReplyBody", ErrorReplyBody.__doc__ or ""),
@@ -263,7 +348,11 @@ def json_schemas() -> dict[str, dict[str, Any]]:
             EventHeader, "EventHeader", "The `event` field of an entry on `<prefix>:events`."
         ),
     }
+    schemas.update(_v2_schemas())
     for kind in CommandKind:
+        wire = _v1_wire_payload(kind)
+        if wire is not None:
+            schemas[f"payloads/{kind.value}.wire.json"] = wire
         schemas[f"payloads/{kind.value}.json"] = _schema(
             PAYLOADS[kind], f"{kind.value} payload", f"`payload` of a `{kind.value}` envelope."
         )
@@ -271,6 +360,54 @@ def json_schemas() -> dict[str, dict[str, Any]]:
             RESULTS[kind],
             f"{kind.value} result",
             f"`result` in the opened body of a successful `{kind.value}` reply.",
+        )
+    return schemas
+
+
+def _v1_wire_payload(kind: CommandKind) -> dict[str, Any] | None:
+    """Protocol 1's wire schema of a payload with sealed members: ``cpr`` and ``note`` as
+    ``{"sealed": "<base64>"}``; None for a kind with nothing sealed (wire = opened)."""
+    schema = _schema(
+        PAYLOADS[kind],
+        f"{kind.value} payload (wire)",
+        f"`payload` of a version 1 `{kind.value}` envelope as it travels: `cpr` and `note` "
+        f"sealed (§ 5). The opened form is payloads/{kind.value}.json.",
+    )
+    sealed = [name for name in ("cpr", "note") if name in schema.get("properties", {})]
+    if not sealed:
+        return None
+    sealed_schema = SealedFieldV1.model_json_schema()
+    for name in sealed:
+        opened = schema["properties"][name]
+        nullable = {"type": "null"} in opened.get("anyOf", [])
+        schema["properties"][name] = (
+            {"anyOf": [sealed_schema, {"type": "null"}], "title": name.capitalize()}
+            if nullable
+            else {**sealed_schema, "title": name.capitalize()}
+        )
+    return schema
+
+
+def _v2_schemas() -> dict[str, dict[str, Any]]:
+    """Protocol 2's schemas under ``v2/``: wire (what travels) and opened (inside a seal)."""
+    schemas = {
+        "v2/envelope.wire.json": _schema(
+            EnvelopeV2Wire, "EnvelopeV2", EnvelopeV2Wire.__doc__ or ""
+        ),
+        "v2/reply.wire.json": _schema(ReplyV2Wire, "ReplyV2", ReplyV2Wire.__doc__ or ""),
+        "v2/reply-result.opened.json": _schema(
+            ResultBodyV2, "ResultBodyV2", ResultBodyV2.__doc__ or ""
+        ),
+        "v2/reply-error.opened.json": _schema(
+            ErrorBodyV2, "ErrorBodyV2", ErrorBodyV2.__doc__ or ""
+        ),
+    }
+    for kind in CommandKind:
+        schemas[f"v2/payloads/{kind.value}.opened.json"] = _schema(
+            PAYLOADS[kind],
+            f"{kind.value} payload (opened)",
+            f"The payload of a version 2 `{kind.value}` envelope once opened; on the wire it "
+            "is sealed whole (v2/envelope.wire.json).",
         )
     return schemas
 

@@ -88,8 +88,12 @@ class Settings(BaseSettings):
     #: Folder of the organisations' signing-key files (``<kind>_<id>.key``); default
     #: ``<home>/keys``.
     key_dir: Path | None = None
-    #: A client's signing-key file, if it is not in ``key_dir``.
+    #: A client's signing-key file, if it is not in ``key_dir`` (a protocol 2 key file,
+    #: ``"v": 2``, makes the client speak protocol 2).
     key_file: Path | None = None
+    #: The foundation's protocol 2 key file (its Ed25519 and X25519 private keys, mode
+    #: 0600, outside the store); unset = ``<home>/foundation.v2.key``, made on first use.
+    foundation_key_file: Path | None = None
     #: Oldest a signed command may be when a worker takes it, in milliseconds; older ones
     #: are refused as expired (a replay outside the window). Covers queueing and retries.
     signature_max_age_ms: int = Field(default=15 * 60 * 1000, ge=1000)
@@ -174,6 +178,13 @@ class Settings(BaseSettings):
     def keys_path(self) -> Path:
         """The folder of signing-key files."""
         return self.key_dir if self.key_dir is not None else self.home / "keys"
+
+    @property
+    def foundation_key_path(self) -> Path:
+        """The foundation's protocol 2 key file."""
+        if self.foundation_key_file is not None:
+            return self.foundation_key_file
+        return self.home / "foundation.v2.key"
 
     @property
     def embedded_address_file(self) -> Path:

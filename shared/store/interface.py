@@ -32,6 +32,8 @@ TABLES = (
     "event_log_epochs",
     "relay_mark",
     "signing_keys",
+    "public_keys",
+    "signed_commands",
     "access_log",
     "foundation_secrets",
     "follows",
@@ -41,6 +43,29 @@ TABLES = (
     "ops_audit",
 )
 
+
+#: Protocol 2 (docs/protocol.md § 14): the organisations' public keys (the store holds
+#: nothing that can sign for them) and each version 2 command's signed envelope, kept so
+#: that an access-log row can be proven to a third party. The same DDL on both engines.
+PUBLIC_KEYS_DDL = """
+CREATE TABLE IF NOT EXISTS public_keys (
+    key_id TEXT PRIMARY KEY,
+    principal TEXT NOT NULL,
+    sign_public TEXT NOT NULL,
+    seal_public TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE INDEX IF NOT EXISTS public_keys_by_principal ON public_keys (principal);
+CREATE TABLE IF NOT EXISTS signed_commands (
+    principal TEXT NOT NULL,
+    command_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    envelope TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (principal, command_id)
+);
+"""
 
 #: The event log's current epoch (the last by base seq, then ordinal; ordinals are unique):
 #: what ``shared.eventlog.current_epoch`` reads, as a query of one value.

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 
 from shared.store import postgres_search
+from shared.store.interface import PUBLIC_KEYS_DDL
 
 #: Advisory lock key of migrations (distinct from the write lock).
 MIGRATE_LOCK = 0x6A6F626D69677261
@@ -277,6 +278,10 @@ END
 $f$;
 """
 
+#: v14 (with protocol 2's tables): the command an access-log row came from.
+_V14_ACCESS_COMMAND = "ALTER TABLE access_log ADD COLUMN IF NOT EXISTS command_id TEXT;"
+
+
 #: Migrations in order; migration i brings the store to version i + 1 (v3: the search
 #: index of :mod:`shared.store.postgres_search`).
 MIGRATIONS: list[str] = [
@@ -293,6 +298,7 @@ MIGRATIONS: list[str] = [
     _V11_NOTHING,
     _V12_EMPLOYER_INDEX_WITHOUT_STATUS,
     _V13_ORDER_IDS_FROM_A_SEQUENCE,
+    PUBLIC_KEYS_DDL + _V14_ACCESS_COMMAND,
 ]
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import sqlite_utils
 
 from shared.store import sqlite_search as search
+from shared.store.interface import PUBLIC_KEYS_DDL
 from shared.store.private_files import private_file
 
 
@@ -371,6 +372,14 @@ def _v13_order_ids_from_a_sequence(db: sqlite_utils.Database) -> None:
     has one writer at a time, and ``MAX(id) + 1`` as it is."""
 
 
+def _v14_public_keys(db: sqlite_utils.Database) -> None:
+    # Protocol 2's keys and signed commands (the same DDL on PostgreSQL), and the command
+    # an access-log row came from, so the row can be proven with its signed command.
+    db.executescript(PUBLIC_KEYS_DDL)
+    if "command_id" not in db["access_log"].columns_dict:
+        db.execute("ALTER TABLE access_log ADD COLUMN command_id TEXT")
+
+
 #: Migrations in order; migration i brings the store to ``user_version`` i + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_core,
@@ -386,6 +395,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v11_search_short_tags,
     _v12_employer_index_without_status,
     _v13_order_ids_from_a_sequence,
+    _v14_public_keys,
 ]
 
 #: The schema version this code expects.

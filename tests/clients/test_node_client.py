@@ -43,19 +43,41 @@ def key_file(system: System) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def key_file_v2(system: System) -> Path:
+    path = system.home / "node-client" / "jobcentre_101.v2.key"
+    result = system.cli("keys", "create", KBH, "--protocol", "2", "--out", str(path))
+    assert result.code == 0, result.out + result.err
+    return path
+
+
 def node_env(system: System, key_file: Path, **extra: str) -> dict[str, str]:
     return system.env(JOBORDRE_KEY_FILE=str(key_file), **extra)
 
 
+@pytest.mark.parametrize(
+    "protocol", [pytest.param(1, id="protocol-1"), pytest.param(2, id="protocol-2")]
+)
 def test_the_node_clients_own_tests_pass_against_real_workers(
-    system: System, key_file: Path, tmp_path: Path
+    system: System, key_file: Path, key_file_v2: Path, tmp_path: Path, protocol: int
 ) -> None:
     order_file = tmp_path / "order.json"
     order_file.write_text(json.dumps(order_doc()), encoding="utf-8")
     done = subprocess.run(
-        [node(), "--test", "--test-reporter=spec", "test/vectors.test.js", "test/workers.test.js"],
+        [
+            node(),
+            "--test",
+            "--test-reporter=spec",
+            "test/vectors.test.js",
+            "test/vectors_v2.test.js",
+            "test/workers.test.js",
+        ],
         cwd=NODE_CLIENT,
-        env=node_env(system, key_file, JOBORDRE_TEST_ORDER_FILE=str(order_file)),
+        env=node_env(
+            system,
+            key_file if protocol == 1 else key_file_v2,
+            JOBORDRE_TEST_ORDER_FILE=str(order_file),
+        ),
         capture_output=True,
         text=True,
         timeout=100,
@@ -65,6 +87,9 @@ def test_the_node_clients_own_tests_pass_against_real_workers(
     assert done.returncode == 0, report
     assert "against real workers" in report
     assert "drops a forged reply" in report
+    assert "protocol 2 vectors" in report
+    if protocol == 2:
+        assert "is told which field is wrong" in report
     assert "# fail 0" in report or "ℹ fail 0" in report, report
 
 

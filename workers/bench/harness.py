@@ -54,12 +54,16 @@ from shared.errors import JobordreError, Unavailable
 from shared.foundation import Foundation, utc_now
 from shared.keys import create, valid_keys
 from shared.settings import Settings
+from shared.signing_v2 import VERSION as PROTOCOL_2
+from shared.signing_v2 import OrganisationKey
 from shared.store import SqliteStore, open_store, open_url, postgres_search, sqlite_search
 from shared.store.copy import copy_store
 from shared.store.postgres import PostgresStore
 from workers.bench.generator import Generator, load_orders
 from workers.bench.noop import NOOP_ACTOR, NOOP_QUEUE
+from workers.bench.signatures import measure_signatures
 from workers.client import Client
+from workers.client.credentials import create_v2_key
 from workers.transport.broker import build_broker
 from workers.transport.redis_connection import connect_redis
 
@@ -104,6 +108,8 @@ class BenchConfig:
     seed: int = 7
     #: Show progress on stderr.
     progress: bool = True
+    #: The protocol the write phases' client speaks (docs/protocol.md; 2: § 14).
+    protocol: int = 1
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -478,7 +484,9 @@ def measure_writes(
     with _serving(
         argv, settings, workdir / "worker.log", b"worker started", config.processes, "workers"
     ) as process:
-        client = Client(settings, PRINCIPAL, url=str(settings.redis_url))
+        client = Client(
+            settings, PRINCIPAL, url=str(settings.redis_url), key=_key(settings, config)
+        )
         try:
             # Warm-up: every worker thread opens its SQLite connection and prepares.
             throughput(client, CommandKind.GET_ORDER, [{"order_id": 1}] * 200)
@@ -649,6 +657,17 @@ def measure_numbering(url: str, config: BenchConfig, after_id: int) -> dict[str,
     }
 
 
+def _key(settings: Settings, config: BenchConfig) -> OrganisationKey | None:
+    """A protocol 2 key for the write phases' client, or None (protocol 1, as provisioned)."""
+    if config.protocol != PROTOCOL_2:
+        return None
+    store = open_store(settings)
+    try:
+        return create_v2_key(store, settings, PRINCIPAL)
+    finally:
+        store.close()
+
+
 def roundtrips(client: Client, config: BenchConfig) -> dict[str, float]:
     """One search job at a time on an idle system: client enqueues → result back."""
     generator = Generator(config.seed + 3)
@@ -753,6 +772,8 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
                 if config.database_url is None
                 else measure_search_postgres(config.database_url, config)
             )
+            _say(config, "authentication cost per command, protocol 2 against 1")
+            signatures = measure_signatures()
             _say(config, f"no-op baseline: {config.baseline_messages} messages")
             baseline = measure_baseline(settings, config, workdir)
             writes = measure_writes(settings, config, workdir)
@@ -769,6 +790,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     events = writes["events"]
     return {
         "store_engine": "postgres" if config.database_url else "sqlite",
+        "protocol": config.protocol,
         "baseline_per_s": round(baseline, 1),
         "placements_per_s": writes["placements"]["per_s"],
         "placements_ratio": _ratio(writes["placements"]["per_s"], baseline),
@@ -804,6 +826,7 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "event_latency_p50_ms": events["p50"] if events else None,
         "event_latency_p95_ms": events["p95"] if events else None,
         "worker_rss_mb": writes["worker_rss_mb"],
+        "signature_cost": signatures,
         **machine(),
         "parameters": asdict(config)
         | {
@@ -862,6 +885,14 @@ def human(figures: dict[str, Any]) -> str:
             "",
         ),
         ("worker peak RSS", f"{figures['worker_rss_mb']} MB", ""),
+        *(
+            (
+                f"v2/v1 auth ({name})",
+                f"{cost['verify_open_v2_us']}/{cost['verify_open_v1_us']} µs",
+                f"×{cost['verify_open_ratio']}; Ed25519/HMAC ×{cost['ed25519_over_hmac']}",
+            )
+            for name, cost in figures.get("signature_cost", {}).items()
+        ),
     ]
     rows.insert(0, ("store engine", figures.get("store_engine", "sqlite"), ""))
     numbering = figures.get("numbering_lock_ms")

@@ -31,6 +31,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         progress=not args.quiet,
         database_url=args.database_url,
         db_latency_ms=args.db_latency_ms,
+        protocol=args.protocol,
     )
     figures = run_bench(config)
     emit(figures, args.json, human(figures))
@@ -103,6 +104,13 @@ def add_commands(commands: Any) -> None:
         help="with --database-url: also measure the writes through a TCP proxy delaying each "
         "direction by MS milliseconds (1.25: a database in another zone), with every worker "
         "process and with one",
+    )
+    bench.add_argument(
+        "--protocol",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="the protocol the write phases' client speaks (default 1)",
     )
     bench.add_argument("--quiet", action="store_true", help="no progress on stderr")
     bench.add_argument("--json", action="store_true", help="print one JSON document")

@@ -62,21 +62,25 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def read_json(path: str, field: str) -> dict[str, Any]:
-    """A JSON object from a file (or stdin for ``-``); any malformed input is InvalidInput."""
+def read_limited(path: str, field: str, limit: int, why: str) -> bytes:
+    """A file's bytes (stdin for ``-``), at most ``limit``; :class:`InvalidInput` naming
+    ``field`` (and ``why`` the limit is enough) if it cannot be read or is larger."""
     try:
         if path == "-":
-            data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+            data = sys.stdin.buffer.read(limit + 1)
         else:
             with Path(path).open("rb") as file:
-                data = file.read(MAX_FILE_BYTES + 1)
+                data = file.read(limit + 1)
     except OSError as error:
         raise InvalidInput(f"{field}: cannot read {path}: {error.strerror}", field=field) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise InvalidInput(
-            f"{field}: {path} is larger than {MAX_FILE_BYTES} bytes; a job order is far smaller",
-            field=field,
-        )
+    if len(data) > limit:
+        raise InvalidInput(f"{field}: {path} is larger than {limit} bytes; {why}", field=field)
+    return data
+
+
+def read_json(path: str, field: str) -> dict[str, Any]:
+    """A JSON object from a file (or stdin for ``-``); any malformed input is InvalidInput."""
+    data = read_limited(path, field, MAX_FILE_BYTES, "a job order is far smaller")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:

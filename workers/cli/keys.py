@@ -6,6 +6,7 @@ They work on the store directly, so they run on the foundation's host.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ from shared import keys
 from shared.foundation import utc_now
 from shared.models import Principal
 from shared.settings import Settings
+from shared.signing import SigningKey
+from shared.signing_v2 import VERSION as PROTOCOL_2
+from shared.signing_v2 import OrganisationKey
 from shared.store import Store, open_store
 from workers.cli.common import Parser, emit
 
@@ -22,18 +26,28 @@ def _store(settings: Settings) -> Store:
 
 
 def _create(args: argparse.Namespace, settings: Settings) -> int:
-    from workers.client.credentials import write_key
+    from workers.client.credentials import create_v2_key, write_key
 
     principal = str(Principal.parse(args.organisation, "ORG"))
-    with _store(settings).write() as conn:
-        key = keys.create(conn, principal, utc_now())
+    key: SigningKey | OrganisationKey
+    if args.protocol == PROTOCOL_2:
+        # Only the public keys go to the store; the private key file is the organisation's.
+        key = create_v2_key(_store(settings), settings, principal)
+    else:
+        with _store(settings).write() as conn:
+            key = keys.create(conn, principal, utc_now())
     path = Path(args.out) if args.out else settings.keys_path / f"{principal.replace(':', '_')}.key"
     write_key(path, key)
     verb = (
         "rotated: the old keys stay valid until revoked" if args.action == "rotate" else "created"
     )
     emit(
-        {"principal": principal, "key_id": key.key_id, "file": str(path)},
+        {
+            "principal": principal,
+            "key_id": key.key_id,
+            "file": str(path),
+            "protocol": args.protocol,
+        },
         args.json,
         f"key {key.key_id} for {principal} {verb}; hand {path} to the organisation",
     )
@@ -68,8 +82,20 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _foundation(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.client.credentials import foundation_key
+
+    public = foundation_key(settings).public.to_dict()
+    emit(
+        {**public, "file": str(settings.foundation_key_path)},
+        args.json,
+        json.dumps(public),
+    )
+    return 0
+
+
 def add_commands(commands: Any) -> None:
-    """Add ``jobordre keys create|rotate|revoke|list``."""
+    """Add ``jobordre keys create|rotate|revoke|foundation|list``."""
     group = commands.add_parser("keys", help="signing keys of the organisations (operator)")
     actions = group.add_subparsers(dest="action", required=True, parser_class=Parser)
     for name, text in (
@@ -79,6 +105,14 @@ def add_commands(commands: Any) -> None:
         p = actions.add_parser(name, help=text)
         p.add_argument("organisation", metavar="ORG")
         p.add_argument("--out", help="where to write the key file (default: the key folder)")
+        p.add_argument(
+            "--protocol",
+            type=int,
+            choices=(1, PROTOCOL_2),
+            default=1,
+            help="1: a shared HMAC secret; 2: an Ed25519/X25519 key pair whose private key "
+            "file is the organisation's (the store keeps the public keys only)",
+        )
         p.add_argument("--json", action="store_true")
         p.set_defaults(handler=_create)
     p = actions.add_parser("revoke", help="make one key invalid")
@@ -86,6 +120,11 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--key-id", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_revoke)
+    p = actions.add_parser(
+        "foundation", help="the foundation's protocol 2 public keys (made on first use)"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_foundation)
     p = actions.add_parser("list", help="keys and whether they are valid (never the secrets)")
     p.add_argument("organisation", metavar="ORG", nargs="?")
     p.add_argument("--json", action="store_true")

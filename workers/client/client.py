@@ -1,5 +1,9 @@
 """The client: enqueue a command for the workers and wait for its reply.
 
+It speaks the protocol of its key file: version 2 (RFC 8785, Ed25519, the whole payload
+sealed to the foundation, replies on its principal's own list) for a key file with
+``"v": 2``, version 1 otherwise (docs/protocol.md).
+
 Delivery contract, as the client sees it: a command is enqueued at least once; the worker
 applies its ``command_id`` at most once and stores the reply in the ledger. If no reply
 arrives within ``reply_timeout_ms`` the client raises :class:`Unavailable` naming the
@@ -15,13 +19,15 @@ import dramatiq
 import redis
 
 from shared.commands import CommandKind
-from shared.envelope import Envelope, new_envelope
+from shared.envelope import Envelope, new_envelope, new_envelope_v2
 from shared.errors import InvalidInput, JobordreError, Unavailable
 from shared.models import Principal
 from shared.redis_url import is_sentinel_url
 from shared.sealing import open_reply
+from shared.sealing_v2 import open_reply as open_reply_v2
 from shared.settings import Settings
 from shared.signing import SigningKey
+from shared.signing_v2 import OrganisationKey
 from workers.client.credentials import signing_key
 from workers.client.replies import wait_replies, wait_reply
 from workers.transport.broker import (
@@ -61,13 +67,20 @@ class Client:
         *,
         caseworker: str | None = None,
         url: str | None = None,
-        key: SigningKey | None = None,
+        key: SigningKey | OrganisationKey | None = None,
     ) -> None:
         self.settings = settings
         self.principal = str(Principal.parse(principal))
         self.caseworker = caseworker
         self.url = url or resolve_redis_url(settings)
         self.key = key or signing_key(settings, self.principal)
+        if self.key.principal != self.principal:
+            raise InvalidInput(
+                f"the key {self.key.key_id} belongs to {self.key.principal}, not {self.principal}",
+                field="key_file",
+            )
+        #: Whose reply list this client waits on: its principal's own in protocol 2.
+        self.reply_principal = self.principal if isinstance(self.key, OrganisationKey) else None
         self.broker = build_broker(settings, self.url)
         self.redis = connect_redis(self.url, socket_connect_timeout=5, socket_timeout=10)
         #: Whether a send without a reply must reach a replica (see :meth:`send`).
@@ -89,7 +102,30 @@ class Client:
         On a Sentinel broker it returns only once a replica holds the command too, since
         no reply will prove it arrived; else :class:`Unavailable` (resending is safe).
         """
-        envelope = new_envelope(
+        envelope = self.envelope(
+            kind, payload, command_id=command_id, correlation_id=correlation_id
+        )
+        return self.send_envelope(envelope)
+
+    def envelope(
+        self,
+        kind: CommandKind,
+        payload: dict[str, Any],
+        *,
+        command_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Envelope:
+        """A signed envelope of this client's organisation, in its key's protocol."""
+        if isinstance(self.key, OrganisationKey):
+            return new_envelope_v2(
+                kind,
+                self.key,
+                payload,
+                command_id=command_id,
+                correlation_id=correlation_id,
+                caseworker=self.caseworker,
+            )
+        return new_envelope(
             kind,
             self.principal,
             payload,
@@ -98,7 +134,6 @@ class Client:
             caseworker=self.caseworker,
             key=self.key,
         )
-        return self.send_envelope(envelope)
 
     def send_envelope(self, envelope: Envelope, *, confirm: bool | None = None) -> str:
         """Enqueue an envelope made (and signed) by this client's key; returns its id.
@@ -152,6 +187,7 @@ class Client:
                 command_id,
                 timeout,
                 accept=lambda wire: self._accept(wire, command_id, signatures),
+                principal=self.reply_principal,
             )
         except redis.RedisError as error:
             raise Unavailable(
@@ -205,6 +241,7 @@ class Client:
                 accept=lambda wire, command_id: self._accept(
                     wire, command_id, self._sent[command_id]
                 ),
+                principal=self.reply_principal,
             ):
                 answered.add(command_id)
                 del self._sent[command_id]
@@ -237,7 +274,11 @@ class Client:
         and the latest send will be answered for itself.
         """
         for signature in reversed(signatures):
-            reply = open_reply(wire, self.key, command_id, signature)
+            reply = (
+                open_reply_v2(wire, self.key, command_id, signature)
+                if isinstance(self.key, OrganisationKey)
+                else open_reply(wire, self.key, command_id, signature)
+            )
             if reply is None:
                 continue
             stale = signature != signatures[-1]
@@ -260,14 +301,7 @@ class Client:
         answers, so the reply itself proves it; a command a failover lost gets no reply,
         and the wait ends in :class:`Unavailable`.
         """
-        envelope = new_envelope(
-            kind,
-            self.principal,
-            payload,
-            command_id=command_id,
-            caseworker=self.caseworker,
-            key=self.key,
-        )
+        envelope = self.envelope(kind, payload, command_id=command_id)
         return self.wait(self.send_envelope(envelope, confirm=False), timeout_ms)
 
     def close(self) -> None:

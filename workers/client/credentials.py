@@ -19,6 +19,7 @@ from shared.errors import Forbidden, InvalidInput
 from shared.foundation import utc_now
 from shared.settings import Settings
 from shared.signing import SigningKey
+from shared.signing_v2 import FoundationKey, OrganisationKey, is_v2_key_file
 from shared.store import SqliteStore, Store, open_store
 from shared.store.file_lock import ProcessLock
 
@@ -30,7 +31,7 @@ def key_path(settings: Settings, principal: str) -> Path:
     return settings.keys_path / f"{principal.replace(':', '_')}.key"
 
 
-def write_key(path: Path, key: SigningKey) -> None:
+def write_key(path: Path, key: SigningKey | OrganisationKey | FoundationKey) -> None:
     """Write a key file readable by its owner only, whole or not at all.
 
     The temporary file's name is this writer's own (mkstemp, mode 0600): writers of the
@@ -47,7 +48,7 @@ def write_key(path: Path, key: SigningKey) -> None:
         raise
 
 
-def provision(store: Store, settings: Settings, principal: str) -> SigningKey:
+def provision(store: Store, settings: Settings, principal: str) -> SigningKey | OrganisationKey:
     """Create a new key for ``principal`` in the store and write its key file.
 
     Clients starting at once (four ``jobordre expire`` runs, say) provision one after the
@@ -73,8 +74,9 @@ def provision(store: Store, settings: Settings, principal: str) -> SigningKey:
 MAX_KEY_FILE_BYTES = 4096
 
 
-def read_key_file(path: Path) -> SigningKey:
-    """A key file's key; :class:`InvalidInput` naming the file if it is not one."""
+def read_key_file(path: Path) -> SigningKey | OrganisationKey:
+    """A key file's key (protocol 1, or 2 for a file with ``"v": 2``); :class:`InvalidInput`
+    naming the file if it is not one."""
     problem = f"the key file {path} is not a jobordre key file"
     try:
         with path.open("rb") as file:
@@ -83,7 +85,10 @@ def read_key_file(path: Path) -> SigningKey:
             raise InvalidInput(
                 f"{problem} (larger than {MAX_KEY_FILE_BYTES} bytes)", field="key_file"
             )
-        key = SigningKey.from_json(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        if is_v2_key_file(text):
+            return OrganisationKey.from_json(text)
+        key = SigningKey.from_json(text)
     except OSError as error:
         raise InvalidInput(
             f"cannot read the key file {path}: {error.strerror}", field="key_file"
@@ -97,7 +102,7 @@ def read_key_file(path: Path) -> SigningKey:
     return key
 
 
-def signing_key(settings: Settings, principal: str) -> SigningKey:
+def signing_key(settings: Settings, principal: str) -> SigningKey | OrganisationKey:
     """The key a client of ``principal`` signs with; see the module docstring."""
     path = key_path(settings, principal)
     if path.exists():
@@ -130,3 +135,38 @@ def system_key(store: Store) -> SigningKey:
     with store.write() as conn:
         valid = keys.valid_keys(conn, "system")
         return next(iter(valid.values())) if valid else keys.create(conn, "system", utc_now())
+
+
+def foundation_key(settings: Settings) -> FoundationKey:
+    """The foundation's protocol 2 key pair, from its key file; made on first use.
+
+    Processes starting at once (several workers) make it one after the other under a file
+    lock, and each looks for the file again first, so there is one key pair.
+    """
+    path = settings.foundation_key_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = ProcessLock(path.with_name(path.name + ".lock"))
+    try:
+        with lock.held():
+            if not path.exists():
+                write_key(path, FoundationKey.generate())
+            try:
+                return FoundationKey.from_json(path.read_text("utf-8"))
+            except OSError as error:
+                raise InvalidInput(
+                    f"cannot read the foundation key file {path}: {error.strerror}",
+                    field="foundation_key_file",
+                ) from None
+    finally:
+        lock.close()
+
+
+def create_v2_key(store: Store, settings: Settings, principal: str) -> OrganisationKey:
+    """A new protocol 2 key pair for ``principal``: only its public keys go to the store.
+
+    The caller writes the returned private key file where the organisation runs.
+    """
+    key = OrganisationKey.generate(principal, foundation_key(settings).public)
+    with store.write() as conn:
+        keys.register_public(conn, key.public, utc_now())
+    return key

@@ -32,6 +32,7 @@ def wait_reply(
     command_id: str,
     timeout_ms: int,
     accept: Callable[[dict[str, Any]], dict[str, Any] | None],
+    principal: str | None = None,
 ) -> dict[str, Any] | None:
     """Block until a reply that ``accept`` takes arrives; ``None`` after ``timeout_ms``.
 
@@ -40,7 +41,7 @@ def wait_reply(
     wait goes on, so whoever can write to Redis cannot answer for the foundation.
     """
     deadline = time.monotonic() + timeout_ms / 1000
-    key = reply_key(prefix, command_id)
+    key = reply_key(prefix, command_id, principal)
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -88,6 +89,7 @@ def wait_replies(
     command_ids: list[str],
     timeout_ms: int,
     accept: Callable[[dict[str, Any], str], dict[str, Any] | None],
+    principal: str | None = None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield ``(command_id, reply)`` for each of ``command_ids`` as its reply arrives.
 
@@ -99,7 +101,7 @@ def wait_replies(
     the call with the unanswered ones not yielded; the caller sees which are missing.
     """
     deadline = time.monotonic() + timeout_ms / 1000
-    waiting = {reply_key(prefix, command_id): command_id for command_id in command_ids}
+    waiting = {reply_key(prefix, command_id, principal): command_id for command_id in command_ids}
     pop_ready = client.register_script(_POP_READY)
     while waiting:
         keys = list(itertools.islice(waiting, WAIT_WINDOW))

@@ -82,8 +82,17 @@ return refused
 """
 
 
-def reply_key(prefix: str, command_id: str) -> str:
-    """The Redis list a command's reply is pushed onto."""
+#: The ``v`` of a protocol 2 reply.
+REPLY_V2 = 2
+
+
+def reply_key(prefix: str, command_id: str, principal: str | None = None) -> str:
+    """The Redis list a command's reply is pushed onto: protocol 1's
+    ``<prefix>:reply:<command_id>``, or with ``principal`` protocol 2's
+    ``<prefix>:replies:<principal>:<command_id>``, under one fixed prefix per principal
+    (a Redis ACL gives each organisation its own)."""
+    if principal is not None:
+        return f"{prefix}:replies:{principal}:{command_id}"
     return f"{prefix}:reply:{command_id}"
 
 
@@ -117,7 +126,9 @@ class Outbound:
 
     def push_reply(self, prefix: str, ttl_ms: int, reply: dict[str, Any]) -> None:
         """Queue a reply for the client waiting on its command id (workers/client/replies.py)."""
-        key = reply_key(prefix, str(reply["command_id"]))
+        # A protocol 2 reply goes to its principal's own list (docs/protocol.md § 14.7).
+        principal = reply.get("principal") if reply.get("v") == REPLY_V2 else None
+        key = reply_key(prefix, str(reply["command_id"]), principal)
         self._add(("reply", key, json.dumps(reply), ttl_ms))
 
     def ack(self, queue_name: str, redis_message_id: str) -> None:

@@ -15,21 +15,29 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from pydantic import TypeAdapter, ValidationError
 
-from shared import store
+from shared import keys, sealing_v2, store
 from shared.commands import CommandKind
-from shared.envelope import Envelope, decode_envelope, mask_personal_data
+from shared.envelope import (
+    SCHEMA_VERSION_2,
+    CommandId,
+    Envelope,
+    decode_envelope,
+    mask_personal_data,
+    one_mask_form,
+)
 from shared.errors import InvalidInput, JobordreError, Unavailable
-from shared.foundation import Answer, Foundation, error_reply
+from shared.foundation import Answer, Foundation, Signer, error_reply
 from shared.redaction import redact_cpr
 from shared.sealing import seal_reply
 from shared.settings import Settings
-from shared.signing import SigningKey
+from shared.signing import CLOCK_SKEW_MS, SigningKey
 from workers.transport.broker import JobordreBroker, queue_for
 from workers.transport.outbound import Outbound
 from workers.worker.relay import Relay
@@ -53,7 +61,7 @@ class Runtime:
     settings: Settings
     relay: Relay
 
-    def reply(self, reply: dict[str, Any], key: SigningKey | None, envelope: Envelope) -> None:
+    def reply(self, reply: dict[str, Any], key: Signer | None, envelope: Envelope) -> None:
         """Push a reply to its client, sealed and authenticated for the command it answers.
 
         Without a key (the envelope was not authentic) nothing is pushed: a forgery must not
@@ -61,11 +69,25 @@ class Runtime:
         """
         if key is None or envelope.signature is None:
             return
-        self.replies.push_reply(
-            self.settings.redis_prefix,
-            self.settings.reply_ttl_ms,
-            seal_reply(reply, key, envelope.signature),
-        )
+        self._push(reply, key, envelope.signature)
+
+    def _push(self, reply: dict[str, Any], key: Signer, request_signature: str) -> None:
+        """Seal ``reply`` for the holder of ``key`` (protocol 1: MAC and seal from its
+        secret; 2: sealed to its X25519 key, signed by the foundation) and push it."""
+        if isinstance(key, SigningKey):
+            wire = seal_reply(reply, key, request_signature)
+        else:
+            foundation_key = self.foundation.foundation_key
+            if foundation_key is None:
+                return
+            wire = sealing_v2.seal_reply(
+                one_mask_form(reply),
+                key.principal,
+                request_signature,
+                key.seal_public,
+                foundation_key,
+            )
+        self.replies.push_reply(self.settings.redis_prefix, self.settings.reply_ttl_ms, wire)
 
     def process(self, kind: CommandKind, raw: Any) -> None:
         """Apply one message's envelope and answer its client.
@@ -100,6 +122,7 @@ class Runtime:
             envelope = decode_envelope(raw)
         except InvalidInput as error:
             self._undecodable(kind, raw, error)
+            self._answer_refused_form(raw, error)
             return None
         if envelope.kind == kind:
             return envelope
@@ -225,13 +248,60 @@ class Runtime:
                 envelope_,
             )
 
-    def _authentic(self, raw: Any) -> tuple[Envelope, SigningKey] | None:
+    def _answer_refused_form(self, raw: Any, error: InvalidInput) -> None:
+        """Tell the signer of an authentic version 2 command why its form was refused.
+
+        Only a command whose Ed25519 signature verifies under a valid key is answered
+        (sealed to that key, on its principal's reply list), and only inside the signature
+        window when its ``sent_at`` can be read at all; anything else gets nothing, as a
+        forgery must.
+        """
+        document = _as_json(raw)
+        if not isinstance(document, dict) or document.get("schema_version") != SCHEMA_VERSION_2:
+            return
+        command_id, request_signature = document.get("command_id"), document.get("signature")
+        if not isinstance(request_signature, str) or not _is_command_id(command_id):
+            return
+        signer = keys.signer_v2(self.foundation.store.connection(), document)
+        if signer is None or _outside_window(document.get("sent_at"), self.foundation):
+            return
+        self._push(error_reply(str(command_id), error), signer, request_signature)
+
+    def _authentic(self, raw: Any) -> tuple[Envelope, Signer] | None:
         """The envelope of a raw message and the key that signed it, if it is authentic."""
         try:
             envelope = decode_envelope(raw)
             return envelope, self.foundation.authenticate(envelope)
         except JobordreError:
             return None
+
+
+_COMMAND_ID = TypeAdapter(CommandId)
+
+
+def _is_command_id(value: Any) -> bool:
+    """Whether ``value`` is a well-formed command id (one that can name a reply list)."""
+    try:
+        _COMMAND_ID.validate_python(value, strict=True)
+    except ValidationError:
+        return False
+    return True
+
+
+def _outside_window(sent_at: Any, foundation: Foundation) -> bool:
+    """Whether a readable ``sent_at`` (any ISO 8601 form with a zone) is outside the
+    signature window: such a command is a replay, not a form to fix."""
+    try:
+        moment = datetime.fromisoformat(str(sent_at))
+    except ValueError:
+        return False
+    if moment.tzinfo is None:
+        return False
+    now = foundation.clock()
+    return (
+        moment > now + timedelta(milliseconds=CLOCK_SKEW_MS)
+        or (now - moment).total_seconds() * 1000 > foundation.max_age_ms
+    )
 
 
 def _as_json(raw: Any) -> Any:

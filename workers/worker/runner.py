@@ -25,7 +25,7 @@ from shared.foundation import Foundation
 from shared.redaction import RedactingFormatter
 from shared.settings import Settings
 from shared.store import open_store
-from workers.client.credentials import system_key
+from workers.client.credentials import foundation_key, system_key
 from workers.ops.agent import OpsAgent
 from workers.transport.broker import build_broker
 from workers.transport.outbound import Outbound
@@ -85,6 +85,7 @@ def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
         max_age_ms=settings.signature_max_age_ms,
         max_batch=settings.group_commit_max_writes,
         max_follows=settings.max_follows_per_caseworker,
+        foundation_key=foundation_key(settings),
     )
     runtime = Runtime(
         foundation=foundation,

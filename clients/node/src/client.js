@@ -8,6 +8,7 @@ import { createClient } from 'redis';
 
 import { openReply } from './crypto.js';
 import { makeEnvelope, queueFor } from './envelope.js';
+import { makeEnvelopeV2, openReplyV2, parseKeyFile, replyKeyV2, VERSION as V2 } from './v2.js';
 
 /** Dramatiq's key namespace on Redis. */
 export const DRAMATIQ_NAMESPACE = 'dramatiq';
@@ -30,9 +31,13 @@ export class JobordreError extends Error {
   }
 }
 
-/** A key file's key: `{"principal", "key_id", "secret"}`. */
+/**
+ * A key file's key: version 1 `{"principal", "key_id", "secret"}`, or a version 2 key file
+ * (`"v": 2`, docs/protocol.md § 14.2), with which the client speaks protocol 2.
+ */
 export async function readKeyFile(path) {
   const data = JSON.parse(await readFile(path, 'utf8'));
+  if (data.v === V2) return parseKeyFile(data);
   for (const name of ['principal', 'key_id', 'secret']) {
     if (typeof data[name] !== 'string') throw new TypeError(`jobordre: ${path} is not a key file (no ${name})`);
   }
@@ -79,9 +84,20 @@ export class Client {
     await Promise.all([this.redis.close(), this.waiter.close()]);
   }
 
-  /** The Redis list a command's reply is pushed onto. */
+  /** Whether this client speaks protocol 2 (its key file is a version 2 key). */
+  get v2() {
+    return this.key.v === V2;
+  }
+
+  /** The Redis list a command's reply is pushed onto (protocol 2: the principal's own). */
   replyKey(commandId) {
-    return `${this.prefix}:reply:${commandId}`;
+    return this.v2 ? replyKeyV2(this.prefix, this.key.principal, commandId) : `${this.prefix}:reply:${commandId}`;
+  }
+
+  /** A signed envelope in this client's protocol. */
+  envelope(kind, payload, options = {}) {
+    const make = this.v2 ? makeEnvelopeV2 : makeEnvelope;
+    return make(kind, payload, this.key, { caseworker: this.caseworker, ...options });
   }
 
   /** Enqueue a signed envelope atomically (HSET + RPUSH in one MULTI); returns its command id. */
@@ -99,7 +115,7 @@ export class Client {
 
   /** Build, seal, sign and enqueue a command; returns its envelope. */
   async send(kind, payload, options = {}) {
-    const envelope = makeEnvelope(kind, payload, this.key, { caseworker: this.caseworker, ...options });
+    const envelope = this.envelope(kind, payload, options);
     await this.sendEnvelope(envelope);
     return envelope;
   }
@@ -126,7 +142,7 @@ export class Client {
       } catch {
         continue;
       }
-      const reply = openReply(wire, this.key, commandId, signature);
+      const reply = this.v2 ? openReplyV2(wire, this.key, commandId, signature) : openReply(wire, this.key, commandId, signature);
       if (reply === null) continue;
       // Answered: forget the signature (a long-lived client would otherwise grow); a resend
       // of the id is signed afresh and remembered again.
@@ -147,8 +163,8 @@ export class Client {
     return this.wait(envelope.command_id, timeoutMs);
   }
 
-  /** The organisation's inbox after cursor `since` (a `"<epoch>:<seq>"` string, or 0): `{events, cursor, from_seq, head}`. */
-  async inbox({ since = 0, limit = 100, headersOnly = false } = {}) {
+  /** The organisation's inbox after cursor `since` (a `"<epoch>:<seq>"` string, or "0"): `{events, cursor, from_seq, head}`. */
+  async inbox({ since = '0', limit = 100, headersOnly = false } = {}) {
     return this.call('inbox', { since, limit, headers_only: headersOnly });
   }
 

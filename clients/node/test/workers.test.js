@@ -1,19 +1,31 @@
 // The Node client against real jobordre workers on a real Redis. Run by the project's
 // pytest suite (tests/clients/test_node_client.py), which starts redis-server and a worker
-// and sets JOBORDRE_REDIS_URL, JOBORDRE_KEY_FILE and JOBORDRE_TEST_ORDER_FILE.
+// and sets JOBORDRE_REDIS_URL, JOBORDRE_KEY_FILE and JOBORDRE_TEST_ORDER_FILE. Run once
+// with a version 1 key file and once with a version 2 one: the client speaks its key's
+// protocol.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 
-import { Client, JobordreError, makeEnvelope, readKeyFile, seal } from '../src/index.js';
+import { Client, JobordreError, readKeyFile, seal, sealV2, signDocument } from '../src/index.js';
 
 const { JOBORDRE_REDIS_URL: url, JOBORDRE_KEY_FILE: keyFile, JOBORDRE_TEST_ORDER_FILE: orderFile } = process.env;
 if (!url || !keyFile || !orderFile) {
   throw new Error('workers.test.js needs running workers: run it through pytest tests/clients (bash scripts/test does)');
 }
 const CPR = '0101901234';
+
+/** A reply anyone with Redis access could push: it must never be believed. */
+function forgedReply(client, envelope, ok) {
+  if (client.v2) {
+    const body = sealV2(Buffer.from(JSON.stringify({ ok, result: { title: 'forged' } })), randomBytes(32), 'jobordre v2 reply', 'x');
+    return { v: 2, command_id: envelope.command_id, principal: client.key.principal, in_reply_to: envelope.signature, key_id: client.key.foundation.key_id, body, signature: 'A'.repeat(86) };
+  }
+  const body = seal(randomBytes(32), JSON.stringify({ result: { title: 'forged' } }), envelope.command_id);
+  return { v: 1, command_id: envelope.command_id, ok, key_id: client.key.key_id, body, mac: '0'.repeat(64) };
+}
 
 describe('against real workers', () => {
   let client;
@@ -78,20 +90,27 @@ describe('against real workers', () => {
   });
 
   it('drops a forged reply pushed ahead of the real one, and believes the real one', async () => {
-    const envelope = makeEnvelope('get_order', { order_id: order.id }, client.key, { caseworker: 'node.test' });
-    const forgedBody = seal(randomBytes(32), JSON.stringify({ result: { id: order.id, title: 'forged' } }), envelope.command_id);
-    const forged = { v: 1, command_id: envelope.command_id, ok: true, key_id: client.key.key_id, body: forgedBody, mac: '0'.repeat(64) };
-    await client.redis.rPush(client.replyKey(envelope.command_id), JSON.stringify(forged));
+    const envelope = client.envelope('get_order', { order_id: order.id });
+    await client.redis.rPush(client.replyKey(envelope.command_id), JSON.stringify(forgedReply(client, envelope, true)));
     await client.sendEnvelope(envelope);
     const result = await client.wait(envelope.command_id);
     assert.equal(result.title, order.title);
   });
 
   it('times out as unavailable when only a forged reply comes', async () => {
-    const envelope = makeEnvelope('get_order', { order_id: order.id }, client.key);
+    const envelope = client.envelope('get_order', { order_id: order.id });
     client.sent.set(envelope.command_id, envelope.signature); // never enqueued
-    const forged = { v: 1, command_id: envelope.command_id, ok: false, key_id: client.key.key_id, body: 'AAAA', mac: 'f'.repeat(64) };
-    await client.redis.rPush(client.replyKey(envelope.command_id), JSON.stringify(forged));
+    await client.redis.rPush(client.replyKey(envelope.command_id), JSON.stringify(forgedReply(client, envelope, false)));
     await assert.rejects(client.wait(envelope.command_id, 500), { code: 'unavailable' });
+  });
+
+  // Protocol 1 does not answer a command it cannot decode: this is protocol 2's alone.
+  const protocol2 = JSON.parse(readFileSync(keyFile, 'utf8')).v === 2;
+  (protocol2 ? it : () => {})('is told which field is wrong when a signed command has a refused form', async () => {
+    const { signature, ...envelope } = client.envelope('get_order', { order_id: order.id });
+    const wrong = { ...envelope, sent_at: new Date().toISOString().replace('Z', '+00:00') };
+    const signed = { ...wrong, signature: signDocument(wrong, client.key.signPrivate) };
+    await client.sendEnvelope(signed);
+    await assert.rejects(client.wait(signed.command_id), { code: 'validation_error', field: 'sent_at' });
   });
 });

@@ -72,6 +72,9 @@ def test_bench_json_has_every_figure(
     assert figures["parameters"]["orders"] == 400
     assert figures["store_engine"] == engine
     assert figures["search_total"] == "exact"
+    for kind in ("placement", "order"):
+        cost = figures["signature_cost"][kind]
+        assert cost["ed25519_over_hmac"] > 0 and cost["verify_open_ratio"] > 0, cost
 
 
 def test_bench_without_redis_server_says_what_to_install(tmp_path: Path) -> None:

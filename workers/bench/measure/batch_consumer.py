@@ -48,6 +48,7 @@ from shared.commands import CommandKind
 from shared.envelope import decode_envelope
 from shared.foundation import Answer, Foundation
 from shared.settings import Settings, get_settings
+from shared.signing import SigningKey
 from shared.store import open_store
 from workers.bench import harness
 from workers.bench.generator import Generator, load_orders
@@ -89,7 +90,7 @@ def consume() -> None:
         # The shipped consumer's foundation call: what differs is only what surrounds it.
         answers = foundation.answer_writes(envelopes)
         for message, envelope, answer in zip(messages, envelopes, answers, strict=True):
-            if not isinstance(answer, Answer) or answer.key is None:
+            if not isinstance(answer, Answer) or not isinstance(answer.key, SigningKey):
                 raise RuntimeError(f"command {envelope.command_id} failed: {answer!r}")
             assert envelope.signature is not None
             sealed = sealing.seal_reply(answer.reply, answer.key, envelope.signature)
