@@ -46,10 +46,17 @@ def _human_event(event: dict[str, Any]) -> str:
     )
 
 
-def _pages(client: Any, since: str, limit: int) -> Iterator[dict[str, Any]]:
+def _inbox_payload(args: argparse.Namespace, since: str) -> dict[str, Any]:
+    payload: dict[str, Any] = {"since": since, "limit": args.limit}
+    if args.headers_only:
+        payload["headers_only"] = True
+    return payload
+
+
+def _pages(client: Any, args: argparse.Namespace, since: str) -> Iterator[dict[str, Any]]:
     """Every inbox event after ``since``, page by page."""
     while True:
-        page = client.call(CommandKind.INBOX, {"since": since, "limit": limit})
+        page = client.call(CommandKind.INBOX, _inbox_payload(args, since))
         yield from page["events"]
         # A page may end before ``limit`` when its events are large (bounded by size too).
         if not page["events"]:
@@ -61,7 +68,7 @@ def _follow(args: argparse.Namespace, settings: Settings) -> int:
     from workers.client import Client
     from workers.worker.relay import events_stream_key, latest_stream_id, read_headers
 
-    client = Client(settings, args.principal)
+    client = Client(settings, args.principal, caseworker=args.caseworker)
     key = events_stream_key(settings)
     cursor = Cursor.parse(args.since)
     stream_id = "$"
@@ -69,7 +76,7 @@ def _follow(args: argparse.Namespace, settings: Settings) -> int:
         try:
             if stream_id == "$":
                 stream_id = latest_stream_id(client.redis, key)
-            for event in _pages(client, str(cursor), args.limit):
+            for event in _pages(client, args, str(cursor)):
                 line = json.dumps(event, ensure_ascii=False) if args.json else _human_event(event)
                 print(line, flush=True)
                 cursor = Cursor.parse(event["cursor"])
@@ -93,9 +100,9 @@ def _inbox(args: argparse.Namespace, settings: Settings) -> int:
         return _follow(args, settings)
     from workers.client import Client
 
-    client = Client(settings, args.principal)
+    client = Client(settings, args.principal, caseworker=args.caseworker)
     try:
-        page = client.call(CommandKind.INBOX, {"since": args.since, "limit": args.limit})
+        page = client.call(CommandKind.INBOX, _inbox_payload(args, args.since))
     finally:
         client.close()
     human = "\n".join([*(_human_event(e) for e in page["events"]), f"cursor: {page['cursor']}"])
@@ -170,6 +177,11 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--since", type=_cursor, default="0", metavar="CURSOR")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--follow", action="store_true", help="keep printing events as they happen")
+    p.add_argument(
+        "--headers-only",
+        action="store_true",
+        help="only the events' headers (no order, no placement log): what a notify key may read",
+    )
     acting(p, lambda a: (CommandKind.INBOX, {}))
     p.set_defaults(handler=_inbox)
 
