@@ -3,8 +3,10 @@
 :class:`Foundation` asks the workers (through Redis, like every client): the caseworker's
 follows and the organisation's inbox, the authoritative, gap-free list of events by
 ``seq``. :class:`EventStream` reads the Redis stream the relay pushes event headers to; it
-wakes the notifier the moment a change is committed. Every failure to reach Redis or a
-worker is raised as :class:`~shared.errors.Unavailable`, the notifier's cue to reconnect.
+wakes the notifier the moment a change is committed, and is never trusted for more than
+that (anyone who can write to Redis can add a header; see :mod:`notifier.service`). Every
+failure to reach Redis or a worker is raised as :class:`~shared.errors.Unavailable`, the
+notifier's cue to reconnect.
 """
 
 from __future__ import annotations
@@ -24,9 +26,6 @@ INBOX_PAGE = 1000
 STREAM_BATCH = 1000
 #: How many of the newest stream entries :meth:`EventStream.tail` looks at.
 TAIL_WINDOW = 100
-#: At most this many pages of :data:`STREAM_BATCH` entries are read back to catch up from
-#: the stream; a longer absence is caught up from the inbox.
-SCAN_PAGES = 20
 #: The stream id before every entry.
 STREAM_START = "0-0"
 
@@ -61,15 +60,6 @@ class EventStream(Protocol):
     def read(self, after: str, block_ms: int) -> list[tuple[str, EventHeader | None]]:
         """Entries after stream id ``after``, waiting up to ``block_ms`` for the first; an
         entry without a readable header comes as ``None`` (its id still counts)."""
-        ...
-
-    def headers_after(
-        self, since: int, upto: int, upto_id: str, epoch: str | None
-    ) -> list[EventHeader] | None:
-        """Every header of the log ``epoch`` with a seq in ``since + 1 .. upto``, oldest
-        first, read back from the entry ``upto_id``; ``None`` when the stream misses one of
-        them (trimmed, lost with a Redis restart, not pushed yet): then the inbox has to be
-        asked."""
         ...
 
 
@@ -141,40 +131,6 @@ class RedisEventStream:
             for _key, items in reply or []
             for entry_id, fields in items
         ]
-
-    def headers_after(
-        self, since: int, upto: int, upto_id: str, epoch: str | None
-    ) -> list[EventHeader] | None:
-        """Scan back from ``upto_id`` until every seq in ``since + 1 .. upto`` of the log
-        ``epoch`` is found.
-
-        Not merely until the first seq at or below ``since``: pushes from different worker
-        processes may interleave, so an older seq can sit after a newer one.
-        """
-        missing = set(range(since + 1, upto + 1))
-        found: dict[int, EventHeader] = {}
-        end = upto_id
-        for _ in range(SCAN_PAGES):
-            if not missing:
-                break
-            try:
-                page: Any = self.redis.xrevrange(self.key, max=end, min="-", count=STREAM_BATCH)
-            except redis.RedisError as error:
-                raise Unavailable(
-                    f"cannot read the event stream ({type(error).__name__})"
-                ) from None
-            for _entry_id, fields in page:
-                header = parse_entry(fields)
-                if header is not None and header.seq in missing and header.epoch == (epoch or ""):
-                    missing.discard(header.seq)
-                    found[header.seq] = header
-            if len(page) < STREAM_BATCH:
-                break  # reached the stream's first entry
-            # The next page ends just before this page's oldest entry ("(" = exclusive).
-            end = "(" + page[-1][0].decode()
-        if missing:
-            return None
-        return [found[seq] for seq in sorted(found)]
 
     def close(self) -> None:
         """Close the connection."""

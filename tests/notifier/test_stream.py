@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from notifier import source
 from notifier.cursor import CursorFile
 from notifier.service import Notifier
 from notifier.source import STREAM_START, RedisEventStream
@@ -60,54 +59,6 @@ def test_tail_and_read(private_redis: RedisServer) -> None:
         assert [e for e, _ in stream.read(entries[1][0], 1)] == [entries[2][0], tail_id]
     finally:
         stream.close()
-
-
-def test_the_tail_and_the_read_back_keep_to_the_newest_headers_log(
-    private_redis: RedisServer,
-) -> None:
-    old = [event(seq).model_copy(update={"epoch": "e1"}) for seq in range(1, 11)]
-    new = [event(seq).model_copy(update={"epoch": "e2"}) for seq in (7, 8)]
-    push(private_redis, *old, *new)  # a store restored to event 6 began epoch e2
-    stream = RedisEventStream(private_redis.url, PREFIX)
-    try:
-        tail_id, tail_seq, tail_epoch = stream.tail()
-        assert (tail_seq, tail_epoch) == (8, "e2")
-        headers = stream.headers_after(6, 8, tail_id, "e2")
-        assert headers is not None
-        assert [(h.seq, h.epoch) for h in headers] == [(7, "e2"), (8, "e2")]
-        assert stream.headers_after(0, 8, tail_id, "e2") is None  # 1-6 were of e1
-    finally:
-        stream.close()
-
-
-@pytest.mark.parametrize(
-    ("pushed", "since", "expected"),
-    [
-        pytest.param([1, 2, 3, 4, 5], 2, [3, 4, 5], id="contiguous"),
-        pytest.param([1, 2, 3, 4, 5], 0, [1, 2, 3, 4, 5], id="from-the-start"),
-        pytest.param([1, 2, 4, 5], 2, None, id="one-missing"),
-        pytest.param([3, 4, 5], 1, None, id="trimmed"),
-        pytest.param([1, 2, 3, 5, 4, 3], 3, [4, 5], id="reordered-and-pushed-again"),
-        pytest.param([1, 2, 4, 3, 5], 2, [3, 4, 5], id="older-seq-after-newer"),
-    ],
-)
-def test_headers_after_reads_back_until_every_seq_is_found(
-    private_redis: RedisServer,
-    monkeypatch: pytest.MonkeyPatch,
-    pushed: list[int],
-    since: int,
-    expected: list[int] | None,
-) -> None:
-    monkeypatch.setattr(source, "STREAM_BATCH", 2)  # several pages
-    push(private_redis, *[event(seq) for seq in pushed])
-    stream = RedisEventStream(private_redis.url, PREFIX)
-    try:
-        tail_id, tail_seq, tail_epoch = stream.tail()
-        assert tail_seq == max(pushed)
-        headers = stream.headers_after(since, max(pushed), tail_id, tail_epoch)
-    finally:
-        stream.close()
-    assert (None if headers is None else [h.seq for h in headers]) == expected
 
 
 def test_a_restarted_redis_raises_unavailable_then_works_again(

@@ -1,21 +1,20 @@
 """``jobordre keys create --scope notify``: the desktop notifier's key, through the CLI.
 
 A real redis-server and a real worker process. The operator makes a key bound to one
-caseworker; with it the caseworker's notifier runs and shows a change, and every other
-command signed with it is ``forbidden`` (exit code 3), with nothing read or changed.
+caseworker; with it the caseworker's follows and inbox headers are read, and every other
+command signed with it is ``forbidden`` (exit code 3), with nothing read or changed. The
+notifier running on such a key: ``tests/notifier/test_untrusted_stream.py``.
 """
 
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import JOBORDRE, System, wait_until
+from tests.conftest import System
 from tests.factories import CPR_1, order_doc
 
 pytestmark = pytest.mark.integration
@@ -38,9 +37,7 @@ def order_id(system: System, tmp_path_factory: pytest.TempPathFactory) -> int:
 @pytest.fixture(scope="module")
 def notify_key(system: System, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("desktop") / "notify.key"
-    made = system.json(
-        "keys", "create", KBH, "--scope", "notify", "--caseworker", CASEWORKER, "--out", str(path)
-    )
+    made = system.notify_key(KBH, CASEWORKER, path)
     assert (made["scope"], made["caseworker"], made["file"]) == ("notify", CASEWORKER, str(path))
     listed = system.json("keys", "list", KBH)["keys"]
     assert {(k["key_id"], k["scope"]) for k in listed} >= {(made["key_id"], "notify")}
@@ -84,43 +81,3 @@ def test_anything_else_with_the_notify_key_is_forbidden(
     assert CPR_1 not in refused.out + refused.err
     order = system.json("order", "get", str(order_id), "--as", KBH)
     assert order["status"] == "processing"
-
-
-def test_the_notifier_runs_on_the_notify_key_and_shows_a_change(
-    system: System, order_id: int, notify_key: Path, tmp_path: Path
-) -> None:
-    home = tmp_path / "desktop-home"
-    home.mkdir()
-    log = home / "notifier.log"
-    with log.open("wb") as out:
-        notifier = subprocess.Popen(
-            [
-                str(JOBORDRE),
-                "notifier",
-                "--terminal",
-                "-v",
-                "--caseworker",
-                CASEWORKER,
-                "--as",
-                KBH,
-            ],
-            env=system.env(JOBORDRE_HOME=str(home), JOBORDRE_KEY_FILE=str(notify_key)),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until(
-            lambda: notifier.poll() is not None or "watching for changes" in log.read_text(),
-            30,
-            "the notifier to start",
-        )
-        assert notifier.poll() is None, log.read_text()
-        system.json("order", "status", str(order_id), "inactivated", "--as", KBH)
-        wait_until(lambda: "Inaktiveret" in log.read_text(), 30, "the change on the terminal")
-        system.json("order", "status", str(order_id), "processing", "--as", KBH)
-    finally:
-        notifier.send_signal(signal.SIGTERM)
-        notifier.wait(30)
-    output = log.read_text()
-    assert f"Jobordre {order_id}: {TITLE}" in output
-    assert "forbidden" not in output
