@@ -32,6 +32,7 @@ from shared.commands import CommandKind
 from shared.errors import Unavailable
 from shared.redis_url import redact_redis_url
 from shared.settings import Settings
+from workers.transport.fair_queue import FairQueue
 from workers.transport.outbound import FlushOnShutdown, Outbound
 from workers.transport.redis_connection import connect_redis
 
@@ -226,6 +227,8 @@ class JobordreBroker(RedisBroker):
     #: The (replicas, timeout in ms) the current thread's enqueue waits for, while
     #: :meth:`enqueue_replicated` runs; per thread, as enqueues come from many threads.
     _replication = threading.local()
+    #: The fair fetch of the queries queue, made on first use.
+    _fair: FairQueue | None = None
 
     @property
     def consumer_class(self) -> type[_GuardedConsumer]:
@@ -290,10 +293,25 @@ class JobordreBroker(RedisBroker):
             timeout = min(timeout, QUEUE_NAP_MS)
         return super().consume(queue_name, prefetch, timeout)
 
+    def _fetcher(self, queue_name: str) -> Callable[[str, int], list[bytes]]:
+        """Dramatiq's fetch, or for the queries queue the fair one (workers/fair_queue.py)."""
+        if queue_name != QUERIES_QUEUE:
+            return self._dispatch("fetch")
+        fair = self._fair
+        if fair is None:
+            fair = self._fair = FairQueue(self.client, self.namespace, QUERIES_QUEUE)
+        most = self._max_unpack_size()  # type: ignore[no-untyped-call]
+
+        def fetch(_queue_name: str, prefetch: int) -> list[bytes]:
+            return fair.fetch(self.broker_id, min(prefetch, most), current_millis())
+
+        return fetch
+
     def do_fetch(self, queue_name: str, prefetch: int) -> list[bytes]:
-        """Dramatiq's fetch; on an empty queue, wait for a message id on it, then fetch
-        again (see :attr:`queue_wait_ms`)."""
-        fetch = self._dispatch("fetch")
+        """Dramatiq's fetch (the queries queue's: fair, see :mod:`workers.fair_queue`); on
+        an empty queue, wait for a message id on it, then fetch again (see
+        :attr:`queue_wait_ms`)."""
+        fetch = self._fetcher(queue_name)
         messages: list[bytes] = fetch(queue_name, prefetch)
         wait_ms = self.queue_wait_ms
         if messages or wait_ms is None:
