@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +48,23 @@ JOB_TIME_LIMIT_MS = 60_000
 def queue_for(kind: CommandKind) -> str:
     """The queue a command kind travels on."""
     return COMMANDS_QUEUE if kind.writes else QUERIES_QUEUE
+
+
+#: Dramatiq's Redis namespace (RedisBroker's default, which jobordre keeps).
+DRAMATIQ_NAMESPACE = "dramatiq"
+#: The atomic enqueue of docs/protocol.md § 2: the message into the queue's hash, its id
+#: onto the queue's list. KEYS: the hash, the list. ARGV: the message id, the message.
+_ENQUEUE = (
+    "redis.call('hset', KEYS[1], ARGV[1], ARGV[2]); return redis.call('rpush', KEYS[2], ARGV[1])"
+)
+
+
+def enqueue_message(pipe: Any, message: Message[Any]) -> None:
+    """Add the atomic enqueue of ``message`` to ``pipe`` (its Redis id is its message id)."""
+    message_id = message.message_id
+    data = message.copy(options={**message.options, "redis_message_id": message_id}).encode()
+    queue = f"{DRAMATIQ_NAMESPACE}:{message.queue_name}"
+    pipe.eval(_ENQUEUE, 2, f"{queue}.msgs", queue, message_id, data)
 
 
 def redact(url: str) -> str:
@@ -224,9 +240,6 @@ class JobordreBroker(RedisBroker):
     #: How long a consumer of an empty queue waits on it before it looks again, in ms;
     #: None = poll as stock Dramatiq does.
     queue_wait_ms: int | None = None
-    #: The (replicas, timeout in ms) the current thread's enqueue waits for, while
-    #: :meth:`enqueue_replicated` runs; per thread, as enqueues come from many threads.
-    _replication = threading.local()
     #: The fair fetch of the queries queue, made on first use.
     _fair: FairQueue | None = None
 
@@ -234,37 +247,8 @@ class JobordreBroker(RedisBroker):
     def consumer_class(self) -> type[_GuardedConsumer]:
         return _GuardedConsumer
 
-    def enqueue_replicated(self, message: Any, *, replicas: int, timeout_ms: int) -> Any:
-        """Enqueue ``message`` and wait (Redis WAIT, up to ``timeout_ms``) until ``replicas``
-        replicas hold it; :class:`ReplicationUnconfirmed` if they do not in time."""
-        self._replication.wanted = (replicas, timeout_ms)
-        try:
-            return self.enqueue(message)
-        finally:
-            self._replication.wanted = None
-
-    def do_enqueue(self, queue_name: str, redis_id: str, data: bytes) -> None:
-        """Dramatiq's enqueue; under :meth:`enqueue_replicated`, followed by WAIT on the
-        same connection (WAIT counts only its own connection's writes)."""
-        wanted: tuple[int, int] | None = getattr(self._replication, "wanted", None)
-        if wanted is None:
-            self._dispatch("enqueue")(queue_name, redis_id, data)
-            return
-        replicas, timeout_ms = wanted
-        # One pipeline: if redis-py retries it after a failover, the message and the WAIT
-        # both go to the new master, so the answer is about the copy that counts.
-        pipe = self.client.pipeline(transaction=False)
-        self._dispatch("enqueue", client=pipe)(queue_name, redis_id, data)
-        pipe.wait(replicas, timeout_ms)
-        _, acknowledged = pipe.execute()
-        if int(acknowledged) < replicas:
-            raise ReplicationUnconfirmed(
-                f"{acknowledged} of {replicas} replicas acknowledged within {timeout_ms} ms"
-            )
-
-    def _dispatch(self, command: str, client: Any = None) -> Callable[..., Any]:
-        # Dramatiq 2.2's own dispatch (same script arguments), with a choice of connection:
-        # a pipeline lets an enqueue share its connection with a WAIT.
+    def _dispatch(self, command: str) -> Callable[..., Any]:
+        # Dramatiq 2.2's own dispatch (same script arguments), for the fetch it makes.
         dispatch = self.scripts["dispatch"]
         keys = [self.namespace]
 
@@ -282,7 +266,6 @@ class JobordreBroker(RedisBroker):
                     self._max_unpack_size(),  # type: ignore[no-untyped-call]
                     *args,
                 ],
-                client=client,
             )
 
         return do_dispatch
