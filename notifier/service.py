@@ -39,7 +39,7 @@ from notifier.coalesce import Coalescer
 from notifier.cursor import CursorFile
 from notifier.digest import Digest
 from notifier.follow import Follows
-from notifier.source import INBOX_PAGE, STREAM_START, EventStream, Foundation, stream_id_key
+from notifier.source import INBOX_PAGE, STREAM_START, EventStream, Foundation, Signal, went_back
 from notifier.texts import Language, desktop_text, notification_for
 from notifier.tray import Controls, State, Tray, View
 from shared.errors import JobordreError, Unavailable
@@ -205,14 +205,14 @@ class Notifier:
         self._save()
         due = self.coalescer.due_at() if self.paused_until is None else self.paused_until
         block_s = IDLE_BLOCK_S if due is None else min(IDLE_BLOCK_S, max(due - now, 0.001))
-        headers: list[EventHeader] = []
-        for stream_id, header in self.stream.read(self.stream_id, int(block_s * 1000)):
+        signals: list[Signal] = []
+        for stream_id, signal in self.stream.read(self.stream_id, int(block_s * 1000)):
             self.stream_id = stream_id
-            if header is not None:
-                headers.append(header)
-        self.receive(headers)
+            if signal is not None:
+                signals.append(signal)
+        self.receive(signals)
 
-    def receive(self, headers: Iterable[EventHeader]) -> None:
+    def receive(self, headers: Iterable[Signal]) -> None:
         """Take headers from the stream as a wake-up: if one of them reaches this
         organisation and is new (beyond ``received``, or of another log), ask the inbox
         once what is new, and hold what it lists. A header itself is never shown and never
@@ -377,7 +377,7 @@ class Notifier:
     def _check_stream_reset(self) -> None:
         """A Redis that restarted between two reads holds a new, shorter stream: resync."""
         tail_id, _, _ = self.stream.tail()
-        if stream_id_key(tail_id) < stream_id_key(self.stream_id):
+        if went_back(tail_id, self.stream_id):
             log.info("the event stream was reset; catching up from the inbox")
             self.sync(self.received or 0, show="live")
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from notifier.cursor import CursorFile
-from shared.events import AUTHORITIES, EventHeader, stream_key
+from shared.events import AUTHORITIES, EventHeader, Wake, audience_stream_key, stream_key
 from shared.settings import Settings
 from tests.conftest import JOBORDRE, System, wait_until
 from tests.factories import order_doc
@@ -110,8 +110,14 @@ def test_a_forged_header_is_not_shown_and_does_not_hide_the_real_change(
         by=KBH,
         audience=[AUTHORITIES],
     )
+    # On every stream a reader could trust: the whole header on the shared one, and the
+    # wake-up on the organisation's own and on the authorities' stream.
+    prefix = Settings().redis_prefix
+    wake = {"wake": Wake(forged.id, forged.seq, forged.epoch).to_json()}
     redis = system.redis.client()
-    redis.xadd(stream_key(Settings().redis_prefix), {"event": forged.model_dump_json()})
+    redis.xadd(stream_key(prefix), {"event": forged.model_dump_json()})
+    redis.xadd(audience_stream_key(prefix, KBH), wake)
+    redis.xadd(audience_stream_key(prefix, AUTHORITIES), wake)
     redis.close()
     # The notifier reads the forged header and asks the inbox, which lists nothing new.
     woken = f"woken after event {cursor.seq}; asking the inbox"

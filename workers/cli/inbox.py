@@ -1,8 +1,8 @@
 """``jobordre inbox``, ``follow``/``unfollow``/``following`` and ``expire``.
 
-``inbox --follow`` wakes on the Redis stream of event headers and reads the events
-themselves through the ``inbox`` query, so what it prints is exactly what the organisation
-is entitled to, masked for it, in ``seq`` order, each event once.
+``inbox --follow`` wakes on the organisation's wake-up streams (shared/events.py) and
+reads the events themselves through the ``inbox`` query, so what it prints is exactly what
+the organisation is entitled to, masked for it, in ``seq`` order, each event once.
 """
 
 from __future__ import annotations
@@ -65,34 +65,35 @@ def _pages(client: Any, args: argparse.Namespace, since: str) -> Iterator[dict[s
 
 
 def _follow(args: argparse.Namespace, settings: Settings) -> int:
+    from notifier.source import RedisEventStream
     from workers.client import Client
-    from workers.worker.relay import events_stream_key, latest_stream_id, read_headers
 
     client = Client(settings, args.principal, caseworker=args.caseworker)
-    key = events_stream_key(settings)
+    stream = RedisEventStream(client.url, settings.redis_prefix, client.principal)
     cursor = Cursor.parse(args.since)
-    stream_id = "$"
+    position: str | None = None
     while True:
         try:
-            if stream_id == "$":
-                stream_id = latest_stream_id(client.redis, key)
+            if position is None:
+                position, _, _ = stream.tail()
             for event in _pages(client, args, str(cursor)):
                 line = json.dumps(event, ensure_ascii=False) if args.json else _human_event(event)
                 print(line, flush=True)
                 cursor = Cursor.parse(event["cursor"])
-            # Wake on the first header meant for us (or of another log: the inbox then
-            # resolves the cursor); the inbox query is the truth.
+            # Wake on the first wake-up past the cursor on the organisation's streams (or
+            # of another log: the inbox then resolves the cursor); the inbox is the truth.
             while True:
-                stream_id, headers = read_headers(client.redis, key, stream_id, FOLLOW_BLOCK_MS)
-                if not headers or any(
-                    h.reaches(args.principal)
-                    and (h.seq > cursor.seq or (h.epoch or cursor.epoch) != cursor.epoch)
-                    for h in headers
+                entries = stream.read(position, FOLLOW_BLOCK_MS)
+                if entries:
+                    position = entries[-1][0]
+                signals = [signal for _, signal in entries if signal is not None]
+                if not entries or any(
+                    s.seq > cursor.seq or (s.epoch or cursor.epoch) != cursor.epoch for s in signals
                 ):
                     break
         except (redis.RedisError, Unavailable):
             time.sleep(RECONNECT_MS / 1000)
-            stream_id = "$"
+            position = None
 
 
 def _inbox(args: argparse.Namespace, settings: Settings) -> int:
