@@ -32,7 +32,6 @@ from workers.client.credentials import signing_key
 from workers.client.replies import wait_replies, wait_reply
 from workers.transport.broker import (
     ReplicationUnconfirmed,
-    build_broker,
     enqueue_message,
     queue_for,
     redact,
@@ -82,7 +81,6 @@ class Client:
             )
         #: Whose reply list this client waits on: its principal's own in protocol 2.
         self.reply_principal = self.principal if isinstance(self.key, OrganisationKey) else None
-        self.broker = build_broker(settings, self.url)
         self.redis = connect_redis(self.url, socket_connect_timeout=5, socket_timeout=10)
         #: Whether a send without a reply must reach a replica (see :meth:`send`).
         self.confirm_replicas = is_sentinel_url(self.url)
@@ -338,4 +336,3 @@ class Client:
     def close(self) -> None:
         """Close the client's Redis connections."""
         self.redis.close()
-        self.broker.close()

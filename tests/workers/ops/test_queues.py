@@ -14,6 +14,7 @@ from typing import Any
 
 import dramatiq
 import pytest
+from workers.broker import build_broker
 
 from shared import store
 from shared.commands import CommandKind
@@ -64,6 +65,7 @@ def test_with_no_worker_the_queues_show_exactly_what_was_sent(bare_system: Syste
         for i in range(50):
             client.send(CommandKind.GET_ORDER, {"order_id": i + 1})
         sent_until = time.time()
+        broker = build_broker(system.settings(), client.url)  # a client sends none delayed
         for _ in range(3):  # three commands delayed by ten minutes
             envelope = new_envelope(
                 CommandKind.REGISTER_ORDER, JOBCENTRE, {"order": order_doc()}, key=client.key
@@ -75,7 +77,8 @@ def test_with_no_worker_the_queues_show_exactly_what_was_sent(bare_system: Syste
                 kwargs={},
                 options={},
             )
-            client.broker.enqueue(message, delay=600_000)
+            broker.enqueue(message, delay=600_000)
+        broker.close()
 
     asked = time.time()
     document = snapshot(system)
