@@ -32,7 +32,7 @@ from workers.client.credentials import signing_key
 from workers.client.replies import wait_replies, wait_reply
 from workers.transport.broker import (
     ReplicationUnconfirmed,
-    enqueue_message,
+    enqueue_messages,
     queue_for,
     redact,
     resolve_redis_url,
@@ -179,13 +179,12 @@ class Client:
 
     def _enqueue(self, envelopes: list[Envelope], *, confirm: bool) -> None:
         """Put the envelopes' messages on their queues as docs/protocol.md § 2 tells every
-        client to (``HSET`` and ``RPUSH`` in one script), not with Dramatiq's own script:
+        client to (``MULTI``, ``HSET``, ``RPUSH``, ``EXEC``), not with Dramatiq's script:
         that one also beats a heartbeat and may run the queues' maintenance, which a
         client's Redis user is not allowed (``jobordre broker acl``). With ``confirm``,
         then wait (Redis ``WAIT``, on the same connection) until a replica holds them."""
         pipe = self.redis.pipeline(transaction=False)
-        for envelope in envelopes:
-            enqueue_message(pipe, command_message(envelope))
+        enqueue_messages(pipe, [command_message(envelope) for envelope in envelopes])
         if confirm:
             pipe.wait(REPLICA_ACKS, REPLICA_ACK_TIMEOUT_MS)
         replies = pipe.execute()

@@ -52,19 +52,22 @@ def queue_for(kind: CommandKind) -> str:
 
 #: Dramatiq's Redis namespace (RedisBroker's default, which jobordre keeps).
 DRAMATIQ_NAMESPACE = "dramatiq"
-#: The atomic enqueue of docs/protocol.md § 2: the message into the queue's hash, its id
-#: onto the queue's list. KEYS: the hash, the list. ARGV: the message id, the message.
-_ENQUEUE = (
-    "redis.call('hset', KEYS[1], ARGV[1], ARGV[2]); return redis.call('rpush', KEYS[2], ARGV[1])"
-)
 
 
-def enqueue_message(pipe: Any, message: Message[Any]) -> None:
-    """Add the atomic enqueue of ``message`` to ``pipe`` (its Redis id is its message id)."""
-    message_id = message.message_id
-    data = message.copy(options={**message.options, "redis_message_id": message_id}).encode()
-    queue = f"{DRAMATIQ_NAMESPACE}:{message.queue_name}"
-    pipe.eval(_ENQUEUE, 2, f"{queue}.msgs", queue, message_id, data)
+def enqueue_messages(pipe: Any, messages: list[Message[Any]]) -> None:
+    """Add the atomic enqueue of docs/protocol.md § 2 to the (non-transactional) pipeline
+    ``pipe``: ``MULTI``, each message into its queue's hash (its Redis id is its message
+    id) and its id onto the queue's list, ``EXEC``. Not a script: a script's keys need read
+    access too, and an organisation's Redis user may only write the queues (``jobordre
+    broker acl``)."""
+    pipe.execute_command("MULTI")
+    for message in messages:
+        message_id = message.message_id
+        data = message.copy(options={**message.options, "redis_message_id": message_id})
+        queue = f"{DRAMATIQ_NAMESPACE}:{message.queue_name}"
+        pipe.hset(f"{queue}.msgs", message_id, data.encode())
+        pipe.rpush(queue, message_id)
+    pipe.execute_command("EXEC")
 
 
 def redact(url: str) -> str:
