@@ -720,7 +720,8 @@ def fairness(client: Client, settings: Settings, config: BenchConfig) -> dict[st
         done = threading.Event()
 
         def drain() -> None:
-            client.wait_many(sent, REPLY_TIMEOUT_MS)
+            for _ in client.wait_many(sent, REPLY_TIMEOUT_MS):
+                pass
             done.set()
 
         waiter = threading.Thread(target=drain, name="bench-burst")
