@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -82,7 +83,11 @@ def acl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclBroker]:
         user["user"]: Path(user["password_file"]).read_text().strip() for user in document["users"]
     }
     acl = Path(document["acl_file"])
+    # The ACL file holds digests only; the passwords are each in a file of the owner's.
     assert all(password not in acl.read_text() for password in passwords.values())
+    for user in document["users"]:
+        assert stat.S_IMODE(Path(user["password_file"]).stat().st_mode) == 0o600
+    assert stat.S_IMODE(acl.stat().st_mode) == 0o600
     port = free_port()
     server = start_redis(
         folder / "redis",
