@@ -228,7 +228,7 @@ def _drain(url: str, timeout_ms: int) -> None:
         while time.monotonic() < deadline:
             queues = (COMMANDS_QUEUE, QUERIES_QUEUE)
             waiting = sum(int(client.llen(f"{DRAMATIQ_NAMESPACE}:{q}")) for q in queues)
-            # and the queries sorted per organisation (workers/fair_queue.py)
+            # and the queries sorted per organisation (workers/transport/fair_queue.py)
             waiting += FairQueue(client, DRAMATIQ_NAMESPACE, QUERIES_QUEUE).waiting()[0]
             if waiting == 0:
                 return

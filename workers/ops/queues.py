@@ -3,7 +3,7 @@
 Read straight from Dramatiq's keys in Redis (one MULTI snapshot, no ``KEYS``):
 
 - ready: message ids waiting in the list ``dramatiq:<queue>``, and for the queries queue
-  on the organisations' lists a worker sorted them onto (:mod:`workers.fair_queue`);
+  on the organisations' lists a worker sorted them onto (:mod:`workers.transport.fair_queue`);
 - delayed: messages in the delay queue (retries waiting for their backoff, delayed sends);
 - in flight: fetched by a worker and not acked yet, running or prefetched, summed over the
   unacked sets of every worker in the heartbeat set (a dead worker's too, until recovery);
@@ -86,7 +86,7 @@ def broker_snapshot(client: redis.Redis, settings: Settings) -> dict[str, Any]:
         for worker_id in worker_ids:
             pipe.scard(acks_key(NAMESPACE, worker_id, queue))
     replies = iter(pipe.execute())
-    # Queries the workers sorted per organisation wait too (workers/fair_queue.py).
+    # Queries the workers sorted per organisation wait too (workers/transport/fair_queue.py).
     fair_waiting, fair_heads = FairQueue(client, NAMESPACE, QUERIES_QUEUE).waiting()
     queues: list[dict[str, Any]] = []
     held: dict[str, int] = dict.fromkeys(worker_ids, 0)

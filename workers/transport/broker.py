@@ -280,7 +280,7 @@ class JobordreBroker(RedisBroker):
         return super().consume(queue_name, prefetch, timeout)
 
     def _fetcher(self, queue_name: str) -> Callable[[str, int], list[bytes]]:
-        """Dramatiq's fetch, or for the queries queue the fair one (workers/fair_queue.py)."""
+        """Dramatiq's fetch, or for the queries queue the fair one (fair_queue.py)."""
         if queue_name != QUERIES_QUEUE:
             return self._dispatch("fetch")
         fair = self._fair
@@ -294,7 +294,7 @@ class JobordreBroker(RedisBroker):
         return fetch
 
     def do_fetch(self, queue_name: str, prefetch: int) -> list[bytes]:
-        """Dramatiq's fetch (the queries queue's: fair, see :mod:`workers.fair_queue`); on
+        """Dramatiq's fetch (the queries queue's: fair, see :mod:`workers.transport.fair_queue`); on
         an empty queue, wait for a message id on it, then fetch again (see
         :attr:`queue_wait_ms`)."""
         fetch = self._fetcher(queue_name)

@@ -31,6 +31,7 @@ from tests.workers.ops.test_recovery import (
     write_lock,
 )
 from workers.ops.watch import sparkline
+from workers.transport.broker import build_broker
 
 pytestmark = pytest.mark.integration
 
