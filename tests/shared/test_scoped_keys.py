@@ -1,8 +1,8 @@
 """A scoped key may do only what its scope allows; the notifier's key cannot act.
 
 A ``notify`` key is bound to one caseworker: it sends that caseworker's ``following`` and
-the organisation's ``inbox`` with ``headers_only``, and everything else it signs is
-refused as ``forbidden`` before the operation runs (nothing read, nothing changed, the
+``unfollow`` and the organisation's ``inbox`` with ``headers_only``, and everything else it
+signs is refused as ``forbidden`` before the operation runs (nothing read, nothing changed, the
 attempt kept as a dead letter). Driven against the foundation on both engines.
 """
 
@@ -82,6 +82,15 @@ class TestANotifyKeyDoesWhatTheNotifierNeeds:
         assert reply["ok"], reply
         assert {e["order_id"] for e in reply["result"]["events"]} == {placed}
 
+    def test_it_stops_its_caseworker_following_an_order(
+        self, foundation: Foundation, placed: int
+    ) -> None:
+        key = notify_key(foundation)
+        reply = send(foundation, key, K.UNFOLLOW, {"caseworker": CASEWORKER, "order_id": placed})
+        assert reply["ok"], reply
+        following = send(foundation, key, K.FOLLOWING, {"caseworker": CASEWORKER})
+        assert following["result"]["orders"] == []
+
     def test_the_key_file_and_the_store_remember_the_scope(self, foundation: Foundation) -> None:
         key = notify_key(foundation)
         assert SigningKey.from_json(key.to_json()) == key
@@ -137,6 +146,9 @@ class TestANotifyKeyCannotDoAnythingElse:
                 K.CHANGE_ORDER_STATUS, {"order_id": 1, "status": "inactivated"}, id="status"
             ),
             pytest.param(K.FOLLOW, {"caseworker": CASEWORKER, "employer": "25313763"}, id="follow"),
+            pytest.param(
+                K.UNFOLLOW, {"caseworker": "other", "order_id": 1}, id="unfollow-for-another"
+            ),
             pytest.param(K.REGISTER_ORDER, {"order": order_doc()}, id="register-order"),
         ],
     )
