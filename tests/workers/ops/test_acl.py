@@ -276,3 +276,19 @@ def test_the_event_streams_hold_no_order_only_wake_ups(
     for order in busy["orders"]:
         for value in (order["title"], order["internal_comment"], order["employer"]["cvr"]):
             assert json.dumps(value).encode()[1:-1] not in entries, value
+
+
+def test_ops_see_the_queues_as_the_ops_user(acl_broker: AclBroker, busy: dict[str, Any]) -> None:
+    done = subprocess.run(
+        [str(JOBORDRE), "queues", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"JOBORDRE_REDIS_URL": acl_broker.url("jobordre.ops"), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    queues = {q["name"]: q for q in json.loads(done.stdout)["queues"]}
+    # What the scenario left queued: a command of each queue, as the workers' user sees it.
+    assert queues["jobordre.commands"]["ready"] == 2
+    assert queues["jobordre.queries"]["ready"] == 1
