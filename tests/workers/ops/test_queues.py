@@ -14,7 +14,6 @@ from typing import Any
 
 import dramatiq
 import pytest
-from workers.broker import build_broker
 
 from shared import store
 from shared.commands import CommandKind
