@@ -133,7 +133,7 @@ def busy(acl_broker: AclBroker, tmp_path_factory: pytest.TempPathFactory) -> dic
         client.send(CommandKind.SEARCH_ORDERS, {"text": "kantine"})
     finally:
         client.close()
-    return {"order_id": order_id, "orders": [order, queued]}
+    return {"order_id": order_id, "orders": [order, queued], "system": system}
 
 
 def other(principal: str) -> str:
@@ -292,3 +292,25 @@ def test_ops_see_the_queues_as_the_ops_user(acl_broker: AclBroker, busy: dict[st
     # What the scenario left queued: a command of each queue, as the workers' user sees it.
     assert queues["jobordre.commands"]["ready"] == 2
     assert queues["jobordre.queries"]["ready"] == 1
+
+
+def test_a_protocol_2_client_works_as_its_organisations_user(
+    acl_broker: AclBroker, busy: dict[str, Any], tmp_path: Path
+) -> None:
+    # Last in this module: its worker takes what the scenario left queued.
+    system: System = busy["system"]
+    key = tmp_path / "jobcentre_101.v2.key"
+    system.json("keys", "create", KBH, "--protocol", "2", "--out", str(key))
+    system.start_worker(JOBORDRE_RELAY_SHARED_STREAM="false")
+    try:
+        as_organisation = {
+            "JOBORDRE_KEY_FILE": str(key),
+            "JOBORDRE_REDIS_URL": acl_broker.url(KBH.replace(":", ".")),
+        }
+        found = system.cli(
+            "order", "get", busy["order_id"], "--as", KBH, "--json", **as_organisation
+        )
+        assert found.code == 0, found.out + found.err
+        assert json.loads(found.out)["id"] == int(busy["order_id"])
+    finally:
+        system.stop_workers()
