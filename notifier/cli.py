@@ -115,7 +115,7 @@ def _run(
         else NoTray()  # fmt: skip
     state = StateFile(state_path)
     client = Client(settings, principal, caseworker=caseworker)
-    stream = RedisEventStream(client.url, settings.redis_prefix)
+    stream = RedisEventStream(client.url, settings.redis_prefix, principal)
     notifier = Notifier(
         foundation=ClientFoundation(client),
         stream=stream,

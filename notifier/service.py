@@ -1,14 +1,17 @@
 """The notifier's loop: catch up, then show each followed change as it happens.
 
 Two sources, one cursor. The Redis stream carries every event's header the moment the relay
-pushes it: fast, but at-least-once and lost if Redis restarts. The inbox query is slow
-(a worker round trip) but complete. The notifier keeps ``received``, the seq up to which
-it has seen every event, and ``epoch``, the identity of the log that seq counts in: a
-header at or below it is a duplicate and dropped; a header beyond ``received + 1`` reveals
-a gap (a lost or reordered push), which the inbox fills. A header of another epoch (a store
-restored from a backup, a new store) makes the inbox resolve the cursor in the new log; a
-stream that ends below the cursor (a Redis that came back with an older stream) is no
-reason to move the cursor back.
+pushes it: fast, but at-least-once, lost if Redis restarts, and **not authenticated**:
+whoever can write to Redis can add a header. So a header only wakes the notifier; what it
+shows comes from the inbox query, whose reply is the foundation's, signed and sealed for
+this organisation. The notifier keeps ``received``, the seq up to which the inbox has
+listed every event of this organisation, and ``epoch``, the identity of the log that seq
+counts in; only an inbox reply moves them. A header that reaches this organisation beyond
+``received`` (or of another epoch) makes the notifier ask the inbox what is new; a header
+at or below it is a duplicate and dropped. A forged header therefore shows nothing (the
+inbox does not list it) and hides nothing (the cursor never moves past an event the inbox
+has not listed). A stream that ends below the cursor (a Redis that came back with an older
+stream) is no reason to move the cursor back.
 
 What the screen has shown is never shown again: the stored cursor is written *before* a
 notification is handed to the desktop, and never past a change still waiting to be shown.
@@ -36,7 +39,7 @@ from notifier.coalesce import Coalescer
 from notifier.cursor import CursorFile
 from notifier.digest import Digest
 from notifier.follow import Follows
-from notifier.source import INBOX_PAGE, STREAM_START, EventStream, Foundation, stream_id_key
+from notifier.source import INBOX_PAGE, STREAM_START, EventStream, Foundation, Signal, went_back
 from notifier.texts import Language, desktop_text, notification_for
 from notifier.tray import Controls, State, Tray, View
 from shared.errors import JobordreError, Unavailable
@@ -160,12 +163,12 @@ class Notifier:
             )
 
     def sync(self, since: int, *, show: Literal["catch_up", "live"]) -> None:
-        """Read every event after ``since`` (in the log of ``epoch``), from the stream when
-        it holds every one, else from the inbox; then go on from the stream's current end.
-        What matched is shown as one catch-up summary now (``catch_up``) or joins the live
-        flow (``live``, after a reconnect)."""
-        stream_id, stream_seq, stream_epoch = self.stream.tail()
-        same_log = stream_epoch is None or self.epoch is None or stream_epoch == self.epoch
+        """Read every event after ``since`` (in the log of ``epoch``) from the inbox, then
+        go on from the stream's current end. What matched is shown as one catch-up summary
+        now (``catch_up``) or joins the live flow (``live``, after a reconnect)."""
+        # The stream's end is taken first: a header pushed while the inbox is read is then
+        # read afterwards (a duplicate, dropped) rather than missed.
+        stream_id, _, _ = self.stream.tail()
         caught_up = Digest()
         if show == "catch_up":
             hold: Callable[[EventHeader], None] = caught_up.add
@@ -175,19 +178,7 @@ class Notifier:
             def hold(event: EventHeader) -> None:
                 self.coalescer.add(event, now)
 
-        received: int | None = None
-        if same_log and stream_seq is not None and stream_seq == since:
-            received = since
-        elif same_log and stream_seq is not None and stream_seq > since:
-            headers = self.stream.headers_after(since, stream_seq, stream_id, stream_epoch)
-            if headers is not None:
-                self._hold_followed((h for h in headers if h.reaches(self.follows.principal)), hold)
-                received = stream_seq
-                self.epoch = self.epoch or stream_epoch
-        if received is None:
-            # The stream misses some, ends below the cursor (a Redis that came back with an
-            # older stream: not a new log, so the cursor stays), or is of another log.
-            received = self._inbox_after(since, hold)
+        received = self._inbox_after(since, hold)
         self.stream_id = stream_id
         self.received = received
         if show == "live":
@@ -214,30 +205,32 @@ class Notifier:
         self._save()
         due = self.coalescer.due_at() if self.paused_until is None else self.paused_until
         block_s = IDLE_BLOCK_S if due is None else min(IDLE_BLOCK_S, max(due - now, 0.001))
-        for stream_id, header in self.stream.read(self.stream_id, int(block_s * 1000)):
+        signals: list[Signal] = []
+        for stream_id, signal in self.stream.read(self.stream_id, int(block_s * 1000)):
             self.stream_id = stream_id
-            if header is not None:
-                self.receive(header)
+            if signal is not None:
+                signals.append(signal)
+        self.receive(signals)
 
-    def receive(self, header: EventHeader) -> None:
-        """Take one header from the stream: drop duplicates, fill gaps, hold matches."""
+    def receive(self, headers: Iterable[Signal]) -> None:
+        """Take headers from the stream as a wake-up: if one of them reaches this
+        organisation and is new (beyond ``received``, or of another log), ask the inbox
+        once what is new, and hold what it lists. A header itself is never shown and never
+        moves the cursor: it is not authenticated (see the module docstring)."""
         received = self.received or 0
-        if header.epoch and self.epoch and header.epoch != self.epoch:
-            # Another log (a restored or new store): the inbox says where it parts from
-            # ours and lists what is new since.
+        principal = self.follows.principal
+        if any(
+            header.reaches(principal)
+            and (
+                header.seq > received
+                or bool(header.epoch and self.epoch and header.epoch != self.epoch)
+            )
+            for header in headers
+        ):
+            # Another log (a restored or new store) is resolved by the inbox too: it says
+            # where that log parts from ours and lists what is new since.
+            log.info("woken after event %s; asking the inbox what is new", received)
             self._fill_from_inbox(received)
-            return
-        if header.seq <= received:
-            return  # at-least-once delivery: seen already
-        if header.seq > received + 1:
-            # Lost or reordered pushes: the inbox has every committed event of this
-            # organisation up to here (and perhaps beyond; later headers are then dropped).
-            self._fill_from_inbox(received)
-            return
-        self.received = header.seq
-        self.epoch = self.epoch or header.epoch or None
-        if self.follows.matches(header):
-            self.coalescer.add(header, self.clock())
 
     def _fill_from_inbox(self, since: int) -> None:
         now = self.clock()
@@ -384,7 +377,7 @@ class Notifier:
     def _check_stream_reset(self) -> None:
         """A Redis that restarted between two reads holds a new, shorter stream: resync."""
         tail_id, _, _ = self.stream.tail()
-        if stream_id_key(tail_id) < stream_id_key(self.stream_id):
+        if went_back(tail_id, self.stream_id):
             log.info("the event stream was reset; catching up from the inbox")
             self.sync(self.received or 0, show="live")
 

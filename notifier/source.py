@@ -2,20 +2,24 @@
 
 :class:`Foundation` asks the workers (through Redis, like every client): the caseworker's
 follows and the organisation's inbox, the authoritative, gap-free list of events by
-``seq``. :class:`EventStream` reads the Redis stream the relay pushes event headers to; it
-wakes the notifier the moment a change is committed. Every failure to reach Redis or a
-worker is raised as :class:`~shared.errors.Unavailable`, the notifier's cue to reconnect.
+``seq``. :class:`EventStream` reads the wake-up streams the relay pushes to, one per
+audience (:func:`shared.events.audience_stream_key`); it wakes the notifier the moment a
+change is committed, and is never trusted for more than that (anyone who can write to
+Redis can add an entry; see :mod:`notifier.service`). Every
+failure to reach Redis or a worker is raised as :class:`~shared.errors.Unavailable`, the
+notifier's cue to reconnect.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import redis
 
 from shared.commands import CommandKind
 from shared.errors import Unavailable
-from shared.events import EventHeader, parse_entry, stream_key
+from shared.events import Wake, audience_stream_key, audiences_of, parse_wake
 from workers.client import connect_redis
 
 #: The most events one inbox query returns (the query's own limit).
@@ -24,9 +28,6 @@ INBOX_PAGE = 1000
 STREAM_BATCH = 1000
 #: How many of the newest stream entries :meth:`EventStream.tail` looks at.
 TAIL_WINDOW = 100
-#: At most this many pages of :data:`STREAM_BATCH` entries are read back to catch up from
-#: the stream; a longer absence is caught up from the inbox.
-SCAN_PAGES = 20
 #: The stream id before every entry.
 STREAM_START = "0-0"
 
@@ -49,8 +50,27 @@ class Foundation(Protocol):
         ...
 
 
+class Signal(Protocol):
+    """What a stream entry says: an event was committed (a :class:`~shared.events.Wake`
+    or an :class:`~shared.events.EventHeader`). Never more than a cue to ask the inbox."""
+
+    @property
+    def seq(self) -> int:
+        """The event's position in its log."""
+        ...
+
+    @property
+    def epoch(self) -> str:
+        """The event log's identity; empty if not known."""
+        ...
+
+    def reaches(self, principal: str) -> bool:
+        """Whether the event is for ``principal``."""
+        ...
+
+
 class EventStream(Protocol):
-    """The Redis stream of event headers."""
+    """The Redis stream(s) that wake the notifier."""
 
     def tail(self) -> tuple[str, int | None, str | None]:
         """The id of the newest entry (:data:`STREAM_START` if none), the highest event
@@ -58,18 +78,10 @@ class EventStream(Protocol):
         header) and that log's epoch (``None`` if none, or a header without one)."""
         ...
 
-    def read(self, after: str, block_ms: int) -> list[tuple[str, EventHeader | None]]:
-        """Entries after stream id ``after``, waiting up to ``block_ms`` for the first; an
-        entry without a readable header comes as ``None`` (its id still counts)."""
-        ...
-
-    def headers_after(
-        self, since: int, upto: int, upto_id: str, epoch: str | None
-    ) -> list[EventHeader] | None:
-        """Every header of the log ``epoch`` with a seq in ``since + 1 .. upto``, oldest
-        first, read back from the entry ``upto_id``; ``None`` when the stream misses one of
-        them (trimmed, lost with a Redis restart, not pushed yet): then the inbox has to be
-        asked."""
+    def read(self, after: str, block_ms: int) -> Sequence[tuple[str, Signal | None]]:
+        """Entries after the position ``after``, waiting up to ``block_ms`` for the first,
+        each with the position past it; an entry without a readable signal comes as
+        ``None`` (its position still counts)."""
         ...
 
 
@@ -102,79 +114,77 @@ def stream_id_key(stream_id: str) -> tuple[int, int]:
     return int(millis), int(sequence or 0)
 
 
-class RedisEventStream:
-    """:class:`EventStream` on a real Redis; redis-py reconnects on the next call."""
+def went_back(tail: str, position: str) -> bool:
+    """Whether a stream ends (``tail``) before where ``position`` read up to in it: a Redis
+    that restarted with shorter streams. Positions of several streams are compared stream
+    by stream (see :class:`RedisEventStream`)."""
+    return any(
+        stream_id_key(end) < stream_id_key(read)
+        for end, read in zip(tail.split(), position.split(), strict=False)
+    )
 
-    def __init__(self, url: str, prefix: str) -> None:
-        self.key = stream_key(prefix)
+
+class RedisEventStream:
+    """:class:`EventStream` on the wake-up streams of one organisation's audiences
+    (:func:`shared.events.audiences_of`: its own, and every authority's for a jobcentre or
+    an a-kasse), which a Redis ACL lets it read; redis-py reconnects on the next call.
+
+    A position in them is the id read up to in each stream, space-separated, in the order
+    of :attr:`keys`; a single id stands for the first stream's (the others from the start).
+    """
+
+    def __init__(self, url: str, prefix: str, principal: str) -> None:
+        self.keys = [audience_stream_key(prefix, a) for a in audiences_of(principal)]
         # A blocking XREAD must not outlive the socket timeout: reads block at most 5 s.
         self.redis = connect_redis(url, socket_connect_timeout=5, socket_timeout=15)
 
+    def _positions(self, position: str) -> list[str]:
+        given = position.split()
+        return given + [STREAM_START] * (len(self.keys) - len(given))
+
     def tail(self) -> tuple[str, int | None, str | None]:
-        """The newest entry's id, and the highest seq among the newest :data:`TAIL_WINDOW`
-        entries of the newest header's log: a relay may push an old header again after
-        newer ones (at-least-once), so the very last entry alone could understate how far
-        the log has come. It may still understate it: readers take it as a hint only."""
+        """Where each stream ends, and the highest seq among the newest
+        :data:`TAIL_WINDOW` entries of each of the newest wake-up's log: a relay may push
+        an old event again after newer ones (at-least-once), so the very last entry alone
+        could understate how far the log has come. It may still understate it: readers
+        take it as a hint only."""
+        ends: list[str] = []
+        newest: list[tuple[tuple[int, int], Wake]] = []
         try:
-            newest: Any = self.redis.xrevrange(self.key, count=TAIL_WINDOW)
+            for key in self.keys:
+                entries: Any = self.redis.xrevrange(key, count=TAIL_WINDOW)
+                ends.append(entries[0][0].decode() if entries else STREAM_START)
+                for entry_id, fields in entries:
+                    wake = parse_wake(fields)
+                    if wake is not None:
+                        newest.append((stream_id_key(entry_id.decode()), wake))
         except redis.RedisError as error:
             raise Unavailable(f"cannot read the event stream ({type(error).__name__})") from None
         if not newest:
-            return STREAM_START, None, None
-        headers = [h for h in (parse_entry(fields) for _, fields in newest) if h is not None]
-        if not headers:
-            return newest[0][0].decode(), None, None
-        epoch = headers[0].epoch
-        seqs = [header.seq for header in headers if header.epoch == epoch]
-        return newest[0][0].decode(), max(seqs), epoch or None
+            return " ".join(ends), None, None
+        epoch = max(newest, key=lambda pair: pair[0])[1].epoch
+        seqs = [wake.seq for _, wake in newest if wake.epoch == epoch]
+        return " ".join(ends), max(seqs), epoch or None
 
-    def read(self, after: str, block_ms: int) -> list[tuple[str, EventHeader | None]]:
-        """Up to :data:`STREAM_BATCH` entries after ``after``."""
+    def read(self, after: str, block_ms: int) -> list[tuple[str, Wake | None]]:
+        """Up to :data:`STREAM_BATCH` entries of each stream after the position ``after``,
+        each with the position just past it."""
+        positions = self._positions(after)
         try:
             reply: Any = self.redis.xread(
-                {self.key: after}, count=STREAM_BATCH, block=max(1, min(block_ms, 5000))
+                dict(zip(self.keys, positions, strict=True)),
+                count=STREAM_BATCH,
+                block=max(1, min(block_ms, 5000)),
             )
         except redis.RedisError as error:
             raise Unavailable(f"lost the event stream ({type(error).__name__})") from None
-        return [
-            (entry_id.decode(), parse_entry(fields))
-            for _key, items in reply or []
-            for entry_id, fields in items
-        ]
-
-    def headers_after(
-        self, since: int, upto: int, upto_id: str, epoch: str | None
-    ) -> list[EventHeader] | None:
-        """Scan back from ``upto_id`` until every seq in ``since + 1 .. upto`` of the log
-        ``epoch`` is found.
-
-        Not merely until the first seq at or below ``since``: pushes from different worker
-        processes may interleave, so an older seq can sit after a newer one.
-        """
-        missing = set(range(since + 1, upto + 1))
-        found: dict[int, EventHeader] = {}
-        end = upto_id
-        for _ in range(SCAN_PAGES):
-            if not missing:
-                break
-            try:
-                page: Any = self.redis.xrevrange(self.key, max=end, min="-", count=STREAM_BATCH)
-            except redis.RedisError as error:
-                raise Unavailable(
-                    f"cannot read the event stream ({type(error).__name__})"
-                ) from None
-            for _entry_id, fields in page:
-                header = parse_entry(fields)
-                if header is not None and header.seq in missing and header.epoch == (epoch or ""):
-                    missing.discard(header.seq)
-                    found[header.seq] = header
-            if len(page) < STREAM_BATCH:
-                break  # reached the stream's first entry
-            # The next page ends just before this page's oldest entry ("(" = exclusive).
-            end = "(" + page[-1][0].decode()
-        if missing:
-            return None
-        return [found[seq] for seq in sorted(found)]
+        read: list[tuple[str, Wake | None]] = []
+        for key, items in reply or []:
+            index = self.keys.index(key.decode())
+            for entry_id, fields in items:
+                positions[index] = entry_id.decode()
+                read.append((" ".join(positions), parse_wake(fields)))
+        return read
 
     def close(self) -> None:
         """Close the connection."""

@@ -25,6 +25,7 @@ from shared.models import (
     PlacementStatus,
     SingleLine,
 )
+from shared.search import MAX_OFFSET
 
 #: The largest id either engine stores (SQLite's INTEGER, PostgreSQL's bigint): a larger
 #: one is refused as a validation error naming its field, never met as an overflow.
@@ -125,7 +126,8 @@ class SearchOrders(_Payload):
     job_type: JobType | None = None
     employer: Annotated[str, Field(pattern=r"^[0-9]{8}$")] | None = None
     limit: Annotated[int, Field(ge=1, le=500)] = 20
-    offset: Annotated[int, Field(ge=0, le=100_000)] = 0
+    #: At most :data:`shared.search.MAX_OFFSET`: a deeper page costs in proportion.
+    offset: Annotated[int, Field(ge=0, le=MAX_OFFSET)] = 0
 
 
 class GetOrder(_Payload):

@@ -12,6 +12,7 @@ number, a name or a comment. The full event, masked for the reader, is read thro
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -38,6 +39,63 @@ def stream_key(prefix: str) -> str:
 
 #: Audience marker: every jobcentre and every a-kasse.
 AUTHORITIES = "authorities"
+
+#: The wake-up streams, one per audience: ``<prefix>:headers:<principal>`` for an
+#: organisation, ``<prefix>:headers:authorities`` for every jobcentre and a-kasse. Each
+#: entry is a :class:`Wake` (field ``wake``): the event's id, seq and epoch and nothing of
+#: the order, so a Redis reader learns only that something happened; what happened is
+#: read through the ``inbox`` query. A Redis ACL gives each organisation read access to
+#: its own stream(s) only (``jobordre broker acl``).
+HEADERS_STREAMS = "headers"
+
+
+def audience_stream_key(prefix: str, audience: str) -> str:
+    """The wake-up stream of one audience: an organisation's principal or AUTHORITIES."""
+    return f"{prefix}:{HEADERS_STREAMS}:{audience}"
+
+
+def audiences_of(principal: str) -> list[str]:
+    """The audiences whose wake-up streams ``principal`` reads: its own, and every
+    authority's too for a jobcentre or an a-kasse."""
+    if principal.startswith(("jobcentre:", "akasse:")):
+        return [principal, AUTHORITIES]
+    return [principal]
+
+
+def audiences_reached(audience: list[str], employer_cvr: str) -> list[str]:
+    """The wake-up streams an event with this ``audience`` goes to: each principal named,
+    AUTHORITIES if named, and always the order's employer (see :meth:`EventHeader.reaches`)."""
+    return sorted({*audience, f"employer:{employer_cvr}"})
+
+
+@dataclass(frozen=True)
+class Wake:
+    """One entry of a wake-up stream: an event of this audience was committed."""
+
+    id: str
+    seq: int
+    epoch: str = ""
+
+    def reaches(self, principal: str) -> bool:
+        """Always: it is on a stream of ``principal``'s audiences."""
+        return True
+
+    def to_json(self) -> str:
+        """The entry's ``wake`` field."""
+        return json.dumps({"id": self.id, "seq": self.seq, "epoch": self.epoch})
+
+
+def parse_wake(fields: dict[Any, Any]) -> Wake | None:
+    """The wake-up in one entry of a wake-up stream; ``None`` if it holds none readable."""
+    raw = fields.get(b"wake")
+    if raw is None:
+        return None
+    try:
+        data: Any = json.loads(raw)
+        return Wake(str(data["id"]), int(data["seq"]), str(data.get("epoch") or ""))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
 
 #: A reader's cursor as text: ``<epoch>:<seq>``, the event log's identity and a position
 #: in it. A bare ``<seq>``, the format before the log had an identity, is still read.

@@ -4,7 +4,9 @@ This is the whole delivery contract on the worker side. First the signature: a c
 that is unsigned, forged or tampered with is refused as ``forbidden``, only the attempt is
 kept (see :mod:`shared.signing`), and it gets no reply: it must not speak on the reply list
 of the real command it copies. The sealed personal data of an authentic command are opened
-(:mod:`shared.sealing`). A write command is then applied in ONE transaction together with
+(:mod:`shared.sealing`), and a command beyond its key's scope
+(:func:`shared.keys.check_scope`, the notifier's key) is refused as ``forbidden`` before
+its operation runs. A write command is then applied in ONE transaction together with
 its change-log rows and its ledger row keyed by (principal, ``command_id``), in a savepoint
 of its own when several commands share a transaction (:mod:`shared.store.group_commit`;
 no reply leaves before that transaction committed): a command
@@ -311,7 +313,7 @@ class Foundation:
         try:
             payload = self.open_payload(envelope, key)
             self._check_age(envelope)
-            return Answer(self._read(envelope, payload), key)
+            return Answer(self._read(envelope, payload, key), key)
         except (NotAuthenticated, InvalidInput) as error:
             self._record_rejection(envelope, error)
             return Answer(error_reply(envelope.command_id, error), key)
@@ -393,10 +395,12 @@ class Foundation:
                 return _Prepared(envelope, key, {}, error)
             try:
                 payload = parse_payload(envelope, opened)
+                keys.check_scope(key, envelope, payload)
             except JobordreError as error:
                 if error.retryable:
                     raise
-                # A malformed command (or redelivery) is answered by the ledger all the same.
+                # A malformed command (or redelivery), or one beyond its key's scope, is
+                # answered by the ledger all the same.
                 return _Prepared(envelope, key, opened, error)
             secret = access.remembered_secret(self.store.connection(), DIGEST_KEY)
             digest = _digest_with(secret, envelope, opened) if secret is not None else None
@@ -591,9 +595,10 @@ class Foundation:
             original=envelope.to_json(),
         )
 
-    def _read(self, envelope: Envelope, opened: dict[str, Any]) -> dict[str, Any]:
+    def _read(self, envelope: Envelope, opened: dict[str, Any], key: Signer) -> dict[str, Any]:
         try:
             payload = parse_payload(envelope, opened)
+            keys.check_scope(key, envelope, payload)
             with self.store.read() as conn:
                 ctx = self._context(conn, envelope)
                 reply = ok_reply(envelope.command_id, self._apply(ctx, envelope, payload))

@@ -7,6 +7,13 @@ organisation's entry at once; a key revoked by another process (``jobordre keys 
 another worker or host) is refused at most :data:`KEY_CACHE_MS` after its revocation
 committed. A key the cache does not know is looked up in the store before a command
 signed with it is refused, so a new key works at once.
+
+A key may be **scoped** (:data:`SCOPES`): ``notify`` is bound to one caseworker and may
+send only that caseworker's ``following`` and ``unfollow`` and the organisation's ``inbox``
+with ``headers_only``, what the desktop notifier needs and nothing that reads a person or
+changes an order or a placement. :func:`check_scope` is what the foundation calls on
+every command before its operation runs; anything more sent with a scoped key is
+``forbidden``.
 """
 
 from __future__ import annotations
@@ -17,9 +24,12 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
+
 from shared.canonical_v2 import b64url, unb64url
-from shared.envelope import SCHEMA_VERSION_2, decode_envelope, new_envelope
-from shared.errors import InvalidInput, NotAuthenticated, NotFound
+from shared.commands import CommandKind, Follow, Following, Inbox
+from shared.envelope import SCHEMA_VERSION_2, Envelope, decode_envelope, new_envelope
+from shared.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound
 from shared.sealing import open_payload
 from shared.signing import SigningKey, verify
 from shared.signing_v2 import KEY_BYTES, PublicKeys, verifies
@@ -110,20 +120,98 @@ def _changed(conn: Tx, principal: str) -> None:
         cache.invalidate(principal)
 
 
-def create(conn: Tx, principal: str, at: datetime) -> SigningKey:
-    """A new valid key for ``principal``; keys it had stay valid (that is a rotation)."""
-    key = SigningKey.generate(principal)
+#: The scope of the desktop notifier's key.
+NOTIFY = "notify"
+#: Each scope, and the command kinds a key of that scope may send.
+SCOPES: dict[str, frozenset[CommandKind]] = {
+    NOTIFY: frozenset({CommandKind.FOLLOWING, CommandKind.INBOX, CommandKind.UNFOLLOW}),
+}
+
+
+def create(
+    conn: Tx,
+    principal: str,
+    at: datetime,
+    *,
+    scope: str | None = None,
+    caseworker: str | None = None,
+) -> SigningKey:
+    """A new valid key for ``principal``; keys it had stay valid (that is a rotation).
+
+    With ``scope``, the key may do only what :data:`SCOPES` allows, for ``caseworker``
+    alone (required with a scope, refused without one).
+    """
+    _check_new_scope(principal, scope, caseworker)
+    fresh = SigningKey.generate(principal)
+    key = SigningKey(fresh.principal, fresh.key_id, fresh.secret, scope, caseworker)
     conn.execute(
-        "INSERT INTO signing_keys (key_id, principal, secret, created_at) VALUES (?, ?, ?, ?)",
+        "INSERT INTO signing_keys (key_id, principal, secret, created_at, scope, caseworker)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
         (
             key.key_id,
             key.principal,
             secrets_at_rest.of(conn).wrap(key.principal, key.key_id, key.secret),
             at.isoformat(),
+            scope,
+            caseworker,
         ),
     )
     _changed(conn, principal)
     return key
+
+
+def _check_new_scope(principal: str, scope: str | None, caseworker: str | None) -> None:
+    if scope is None:
+        if caseworker is not None:
+            raise InvalidInput(
+                "caseworker: a key is bound to a caseworker only with a scope (--scope notify)",
+                field="caseworker",
+            )
+        return
+    if scope not in SCOPES:
+        raise InvalidInput(
+            f"scope: {scope!r} is not a scope; the scopes are {', '.join(sorted(SCOPES))}",
+            field="scope",
+        )
+    if principal == "system":
+        raise InvalidInput("scope: the foundation's own key is never scoped", field="scope")
+    if caseworker is None:
+        raise InvalidInput(
+            f"caseworker: a key of scope {scope} is bound to one caseworker; name it",
+            field="caseworker",
+        )
+    try:
+        Following(caseworker=caseworker)
+    except ValueError:
+        raise InvalidInput(
+            "caseworker: 1–64 letters, digits or . _ @ -", field="caseworker"
+        ) from None
+
+
+def check_scope(key: SigningKey | PublicKeys, envelope: Envelope, payload: BaseModel) -> None:
+    """Refuse, as :class:`Forbidden`, a command its key's scope does not allow.
+
+    An unscoped key may send anything (its organisation's rights are checked by the
+    operation). A ``notify`` key sends only ``following`` and ``unfollow`` of its own
+    caseworker (the desktop's menu stops following an order: that changes what this
+    caseworker is told, nothing of an order or a person) and ``inbox`` with
+    ``headers_only``, each naming its caseworker in the envelope.
+    """
+    if not isinstance(key, SigningKey) or key.scope is None:
+        return  # protocol 2 keys have no scope (yet): they may send anything
+    allowed = SCOPES.get(key.scope, frozenset())
+    refused = f"key {key.key_id} of {key.principal} has scope {key.scope}"
+    if envelope.kind not in allowed:
+        raise Forbidden(
+            f"{refused}: it may send only {', '.join(sorted(allowed))}, not {envelope.kind}; "
+            "use the organisation's own key"
+        )
+    if envelope.caseworker != key.caseworker or (
+        isinstance(payload, Following | Follow) and payload.caseworker != key.caseworker
+    ):
+        raise Forbidden(f"{refused}: it is bound to another caseworker")
+    if isinstance(payload, Inbox) and not payload.headers_only:
+        raise Forbidden(f"{refused}: it may read the inbox's headers only (headers_only)")
 
 
 _REVOKE_V1 = (
@@ -137,8 +225,9 @@ _REVOKE_V2 = (
 #: Both protocols' keys, oldest columns first; protocol 2 rows carry their public keys.
 _LISTING = (
     "SELECT * FROM (SELECT key_id, principal, created_at, revoked_at, 1 AS protocol,"
-    " NULL AS sign_public, NULL AS seal_public FROM signing_keys UNION ALL SELECT key_id,"
-    " principal, created_at, revoked_at, 2, sign_public, seal_public FROM public_keys) AS k"
+    " NULL AS sign_public, NULL AS seal_public, scope, caseworker FROM signing_keys"
+    " UNION ALL SELECT key_id, principal, created_at, revoked_at, 2, sign_public,"
+    " seal_public, NULL, NULL FROM public_keys) AS k"
 )
 
 
@@ -255,19 +344,25 @@ def cached_public_key(conn: Tx, key_id: str) -> PublicKeys | None:
 def valid_keys(conn: Tx, principal: str) -> dict[str, SigningKey]:
     """The keys of ``principal`` that are not revoked, by key id."""
     rows = conn.execute(
-        "SELECT key_id, principal, secret FROM signing_keys WHERE principal = ?"
-        " AND revoked_at IS NULL",
+        "SELECT key_id, principal, secret, scope, caseworker FROM signing_keys"
+        " WHERE principal = ? AND revoked_at IS NULL",
         (principal,),
     ).fetchall()
     return _keys(conn, rows)
 
 
-def _keys(conn: Tx, rows: Sequence[Sequence[str]]) -> dict[str, SigningKey]:
-    """Keys by key id, from ``(key_id, principal, stored secret)`` rows."""
+def _keys(conn: Tx, rows: Sequence[Sequence[str | None]]) -> dict[str, SigningKey]:
+    """Keys by key id, from ``(key_id, principal, stored secret, scope, caseworker)`` rows."""
     wrapping = secrets_at_rest.of(conn)
     return {
-        key_id: SigningKey(principal, key_id, wrapping.unwrap(principal, key_id, stored))
-        for key_id, principal, stored in rows
+        str(key_id): SigningKey(
+            str(principal),
+            str(key_id),
+            wrapping.unwrap(str(principal), str(key_id), str(stored)),
+            scope,
+            caseworker,
+        )
+        for key_id, principal, stored, scope, caseworker in rows
     }
 
 
@@ -290,6 +385,8 @@ def listing(conn: Tx, principal: str | None) -> list[dict[str, str | int | None]
             "created_at": r[2],
             "revoked_at": r[3],
             "protocol": int(r[4]),
+            "scope": r[7],
+            "caseworker": r[8],
         }
         if r[4] == 2:
             row.update(sign_public=r[5], seal_public=r[6])
@@ -300,7 +397,8 @@ def listing(conn: Tx, principal: str | None) -> list[dict[str, str | int | None]
 def every_key(conn: Tx, principal: str) -> dict[str, SigningKey]:
     """Every key ``principal`` ever had, revoked ones included, by key id."""
     rows = conn.execute(
-        "SELECT key_id, principal, secret FROM signing_keys WHERE principal = ?", (principal,)
+        "SELECT key_id, principal, secret, scope, caseworker FROM signing_keys WHERE principal = ?",
+        (principal,),
     ).fetchall()
     return _keys(conn, rows)
 
@@ -387,11 +485,16 @@ def resign(
                 "JOBORDRE_SIGNATURE_MAX_AGE_MS)"
             ),
         )
-    valid = valid_keys(conn, envelope.principal)
+    if key.scope is not None:
+        raise _cannot_retry(
+            envelope.command_id, f"it was signed with key {key.key_id} of scope {key.scope}"
+        )
+    # A retry is signed with a key that may do everything the command needs.
+    valid = {k: v for k, v in valid_keys(conn, envelope.principal).items() if v.scope is None}
     if not valid:
         raise _cannot_retry(
             envelope.command_id,
-            f"{envelope.principal} has no valid signing key; create one with "
+            f"{envelope.principal} has no valid unscoped signing key; create one with "
             f"`jobordre keys create {envelope.principal}` first",
         )
     try:

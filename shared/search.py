@@ -12,8 +12,13 @@ and the engine merges the index entries of every term with that prefix across th
 corpus; for a one-letter prefix that is every word with that letter (SQLite's FTS5: at
 10,000 orders 620 ms against 0.2 ms for a normal search, tens of seconds at a million), so
 a word needs at least :data:`MIN_WORD_CHARS` characters and a query at most
-:data:`MAX_WORDS` words, on both engines. Both are refused with a ``validation_error`` on
-``text`` that says so.
+:data:`MAX_WORDS` words, on both engines. A word's length counts as the engine folds it:
+PostgreSQL's ``unaccent`` makes ``ŉ`` two characters, ``'n``, and so ``ŉŉ`` two one-letter
+prefixes (372 ms where a normal search takes a few), so that engine checks its folded
+words too (:func:`check_words`). Both are refused with a ``validation_error`` on ``text``
+that says so. A page lies at most :data:`MAX_OFFSET` matches deep (``offset``, checked
+with the command's payload): a deeper page costs in proportion to its depth (SQLite ranks
+``offset + limit`` matches: ``er`` at offset 99,500 took 294 ms).
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ FILTERS = ("municipality", "status", "job_type", "employer_cvr")
 MIN_WORD_CHARS = 2
 #: The most words one text search takes.
 MAX_WORDS = 8
+#: The deepest page a search returns: its ``offset`` is at most this. Within it, SQLite
+#: ranks no more matches than a first page does (its rank window, 1,000, plus the limit);
+#: further on, narrow the search with words or filters.
+MAX_OFFSET = 1_000
 
 #: A word: letters and digits (``_`` separates, as in SQLite's unicode61 tokenizer).
 _WORD = re.compile(r"[^\W_]+")
@@ -49,15 +58,7 @@ def check_text(text: str) -> None:
     """Refuse text whose search would cost far more than a normal one (module docstring):
     a :class:`InvalidInput` on ``text`` saying what to change."""
     found = words(text)
-    short = sorted({word for word in found if len(word) < MIN_WORD_CHARS})
-    if short:
-        raise InvalidInput(
-            f"text: every word needs at least {MIN_WORD_CHARS} letters or digits, since each "
-            f"is searched as the start of words and a shorter one matches almost every "
-            f"order; drop or lengthen {', '.join(repr(word) for word in short)} "
-            "(SOSU-assistent and a-kasse are split at the dash: search 'kasse')",
-            field="text",
-        )
+    check_words(found)
     if len(found) > MAX_WORDS:
         raise InvalidInput(
             f"text: at most {MAX_WORDS} words ({len(found)} given); every word must occur, "
@@ -65,6 +66,22 @@ def check_text(text: str) -> None:
             "--job-type, --employer) for the rest",
             field="text",
         )
+
+
+def check_words(found: list[str], *, folded: bool = False) -> None:
+    """Refuse words shorter than :data:`MIN_WORD_CHARS`; ``folded``: the words as the
+    engine folded them (the message then says so). :class:`InvalidInput` on ``text``."""
+    short = sorted({word for word in found if len(word) < MIN_WORD_CHARS})
+    if not short:
+        return
+    how = " once accents are folded (ŉ is 'n)" if folded else ""
+    raise InvalidInput(
+        f"text: every word needs at least {MIN_WORD_CHARS} letters or digits{how}, since "
+        f"each is searched as the start of words and a shorter one matches almost every "
+        f"order; drop or lengthen {', '.join(repr(word) for word in short)} "
+        "(SOSU-assistent and a-kasse are split at the dash: search 'kasse')",
+        field="text",
+    )
 
 
 def search_ids(

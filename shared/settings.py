@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     #: How often each worker sweeps the outbox for events not yet pushed (after a crash
     #: between commit and push, or while Redis was away), in milliseconds.
     relay_interval_ms: int = Field(default=1_000, ge=10)
+    #: Whether the relay also pushes each event's whole header (title, status, who) onto
+    #: the one stream ``<prefix>:events`` every reader may read (protocol § 9). The
+    #: per-audience wake-up streams (``<prefix>:headers:<audience>``) are always pushed
+    #: and are all the notifier and ``inbox --follow`` read; turn this off where Redis is
+    #: shared under ACL users (docs/security-broker.md), so Redis holds no order's title.
+    relay_shared_stream: bool = True
     #: How often each worker asks for the placement-deadline expiry job (R3d), in
     #: milliseconds. Every run closes each expired order once, however many workers ask.
     expiry_interval_ms: int = Field(default=15 * 60 * 1000, ge=1000)

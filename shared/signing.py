@@ -29,11 +29,20 @@ CLOCK_SKEW_MS = 60_000
 
 @dataclass(frozen=True, slots=True)
 class SigningKey:
-    """One organisation's secret, named by ``key_id`` (several may be valid at once)."""
+    """One organisation's secret, named by ``key_id`` (several may be valid at once).
+
+    A key with a ``scope`` may do only what its scope allows (:mod:`shared.keys`): the
+    ``notify`` scope, bound to one ``caseworker``, is the desktop notifier's.
+    """
 
     principal: str
     key_id: str
     secret: str
+    #: What the key may do: ``None`` for everything its organisation may do, or a scope
+    #: of :data:`shared.keys.SCOPES`.
+    scope: str | None = None
+    #: The caseworker a scoped key is bound to.
+    caseworker: str | None = None
 
     @classmethod
     def generate(cls, principal: str) -> SigningKey:
@@ -45,16 +54,28 @@ class SigningKey:
         )
 
     def to_json(self) -> str:
-        """The key file's content."""
-        return json.dumps(
-            {"principal": self.principal, "key_id": self.key_id, "secret": self.secret}
-        )
+        """The key file's content (``scope`` and ``caseworker`` only for a scoped key)."""
+        fields: dict[str, str | None] = {
+            "principal": self.principal,
+            "key_id": self.key_id,
+            "secret": self.secret,
+        }
+        if self.scope is not None:
+            fields.update(scope=self.scope, caseworker=self.caseworker)
+        return json.dumps(fields)
 
     @classmethod
     def from_json(cls, text: str) -> SigningKey:
         """Read a key file's content."""
         data = json.loads(text)
-        return cls(str(data["principal"]), str(data["key_id"]), str(data["secret"]))
+        scope, caseworker = data.get("scope"), data.get("caseworker")
+        return cls(
+            str(data["principal"]),
+            str(data["key_id"]),
+            str(data["secret"]),
+            None if scope is None else str(scope),
+            None if caseworker is None else str(caseworker),
+        )
 
 
 #: ``json.dumps(..., sort_keys=True, separators=(",", ":"))``, made once: the encoder is

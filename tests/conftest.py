@@ -242,6 +242,14 @@ class System:
         )
         return CliResult(done.returncode, done.stdout, done.stderr)
 
+    def notify_key(self, principal: str, caseworker: str, path: Path) -> dict[str, Any]:
+        """Make a key of scope ``notify`` for ``caseworker`` at ``path`` (the operator's
+        ``jobordre keys create --scope notify``); returns what the command printed."""
+        return self.json(
+            "keys", "create", principal, "--scope", "notify", "--caseworker", caseworker,
+            "--out", str(path),
+        )  # fmt: skip
+
     def json(self, *args: str, stdin: str | None = None, expect: int = 0) -> dict[str, Any]:
         """Run a command with ``--json`` and return its one JSON document."""
         result = self.cli(*args, "--json", stdin=stdin)

@@ -277,6 +277,12 @@ BEGIN
 END
 $f$;
 """
+#: v15: as on SQLite, a key may be scoped to one caseworker's notifier (shared/keys.py).
+_V15_SCOPED_KEYS = """
+ALTER TABLE signing_keys ADD COLUMN IF NOT EXISTS scope TEXT;
+ALTER TABLE signing_keys ADD COLUMN IF NOT EXISTS caseworker TEXT;
+"""
+
 
 #: v14 (with protocol 2's tables): the command an access-log row came from.
 _V14_ACCESS_COMMAND = "ALTER TABLE access_log ADD COLUMN IF NOT EXISTS command_id TEXT;"
@@ -299,6 +305,7 @@ MIGRATIONS: list[str] = [
     _V12_EMPLOYER_INDEX_WITHOUT_STATUS,
     _V13_ORDER_IDS_FROM_A_SEQUENCE,
     PUBLIC_KEYS_DDL + _V14_ACCESS_COMMAND,
+    _V15_SCOPED_KEYS,
 ]
 
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import psycopg
 
+from shared.search import check_words
+
 #: The text-search configuration: no stemming, no stop words.
 CONFIG = "simple"
 #: ts_rank weights of the classes {D, C, B, A}: description, (unused), occupation, title.
@@ -63,6 +65,12 @@ def _where(filters: dict[str, str]) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
+#: The query's words as :data:`CREATE_INDEX_SQL`'s prefix query folds and splits them.
+FOLDED_WORDS_SQL = (
+    "SELECT word FROM regexp_split_to_table(btrim(jobordre_fold(%s)), ' +') AS word"
+    " WHERE word <> ''"
+)
+
 #: The query's words folded in SQL exactly as the indexed text is, each a prefix.
 _FROM = "FROM orders, jobordre_prefix_query(%s) AS q"
 
@@ -81,6 +89,8 @@ def search_ids(
     """
     where, params = _where(filters)
     text = " ".join(words)
+    # unaccent may fold a word into shorter ones (ŉ is 'n): each is a prefix to merge.
+    check_words([row[0] for row in conn.execute(FOLDED_WORDS_SQL, [text])], folded=True)
     total = conn.execute(
         f"SELECT COUNT(*) {_FROM} WHERE {where}",
         [text, *params],

@@ -380,6 +380,16 @@ def _v14_public_keys(db: sqlite_utils.Database) -> None:
         db.execute("ALTER TABLE access_log ADD COLUMN command_id TEXT")
 
 
+def _v15_scoped_keys(db: sqlite_utils.Database) -> None:
+    # A key may be scoped (shared/keys.py): the desktop notifier's key, bound to one
+    # caseworker, may only read that caseworker's follows and the inbox's headers. Existing
+    # keys get no scope: they keep doing everything they did.
+    columns = db["signing_keys"].columns_dict
+    for column in ("scope", "caseworker"):
+        if column not in columns:
+            db.execute(f"ALTER TABLE signing_keys ADD COLUMN {column} TEXT")
+
+
 #: Migrations in order; migration i brings the store to ``user_version`` i + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_core,
@@ -396,6 +406,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v12_employer_index_without_status,
     _v13_order_ids_from_a_sequence,
     _v14_public_keys,
+    _v15_scoped_keys,
 ]
 
 #: The schema version this code expects.

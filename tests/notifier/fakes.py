@@ -198,7 +198,6 @@ class FakeStream:
     down: bool = False
     epoch: int = 0
     reads: int = 0
-    scans: int = 0
 
     def push(self, *events: EventHeader) -> None:
         for header in events:
@@ -218,24 +217,6 @@ class FakeStream:
         epoch = self.entries[-1][1].epoch
         newest = [header.seq for _, header in self.entries[-100:] if header.epoch == epoch]
         return self.entries[-1][0], max(newest), epoch or None
-
-    def headers_after(
-        self, since: int, upto: int, upto_id: str, epoch: str | None
-    ) -> list[EventHeader] | None:
-        if self.down:
-            raise Unavailable("redis is down (fake)")
-        self.scans += 1
-        upto_key = _key(upto_id)
-        found = {
-            header.seq: header
-            for entry_id, header in self.entries
-            if _key(entry_id) <= upto_key
-            and since < header.seq <= upto
-            and header.epoch == (epoch or "")
-        }
-        if set(found) != set(range(since + 1, upto + 1)):
-            return None
-        return [found[seq] for seq in sorted(found)]
 
     def read(self, after: str, block_ms: int) -> list[tuple[str, EventHeader | None]]:
         if self.down:

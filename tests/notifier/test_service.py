@@ -11,7 +11,7 @@ import pytest
 from notifier.backend import FallbackDesktop, TerminalDesktop
 from notifier.cursor import CursorFile
 from notifier.service import Notifier
-from shared.events import Cursor
+from shared.events import Cursor, EventHeader
 from shared.models import OrderStatus
 from tests.notifier.fakes import (
     ME,
@@ -184,7 +184,7 @@ def test_changes_while_off_are_one_catch_up_summary_and_never_shown_again(
     assert len(world.desktop.shown) == 2
 
 
-def test_the_catch_up_is_read_from_the_stream_when_it_holds_every_change(
+def test_the_catch_up_is_read_from_the_inbox_even_when_the_stream_holds_every_change(
     world: World,
 ) -> None:
     notifier = world.notifier()
@@ -193,11 +193,55 @@ def test_the_catch_up_is_read_from_the_stream_when_it_holds_every_change(
     calls = len(world.foundation.inbox_calls)
     restarted = world.notifier()
     restarted.start()
-    assert world.foundation.inbox_calls[calls:] == []  # no worker round trip, no CPR read
+    # A header on the stream is not the foundation's word: the catch-up asks the inbox,
+    # page by page (from the cursor, then after this organisation's last event).
+    assert world.foundation.inbox_calls[calls:] == [0, 2]
     assert [title for title, _ in world.desktop.shown] == [
         "Mens du var væk: 1 ændring på 1 jobordre"
     ]
     assert restarted.received == 3
+
+
+def forged(seq: int, status: OrderStatus = OrderStatus.CLOSED_FILLED) -> EventHeader:
+    """A header someone who can write to Redis made up: never committed by the foundation."""
+    return event(seq, status=status, previous_status=OrderStatus.PROCESSING)
+
+
+def test_a_forged_header_is_not_shown_and_does_not_hide_the_real_change(world: World) -> None:
+    notifier = world.notifier()
+    notifier.start()
+    world.stream.push(forged(1))  # seq = cursor + 1: what the real change will have
+    world.settle(notifier)
+    assert world.desktop.shown == []
+    assert notifier.received == 0
+    world.change(world.status(status=OrderStatus.INACTIVATED))
+    world.settle(notifier)
+    assert world.desktop.shown == [
+        ("Jobordre 42: Lagermedarbejder", "Ny status: Inaktiveret – tilstrækkelige henvisninger")
+    ]
+
+
+def test_a_forged_header_far_ahead_does_not_move_the_cursor(world: World) -> None:
+    notifier = world.notifier()
+    notifier.start()
+    world.stream.push(forged(10_000))
+    world.settle(notifier)
+    world.change(world.status())
+    world.settle(notifier)
+    assert saved(world) == 1
+    assert len(world.desktop.shown) == 1
+
+
+def test_a_forged_header_on_the_stream_is_not_in_the_catch_up(world: World) -> None:
+    notifier = world.notifier()
+    notifier.start()
+    world.change(world.status(order_id=99))
+    world.stream.push(forged(2))
+    restarted = world.notifier()
+    restarted.start()
+    world.settle(restarted)
+    assert world.desktop.shown == []
+    assert saved(world) == 1
 
 
 def test_the_catch_up_asks_the_inbox_when_the_stream_misses_a_change(world: World) -> None:

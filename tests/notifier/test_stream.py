@@ -1,4 +1,4 @@
-"""The event stream on a real redis-server, and the notifier living through its restart."""
+"""The wake-up streams on a real redis-server, and the notifier living through its restart."""
 
 from __future__ import annotations
 
@@ -8,12 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from notifier import source
 from notifier.cursor import CursorFile
 from notifier.service import Notifier
 from notifier.source import STREAM_START, RedisEventStream
 from shared.errors import Unavailable
-from shared.events import EVENTS_STREAM_MAXLEN, EventHeader, stream_key
+from shared.events import (
+    AUTHORITIES,
+    EVENTS_STREAM_MAXLEN,
+    EventHeader,
+    Wake,
+    audience_stream_key,
+)
 from tests.conftest import RedisServer, start_redis, wait_until
 from tests.notifier.fakes import ME, FakeDesktop, FakeFoundation, event
 
@@ -30,90 +35,64 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-def push(server: RedisServer, *headers: EventHeader) -> None:
-    """What the relay does: XADD the header JSON under the field ``event``."""
+def push(server: RedisServer, *headers: EventHeader, audience: str = AUTHORITIES) -> None:
+    """What the relay does: XADD each event's wake-up onto its audience's stream."""
     client = server.client()
     for header in headers:
         client.xadd(
-            stream_key(PREFIX),
-            {"event": header.model_dump_json()},
+            audience_stream_key(PREFIX, audience),
+            {"wake": Wake(header.id, header.seq, header.epoch).to_json()},
             maxlen=EVENTS_STREAM_MAXLEN,
             approximate=True,
         )
     client.close()
 
 
-def test_tail_and_read(private_redis: RedisServer) -> None:
-    stream = RedisEventStream(private_redis.url, PREFIX)
+def test_tail_and_read_the_organisations_own_streams(private_redis: RedisServer) -> None:
+    stream = RedisEventStream(private_redis.url, PREFIX, ME)
     try:
-        assert stream.tail() == (STREAM_START, None, None)
+        assert stream.tail() == (f"{STREAM_START} {STREAM_START}", None, None)
         assert stream.read(STREAM_START, 1) == []
         push(private_redis, event(1), event(2))
-        private_redis.client().xadd(stream_key(PREFIX), {"something": "else"})
+        push(private_redis, event(3), audience=ME)
+        push(private_redis, event(4), audience="jobcentre:101")  # not ours: never read
+        private_redis.client().xadd(audience_stream_key(PREFIX, ME), {"something": "else"})
         entries = stream.read(STREAM_START, 1)
-        assert [header.seq if header else None for _, header in entries] == [1, 2, None]
-        push(private_redis, event(1))  # an old header pushed again
-        tail_id, tail_seq, tail_epoch = stream.tail()
-        assert tail_id == stream.read(entries[-1][0], 1)[0][0]
-        assert tail_seq == 2  # the highest seq, not the last entry's
-        assert tail_epoch is None  # headers from before the log had an identity
-        assert [e for e, _ in stream.read(entries[1][0], 1)] == [entries[2][0], tail_id]
-    finally:
-        stream.close()
-
-
-def test_the_tail_and_the_read_back_keep_to_the_newest_headers_log(
-    private_redis: RedisServer,
-) -> None:
-    old = [event(seq).model_copy(update={"epoch": "e1"}) for seq in range(1, 11)]
-    new = [event(seq).model_copy(update={"epoch": "e2"}) for seq in (7, 8)]
-    push(private_redis, *old, *new)  # a store restored to event 6 began epoch e2
-    stream = RedisEventStream(private_redis.url, PREFIX)
-    try:
-        tail_id, tail_seq, tail_epoch = stream.tail()
-        assert (tail_seq, tail_epoch) == (8, "e2")
-        headers = stream.headers_after(6, 8, tail_id, "e2")
-        assert headers is not None
-        assert [(h.seq, h.epoch) for h in headers] == [(7, "e2"), (8, "e2")]
-        assert stream.headers_after(0, 8, tail_id, "e2") is None  # 1-6 were of e1
+        assert sorted(str(w.seq) if w else "-" for _, w in entries) == ["-", "1", "2", "3"]
+        push(private_redis, event(1))  # an old event pushed again
+        tail, tail_seq, tail_epoch = stream.tail()
+        assert tail_seq == 3  # the highest seq, not the last entry's
+        assert tail_epoch is None  # events from before the log had an identity
+        (again,) = stream.read(entries[-1][0], 1)
+        assert again[0] == tail
+        assert again[1] is not None and again[1].seq == 1
+        assert stream.read(tail, 1) == []
     finally:
         stream.close()
 
 
 @pytest.mark.parametrize(
-    ("pushed", "since", "expected"),
+    ("principal", "audiences"),
     [
-        pytest.param([1, 2, 3, 4, 5], 2, [3, 4, 5], id="contiguous"),
-        pytest.param([1, 2, 3, 4, 5], 0, [1, 2, 3, 4, 5], id="from-the-start"),
-        pytest.param([1, 2, 4, 5], 2, None, id="one-missing"),
-        pytest.param([3, 4, 5], 1, None, id="trimmed"),
-        pytest.param([1, 2, 3, 5, 4, 3], 3, [4, 5], id="reordered-and-pushed-again"),
-        pytest.param([1, 2, 4, 3, 5], 2, [3, 4, 5], id="older-seq-after-newer"),
+        pytest.param("jobcentre:101", ["jobcentre:101", AUTHORITIES], id="jobcentre"),
+        pytest.param("akasse:3f", ["akasse:3f", AUTHORITIES], id="akasse"),
+        pytest.param("employer:25313763", ["employer:25313763"], id="employer"),
     ],
 )
-def test_headers_after_reads_back_until_every_seq_is_found(
-    private_redis: RedisServer,
-    monkeypatch: pytest.MonkeyPatch,
-    pushed: list[int],
-    since: int,
-    expected: list[int] | None,
+def test_each_organisation_reads_only_its_audiences_streams(
+    private_redis: RedisServer, principal: str, audiences: list[str]
 ) -> None:
-    monkeypatch.setattr(source, "STREAM_BATCH", 2)  # several pages
-    push(private_redis, *[event(seq) for seq in pushed])
-    stream = RedisEventStream(private_redis.url, PREFIX)
+    stream = RedisEventStream(private_redis.url, PREFIX, principal)
     try:
-        tail_id, tail_seq, tail_epoch = stream.tail()
-        assert tail_seq == max(pushed)
-        headers = stream.headers_after(since, max(pushed), tail_id, tail_epoch)
+        assert stream.keys == [audience_stream_key(PREFIX, a) for a in audiences]
     finally:
         stream.close()
-    assert (None if headers is None else [h.seq for h in headers]) == expected
 
 
 def test_a_restarted_redis_raises_unavailable_then_works_again(
     private_redis: RedisServer, tmp_path: Path
 ) -> None:
-    stream = RedisEventStream(private_redis.url, PREFIX)
+    stream = RedisEventStream(private_redis.url, PREFIX, ME)
     try:
         push(private_redis, event(1))
         assert len(stream.read(STREAM_START, 1)) == 1
@@ -122,7 +101,8 @@ def test_a_restarted_redis_raises_unavailable_then_works_again(
             stream.read(STREAM_START, 1)
         restarted = start_redis(tmp_path / "redis", private_redis.port)
         try:
-            assert stream.tail() == (STREAM_START, None, None)  # a fresh, empty stream
+            # fresh, empty streams
+            assert stream.tail() == (f"{STREAM_START} {STREAM_START}", None, None)
         finally:
             restarted.stop()
     finally:
@@ -134,7 +114,7 @@ def test_the_notifier_reconnects_by_itself_when_redis_restarts(
 ) -> None:
     foundation = FakeFoundation()
     desktop = FakeDesktop()
-    stream = RedisEventStream(private_redis.url, PREFIX)
+    stream = RedisEventStream(private_redis.url, PREFIX, ME)
     notifier = Notifier(
         foundation=foundation,
         stream=stream,

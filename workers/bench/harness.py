@@ -13,7 +13,9 @@ index ends as one FTS5 segment), and then measures, in this order:
    flight, timed until the last reply is back with the caller;
 4. the round trip of one search job on an idle system, and change → event header on the
    Redis stream (the inbox's and notifier's wake-up);
-5. the workers' peak resident memory.
+5. fair share: another organisation's ``get_order`` round trip, alone and while one
+   jobcentre's burst of cheap searches is queued (the baseline is the same call alone);
+6. the workers' peak resident memory.
 
 Speed is never asserted: the benchmark reports, the reader judges (README, "Performance").
 """
@@ -97,6 +99,8 @@ class BenchConfig:
     queries: int = 500
     #: Round trips of one search job on an idle system; also change → event samples.
     roundtrips: int = 100
+    #: Cheap searches one organisation sends at once for the fair-share figure.
+    burst: int = 2_000
     #: An empty PostgreSQL database to measure instead of SQLite (the generated store is
     #: copied into it); None = SQLite.
     database_url: str | None = None
@@ -513,6 +517,8 @@ def measure_writes(
             figures["roundtrip"] = roundtrips(client, config)
             _say(config, f"{config.roundtrips} change → event latencies")
             figures["events"] = event_latencies(client, settings, config, targets[:count])
+            _say(config, f"another organisation's get_order behind {config.burst} searches")
+            figures["fairness"] = fairness(client, settings, config)
             figures["worker_rss_mb"] = peak_rss_mb(process.pid)
         finally:
             client.close()
@@ -685,6 +691,61 @@ def roundtrips(client: Client, config: BenchConfig) -> dict[str, float]:
     return _ms(samples)
 
 
+#: The organisation whose queries the fair-share figure times beside the burst.
+OTHER_PRINCIPAL = "akasse:3f"
+
+
+def fairness(client: Client, settings: Settings, config: BenchConfig) -> dict[str, Any]:
+    """Another organisation's ``get_order`` round trip: alone (``roundtrips`` calls on an
+    idle system), then one call after another while ``burst`` cheap searches of
+    :data:`PRINCIPAL`, all sent at once, are served (until the last of them is answered).
+
+    The searches filter by an index only (no text, one result): each is cheap, so what
+    the other organisation waits for is its turn, not a slow query.
+    """
+    other = Client(settings, OTHER_PRINCIPAL, url=str(settings.redis_url))
+    try:
+        payload = {"order_id": 1}
+        other.call(CommandKind.GET_ORDER, payload, timeout_ms=REPLY_TIMEOUT_MS)  # its key
+        alone = []
+        for _ in range(config.roundtrips):
+            time.sleep(IDLE_PAUSE_S)
+            started = time.perf_counter()
+            other.call(CommandKind.GET_ORDER, payload, timeout_ms=REPLY_TIMEOUT_MS)
+            alone.append(time.perf_counter() - started)
+        cheap = {"municipality": "101", "status": "processing", "limit": 1}
+        # On the queue at once, as a client that sends its batch in one round trip does.
+        sent = client.send_many(CommandKind.SEARCH_ORDERS, [cheap] * config.burst)
+        burst_started = time.perf_counter()
+        done = threading.Event()
+
+        def drain() -> None:
+            for _ in client.wait_many(sent, REPLY_TIMEOUT_MS):
+                pass
+            done.set()
+
+        waiter = threading.Thread(target=drain, name="bench-burst")
+        waiter.start()
+        behind = []
+        while True:  # the first call is sent right behind the whole burst
+            started = time.perf_counter()
+            other.call(CommandKind.GET_ORDER, payload, timeout_ms=REPLY_TIMEOUT_MS)
+            behind.append(time.perf_counter() - started)
+            if done.is_set():
+                break
+        waiter.join()
+        drained_s = time.perf_counter() - burst_started
+    finally:
+        other.close()
+    return {
+        "alone": _ms(alone),
+        "behind_burst": _ms(behind),
+        "behind_samples": len(behind),
+        "burst": config.burst,
+        "burst_drained_s": round(drained_s, 3),
+    }
+
+
 def event_latencies(
     client: Client, settings: Settings, config: BenchConfig, orders: list[tuple[int, int]]
 ) -> dict[str, float] | None:
@@ -825,6 +886,14 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         "roundtrip_p95_ms": writes["roundtrip"]["p95"],
         "event_latency_p50_ms": events["p50"] if events else None,
         "event_latency_p95_ms": events["p95"] if events else None,
+        "fair_get_order_alone_p95_ms": writes["fairness"]["alone"]["p95"],
+        "fair_get_order_behind_burst_p50_ms": writes["fairness"]["behind_burst"]["p50"],
+        "fair_get_order_behind_burst_p95_ms": writes["fairness"]["behind_burst"]["p95"],
+        "fair_get_order_ratio_p95": _ratio(
+            writes["fairness"]["behind_burst"]["p95"], writes["fairness"]["alone"]["p95"]
+        ),
+        "fair_burst": writes["fairness"]["burst"],
+        "fair_burst_drained_s": writes["fairness"]["burst_drained_s"],
         "worker_rss_mb": writes["worker_rss_mb"],
         "signature_cost": signatures,
         **machine(),
@@ -883,6 +952,12 @@ def human(figures: dict[str, Any]) -> str:
             "change → event p50/p95",
             f"{figures['event_latency_p50_ms']}/{figures['event_latency_p95_ms']} ms",
             "",
+        ),
+        (
+            "other org's get_order p95",
+            f"{figures['fair_get_order_behind_burst_p95_ms']} ms behind "
+            f"{figures['fair_burst']} searches",
+            f"alone {figures['fair_get_order_alone_p95_ms']} ms",
         ),
         ("worker peak RSS", f"{figures['worker_rss_mb']} MB", ""),
         *(

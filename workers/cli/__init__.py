@@ -22,6 +22,7 @@ from notifier import cli as notifier_cli
 from shared.errors import JobordreError
 from workers.cli import (
     bench,
+    broker,
     inbox,
     keys,
     ops,
@@ -43,6 +44,7 @@ FAMILIES: tuple[ModuleType, ...] = (
     inbox,
     keys,
     protocol,
+    broker,
     store,
     privacy,
     result,

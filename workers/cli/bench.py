@@ -27,6 +27,7 @@ def _bench(args: argparse.Namespace, settings: Settings) -> int:
         baseline_messages=args.baseline_messages,
         queries=args.queries,
         roundtrips=args.roundtrips,
+        burst=args.burst,
         seed=args.seed,
         progress=not args.quiet,
         database_url=args.database_url,
@@ -90,6 +91,13 @@ def add_commands(commands: Any) -> None:
     )
     bench.add_argument(
         "--roundtrips", type=_positive, default=100, help="idle round trips timed (default 100)"
+    )
+    bench.add_argument(
+        "--burst",
+        type=_positive,
+        default=2_000,
+        help="cheap searches one organisation sends at once for the fair-share figure "
+        "(default 2000)",
     )
     bench.add_argument("--seed", type=int, default=7, help="seed of the generated data")
     bench.add_argument(

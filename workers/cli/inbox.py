@@ -1,8 +1,8 @@
 """``jobordre inbox``, ``follow``/``unfollow``/``following`` and ``expire``.
 
-``inbox --follow`` wakes on the Redis stream of event headers and reads the events
-themselves through the ``inbox`` query, so what it prints is exactly what the organisation
-is entitled to, masked for it, in ``seq`` order, each event once.
+``inbox --follow`` wakes on the organisation's wake-up streams (shared/events.py) and
+reads the events themselves through the ``inbox`` query, so what it prints is exactly what
+the organisation is entitled to, masked for it, in ``seq`` order, each event once.
 """
 
 from __future__ import annotations
@@ -46,10 +46,17 @@ def _human_event(event: dict[str, Any]) -> str:
     )
 
 
-def _pages(client: Any, since: str, limit: int) -> Iterator[dict[str, Any]]:
+def _inbox_payload(args: argparse.Namespace, since: str) -> dict[str, Any]:
+    payload: dict[str, Any] = {"since": since, "limit": args.limit}
+    if args.headers_only:
+        payload["headers_only"] = True
+    return payload
+
+
+def _pages(client: Any, args: argparse.Namespace, since: str) -> Iterator[dict[str, Any]]:
     """Every inbox event after ``since``, page by page."""
     while True:
-        page = client.call(CommandKind.INBOX, {"since": since, "limit": limit})
+        page = client.call(CommandKind.INBOX, _inbox_payload(args, since))
         yield from page["events"]
         # A page may end before ``limit`` when its events are large (bounded by size too).
         if not page["events"]:
@@ -58,34 +65,35 @@ def _pages(client: Any, since: str, limit: int) -> Iterator[dict[str, Any]]:
 
 
 def _follow(args: argparse.Namespace, settings: Settings) -> int:
+    from notifier.source import RedisEventStream
     from workers.client import Client
-    from workers.worker.relay import events_stream_key, latest_stream_id, read_headers
 
-    client = Client(settings, args.principal)
-    key = events_stream_key(settings)
+    client = Client(settings, args.principal, caseworker=args.caseworker)
+    stream = RedisEventStream(client.url, settings.redis_prefix, client.principal)
     cursor = Cursor.parse(args.since)
-    stream_id = "$"
+    position: str | None = None
     while True:
         try:
-            if stream_id == "$":
-                stream_id = latest_stream_id(client.redis, key)
-            for event in _pages(client, str(cursor), args.limit):
+            if position is None:
+                position, _, _ = stream.tail()
+            for event in _pages(client, args, str(cursor)):
                 line = json.dumps(event, ensure_ascii=False) if args.json else _human_event(event)
                 print(line, flush=True)
                 cursor = Cursor.parse(event["cursor"])
-            # Wake on the first header meant for us (or of another log: the inbox then
-            # resolves the cursor); the inbox query is the truth.
+            # Wake on the first wake-up past the cursor on the organisation's streams (or
+            # of another log: the inbox then resolves the cursor); the inbox is the truth.
             while True:
-                stream_id, headers = read_headers(client.redis, key, stream_id, FOLLOW_BLOCK_MS)
-                if not headers or any(
-                    h.reaches(args.principal)
-                    and (h.seq > cursor.seq or (h.epoch or cursor.epoch) != cursor.epoch)
-                    for h in headers
+                entries = stream.read(position, FOLLOW_BLOCK_MS)
+                if entries:
+                    position = entries[-1][0]
+                signals = [signal for _, signal in entries if signal is not None]
+                if not entries or any(
+                    s.seq > cursor.seq or (s.epoch or cursor.epoch) != cursor.epoch for s in signals
                 ):
                     break
         except (redis.RedisError, Unavailable):
             time.sleep(RECONNECT_MS / 1000)
-            stream_id = "$"
+            position = None
 
 
 def _inbox(args: argparse.Namespace, settings: Settings) -> int:
@@ -93,9 +101,9 @@ def _inbox(args: argparse.Namespace, settings: Settings) -> int:
         return _follow(args, settings)
     from workers.client import Client
 
-    client = Client(settings, args.principal)
+    client = Client(settings, args.principal, caseworker=args.caseworker)
     try:
-        page = client.call(CommandKind.INBOX, {"since": args.since, "limit": args.limit})
+        page = client.call(CommandKind.INBOX, _inbox_payload(args, args.since))
     finally:
         client.close()
     human = "\n".join([*(_human_event(e) for e in page["events"]), f"cursor: {page['cursor']}"])
@@ -170,6 +178,11 @@ def add_commands(commands: Any) -> None:
     p.add_argument("--since", type=_cursor, default="0", metavar="CURSOR")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--follow", action="store_true", help="keep printing events as they happen")
+    p.add_argument(
+        "--headers-only",
+        action="store_true",
+        help="only the events' headers (no order, no placement log): what a notify key may read",
+    )
     acting(p, lambda a: (CommandKind.INBOX, {}))
     p.set_defaults(handler=_inbox)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import keys
+from shared.errors import InvalidInput
 from shared.foundation import utc_now
 from shared.models import Principal
 from shared.settings import Settings
@@ -31,25 +32,43 @@ def _create(args: argparse.Namespace, settings: Settings) -> int:
     principal = str(Principal.parse(args.organisation, "ORG"))
     key: SigningKey | OrganisationKey
     if args.protocol == PROTOCOL_2:
+        if args.scope is not None:
+            raise InvalidInput(
+                "scope: a protocol 2 key is not scoped yet; make the notifier's key with "
+                "--protocol 1",
+                field="scope",
+            )
         # Only the public keys go to the store; the private key file is the organisation's.
         key = create_v2_key(_store(settings), settings, principal)
     else:
         with _store(settings).write() as conn:
-            key = keys.create(conn, principal, utc_now())
-    path = Path(args.out) if args.out else settings.keys_path / f"{principal.replace(':', '_')}.key"
+            key = keys.create(
+                conn, principal, utc_now(), scope=args.scope, caseworker=args.caseworker
+            )
+    scope = getattr(key, "scope", None)
+    caseworker = getattr(key, "caseworker", None)
+    # A scoped key has a file of its own: it must never take the organisation's key's place.
+    name = principal.replace(":", "_")
+    if scope is not None:
+        name += f"_{scope}_{caseworker}"
+    path = Path(args.out) if args.out else settings.keys_path / f"{name}.key"
     write_key(path, key)
     verb = (
         "rotated: the old keys stay valid until revoked" if args.action == "rotate" else "created"
     )
+    scoped = "" if scope is None else f" (scope {scope}, caseworker {caseworker})"
+    holder = "the organisation" if scope is None else f"caseworker {caseworker}"
     emit(
         {
             "principal": principal,
             "key_id": key.key_id,
             "file": str(path),
             "protocol": args.protocol,
+            "scope": scope,
+            "caseworker": caseworker,
         },
         args.json,
-        f"key {key.key_id} for {principal} {verb}; hand {path} to the organisation",
+        f"key {key.key_id} for {principal}{scoped} {verb}; hand {path} to {holder}",
     )
     return 0
 
@@ -73,6 +92,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     human = (
         "\n".join(
             f"{k['key_id']} {k['principal']} created {k['created_at']}"
+            + (f" scope {k['scope']} caseworker {k['caseworker']}" if k["scope"] else "")
             + (f" revoked {k['revoked_at']}" if k["revoked_at"] else " valid")
             for k in listed
         )
@@ -113,6 +133,13 @@ def add_commands(commands: Any) -> None:
             help="1: a shared HMAC secret; 2: an Ed25519/X25519 key pair whose private key "
             "file is the organisation's (the store keeps the public keys only)",
         )
+        p.add_argument(
+            "--scope",
+            choices=sorted(keys.SCOPES),
+            help="a key that may do only this: notify = the desktop notifier's "
+            "(following, unfollow and inbox headers of one caseworker, nothing else)",
+        )
+        p.add_argument("--caseworker", help="the caseworker a scoped key is bound to")
         p.add_argument("--json", action="store_true")
         p.set_defaults(handler=_create)
     p = actions.add_parser("revoke", help="make one key invalid")

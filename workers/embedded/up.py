@@ -40,6 +40,7 @@ from shared.settings import Settings
 from workers.embedded.server import EmbeddedBroker
 from workers.ops.recovery import heartbeats_key
 from workers.transport.broker import COMMANDS_QUEUE, QUERIES_QUEUE
+from workers.transport.fair_queue import FairQueue
 from workers.transport.redis_connection import connect_redis
 from workers.worker.runner import start_worker, wait_for_stop
 from workers.worker.terminal_log import LogFormat, configure_up_logging
@@ -227,6 +228,8 @@ def _drain(url: str, timeout_ms: int) -> None:
         while time.monotonic() < deadline:
             queues = (COMMANDS_QUEUE, QUERIES_QUEUE)
             waiting = sum(int(client.llen(f"{DRAMATIQ_NAMESPACE}:{q}")) for q in queues)
+            # and the queries sorted per organisation (workers/transport/fair_queue.py)
+            waiting += FairQueue(client, DRAMATIQ_NAMESPACE, QUERIES_QUEUE).waiting()[0]
             if waiting == 0:
                 return
             time.sleep(DRAIN_POLL_MS / 1000)

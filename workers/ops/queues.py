@@ -2,7 +2,8 @@
 
 Read straight from Dramatiq's keys in Redis (one MULTI snapshot, no ``KEYS``):
 
-- ready: message ids waiting in the list ``dramatiq:<queue>``;
+- ready: message ids waiting in the list ``dramatiq:<queue>``, and for the queries queue
+  on the organisations' lists a worker sorted them onto (:mod:`workers.transport.fair_queue`);
 - delayed: messages in the delay queue (retries waiting for their backoff, delayed sends);
 - in flight: fetched by a worker and not acked yet, running or prefetched, summed over the
   unacked sets of every worker in the heartbeat set (a dead worker's too, until recovery);
@@ -11,7 +12,8 @@ Read straight from Dramatiq's keys in Redis (one MULTI snapshot, no ``KEYS``):
 - oldest age: seconds since the oldest ready message was first enqueued. Workers take
   from the head of the list, but Dramatiq puts requeued messages (recovery, a stopping
   worker's prefetch) back at its tail, so the oldest may be at either end: the first and
-  the last :data:`OLDEST_SCAN` ids are looked at (every one, for a list up to twice that).
+  the last :data:`OLDEST_SCAN` ids are looked at (every one, for a list up to twice that),
+  and the oldest of each organisation's list.
 
 Plus the throughput and durations per job kind (:mod:`workers.ops.stats`) and the workers
 (:mod:`workers.ops.registry` joined with Dramatiq's heartbeats).
@@ -35,6 +37,7 @@ from workers.ops.deadletters import read_only
 from workers.ops.recovery import acks_key, heartbeats_key
 from workers.ops.stats import read_stats
 from workers.transport.broker import COMMANDS_QUEUE, QUERIES_QUEUE, queue_for
+from workers.transport.fair_queue import FairQueue
 
 #: Dramatiq's Redis namespace (RedisBroker's default, which jobordre keeps).
 NAMESPACE = "dramatiq"
@@ -44,13 +47,15 @@ QUEUES = (COMMANDS_QUEUE, QUERIES_QUEUE)
 OLDEST_SCAN = 500
 
 
-def _oldest_age_s(client: redis.Redis, queue: str, now_s: float) -> float | None:
+def _oldest_age_s(
+    client: redis.Redis, queue: str, now_s: float, sorted_heads: list[bytes]
+) -> float | None:
     key = f"{NAMESPACE}:{queue}"
     pipe = client.pipeline(transaction=True)
     pipe.lrange(key, 0, OLDEST_SCAN - 1)
     pipe.lrange(key, -OLDEST_SCAN, -1)
     head, tail = pipe.execute()
-    ids = list(dict.fromkeys([*head, *tail]))
+    ids = list(dict.fromkeys([*head, *tail, *sorted_heads]))
     if not ids:
         return None
     stamps = [
@@ -81,10 +86,16 @@ def broker_snapshot(client: redis.Redis, settings: Settings) -> dict[str, Any]:
         for worker_id in worker_ids:
             pipe.scard(acks_key(NAMESPACE, worker_id, queue))
     replies = iter(pipe.execute())
+    # Queries the workers sorted per organisation wait too (workers/transport/fair_queue.py).
+    fair_waiting, fair_heads = FairQueue(client, NAMESPACE, QUERIES_QUEUE).waiting()
     queues: list[dict[str, Any]] = []
     held: dict[str, int] = dict.fromkeys(worker_ids, 0)
     for queue in QUEUES:
         ready, delayed, xq = (int(next(replies)) for _ in range(3))
+        sorted_heads: list[bytes] = []
+        if queue == QUERIES_QUEUE:
+            ready += fair_waiting
+            sorted_heads = fair_heads
         in_flight = 0
         for worker_id in worker_ids:
             n = int(next(replies))
@@ -97,7 +108,7 @@ def broker_snapshot(client: redis.Redis, settings: Settings) -> dict[str, Any]:
                 "delayed": delayed,
                 "in_flight": in_flight,
                 "dead_broker": xq,
-                "oldest_age_s": _oldest_age_s(client, queue, now_s),
+                "oldest_age_s": _oldest_age_s(client, queue, now_s, sorted_heads),
             }
         )
     timeout_s = settings.heartbeat_timeout_ms / 1000

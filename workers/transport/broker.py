@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +31,7 @@ from shared.commands import CommandKind
 from shared.errors import Unavailable
 from shared.redis_url import redact_redis_url
 from shared.settings import Settings
+from workers.transport.fair_queue import FairQueue
 from workers.transport.outbound import FlushOnShutdown, Outbound
 from workers.transport.redis_connection import connect_redis
 
@@ -48,6 +48,26 @@ JOB_TIME_LIMIT_MS = 60_000
 def queue_for(kind: CommandKind) -> str:
     """The queue a command kind travels on."""
     return COMMANDS_QUEUE if kind.writes else QUERIES_QUEUE
+
+
+#: Dramatiq's Redis namespace (RedisBroker's default, which jobordre keeps).
+DRAMATIQ_NAMESPACE = "dramatiq"
+
+
+def enqueue_messages(pipe: Any, messages: list[Message[Any]]) -> None:
+    """Add the atomic enqueue of docs/protocol.md § 2 to the (non-transactional) pipeline
+    ``pipe``: ``MULTI``, each message into its queue's hash (its Redis id is its message
+    id) and its id onto the queue's list, ``EXEC``. Not a script: a script's keys need read
+    access too, and an organisation's Redis user may only write the queues (``jobordre
+    broker acl``)."""
+    pipe.execute_command("MULTI")
+    for message in messages:
+        message_id = message.message_id
+        data = message.copy(options={**message.options, "redis_message_id": message_id})
+        queue = f"{DRAMATIQ_NAMESPACE}:{message.queue_name}"
+        pipe.hset(f"{queue}.msgs", message_id, data.encode())
+        pipe.rpush(queue, message_id)
+    pipe.execute_command("EXEC")
 
 
 def redact(url: str) -> str:
@@ -223,45 +243,15 @@ class JobordreBroker(RedisBroker):
     #: How long a consumer of an empty queue waits on it before it looks again, in ms;
     #: None = poll as stock Dramatiq does.
     queue_wait_ms: int | None = None
-    #: The (replicas, timeout in ms) the current thread's enqueue waits for, while
-    #: :meth:`enqueue_replicated` runs; per thread, as enqueues come from many threads.
-    _replication = threading.local()
+    #: The fair fetch of the queries queue, made on first use.
+    _fair: FairQueue | None = None
 
     @property
     def consumer_class(self) -> type[_GuardedConsumer]:
         return _GuardedConsumer
 
-    def enqueue_replicated(self, message: Any, *, replicas: int, timeout_ms: int) -> Any:
-        """Enqueue ``message`` and wait (Redis WAIT, up to ``timeout_ms``) until ``replicas``
-        replicas hold it; :class:`ReplicationUnconfirmed` if they do not in time."""
-        self._replication.wanted = (replicas, timeout_ms)
-        try:
-            return self.enqueue(message)
-        finally:
-            self._replication.wanted = None
-
-    def do_enqueue(self, queue_name: str, redis_id: str, data: bytes) -> None:
-        """Dramatiq's enqueue; under :meth:`enqueue_replicated`, followed by WAIT on the
-        same connection (WAIT counts only its own connection's writes)."""
-        wanted: tuple[int, int] | None = getattr(self._replication, "wanted", None)
-        if wanted is None:
-            self._dispatch("enqueue")(queue_name, redis_id, data)
-            return
-        replicas, timeout_ms = wanted
-        # One pipeline: if redis-py retries it after a failover, the message and the WAIT
-        # both go to the new master, so the answer is about the copy that counts.
-        pipe = self.client.pipeline(transaction=False)
-        self._dispatch("enqueue", client=pipe)(queue_name, redis_id, data)
-        pipe.wait(replicas, timeout_ms)
-        _, acknowledged = pipe.execute()
-        if int(acknowledged) < replicas:
-            raise ReplicationUnconfirmed(
-                f"{acknowledged} of {replicas} replicas acknowledged within {timeout_ms} ms"
-            )
-
-    def _dispatch(self, command: str, client: Any = None) -> Callable[..., Any]:
-        # Dramatiq 2.2's own dispatch (same script arguments), with a choice of connection:
-        # a pipeline lets an enqueue share its connection with a WAIT.
+    def _dispatch(self, command: str) -> Callable[..., Any]:
+        # Dramatiq 2.2's own dispatch (same script arguments), for the fetch it makes.
         dispatch = self.scripts["dispatch"]
         keys = [self.namespace]
 
@@ -279,7 +269,6 @@ class JobordreBroker(RedisBroker):
                     self._max_unpack_size(),  # type: ignore[no-untyped-call]
                     *args,
                 ],
-                client=client,
             )
 
         return do_dispatch
@@ -290,10 +279,25 @@ class JobordreBroker(RedisBroker):
             timeout = min(timeout, QUEUE_NAP_MS)
         return super().consume(queue_name, prefetch, timeout)
 
+    def _fetcher(self, queue_name: str) -> Callable[[str, int], list[bytes]]:
+        """Dramatiq's fetch, or for the queries queue the fair one (fair_queue.py)."""
+        if queue_name != QUERIES_QUEUE:
+            return self._dispatch("fetch")
+        fair = self._fair
+        if fair is None:
+            fair = self._fair = FairQueue(self.client, self.namespace, QUERIES_QUEUE)
+        most = self._max_unpack_size()  # type: ignore[no-untyped-call]
+
+        def fetch(_queue_name: str, prefetch: int) -> list[bytes]:
+            return fair.fetch(self.broker_id, min(prefetch, most), current_millis())
+
+        return fetch
+
     def do_fetch(self, queue_name: str, prefetch: int) -> list[bytes]:
-        """Dramatiq's fetch; on an empty queue, wait for a message id on it, then fetch
-        again (see :attr:`queue_wait_ms`)."""
-        fetch = self._dispatch("fetch")
+        """Dramatiq's fetch (the queries queue's: fair, see :mod:`workers.transport.fair_queue`); on
+        an empty queue, wait for a message id on it, then fetch again (see
+        :attr:`queue_wait_ms`)."""
+        fetch = self._fetcher(queue_name)
         messages: list[bytes] = fetch(queue_name, prefetch)
         wait_ms = self.queue_wait_ms
         if messages or wait_ms is None:

@@ -1,4 +1,8 @@
-"""The relay: pushes event headers from the store's outbox to the Redis stream.
+"""The relay: pushes event headers from the store's outbox to the Redis streams.
+
+Each event goes whole onto ``<prefix>:events`` (setting ``relay_shared_stream``) and as
+a wake-up, its id, seq and epoch only, onto the stream of each of its audiences
+(:func:`shared.events.audience_stream_key`), which a Redis ACL lets only that audience read.
 
 At-least-once: a batch of headers is pushed, then the store's high-water mark is raised to
 the batch's highest seq (``shared.eventlog.mark_pushed``). A crash in between pushes them
@@ -15,6 +19,7 @@ no new event is taken for one already seen.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from functools import partial
@@ -23,7 +28,15 @@ from typing import Any
 import redis
 
 from shared import eventlog
-from shared.events import EVENTS_STREAM_MAXLEN, EventHeader, parse_entry, stream_key
+from shared.events import (
+    EVENTS_STREAM_MAXLEN,
+    EventHeader,
+    Wake,
+    audience_stream_key,
+    audiences_reached,
+    parse_entry,
+    stream_key,
+)
 from shared.foundation import utc_now
 from shared.settings import Settings
 from shared.store import Store
@@ -41,12 +54,15 @@ RELAY_GATHER_MS = 5
 
 #: Pushes a batch of headers and raises the published seq, in one step no other relay can
 #: come between: a header of the current epoch at or below the seq already published is
-#: on the stream (every relay pushes a contiguous run from the store's mark, in order),
+#: on the streams (every relay pushes a contiguous run from the store's mark, in order),
 #: so it is skipped and two relays flushing at once push each event once. Headers of an
 #: earlier epoch still waiting (seq at or below the epoch's base) are pushed as they are.
-#: KEYS: the published hash, the stream. ARGV: epoch, its base seq, the stream's
-#: approximate maximum length, then seq and header pairs in seq order. Returns how many
-#: headers it added.
+#: Each event goes whole onto the shared stream (unless ARGV[4] is "0") and as a wake-up
+#: onto the stream of each of its audiences.
+#: KEYS: the published hash, the shared stream, then the audiences' streams. ARGV: epoch,
+#: its base seq, the streams' approximate maximum length, whether to push the shared
+#: stream, then per event: seq, header, wake-up, how many audiences, and their indexes in
+#: KEYS. Returns how many events it added.
 _PUSH = """
 if redis.replicate_commands then redis.replicate_commands() end
 local published = redis.call('HGET', KEYS[1], 'epoch')
@@ -57,19 +73,47 @@ end
 local base = tonumber(ARGV[2])
 local highest = -1
 local added = 0
-for i = 4, #ARGV, 2 do
+local i = 5
+while i <= #ARGV do
   local seq = tonumber(ARGV[i])
+  local count = tonumber(ARGV[i + 3])
   if seq <= base or seq > top then
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[i + 1])
+    if ARGV[4] == '1' then
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[i + 1])
+    end
+    for j = 1, count do
+      local stream = KEYS[tonumber(ARGV[i + 3 + j])]
+      redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], '*', 'wake', ARGV[i + 2])
+    end
     added = added + 1
   end
   if seq > highest then highest = seq end
+  i = i + 4 + count
 end
 if published ~= ARGV[1] or top < highest then
   redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'seq', highest)
 end
 return added
 """
+
+
+def push_arguments(
+    prefix: str, batch: list[tuple[int, str]], epoch: str
+) -> tuple[list[str], list[Any]]:
+    """The audiences' stream keys and the per-event arguments of :data:`_PUSH`."""
+    keys: dict[str, int] = {}
+    arguments: list[Any] = []
+    for seq, header in batch:
+        fields = json.loads(header)
+        streams = [
+            audience_stream_key(prefix, audience)
+            for audience in audiences_reached(fields["audience"], fields["employer_cvr"])
+        ]
+        # KEYS[1] and KEYS[2] are the published hash and the shared stream.
+        indexes = [keys.setdefault(stream, len(keys) + 3) for stream in streams]
+        wake = Wake(str(fields["id"]), seq, str(fields.get("epoch") or epoch))
+        arguments += [seq, header, wake.to_json(), len(indexes), *indexes]
+    return list(keys), arguments
 
 
 def published_key(settings: Settings) -> str:
@@ -100,6 +144,8 @@ class Relay:
         self.writes = writes or GroupCommit(store)
         self.client = client
         self.key = events_stream_key(settings)
+        self.prefix = settings.redis_prefix
+        self.shared_stream = settings.relay_shared_stream
         self.published = published_key(settings)
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -129,9 +175,18 @@ class Relay:
                     return pushed
                 # Headers of an earlier epoch still waiting are published under it; the
                 # marker follows the log's current epoch only.
-                pairs = [part for seq, header in batch for part in (seq, header)]
+                streams, arguments = push_arguments(self.prefix, batch, epoch)
                 self.client.eval(
-                    _PUSH, 2, self.published, self.key, epoch, base, EVENTS_STREAM_MAXLEN, *pairs
+                    _PUSH,
+                    2 + len(streams),
+                    self.published,
+                    self.key,
+                    *streams,
+                    epoch,
+                    base,
+                    EVENTS_STREAM_MAXLEN,
+                    "1" if self.shared_stream else "0",
+                    *arguments,
                 )
                 # The batch is every event up to its last seq (see eventlog.unpushed).
                 self.writes.run(partial(eventlog.mark_pushed, upto=batch[-1][0]))

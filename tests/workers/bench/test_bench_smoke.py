@@ -28,6 +28,8 @@ POSITIVE_FIGURES = (
     "search_p95_ms",
     "search_baseline_p95_ms",
     "roundtrip_p95_ms",
+    "fair_get_order_alone_p95_ms",
+    "fair_get_order_behind_burst_p95_ms",
     "worker_rss_mb",
     "cores",
 )
@@ -52,6 +54,7 @@ def test_bench_json_has_every_figure(
             *(str(JOBORDRE), "bench", "--json", "--quiet", "--orders", "400"),
             *("--processes", "1", "--threads", "2", "--messages", "30"),
             *("--baseline-messages", "200", "--queries", "20", "--roundtrips", "5"),
+            *("--burst", "100"),
             *target,
         ],
         env=env,
@@ -75,6 +78,7 @@ def test_bench_json_has_every_figure(
     for kind in ("placement", "order"):
         cost = figures["signature_cost"][kind]
         assert cost["ed25519_over_hmac"] > 0 and cost["verify_open_ratio"] > 0, cost
+    assert figures["fair_burst"] == 100
 
 
 def test_bench_without_redis_server_says_what_to_install(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from tests.workers.ops.test_recovery import (
     write_lock,
 )
 from workers.ops.watch import sparkline
+from workers.transport.broker import build_broker
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +65,7 @@ def test_with_no_worker_the_queues_show_exactly_what_was_sent(bare_system: Syste
         for i in range(50):
             client.send(CommandKind.GET_ORDER, {"order_id": i + 1})
         sent_until = time.time()
+        broker = build_broker(system.settings(), client.url)  # a client sends none delayed
         for _ in range(3):  # three commands delayed by ten minutes
             envelope = new_envelope(
                 CommandKind.REGISTER_ORDER, JOBCENTRE, {"order": order_doc()}, key=client.key
@@ -75,7 +77,8 @@ def test_with_no_worker_the_queues_show_exactly_what_was_sent(bare_system: Syste
                 kwargs={},
                 options={},
             )
-            client.broker.enqueue(message, delay=600_000)
+            broker.enqueue(message, delay=600_000)
+        broker.close()
 
     asked = time.time()
     document = snapshot(system)

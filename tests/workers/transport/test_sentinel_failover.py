@@ -219,12 +219,11 @@ def test_a_master_killed_under_load_loses_no_command_and_applies_none_twice(
         assert not thread.is_alive(), "the sender is still sending after 180 s"
         assert not sender.errors, repr(sender.errors)
 
-        # Sentinel promoted the replica, and the client's pools found it by themselves
+        # Sentinel promoted the replica, and the client's pool found it by itself
         # (``master_address`` is what a pool last learnt, not a fresh question).
         assert sentinel_set.master_port() == new_master
-        for found in (client.redis, client.broker.client):
-            pool: Any = found.connection_pool
-            assert pool.master_address == ("127.0.0.1", new_master)
+        pool: Any = client.redis.connection_pool
+        assert pool.master_address == ("127.0.0.1", new_master)
         assert len(sender.successes) == COMMANDS
         after_kill = [t for t in sender.successes if t > killed_at]
         assert KILL_AFTER <= COMMANDS - len(after_kill) < COMMANDS  # killed mid-way
@@ -297,16 +296,17 @@ def test_a_send_without_reply_counts_only_once_a_replica_holds_the_command(
 
 def test_the_notifiers_event_stream_follows_the_failover(sentinel_set: SentinelSet) -> None:
     from notifier.source import STREAM_START, RedisEventStream
-    from shared.events import stream_key
-    from tests.notifier.fakes import event
+    from shared.events import AUTHORITIES, Wake, audience_stream_key
+    from tests.notifier.fakes import ME
     from workers.transport.redis_connection import connect_redis
 
     prefix = "jobordre-failover"
     relay = connect_redis(sentinel_set.url, socket_timeout=5)
-    stream = RedisEventStream(sentinel_set.url, prefix)
+    stream = RedisEventStream(sentinel_set.url, prefix, ME)
+    key = audience_stream_key(prefix, AUTHORITIES)
     try:
         for seq in (1, 2):
-            relay.xadd(stream_key(prefix), {"event": event(seq).model_dump_json()})
+            relay.xadd(key, {"wake": Wake(f"e{seq}", seq).to_json()})
         assert relay.wait(1, 5_000) == 1  # the replica holds both before the master dies
         before = stream.read(STREAM_START, 1)
         assert [header.seq for _, header in before if header] == [1, 2]
@@ -319,7 +319,7 @@ def test_the_notifiers_event_stream_follows_the_failover(sentinel_set: SentinelS
 
         def pushed_on_the_new_master() -> bool:
             try:
-                relay.xadd(stream_key(prefix), {"event": event(3).model_dump_json()})
+                relay.xadd(key, {"wake": Wake("e3", 3).to_json()})
             except redis.RedisError:
                 return False
             return True
