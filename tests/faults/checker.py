@@ -318,11 +318,13 @@ def _versions(evidence: Evidence, commands: dict[str, Command]) -> Iterable[Anom
                 "version",
                 f"order {order_id}'s versions in seq order run "
                 f"{versions[max(0, broken - 2) : broken + 3]} (from the {broken + 1}th event)",
-                [
-                    str(e["command_id"])
-                    for e in events[max(0, broken - 1) : broken + 1]
-                    if e.get("command_id")
-                ],
+                list(
+                    dict.fromkeys(
+                        str(e["command_id"])
+                        for e in events[max(0, broken - 1) : broken + 1]
+                        if e.get("command_id")
+                    )
+                ),
             )
             continue
         order = evidence.orders.get(order_id)
@@ -416,7 +418,10 @@ def _dead_letters(evidence: Evidence, commands: dict[str, Command]) -> Iterable[
 
 
 def _served(history: list[dict[str, Any]]) -> list[float]:
-    return sorted(float(r["t"]) for r in history if r["ev"] in ("answer", "refused"))
+    """When clients got answers, from the first send on (service is owed from then)."""
+    sends = [float(r["t"]) for r in history if r["ev"] == "send"]
+    answers = [float(r["t"]) for r in history if r["ev"] in ("answer", "refused")]
+    return sorted(answers + sends[:1] if sends else answers)
 
 
 def longest_gap(served: list[float], start: float, end: float) -> float:
@@ -485,6 +490,28 @@ def figures(
         "faults": dict(Counter(FAULT_NAMES.get(f["kind"], f["kind"]) for f in evidence.faults)),
         "per_fault": per_fault,
         "anomalies": len(anomalies),
+        "checked": {
+            "ledger rows": len(evidence.ledger),
+            "orders": len(evidence.orders),
+            "placements": len(evidence.placements),
+            "placement log entries": len(evidence.placement_log),
+            "stream entries": len(evidence.stream_seqs),
+            "deleted from the stream by the nemesis": len(evidence.deleted_seqs),
+            "dead letters": dict(Counter(str(d.get("source")) for d in evidence.dead_letters)),
+            "log files": len(evidence.logs),
+            "log bytes": sum(len(text) for text in evidence.logs.values()),
+            "CPRs looked for": len(evidence.cprs),
+        },
+        "notifiers": [
+            {
+                "name": n["name"],
+                "start_seq": n.get("start_seq"),
+                "notifications": len(n["notified"]),
+                "changes_shown": sum(n["notified"]),
+                "followed_events": len(n["expected_seqs"]),
+            }
+            for n in evidence.notifiers
+        ],
         "overall_longest_gap_s": round(longest_gap(served, served[0], served[-1]), 2)
         if len(served) > 1
         else 0.0,

@@ -613,7 +613,8 @@ class Host:
 
     @property
     def log(self) -> Path:
-        return self.dir / "worker.log"
+        """The worker's log, in its home: a full home is a full log disk too."""
+        return self.home / "worker.log"
 
     def prepare(self, tmpfs_mb: int) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -650,6 +651,20 @@ class Host:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def pids(self) -> set[int]:
+        """Every process of the host's group (the worker and its processes)."""
+        if self.process is None:
+            return set()
+        found = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.process.pid:
+                found.add(int(stat.parent.name))
+        return found
 
     def signal(self, signum: int) -> None:
         assert self.process is not None

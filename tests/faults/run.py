@@ -223,20 +223,97 @@ class Run:
         self.faults.append({"kind": kind, "start": start, "end": end, "detail": detail})
         say(f"fault {kind}: {detail} ({end - start:.1f} s)")
 
+    def _worker_ids(self, host: Host) -> list[str]:
+        """The ids the host's worker processes registered under."""
+        assert self.redis is not None
+        from workers.ops.queues import broker_snapshot
+
+        pids = host.pids()
+        client = self.redis.client()
+        try:
+            workers = broker_snapshot(client, self.settings())["workers"]
+        finally:
+            client.close()
+        return [w["id"] for w in workers if w["pid"] in pids]
+
+    def _held(self, worker_ids: list[str]) -> dict[str, set[bytes]]:
+        """The messages these workers fetched and have not acked, per queue."""
+        assert self.redis is not None
+        from workers.broker import COMMANDS_QUEUE, QUERIES_QUEUE
+        from workers.ops.recovery import acks_key, all_queues
+
+        client = self.redis.client()
+        try:
+            held: dict[str, set[bytes]] = {}
+            for queue in all_queues((COMMANDS_QUEUE, QUERIES_QUEUE)):
+                for worker_id in worker_ids:
+                    members: Any = client.smembers(acks_key("dramatiq", worker_id, queue))
+                    held.setdefault(queue, set()).update(members)
+            return held
+        finally:
+            client.close()
+
+    def _holding(self, host: Host) -> list[str]:
+        """The host's worker ids, once they hold a message (or after 10 s, idle)."""
+        ids = self._worker_ids(host)
+        deadline = time.monotonic() + 10
+        while not any(self._held(ids).values()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return ids
+
+    def _done_elsewhere(self, held: dict[str, set[bytes]], timeout_s: float) -> float | None:
+        """Seconds until every held message was acked by someone (its body gone)."""
+        assert self.redis is not None
+        started = time.monotonic()
+
+        def done() -> bool:
+            client = self.redis.client()  # type: ignore[union-attr]
+            try:
+                return not any(
+                    client.hexists(f"dramatiq:{queue}.msgs", message)
+                    for queue, messages in held.items()
+                    for message in messages
+                )
+            finally:
+                client.close()
+
+        try:
+            wait_for(done, timeout_s, "the held messages to be done elsewhere")
+        except TimeoutError:
+            return None
+        return time.monotonic() - started
+
     def _fault_host_kill(self, host: Host) -> str:
+        ids = self._holding(host)
         host.kill()
+        held = self._held(ids)
         # Its messages come back after the heartbeat timeout and are done by the other host.
-        time.sleep(HEARTBEAT_S + 2 * MAINTENANCE_S + 2)
+        done = self._done_elsewhere(held, 60)
+        count = sum(map(len, held.values()))
+        time.sleep(max(0.0, HEARTBEAT_S + MAINTENANCE_S - (done or 0.0)))
         host.start()
         wait_for(host.started, 60, f"{host.link.name} to restart")
-        return f"SIGKILL {host.link.name}'s process group, restarted after recovery"
+        after = "never done" if done is None else f"done elsewhere {done:.1f} s after the kill"
+        return (
+            f"SIGKILL {host.link.name}'s process group holding {count} messages ({after}); "
+            "restarted"
+        )
 
     def _fault_zombie(self, host: Host) -> str:
+        ids = self._holding(host)
         host.signal(signal.SIGSTOP)
-        time.sleep(HEARTBEAT_S + 2 * MAINTENANCE_S + 4)
+        held = self._held(ids)
+        time.sleep(HEARTBEAT_S)
+        done = self._done_elsewhere(held, 60)
+        stopped = HEARTBEAT_S + (done or 60.0)
+        time.sleep(2 * MAINTENANCE_S)
         host.signal(signal.SIGCONT)
-        stopped = HEARTBEAT_S + 2 * MAINTENANCE_S + 4
-        return f"SIGSTOP {host.link.name} for {stopped:.0f} s, then SIGCONT"
+        count = sum(map(len, held.values()))
+        after = "never done" if done is None else "requeued and done elsewhere"
+        return (
+            f"SIGSTOP {host.link.name} holding {count} messages ({after}), "
+            f"SIGCONT after {stopped + 2 * MAINTENANCE_S:.0f} s"
+        )
 
     def _fault_partition(self, host: Host) -> str:
         if not self.net.cut(host.link):
@@ -504,6 +581,12 @@ def report(run: Run, verdict: checker.Verdict, minutes: float) -> str:
         f"outcomes: {json.dumps(f['outcomes'])}; "
         f"refused by code: {json.dumps(f['refused_by_code'])}",
         f"events: {f['events']}",
+        f"checked: {json.dumps(f['checked'])}",
+        *(
+            f"{n['name']}: from seq {n['start_seq']}, {n['notifications']} notifications "
+            f"showing {n['changes_shown']} changes; {n['followed_events']} followed events"
+            for n in f["notifiers"]
+        ),
         f"faults injected: {json.dumps(f['faults'])}",
         "per fault kind: longest time without any answer (within the fault and 30 s after),"
         " what clients saw:",
@@ -556,9 +639,9 @@ def main(argv: list[str] | None = None) -> int:
 
         traceback.print_exc()
     finally:
+        if args.keep is not None:  # before the homes' tmpfs go
+            shutil.copytree(directory, args.keep, dirs_exist_ok=True, symlinks=True)
         run.close()
-        if args.keep is not None:
-            shutil.copytree(directory, args.keep, dirs_exist_ok=True)
         shutil.rmtree(directory, ignore_errors=True)
     print(text, flush=True)
     if args.report is not None:
