@@ -70,6 +70,13 @@ WRITE_CONCURRENCY = 4
 NUMBERING_SAMPLES = 10_000
 #: How long a new connection may take to open, in seconds (libpq's unit).
 CONNECT_TIMEOUT_S = 5
+#: How long PostgreSQL waits for a client that went silent inside a transaction before it
+#: ends the session, in milliseconds: a worker frozen mid-write (SIGSTOP, a paused VM, a
+#: host cut off) would otherwise hold the write lock, and stall every writer, until it
+#: wakes (the numbering lock, an order's row locks). Below the heartbeat timeout (20 s), so
+#: the messages requeued from such a worker find the locks free. A live writer sends its
+#: statements back to back.
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000
 
 
 #: Takes the numbering lock; its own statement, so the next one's snapshot is taken after
@@ -110,6 +117,11 @@ def _header_parts(event: NewEvent) -> tuple[str, str]:
     if not text.endswith(tail):
         raise RuntimeError("an event header must end with its epoch")
     return text[:cut], text[cut + 1 : -len(tail)]
+
+
+def _end_idle_transactions(conn: psycopg.Connection[Any], *, timeout_ms: int) -> None:
+    """Set a new pooled session's idle-in-transaction timeout (see the constant)."""
+    conn.execute(f"SET idle_in_transaction_session_timeout = {int(timeout_ms)}".encode())
 
 
 class PgRow:
@@ -178,8 +190,13 @@ def unavailable(error: psycopg.Error) -> Unavailable:
 
 
 #: psycopg errors that say nothing about the command: the server, the network, the pool,
-#: or a concurrent transaction (SQLSTATE class 40, 08, 57) - retry.
-RETRYABLE: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
+#: or a concurrent transaction (SQLSTATE class 40, 08, 57), or a session the server ended
+#: because its client went silent mid-transaction (25P03) - retry.
+RETRYABLE: tuple[type[Exception], ...] = (
+    psycopg.OperationalError,
+    psycopg_pool.PoolTimeout,
+    psycopg.errors.IdleInTransactionSessionTimeout,
+)
 
 
 class _Rows:
@@ -533,10 +550,11 @@ class PostgresStore(Store):
         migrate: bool = True,
         secrets_key_file: Path | None = None,
         write_concurrency: int = WRITE_CONCURRENCY,
+        idle_in_transaction_timeout_ms: int = IDLE_IN_TRANSACTION_TIMEOUT_MS,
     ) -> None:
         """``secrets_key_file``: the key file the signing secrets are wrapped under
         (:mod:`shared.store.secrets_at_rest`), the same on every host; None keeps them
-        unwrapped."""
+        unwrapped. ``idle_in_transaction_timeout_ms``: see the constant."""
         self.url = url
         #: A worker process's batch of commands goes to this many transactions at once.
         self.write_concurrency = max(1, min(write_concurrency, pool_size))
@@ -569,6 +587,9 @@ class PostgresStore(Store):
                     "connect_timeout": CONNECT_TIMEOUT_S,
                     "application_name": "jobordre",
                 },
+                configure=functools.partial(
+                    _end_idle_transactions, timeout_ms=idle_in_transaction_timeout_ms
+                ),
                 open=False,
                 name="jobordre",
             )

@@ -1,0 +1,60 @@
+"""A writer that stops answering in the middle of a write transaction (a worker SIGSTOPped,
+a host cut off, a VM paused) does not hold the store's write lock for ever: PostgreSQL ends
+its session after the idle-in-transaction timeout, the other writers go on, and the frozen
+writer's transaction is rolled back (its commands are retried, and the ledger applies them
+once). Found by the nemesis run (tests/faults): a zombie worker stalled every write for as
+long as it was stopped."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from shared.errors import Unavailable
+from shared.store.postgres import PostgresStore
+from tests.postgres_cluster import PostgresCluster
+
+pytestmark = pytest.mark.postgres
+
+#: The frozen writer's idle-in-transaction timeout in this test, in milliseconds.
+IDLE_MS = 500
+
+
+def test_a_frozen_writer_loses_its_transaction_and_the_others_write_meanwhile(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    url = postgres_cluster.fresh_database()
+    frozen = PostgresStore(url, pool_size=1, idle_in_transaction_timeout_ms=IDLE_MS)
+    other = PostgresStore(url, pool_size=1)
+    wrote_after: list[float] = []
+
+    def write_meanwhile() -> None:
+        started = time.monotonic()
+        with other.write() as tx:
+            tx.execute("INSERT INTO foundation_secrets (name, value) VALUES ('other', 'x')")
+        wrote_after.append(time.monotonic() - started)
+
+    def freeze_mid_write() -> None:
+        with frozen.write() as tx:
+            tx.execute("INSERT INTO foundation_secrets (name, value) VALUES ('frozen', 'x')")
+            writer = threading.Thread(target=write_meanwhile)
+            writer.start()
+            writer.join(10 * IDLE_MS / 1000)  # the frozen writer sends nothing meanwhile
+            assert wrote_after, "the other writer waited for the frozen one's lock"
+
+    try:
+        with pytest.raises(Unavailable):
+            freeze_mid_write()
+        assert wrote_after[0] < 5 * IDLE_MS / 1000
+        with other.read() as tx:
+            names = [row[0] for row in tx.execute("SELECT name FROM foundation_secrets")]
+        assert "other" in names
+        assert "frozen" not in names
+        # The pool replaces the ended session: the frozen writer writes again.
+        with frozen.write() as tx:
+            tx.execute("INSERT INTO foundation_secrets (name, value) VALUES ('again', 'x')")
+    finally:
+        frozen.close()
+        other.close()
