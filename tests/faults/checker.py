@@ -26,6 +26,8 @@ The rules (each anomaly names its rule and the command ids involved):
 - ``cpr``: no CPR number used by the workload appears in any log line.
 - ``dead``: nothing is dead-lettered except commands a rule refused, and no command a
   client got a result for is among the refused dead letters.
+- ``stall``: no client went :data:`STALL_S` without any answer while it had commands out
+  (one fault at a time leaves one worker host, one Redis and one PostgreSQL serving).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ FAULT_NAMES = {
 }
 #: How long after a fault healed its effects still count as the fault's, in seconds.
 AFTERMATH_S = 30.0
+#: The longest time without any answer that is not an anomaly, in seconds.
+STALL_S = 30.0
 
 
 @dataclass
@@ -159,6 +163,7 @@ def check(evidence: Evidence) -> Verdict:
         _notifiers,
         _cprs,
         _dead_letters,
+        _stalls,
     ):
         anomalies.extend(rule(evidence, commands))
     return Verdict(anomalies, figures(evidence, commands, anomalies))
@@ -411,6 +416,24 @@ def _dead_letters(evidence: Evidence, commands: dict[str, Command]) -> Iterable[
                 "dead",
                 f"a {letter.get('kind')} was answered with a result but is a rejected dead letter",
                 ids,
+            )
+
+
+def _stalls(evidence: Evidence, commands: dict[str, Command]) -> Iterable[Anomaly]:
+    served = _served(evidence.history)
+    for before, after in itertools.pairwise(served):
+        if after - before > STALL_S:
+            waiting = sorted(
+                {
+                    str(r["id"])
+                    for r in evidence.history
+                    if r["ev"] == "send" and before <= float(r["t"]) <= after
+                }
+            )
+            yield Anomaly(
+                "stall",
+                f"no answer for {after - before:.1f} s (from t={before:.1f} to t={after:.1f})",
+                waiting,
             )
 
 

@@ -199,6 +199,11 @@ def damaged(change: Any) -> Evidence:
             id="crashed-dead-letter",
         ),
         pytest.param(
+            lambda e: [r.update(t=r["t"] + 40) for r in e.history if r["t"] > 7.1],
+            [("stall", ["c-status"])],
+            id="no-answer-for-40-seconds",
+        ),
+        pytest.param(
             lambda e: e.dead_letters.append(
                 {"source": "rejected", "code": "x", "command_id": "c-place", "kind": "k"}
             ),
