@@ -474,6 +474,7 @@ class PgPair:
         with psycopg.connect(self.node_url(primary), autocommit=True) as conn:
             conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
             conn.execute("SELECT pg_reload_conf()")
+        wait_for(lambda: self.sync_state() == "sync", 30, "the rebuilt standby to be synchronous")
         self.standby_up = True
 
     def _basebackup(self, source: PgNode, target: PgNode) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import random
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -538,19 +540,28 @@ class Run:
         return found
 
     def close(self) -> None:
-        for process in self.clients:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
-        for notifier in self.notifiers:
-            notifier.stop()
-        for host in self.hosts:
-            host.close()
+        """Stop everything started, each part even if another fails to stop."""
+        steps: list[Callable[[], None]] = [
+            *(functools.partial(_end, process) for process in self.clients),
+            *(notifier.stop for notifier in self.notifiers),
+            *(host.close for host in self.hosts),
+        ]
         if self.pg is not None:
-            self.pg.close()
+            steps.append(self.pg.close)
         if self.redis is not None:
-            self.redis.close()
-        self.net.close()
+            steps.append(self.redis.close)
+        steps.append(self.net.close)
+        for step in steps:
+            try:
+                step()
+            except Exception as error:  # the next part must still be stopped
+                say(f"cleanup: {type(error).__name__}: {error}")
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait(10)
 
 
 def nemesis(run: Run, rng: random.Random, until: float) -> None:
@@ -616,6 +627,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, default=None, help="keep the run's files here")
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 10**6)
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds into the cleanup below
+
+    signal.signal(signal.SIGTERM, stop)
     rng = random.Random(seed)
     directory = Path(tempfile.mkdtemp(prefix="jobordre-nemesis-"))
     os.chmod(directory, 0o755)  # the postgres user reaches its folder through it
@@ -640,7 +656,16 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
     finally:
         if args.keep is not None:  # before the homes' tmpfs go
-            shutil.copytree(directory, args.keep, dirs_exist_ok=True, symlinks=True)
+            try:
+                shutil.copytree(
+                    directory,
+                    args.keep,
+                    dirs_exist_ok=True,
+                    symlinks=True,
+                    ignore=shutil.ignore_patterns(".s.PGSQL.*"),
+                )
+            except (OSError, shutil.Error) as error:
+                say(f"could not keep every file: {error}")
         run.close()
         shutil.rmtree(directory, ignore_errors=True)
     print(text, flush=True)
