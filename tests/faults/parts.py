@@ -95,6 +95,13 @@ class HostLink:
     gateway: str | None = None
     network: str | None = None
 
+    @property
+    def address(self) -> str | None:
+        """The host's own address on its link (what servers see it connect from)."""
+        if self.network is None:
+            return None
+        return str(ipaddress.ip_network(self.network).network_address + 2)
+
     def command(self, *argv: str) -> list[str]:
         if self.namespace is None:
             return list(argv)

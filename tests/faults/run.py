@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -301,9 +302,25 @@ class Run:
             "restarted"
         )
 
+    def _in_transaction(self, host: Host) -> bool:
+        """Whether one of the host's PostgreSQL sessions is inside a transaction."""
+        if host.link.address is None:
+            return False
+        rows = self._sql(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE xact_start IS NOT NULL"
+            f" AND client_addr = '{host.link.address}'"
+        )
+        return bool(rows[0][0])
+
     def _fault_zombie(self, host: Host) -> str:
         ids = self._holding(host)
+        # Stopped mid-transaction if it can be caught in one within a few seconds: the
+        # case where a frozen worker holds the store's locks.
+        deadline = time.monotonic() + 5
+        while not self._in_transaction(host) and time.monotonic() < deadline:
+            pass
         host.signal(signal.SIGSTOP)
+        mid = "mid-transaction" if self._in_transaction(host) else "between transactions"
         held = self._held(ids)
         time.sleep(HEARTBEAT_S)
         done = self._done_elsewhere(held, 60)
@@ -313,7 +330,7 @@ class Run:
         count = sum(map(len, held.values()))
         after = "never done" if done is None else "requeued and done elsewhere"
         return (
-            f"SIGSTOP {host.link.name} holding {count} messages ({after}), "
+            f"SIGSTOP {host.link.name} {mid}, holding {count} messages ({after}), "
             f"SIGCONT after {stopped + 2 * MAINTENANCE_S:.0f} s"
         )
 
@@ -647,7 +664,11 @@ def main(argv: list[str] | None = None) -> int:
         nemesis(run, rng, until)
         run.heal()
         run.settle(240)
-        verdict = checker.check(run.evidence())
+        evidence = run.evidence()
+        (directory / "evidence.json").write_text(
+            json.dumps(dataclasses.asdict(evidence), default=sorted)
+        )
+        verdict = checker.check(evidence)
         text = report(run, verdict, args.minutes)
     except BaseException as error:
         text = f"nemesis run failed: {type(error).__name__}: {error}\nanomalies: 1"
