@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -223,7 +224,10 @@ class Run:
         start = time.monotonic()
         detail = getattr(self, f"_fault_{kind}")(host)
         end = time.monotonic()
-        self.faults.append({"kind": kind, "start": start, "end": end, "detail": detail})
+        wall = time.time() - (time.monotonic() - start)
+        self.faults.append(
+            {"kind": kind, "start": start, "end": end, "wall": wall, "detail": detail}
+        )
         say(f"fault {kind}: {detail} ({end - start:.1f} s)")
 
     def _worker_ids(self, host: Host) -> list[str]:
@@ -464,8 +468,8 @@ class Run:
             audience.setdefault(int(seq), []).append(str(organisation))
         events = []
         headers: list[EventHeader] = []
-        for seq, kind, order_id, command_id, header in self._sql(
-            "SELECT seq, type, order_id, command_id, header FROM events ORDER BY seq"
+        for seq, kind, order_id, command_id, header, at in self._sql(
+            "SELECT seq, type, order_id, command_id, header, at FROM events ORDER BY seq"
         ):
             parsed = json.loads(header)
             events.append(
@@ -475,6 +479,7 @@ class Run:
                     "order_id": int(order_id),
                     "command_id": command_id,
                     "version": parsed.get("version"),
+                    "at": datetime.fromisoformat(str(at)).timestamp(),
                 }
             )
             parsed.setdefault("audience", audience.get(int(seq), []))
@@ -522,7 +527,54 @@ class Run:
             logs=self._logs(),
             cprs=cprs,
             harness_ids=self.harness_ids,
+            redis_failovers=self._redis_failovers(),
         )
+
+    def _redis_failovers(self) -> list[dict[str, Any]]:
+        """Every change of Redis master the sentinels logged, injected or not."""
+        lines: list[tuple[float, str]] = []
+        for path in (self.dir / "redis").glob("sentinel-*/sentinel.log"):
+            for line in path.read_text(errors="replace").splitlines():
+                parts = line.split(" ", 6)
+                if len(parts) < 7 or not parts[6].startswith("+"):
+                    continue
+                stamp = datetime.strptime(" ".join(parts[1:5]), "%d %b %Y %H:%M:%S.%f")
+                lines.append((stamp.timestamp(), parts[6]))
+        lines.sort()
+        failovers: list[dict[str, Any]] = []
+        for when, text in lines:
+            words = text.split()
+            if words[0] != "+switch-master" or any(
+                f["old"] == words[3] and abs(f["switch"] - when) < 10 for f in failovers
+            ):
+                continue
+            old, new = words[3], words[5]
+            downs = [
+                t
+                for t, x in lines
+                if x.startswith("+sdown master") and x.split()[-1] == old and when - 30 <= t <= when
+            ]
+            converted = [
+                t
+                for t, x in lines
+                if x.startswith("+convert-to-slave") and f":{old} " in x and when <= t <= when + 60
+            ]
+            start = min(downs, default=when) - 1.0
+            end = min(converted, default=when) + 1.0
+            injected = any(
+                f["kind"] == "redis_master" and start - 5 <= f["wall"] <= end for f in self.faults
+            )
+            failovers.append(
+                {
+                    "start": start,
+                    "end": end,
+                    "switch": when,
+                    "old": old,
+                    "new": new,
+                    "injected": injected,
+                }
+            )
+        return failovers
 
     def _notifier_evidence(self, notifier: Notifier, headers: list[EventHeader]) -> dict[str, Any]:
         from notifier.follow import Follows
@@ -609,6 +661,12 @@ def report(run: Run, verdict: checker.Verdict, minutes: float) -> str:
         f"outcomes: {json.dumps(f['outcomes'])}; "
         f"refused by code: {json.dumps(f['refused_by_code'])}",
         f"events: {f['events']}",
+        *(
+            f"Redis failover NOT injected (Sentinel, on a live master): :{x['old']} -> "
+            f":{x['new']} at {time.strftime('%H:%M:%S', time.gmtime(x['switch']))}; the old "
+            f"master took writes for {x['end'] - x['switch'] - 1:.1f} s after the switch"
+            for x in f["redis_failovers_not_injected"]
+        ),
         f"checked: {json.dumps(f['checked'])}",
         *(
             f"{n['name']}: from seq {n['start_seq']}, {n['notifications']} notifications "

@@ -255,6 +255,24 @@ def test_events_deleted_from_the_stream_on_purpose_are_no_anomaly() -> None:
     assert rules(damaged(deleted)) == []
 
 
+@pytest.mark.parametrize(
+    ("window", "expected"),
+    [
+        pytest.param((100.0, 110.0), [], id="committed-while-the-master-changed"),
+        pytest.param((111.0, 120.0), [("seq", ["c-person"])], id="committed-outside"),
+    ],
+)
+def test_a_header_lost_with_a_redis_master_is_no_anomaly(
+    window: tuple[float, float], expected: list[tuple[str, list[str]]]
+) -> None:
+    def lost(evidence: Evidence) -> None:
+        evidence.stream_seqs.remove(4)
+        evidence.events[3]["at"] = 105.0
+        evidence.redis_failovers.append({"start": window[0], "end": window[1]})
+
+    assert rules(damaged(lost)) == expected
+
+
 def test_a_cpr_anomaly_never_prints_the_cpr() -> None:
     evidence = damaged(lambda e: e.logs.update({"worker.log": CPR}))
     [anomaly] = check(evidence).anomalies
