@@ -59,7 +59,7 @@ FAULT_NAMES = {
     "short_stream": "shortened stream",
 }
 #: How long after a fault healed its effects still count as the fault's, in seconds.
-AFTERMATH_S = 30.0
+AFTERMATH_S = 5.0
 #: The longest time without any answer that is not an anomaly, in seconds.
 STALL_S = 30.0
 

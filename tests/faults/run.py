@@ -674,7 +674,8 @@ def report(run: Run, verdict: checker.Verdict, minutes: float) -> str:
             for n in f["notifiers"]
         ),
         f"faults injected: {json.dumps(f['faults'])}",
-        "per fault kind: longest time without any answer (within the fault and 30 s after),"
+        "per fault kind: longest time without any answer (within the fault and"
+        f" {checker.AFTERMATH_S:g} s after),"
         " what clients saw:",
     ]
     for name, entry in sorted(f["per_fault"].items()):
