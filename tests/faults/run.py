@@ -125,7 +125,7 @@ class Run:
         networks = [h.network for h in self.net.hosts if h.network]
         self.pg = start_pg_pair(self.dir / "pg", service, networks)
         say(f"postgres: {self.pg.url} ({self.pg.sync_state()})")
-        from workers.credentials import signing_key
+        from workers.client.credentials import signing_key
 
         operator = Settings(home=self.clients_home, database_url=self.pg.url)
         for principal in {p for _, p in CLIENTS} | {p for p, _, _ in NOTIFIERS}:
@@ -246,8 +246,8 @@ class Run:
     def _held(self, worker_ids: list[str]) -> dict[str, set[bytes]]:
         """The messages these workers fetched and have not acked, per queue."""
         assert self.redis is not None
-        from workers.broker import COMMANDS_QUEUE, QUERIES_QUEUE
         from workers.ops.recovery import acks_key, all_queues
+        from workers.transport.broker import COMMANDS_QUEUE, QUERIES_QUEUE
 
         client = self.redis.client()
         try:
