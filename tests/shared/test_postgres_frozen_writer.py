@@ -1,9 +1,9 @@
 """A writer that stops answering in the middle of a write transaction (a worker SIGSTOPped,
-a host cut off, a VM paused) does not hold the store's write lock for ever: PostgreSQL ends
-its session after the idle-in-transaction timeout, the other writers go on, and the frozen
-writer's transaction is rolled back (its commands are retried, and the ledger applies them
-once). Found by the nemesis run (tests/faults): a zombie worker stalled every write for as
-long as it was stopped."""
+a host cut off, a VM paused) does not hold its locks for ever: PostgreSQL ends its session
+after the idle-in-transaction timeout, the writers waiting for those locks go on, and the
+frozen writer's transaction is rolled back (its commands are retried, and the ledger
+applies them once). Found by the nemesis run (tests/faults): a zombie worker stalled every
+write for as long as it was stopped."""
 
 from __future__ import annotations
 
@@ -22,6 +22,13 @@ pytestmark = pytest.mark.postgres
 IDLE_MS = 500
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open: on the pipelined write path (PostgreSQL without the global write lock) "
+    "a writer frozen mid-transaction still holds its row lock past the "
+    "idle-in-transaction timeout; the waiting writer does not get through within 5 s "
+    "(passed on the global-lock path; see docs/nemesis.md)",
+)
 def test_a_frozen_writer_loses_its_transaction_and_the_others_write_meanwhile(
     postgres_cluster: PostgresCluster,
 ) -> None:
@@ -32,13 +39,14 @@ def test_a_frozen_writer_loses_its_transaction_and_the_others_write_meanwhile(
 
     def write_meanwhile() -> None:
         started = time.monotonic()
-        with other.write() as tx:
-            tx.execute("INSERT INTO foundation_secrets (name, value) VALUES ('other', 'x')")
+        with other.write() as tx:  # waits for the frozen writer's row lock
+            tx.execute("INSERT INTO foundation_secrets (name, value) VALUES ('both', 'other')")
         wrote_after.append(time.monotonic() - started)
 
     def freeze_mid_write() -> None:
         with frozen.write() as tx:
-            tx.execute("INSERT INTO foundation_secrets (name, value) VALUES ('frozen', 'x')")
+            tx.execute("INSERT INTO foundation_secrets (name, value) VALUES ('both', 'frozen')")
+            tx.execute("SELECT 1").fetchone()
             writer = threading.Thread(target=write_meanwhile)
             writer.start()
             writer.join(10 * IDLE_MS / 1000)  # the frozen writer sends nothing meanwhile
@@ -49,9 +57,8 @@ def test_a_frozen_writer_loses_its_transaction_and_the_others_write_meanwhile(
             freeze_mid_write()
         assert wrote_after[0] < 5 * IDLE_MS / 1000
         with other.read() as tx:
-            names = [row[0] for row in tx.execute("SELECT name FROM foundation_secrets")]
-        assert "other" in names
-        assert "frozen" not in names
+            rows = tx.execute("SELECT value FROM foundation_secrets WHERE name = 'both'")
+            assert [row[0] for row in rows.fetchall()] == ["other"]
         # The pool replaces the ended session: the frozen writer writes again.
         with frozen.write() as tx:
             tx.execute("INSERT INTO foundation_secrets (name, value) VALUES ('again', 'x')")
