@@ -323,8 +323,13 @@ class _Sent:
         return iter(self.fetchall())
 
     def _fetch(self, how: Callable[[psycopg.Cursor[Any]], Any]) -> Any:
+        # A wait ends with a Sync, not only a flush: between two waits the session is then
+        # "idle in transaction", so a writer frozen there (a stopped host, a cut link) loses
+        # its transaction and its row locks after IDLE_IN_TRANSACTION_TIMEOUT_MS.
+        # Without a Sync the server counts it "active" and keeps the locks for as long.
+        if self._cursor.pgresult is None:
+            self._tx.sync()
         try:
-            # psycopg waits for this statement's result only (a flush, not a Sync).
             found = how(self._cursor)
         except RETRYABLE as error:
             raise unavailable(cast(psycopg.Error, error)) from error

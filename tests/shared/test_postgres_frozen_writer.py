@@ -22,14 +22,6 @@ pytestmark = pytest.mark.postgres
 IDLE_MS = 500
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: on the pipelined write path (PostgreSQL without the global write lock) "
-    "a writer frozen mid-transaction still holds its row lock past the "
-    "idle-in-transaction timeout (pipeline mode sends no Sync, so the session stays "
-    "'active'); the waiting writer does not get through within 5 s (passed on the "
-    "global-lock path; see docs/nemesis.md)",
-)
 def test_a_frozen_writer_loses_its_transaction_and_the_others_write_meanwhile(
     postgres_cluster: PostgresCluster,
 ) -> None:
