@@ -52,8 +52,8 @@ from tests.factories import CPR_1, CPR_2, order_doc
 from tests.postgres_cluster import PostgresCluster, start_cluster
 from workers.client import Client
 from workers.ops.queues import broker_snapshot
-from workers.ops.recovery import acks_key, all_queues
 from workers.transport.broker import COMMANDS_QUEUE, QUERIES_QUEUE
+from workers.transport.dramatiq_redis import acks_key, all_queues
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 

@@ -67,6 +67,7 @@ from workers.bench.signatures import measure_signatures
 from workers.client import Client
 from workers.client.credentials import create_v2_key
 from workers.transport.broker import build_broker
+from workers.transport.dramatiq_redis import NAMESPACE, messages_key
 from workers.transport.redis_connection import connect_redis
 
 #: The organisation the benchmark acts as: an authority, so it may place and update.
@@ -367,7 +368,7 @@ def measure_baseline(settings: Settings, config: BenchConfig, workdir: Path) -> 
     log = workdir / "noop.log"
     client = connect_redis(str(settings.redis_url))
     broker = build_broker(settings, str(settings.redis_url))
-    pending = f"dramatiq:{NOOP_QUEUE}.msgs"
+    pending = messages_key(NAMESPACE, NOOP_QUEUE)
     try:
         with _serving(argv, settings, log, b"noop worker started", config.processes, "noop"):
 

@@ -14,7 +14,7 @@ from typing import Any
 import dramatiq
 
 from shared.settings import get_settings
-from workers.transport.broker import build_broker
+from workers.transport.broker import build_worker_broker
 from workers.worker.runner import configure_logging, run_processes, wait_for_stop
 
 #: The queue and actor of the no-op baseline; never used by jobordre itself.
@@ -36,7 +36,7 @@ def declare(broker: dramatiq.Broker) -> dramatiq.Actor[Any, Any]:
 def _serve(url: str, threads: int) -> None:
     configure_logging()
     settings = get_settings()
-    broker = build_broker(settings, url, wait_ms=settings.worker_poll_ms)
+    broker, _ = build_worker_broker(settings, url, wait_ms=settings.worker_poll_ms)
     declare(broker)
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=settings.worker_poll_ms)
     worker.start()

@@ -38,8 +38,8 @@ import redis
 from shared.errors import Unavailable
 from shared.settings import Settings
 from workers.embedded.server import EmbeddedBroker
-from workers.ops.recovery import heartbeats_key
 from workers.transport.broker import COMMANDS_QUEUE, QUERIES_QUEUE
+from workers.transport.dramatiq_redis import NAMESPACE, heartbeats_key, queue_key
 from workers.transport.fair_queue import FairQueue
 from workers.transport.redis_connection import connect_redis
 from workers.worker.runner import start_worker, wait_for_stop
@@ -62,8 +62,6 @@ DEFAULT_PROCESSES = 1
 #: Free space below which ``up`` refuses to start, in bytes: the broker's append-only
 #: file and the store must be able to take what is accepted.
 MIN_FREE_BYTES = 16 * 1024 * 1024
-#: Dramatiq's namespace of its keys in Redis.
-DRAMATIQ_NAMESPACE = "dramatiq"
 #: Linux prctl option: the signal a process gets when its parent dies.
 PR_SET_PDEATHSIG = 1
 
@@ -154,9 +152,9 @@ def _forget_dead_workers(url: str) -> int:
     while it holds the home's lock: no other worker of this broker can be alive."""
     client = connect_redis(url)
     try:
-        members = cast("list[bytes]", client.zrange(heartbeats_key(DRAMATIQ_NAMESPACE), 0, -1))
+        members = cast("list[bytes]", client.zrange(heartbeats_key(NAMESPACE), 0, -1))
         if members:
-            client.zadd(heartbeats_key(DRAMATIQ_NAMESPACE), dict.fromkeys(members, 0))
+            client.zadd(heartbeats_key(NAMESPACE), dict.fromkeys(members, 0))
         return len(members)
     finally:
         client.close()
@@ -227,9 +225,9 @@ def _drain(url: str, timeout_ms: int) -> None:
     try:
         while time.monotonic() < deadline:
             queues = (COMMANDS_QUEUE, QUERIES_QUEUE)
-            waiting = sum(int(client.llen(f"{DRAMATIQ_NAMESPACE}:{q}")) for q in queues)
+            waiting = sum(int(client.llen(queue_key(NAMESPACE, q))) for q in queues)
             # and the queries sorted per organisation (workers/transport/fair_queue.py)
-            waiting += FairQueue(client, DRAMATIQ_NAMESPACE, QUERIES_QUEUE).waiting()[0]
+            waiting += FairQueue(client, NAMESPACE, QUERIES_QUEUE).waiting()[0]
             if waiting == 0:
                 return
             time.sleep(DRAIN_POLL_MS / 1000)

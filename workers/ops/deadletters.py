@@ -46,6 +46,7 @@ from shared.settings import Settings
 from shared.store import Store, Tx, open_url
 from shared.store.sqlite import SqliteTx
 from workers.transport.broker import build_broker, queue_for, redact, resolve_redis_url
+from workers.transport.dramatiq_redis import dead_key, dead_messages_key
 
 #: Default of how long after it was sent a dead command may have died and still be retried,
 #: in ms: the default signature window (15 min) plus the default retries (6 x 60 s).
@@ -343,8 +344,8 @@ def forget_broker_copies(
     """
     by_original = {_identity(original): message_id for message_id, original in originals.items()}
     removed = dict.fromkeys(originals, 0)
-    xq = f"{namespace}:{queue}.XQ"
-    for dead_id, raw in client.hscan_iter(f"{xq}.msgs"):
+    xq = dead_key(namespace, queue)
+    for dead_id, raw in client.hscan_iter(dead_messages_key(namespace, queue)):
         try:
             args = json.loads(raw)["args"]
         except (ValueError, KeyError, TypeError):
@@ -352,7 +353,7 @@ def forget_broker_copies(
         if args and isinstance(args[0], str) and _identity(args[0]) in by_original:
             pipe = client.pipeline(transaction=True)
             pipe.zrem(xq, dead_id)
-            pipe.hdel(f"{xq}.msgs", dead_id)
+            pipe.hdel(dead_messages_key(namespace, queue), dead_id)
             pipe.execute()
             removed[by_original[_identity(args[0])]] += 1
     return removed

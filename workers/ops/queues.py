@@ -26,7 +26,6 @@ import time
 from typing import Any, cast
 
 import redis
-from dramatiq.common import dq_name
 
 from shared import store
 from shared.commands import CommandKind
@@ -34,13 +33,19 @@ from shared.errors import Unavailable
 from shared.settings import Settings
 from workers.ops import registry
 from workers.ops.deadletters import read_only
-from workers.ops.recovery import acks_key, heartbeats_key
 from workers.ops.stats import read_stats
 from workers.transport.broker import COMMANDS_QUEUE, QUERIES_QUEUE, queue_for
+from workers.transport.dramatiq_redis import (
+    NAMESPACE,
+    acks_key,
+    dead_key,
+    delay_queue,
+    heartbeats_key,
+    messages_key,
+    queue_key,
+)
 from workers.transport.fair_queue import FairQueue
 
-#: Dramatiq's Redis namespace (RedisBroker's default, which jobordre keeps).
-NAMESPACE = "dramatiq"
 #: The queues jobordre declares.
 QUEUES = (COMMANDS_QUEUE, QUERIES_QUEUE)
 #: Message ids read from each end of a ready list to find its oldest message.
@@ -50,7 +55,7 @@ OLDEST_SCAN = 500
 def _oldest_age_s(
     client: redis.Redis, queue: str, now_s: float, sorted_heads: list[bytes]
 ) -> float | None:
-    key = f"{NAMESPACE}:{queue}"
+    key = queue_key(NAMESPACE, queue)
     pipe = client.pipeline(transaction=True)
     pipe.lrange(key, 0, OLDEST_SCAN - 1)
     pipe.lrange(key, -OLDEST_SCAN, -1)
@@ -60,7 +65,7 @@ def _oldest_age_s(
         return None
     stamps = [
         int(json.loads(raw)["message_timestamp"])
-        for raw in client.hmget(f"{key}.msgs", ids)
+        for raw in client.hmget(messages_key(NAMESPACE, queue), ids)
         if raw is not None  # acked between the two reads
     ]
     if not stamps:
@@ -80,9 +85,9 @@ def broker_snapshot(client: redis.Redis, settings: Settings) -> dict[str, Any]:
     worker_ids = sorted(set(beats) | set(infos))
     pipe = client.pipeline(transaction=True)
     for queue in QUEUES:
-        pipe.llen(f"{NAMESPACE}:{queue}")
-        pipe.hlen(f"{NAMESPACE}:{dq_name(queue)}.msgs")
-        pipe.zcard(f"{NAMESPACE}:{queue}.XQ")
+        pipe.llen(queue_key(NAMESPACE, queue))
+        pipe.hlen(messages_key(NAMESPACE, delay_queue(queue)))
+        pipe.zcard(dead_key(NAMESPACE, queue))
         for worker_id in worker_ids:
             pipe.scard(acks_key(NAMESPACE, worker_id, queue))
     replies = iter(pipe.execute())

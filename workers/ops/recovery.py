@@ -20,33 +20,22 @@ from collections.abc import Iterable
 from typing import cast
 
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.common import current_millis, dq_name
+
+from workers.transport.dramatiq_redis import (
+    acks_key,
+    all_queues,
+    dispatch,
+    heartbeats_key,
+    now_ms,
+)
 
 logger = logging.getLogger("jobordre.recovery")
-
-
-def heartbeats_key(namespace: str) -> str:
-    """Dramatiq's sorted set of broker ids by their last heartbeat, in ms since the epoch."""
-    return f"{namespace}:__heartbeats__"
-
-
-def acks_key(namespace: str, worker_id: str, queue: str) -> str:
-    """Dramatiq's set of the messages a worker fetched from a queue and has not acked."""
-    return f"{namespace}:__acks__.{worker_id}.{queue}"
-
-
-def all_queues(queues: Iterable[str]) -> list[str]:
-    """Each queue and its delay queue, as Dramatiq keeps them in Redis."""
-    names: list[str] = []
-    for queue in sorted(queues):
-        names += [queue, dq_name(queue)]
-    return names
 
 
 def run_maintenance(broker: RedisBroker, queues: Iterable[str]) -> int:
     """Beat for ``broker`` and requeue dead workers' messages; returns how many came back."""
     namespace: str = broker.namespace
-    now = current_millis()
+    now = now_ms()
     names = all_queues(queues)
     members = cast(
         "list[bytes]",
@@ -60,23 +49,9 @@ def run_maintenance(broker: RedisBroker, queues: Iterable[str]) -> int:
             for queue in names:
                 pipe.scard(acks_key(namespace, worker_id, queue))
         held = sum(int(n) for n in pipe.execute())
-    dispatch = broker.scripts["dispatch"]
     for queue in names:
-        # "qsize" changes nothing; do_maintenance=1 forces the pass the stock broker
-        # leaves to chance.
-        dispatch(
-            args=[
-                "qsize",
-                now,
-                queue,
-                broker.broker_id,
-                broker.heartbeat_timeout,
-                broker.dead_message_ttl,
-                1,
-                broker._max_unpack_size(),  # type: ignore[no-untyped-call]
-            ],
-            keys=[namespace],
-        )
+        # "qsize" changes nothing; the maintenance pass is forced, not left to chance.
+        dispatch(broker, "qsize", queue, maintenance=True)
     if held:
         logger.warning(
             "requeued %d unacked messages of %d dead worker(s): %s", held, len(dead), dead

@@ -2,6 +2,13 @@
 
 Production and the embedded default share this code path: only the URL differs. With no
 ``JOBORDRE_REDIS_URL`` the URL is read from the address file ``jobordre up`` writes.
+A client builds its broker with :func:`build_broker`; a worker with
+:func:`build_worker_broker`, which also returns the :class:`Outbound` its consumers ack
+through, for the worker to send its replies with.
+
+Dramatiq's private consumer (``_RedisConsumer``) and worker hook (``Worker._add_consumer``)
+are subclassed here and nowhere else; Dramatiq's Redis keys and scripts are in
+workers/transport/dramatiq_redis.py.
 """
 
 from __future__ import annotations
@@ -9,13 +16,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
+import dramatiq
 import redis
 from dramatiq import Message
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
-from dramatiq.common import current_millis
 from dramatiq.errors import DecodeError
 from dramatiq.middleware import (
     AgeLimit,
@@ -31,6 +38,7 @@ from shared.commands import CommandKind
 from shared.errors import Unavailable
 from shared.redis_url import redact_redis_url
 from shared.settings import Settings
+from workers.transport.dramatiq_redis import acks_key, dispatch, messages_key, now_ms, queue_key
 from workers.transport.fair_queue import FairQueue
 from workers.transport.outbound import FlushOnShutdown, Outbound
 from workers.transport.redis_connection import connect_redis
@@ -135,7 +143,24 @@ class _GuardedConsumer(_RedisConsumer):
     The stock consumer raises on them, restarts a second later and leaves them in its
     unacked set, where they come back after every worker restart. Here they go to the
     broker's :data:`UndecodableHandler` and are acked: kept once, never looping.
+
+    With an ``outbound`` (a worker's), an ack is queued there, to go out with the job's
+    reply; without one (a client's), it is Dramatiq's own.
     """
+
+    broker: JobordreBroker
+
+    def __init__(
+        self,
+        broker: JobordreBroker,
+        queue_name: str,
+        prefetch: int,
+        timeout: int,
+        *,
+        outbound: Outbound | None,
+    ) -> None:
+        super().__init__(broker, queue_name, prefetch, timeout)  # type: ignore[no-untyped-call]
+        self.outbound = outbound
 
     def __next__(self) -> Any:
         while True:
@@ -168,19 +193,21 @@ class _GuardedConsumer(_RedisConsumer):
             taken.append(message)
         return taken
 
+    def held(self, messages: list[Any]) -> list[Any]:
+        """Those of ``messages`` this consumer took and has neither acked nor nacked."""
+        return [m for m in messages if m.message_id in self.queued_message_ids]
+
     def ack(self, message: Any) -> None:
-        # A worker's broker queues the ack with the job's reply (workers/transport/outbound.py).
-        outbound: Outbound | None = getattr(self.broker, "outbound", None)
-        if outbound is None:
+        if self.outbound is None:
             super().ack(message)  # type: ignore[no-untyped-call]
             return
         self.queued_message_ids.discard(message.message_id)
-        outbound.ack(self.queue_name, message.options["redis_message_id"])
+        self.outbound.ack(self.queue_name, message.options["redis_message_id"])
 
     def nack(self, message: Any) -> None:
         # Dramatiq moves a message for an actor it does not know to its own dead-letter
         # queue; keep it where people look for dead letters too.
-        handler: UnknownActorHandler | None = getattr(self.broker, "unknown_actor_handler", None)
+        handler = self.broker.unknown_actor_handler
         if handler is not None and message.actor_name not in self.broker.actors:
             handler(message)
         super().nack(message)  # type: ignore[no-untyped-call]
@@ -188,15 +215,15 @@ class _GuardedConsumer(_RedisConsumer):
     def _unacked(self) -> list[tuple[str, bytes | None]]:
         """(Redis id, body) of the messages this consumer holds unacked."""
         broker = self.broker
-        acks = f"{broker.namespace}:__acks__.{broker.broker_id}.{self.queue_name}"
-        ids = [m.decode() for m in broker.client.smembers(acks)]
+        acks = acks_key(broker.namespace, broker.broker_id, self.queue_name)
+        ids = [m.decode() for m in cast("set[bytes]", broker.client.smembers(acks))]
         bodies = (
-            broker.client.hmget(f"{broker.namespace}:{self.queue_name}.msgs", ids) if ids else []
+            broker.client.hmget(messages_key(broker.namespace, self.queue_name), ids) if ids else []
         )
         return list(zip(ids, bodies, strict=True))
 
     def _set_aside(self, data: bytes) -> None:
-        handler: UndecodableHandler | None = getattr(self.broker, "undecodable_handler", None)
+        handler = self.broker.undecodable_handler
         if handler is not None:
             handler(self.queue_name, data)
         for redis_id, body in self._unacked():
@@ -238,7 +265,8 @@ class JobordreBroker(RedisBroker):
 
     undecodable_handler: UndecodableHandler | None = None
     unknown_actor_handler: UnknownActorHandler | None = None
-    #: A worker's replies and acks, sent in batches; None (clients) = acks as Dramatiq's.
+    #: A worker's replies and acks, sent in batches (:func:`build_worker_broker`); None
+    #: (clients) = acks as Dramatiq's.
     outbound: Outbound | None = None
     #: How long a consumer of an empty queue waits on it before it looks again, in ms;
     #: None = poll as stock Dramatiq does.
@@ -246,30 +274,11 @@ class JobordreBroker(RedisBroker):
     #: The fair fetch of the queries queue, made on first use.
     _fair: FairQueue | None = None
 
-    @property
-    def consumer_class(self) -> type[_GuardedConsumer]:
-        return _GuardedConsumer
-
     def _dispatch(self, command: str) -> Callable[..., Any]:
-        # Dramatiq 2.2's own dispatch (same script arguments), for the fetch it makes.
-        dispatch = self.scripts["dispatch"]
-        keys = [self.namespace]
-
+        # Dramatiq's own dispatch (same script arguments), for the fetch it makes.
         def do_dispatch(queue_name: str, *args: Any) -> Any:
-            return dispatch(
-                keys=keys,
-                args=[
-                    command,
-                    current_millis(),
-                    queue_name,
-                    self.broker_id,
-                    self.heartbeat_timeout,
-                    self.dead_message_ttl,
-                    self._should_do_maintenance(command),
-                    self._max_unpack_size(),  # type: ignore[no-untyped-call]
-                    *args,
-                ],
-            )
+            maintenance = bool(self._should_do_maintenance(command))
+            return dispatch(self, command, queue_name, *args, maintenance=maintenance)
 
         return do_dispatch
 
@@ -277,7 +286,7 @@ class JobordreBroker(RedisBroker):
         # The wait is on the queue itself: between two waits a consumer only naps.
         if self.queue_wait_ms is not None:
             timeout = min(timeout, QUEUE_NAP_MS)
-        return super().consume(queue_name, prefetch, timeout)
+        return _GuardedConsumer(self, queue_name, prefetch, timeout, outbound=self.outbound)
 
     def _fetcher(self, queue_name: str) -> Callable[[str, int], list[bytes]]:
         """Dramatiq's fetch, or for the queries queue the fair one (fair_queue.py)."""
@@ -289,7 +298,7 @@ class JobordreBroker(RedisBroker):
         most = self._max_unpack_size()  # type: ignore[no-untyped-call]
 
         def fetch(_queue_name: str, prefetch: int) -> list[bytes]:
-            return fair.fetch(self.broker_id, min(prefetch, most), current_millis())
+            return fair.fetch(self.broker_id, min(prefetch, most), now_ms())
 
         return fetch
 
@@ -302,7 +311,7 @@ class JobordreBroker(RedisBroker):
         wait_ms = self.queue_wait_ms
         if messages or wait_ms is None:
             return messages
-        queue = f"{self.namespace}:{queue_name}"
+        queue = queue_key(self.namespace, queue_name)
         try:
             # Redis takes a fractional timeout (seconds); redis-py's hint says int.
             wait_s: Any = wait_ms / 1000
@@ -320,12 +329,12 @@ class JobordreBroker(RedisBroker):
         return again
 
 
-def build_broker(settings: Settings, url: str, *, wait_ms: int | None = None) -> RedisBroker:
+def build_broker(settings: Settings, url: str, *, wait_ms: int | None = None) -> JobordreBroker:
     """A RedisBroker with jobordre's retry policy; no connection is made until first use.
 
-    ``wait_ms`` makes a worker's broker: consumers of an empty queue wait on it for that
-    long at a time instead of polling (see :class:`JobordreBroker`), and acks go out in
-    batches with the replies (:mod:`workers.transport.outbound`). Clients leave it out.
+    With ``wait_ms``, consumers of an empty queue wait on it for that long at a time
+    instead of polling (see :class:`JobordreBroker`). Its acks are Dramatiq's own; a
+    worker's go with its replies (:func:`build_worker_broker`).
     """
     broker = JobordreBroker(  # type: ignore[no-untyped-call]
         # One connection factory for every URL form, Sentinel included: a failover moves
@@ -351,9 +360,30 @@ def build_broker(settings: Settings, url: str, *, wait_ms: int | None = None) ->
         heartbeat_timeout=settings.heartbeat_timeout_ms,
     )
     broker.queue_wait_ms = wait_ms
-    if wait_ms is not None:
-        broker.outbound = Outbound(
-            broker.client, namespace=broker.namespace, broker_id=broker.broker_id
-        )
-        broker.add_middleware(FlushOnShutdown(broker.outbound))
     return broker
+
+
+def build_worker_broker(
+    settings: Settings, url: str, *, wait_ms: int
+) -> tuple[JobordreBroker, Outbound]:
+    """A worker's broker and its :class:`Outbound`: the broker's consumers queue their acks
+    there, and the worker its replies, so a job's reply and its ack go out together, reply
+    first (:mod:`workers.transport.outbound`); the rest is flushed when the worker stops."""
+    broker = build_broker(settings, url, wait_ms=wait_ms)
+    outbound = Outbound(broker.client, namespace=broker.namespace, broker_id=broker.broker_id)
+    broker.outbound = outbound
+    broker.add_middleware(FlushOnShutdown(outbound))
+    return broker, outbound
+
+
+class QueriesWorker(dramatiq.Worker):
+    """Dramatiq's worker without a consumer of ``jobordre.commands``: its threads serve
+    the queries, and the commands' delay queue still sends due retries back (the batch
+    consumer takes the commands, workers/worker/command_batches.py). The hook is
+    Dramatiq 2's own, private: pyproject.toml keeps Dramatiq below 3, and
+    tests/workers/transport/test_dramatiq_contract.py pins its signature."""
+
+    def _add_consumer(self, queue_name: str, *, delay: bool = False) -> None:
+        if queue_name == COMMANDS_QUEUE:
+            return
+        super()._add_consumer(queue_name, delay=delay)

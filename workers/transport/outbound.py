@@ -37,7 +37,8 @@ from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.common import current_millis
+
+from workers.transport.dramatiq_redis import NAMESPACE, ack_many
 
 logger = logging.getLogger("jobordre.outbound")
 
@@ -48,20 +49,6 @@ RETRY_MAX_MS = 2_000
 #: How long a stopping process keeps trying to flush, in milliseconds, before it leaves
 #: the rest unacked (to be redelivered and answered from the ledger).
 CLOSE_TIMEOUT_MS = 10_000
-
-#: Dramatiq's ack for many messages of one queue: the ``ack`` of its dispatch script
-#: (brokers/redis/dispatch.lua, Dramatiq 2.2), with its heartbeat, per message id.
-#: KEYS: heartbeats, the worker's ack set of the queue, the queue's message hash.
-#: ARGV: timestamp, worker id, message ids...
-_ACK_MANY = """
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-for i = 3, #ARGV do
-  if redis.call('SREM', KEYS[2], ARGV[i]) > 0 then
-    redis.call('HDEL', KEYS[3], ARGV[i])
-  end
-end
-return #ARGV - 2
-"""
 
 #: Pushes many replies with their time to live. KEYS: reply lists; ARGV: time to live in
 #: milliseconds, then a body per key. A push Redis refuses (a reply key someone made a
@@ -108,7 +95,7 @@ class Outbound:
     """
 
     def __init__(
-        self, client: redis.Redis, *, namespace: str = "dramatiq", broker_id: str = ""
+        self, client: redis.Redis, *, namespace: str = NAMESPACE, broker_id: str = ""
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -266,15 +253,10 @@ class Outbound:
         for ttl_ms, pushed in replies.items():
             keys = [key for key, _ in pushed]
             pipe.eval(_PUSH_REPLIES, len(keys), *keys, ttl_ms, *(body for _, body in pushed))
-        heartbeats = f"{self.namespace}:__heartbeats__"
         for queue_name, ids in acks.items():
-            ack_set = f"{self.namespace}:__acks__.{self.broker_id}.{queue_name}"
-            messages = f"{self.namespace}:{queue_name}.msgs"
             # EVAL with the text: a registered script in a pipeline costs a SCRIPT EXISTS
             # round trip first, and Redis caches the compiled script by its digest anyway.
-            pipe.eval(
-                _ACK_MANY, 3, heartbeats, ack_set, messages, current_millis(), self.broker_id, *ids
-            )
+            ack_many(pipe, self.namespace, self.broker_id, queue_name, ids)
         # A command Redis refuses inside EXEC comes back in its place, not raised: the
         # others ran. What raises (a lost connection, a refused MULTI) ran nothing.
         results: list[Any] = pipe.execute(raise_on_error=False)

@@ -59,17 +59,6 @@ RESTART_DELAY_S = 3.0
 POST_RETRY_S = 1.0
 
 
-class QueriesWorker(dramatiq.Worker):
-    """Dramatiq's worker without a consumer of ``jobordre.commands``: its threads serve
-    the queries, and the commands' delay queue still sends due retries back. (The hook is
-    Dramatiq 2's own, private: pyproject.toml keeps Dramatiq below 3.)"""
-
-    def _add_consumer(self, queue_name: str, *, delay: bool = False) -> None:
-        if queue_name == COMMANDS_QUEUE:
-            return
-        super()._add_consumer(queue_name, delay=delay)
-
-
 class CommandBatches(dramatiq.Middleware):
     """The batch consumer of ``jobordre.commands``: starts with the worker, is told to stop
     when it is, and is waited for before the worker's last flush (which so carries the
@@ -142,7 +131,7 @@ class CommandBatches(dramatiq.Middleware):
     def _give_back(self, consumer: Any, batch: list[dramatiq.MessageProxy]) -> None:
         """Requeue the messages of a failed batch that were neither acked nor nacked: they
         would otherwise stay in this worker's ack set until it stops."""
-        held = [m for m in batch if consumer and m.message_id in consumer.queued_message_ids]
+        held = consumer.held(batch) if consumer else []
         if not held:
             return
         try:

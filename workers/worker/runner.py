@@ -27,11 +27,10 @@ from shared.settings import Settings
 from shared.store import open_store
 from workers.client.credentials import foundation_key, system_key
 from workers.ops.agent import OpsAgent
-from workers.transport.broker import build_broker
-from workers.transport.outbound import Outbound
+from workers.transport.broker import QueriesWorker, build_worker_broker
 from workers.transport.redis_connection import connect_redis
 from workers.worker.actors import Runtime, declare_actors
-from workers.worker.command_batches import CommandBatches, QueriesWorker
+from workers.worker.command_batches import CommandBatches
 from workers.worker.relay import Relay
 from workers.worker.schedule import request_expiry_forever
 
@@ -65,19 +64,11 @@ def _background(target: Callable[..., None], *args: object, name: str) -> None:
     ).start()
 
 
-def _outbound(broker: dramatiq.Broker) -> Outbound:
-    """The outbound of a worker's broker (``build_broker`` with ``wait_ms`` makes one)."""
-    outbound = getattr(broker, "outbound", None)
-    if not isinstance(outbound, Outbound):
-        raise TypeError("a worker's broker sends replies with its acks: build it with wait_ms")
-    return outbound
-
-
 def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
     """Build the runtime and start a Dramatiq worker in this process; returns it running.
     Idle consumers wait on their queues (workers/transport/broker.py), idle threads on their
     work."""
-    broker = build_broker(settings, url, wait_ms=settings.worker_poll_ms)
+    broker, outbound = build_worker_broker(settings, url, wait_ms=settings.worker_poll_ms)
     store = open_store(settings)
     client = connect_redis(url, socket_connect_timeout=5, socket_timeout=10)
     foundation = Foundation(
@@ -90,7 +81,7 @@ def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
     runtime = Runtime(
         foundation=foundation,
         # The broker's: a job's reply and its ack go out together, reply first.
-        replies=_outbound(broker),
+        replies=outbound,
         settings=settings,
         relay=Relay(store, client, settings, writes=foundation.writes),
     )

@@ -187,7 +187,8 @@ def test_sparkline(values: list[float], expected: str) -> None:
 @pytest.mark.integration
 def test_the_oldest_age_counts_a_message_requeued_at_the_tail(private_redis: Any) -> None:
     from shared.settings import Settings
-    from workers.ops.queues import NAMESPACE, broker_snapshot
+    from workers.ops.queues import broker_snapshot
+    from workers.transport.dramatiq_redis import NAMESPACE
 
     client = private_redis.client()
     now_ms = int(time.time() * 1000)

@@ -15,7 +15,7 @@ import redis
 
 from shared.settings import Settings
 from tests.conftest import RedisServer
-from workers.transport.broker import JobordreBroker, build_broker
+from workers.transport.broker import JobordreBroker, build_broker, build_worker_broker
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,8 +34,10 @@ def server(private_redis: RedisServer) -> RedisServer:
 
 
 def broker_on(server: RedisServer, wait_ms: int | None) -> JobordreBroker:
-    broker = build_broker(Settings(), server.url, wait_ms=wait_ms)
-    assert isinstance(broker, JobordreBroker)
+    if wait_ms is None:
+        broker = build_broker(Settings(), server.url)
+    else:
+        broker, _ = build_worker_broker(Settings(), server.url, wait_ms=wait_ms)
     broker.declare_queue(QUEUE)
     return broker
 

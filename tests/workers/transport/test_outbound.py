@@ -16,7 +16,7 @@ import redis
 
 from shared.settings import Settings
 from tests.conftest import RedisServer, start_redis, wait_until
-from workers.transport.broker import JobordreBroker, build_broker
+from workers.transport.broker import JobordreBroker, build_worker_broker
 from workers.transport.outbound import Outbound, reply_key
 
 pytestmark = pytest.mark.timeout(60)
@@ -26,8 +26,7 @@ PREFIX = "jobordre"
 
 
 def worker_broker(server: RedisServer) -> JobordreBroker:
-    broker = build_broker(Settings(), server.url, wait_ms=100)
-    assert isinstance(broker, JobordreBroker)
+    broker, _ = build_worker_broker(Settings(), server.url, wait_ms=100)
     assert broker.outbound is not None
     broker.declare_queue(QUEUE)
     return broker

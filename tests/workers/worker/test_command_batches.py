@@ -28,10 +28,9 @@ from tests.workers.test_garbage import dramatiq_message
 from workers.bench.generator import Generator
 from workers.client.credentials import provision
 from workers.client.replies import wait_reply
-from workers.transport.broker import COMMANDS_QUEUE, build_broker
-from workers.transport.outbound import Outbound
+from workers.transport.broker import COMMANDS_QUEUE, QueriesWorker, build_worker_broker
 from workers.worker.actors import Runtime, declare_actors
-from workers.worker.command_batches import CommandBatches, QueriesWorker
+from workers.worker.command_batches import CommandBatches
 from workers.worker.relay import Relay
 
 pytestmark = pytest.mark.integration
@@ -103,9 +102,7 @@ def _build(
     """What ``jobordre worker`` builds in a process (workers/worker/runner.py), but the ops
     agent."""
     url = str(settings.redis_url)
-    broker = build_broker(settings, url, wait_ms=settings.worker_poll_ms)
-    outbound = broker.outbound
-    assert isinstance(outbound, Outbound)
+    broker, outbound = build_worker_broker(settings, url, wait_ms=settings.worker_poll_ms)
     store = SqliteStore(settings.db_path)
     runtime = Runtime(Foundation(store), outbound, settings, Relay(store, broker.client, settings))
     actors = declare_actors(broker, runtime)

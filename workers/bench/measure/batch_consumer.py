@@ -53,8 +53,7 @@ from shared.store import open_store
 from workers.bench import harness
 from workers.bench.generator import Generator, load_orders
 from workers.bench.measure.floor import timed_sends
-from workers.transport.broker import build_broker
-from workers.transport.outbound import Outbound
+from workers.transport.broker import build_worker_broker
 from workers.transport.redis_connection import connect_redis
 from workers.worker.relay import Relay
 from workers.worker.runner import _background, configure_logging
@@ -72,9 +71,7 @@ def consume() -> None:
     configure_logging()
     settings = get_settings()
     url = str(settings.redis_url)
-    broker = build_broker(settings, url, wait_ms=settings.worker_poll_ms)
-    outbound = broker.outbound
-    assert isinstance(outbound, Outbound)
+    broker, outbound = build_worker_broker(settings, url, wait_ms=settings.worker_poll_ms)
     store = open_store(settings)
     foundation = Foundation(store, max_age_ms=settings.signature_max_age_ms)
     relay = Relay(store, connect_redis(url), settings, writes=foundation.writes)
