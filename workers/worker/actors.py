@@ -90,10 +90,16 @@ class Runtime:
         self.replies.push_reply(self.settings.redis_prefix, self.settings.reply_ttl_ms, wire)
 
     def process(self, kind: CommandKind, raw: Any) -> None:
-        """Apply one message's envelope and answer its client.
+        """Apply one message's envelope and answer its client: a query here, a write as a
+        batch of one through :meth:`process_writes`, the one entry of the write path.
 
         An infrastructure error is raised, for Dramatiq to retry the message.
         """
+        if kind.writes:
+            (error,) = self.process_writes([(kind, raw)])
+            if error is not None:
+                raise error
+            return
         started = time.perf_counter()
         envelope = self.envelope(kind, raw)
         if envelope is not None:
@@ -347,7 +353,15 @@ class DeadLetters(dramatiq.Middleware):
 def declare_actors(
     broker: RedisBroker, runtime: Runtime
 ) -> dict[CommandKind, dramatiq.Actor[Any, Any]]:
-    """Declare one actor per command kind on ``broker``, all served by ``runtime``."""
+    """Declare one actor per command kind on ``broker``, all served by ``runtime``.
+
+    A write kind's actor is the write path for one message (:meth:`Runtime.process`, a
+    batch of one through :meth:`Runtime.process_writes`). The batch consumer
+    (workers/worker/command_batches.py) sends well-formed writes to
+    :meth:`Runtime.process_writes` many at a time, and runs the actor only for a message it
+    cannot batch; the actor is also what routes, retries and dead-letters a write, as
+    Dramatiq's middleware reads its options.
+    """
     broker.add_middleware(DeadLetters(runtime), before=type(broker.middleware[0]))
     if isinstance(broker, JobordreBroker):
         broker.undecodable_handler = runtime.undecodable_message

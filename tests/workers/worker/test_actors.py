@@ -100,6 +100,28 @@ def test_a_command_is_applied_answered_and_its_event_pushed(runtime: Any) -> Non
     assert [json.loads(fields[b"event"])["type"] for _, fields in entries] == ["order_registered"]
 
 
+def test_a_write_actor_enters_the_write_path_where_the_batch_consumer_does(
+    runtime: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running, broker, _ = runtime
+    key = provision(running.foundation.store, running.settings, "jobcentre:101")
+    envelope = new_envelope(
+        CommandKind.REGISTER_ORDER, "jobcentre:101", {"order": order_doc()}, key=key
+    )
+    batches: list[list[tuple[CommandKind, Any]]] = []
+    process_writes = running.process_writes
+
+    def noted(messages: list[tuple[CommandKind, Any]]) -> list[Exception | None]:
+        batches.append(list(messages))
+        return process_writes(messages)
+
+    monkeypatch.setattr(running, "process_writes", noted)
+    send(broker, CommandKind.REGISTER_ORDER, envelope.to_json())
+    assert batches == [[(CommandKind.REGISTER_ORDER, envelope.to_json())]]
+    reply = reply_to(running, envelope, key)
+    assert reply is not None and reply["ok"]
+
+
 @pytest.mark.parametrize(
     "raw",
     [
