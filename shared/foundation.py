@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel
@@ -50,6 +50,7 @@ from shared import (
     signing,
     store,
 )
+from shared.clock import Clock, utc_now
 from shared.commands import CommandKind
 from shared.context import MAX_FOLLOWS, Context
 from shared.envelope import (
@@ -71,7 +72,6 @@ from shared.signing_v2 import FoundationKey, PublicKeys
 from shared.store import Store
 from shared.store.group_commit import MAX_BATCH, GroupCommit
 
-Clock = Callable[[], datetime]
 Operation = Callable[[Context, Any], dict[str, Any]]
 #: The key a command was verified under, and its reply sealed for: a version 1 secret or
 #: a version 2 organisation's public keys.
@@ -99,11 +99,6 @@ OPERATIONS: dict[CommandKind, Operation] = {
     CommandKind.ANONYMISE_PLACEMENTS: privacy.anonymise,
     CommandKind.COMMAND_RESULT: results.command_result,
 }
-
-
-def utc_now() -> datetime:
-    """The real clock."""
-    return datetime.now(UTC)
 
 
 def ok_reply(command_id: str, result: dict[str, Any]) -> dict[str, Any]:

@@ -13,9 +13,10 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from shared import keys
+from shared.clock import utc_now
 from shared.commands import CommandKind
 from shared.envelope import new_envelope
-from shared.foundation import Foundation, utc_now
+from shared.foundation import Foundation
 from shared.protocol import RESULTS, ErrorReplyBody
 from shared.store import SqliteStore as Store
 from tests.factories import CPR_1, order_doc

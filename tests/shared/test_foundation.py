@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from shared import keys
+from shared.clock import utc_now
 from shared.commands import CommandKind
 from shared.envelope import new_envelope
 from shared.events import Cursor
-from shared.foundation import Foundation, utc_now
+from shared.foundation import Foundation
 from shared.signing import SigningKey
 from shared.store import SqliteStore, Store, list_dead_letters
 from tests.factories import CPR_1, CPR_2, EMPLOYER_A, EMPLOYER_B, order_doc

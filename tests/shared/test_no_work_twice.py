@@ -15,9 +15,10 @@ import pytest
 from pydantic import ValidationError
 
 from shared import keys
+from shared.clock import utc_now
 from shared.commands import CommandKind
 from shared.envelope import mask_personal_data, masked_json, new_envelope
-from shared.foundation import Foundation, utc_now
+from shared.foundation import Foundation
 from shared.models import JobOrder, OrderDraft, Placement
 from shared.signing import SigningKey
 from shared.store import Store, open_url

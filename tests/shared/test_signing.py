@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from shared import keys
+from shared.clock import utc_now
 from shared.commands import CommandKind
 from shared.envelope import Envelope, new_envelope
-from shared.foundation import Foundation, utc_now
+from shared.foundation import Foundation
 from shared.signing import SigningKey, signature
 from shared.store import SqliteStore as Store
 from shared.store import list_dead_letters

@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 from shared import follows, keys, store
+from shared.clock import utc_now
 from shared.commands import CommandKind
 from shared.envelope import Envelope, decode_envelope, new_envelope
 from shared.errors import InvalidInput
-from shared.foundation import Foundation, utc_now
+from shared.foundation import Foundation
 from shared.sealing import open_payload, seal_payload
 from shared.signing import SigningKey
 from shared.store import SqliteStore, Store, dead_letters, list_dead_letters

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from shared import keys
+from shared.clock import utc_now
 from shared.errors import InvalidInput
-from shared.foundation import utc_now
 from shared.models import Principal
 from shared.settings import Settings
 from shared.signing import SigningKey

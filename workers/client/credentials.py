@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 from shared import keys
+from shared.clock import utc_now
 from shared.errors import Forbidden, InvalidInput
-from shared.foundation import utc_now
 from shared.settings import Settings
 from shared.signing import SigningKey
 from shared.signing_v2 import FoundationKey, OrganisationKey, is_v2_key_file

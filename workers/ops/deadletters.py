@@ -38,9 +38,9 @@ import dramatiq
 import redis
 
 from shared import keys, store
+from shared.clock import utc_now
 from shared.commands import CommandKind
 from shared.errors import InvalidInput, JobordreError, Unavailable
-from shared.foundation import utc_now
 from shared.redaction import redact_cpr
 from shared.settings import Settings
 from shared.store import Store, Tx, open_url

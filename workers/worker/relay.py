@@ -28,6 +28,7 @@ from typing import Any
 import redis
 
 from shared import eventlog
+from shared.clock import utc_now
 from shared.events import (
     EVENTS_STREAM_MAXLEN,
     EventHeader,
@@ -37,7 +38,6 @@ from shared.events import (
     parse_entry,
     stream_key,
 )
-from shared.foundation import utc_now
 from shared.settings import Settings
 from shared.store import Store
 from shared.store.group_commit import GroupCommit

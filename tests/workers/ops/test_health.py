@@ -15,9 +15,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared import keys
+from shared.clock import utc_now
 from shared.commands import CommandKind
 from shared.envelope import new_envelope
-from shared.foundation import Foundation, utc_now
+from shared.foundation import Foundation
 from shared.settings import Settings
 from shared.store import Store
 from tests.conftest import JOBORDRE, System, free_port, wait_until

@@ -25,9 +25,10 @@ from dramatiq.brokers.redis import RedisBroker
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared import eventlog, keys
+from shared.clock import utc_now
 from shared.commands import CommandKind
 from shared.envelope import new_envelope
-from shared.foundation import Foundation, utc_now
+from shared.foundation import Foundation
 from shared.settings import Settings
 from shared.store import Store, mark_dead_letter_retried, record_dead_letter
 from tests.conftest import System, free_port, wait_until

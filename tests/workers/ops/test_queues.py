@@ -16,9 +16,9 @@ import dramatiq
 import pytest
 
 from shared import store
+from shared.clock import utc_now
 from shared.commands import CommandKind
 from shared.envelope import new_envelope
-from shared.foundation import utc_now
 from shared.store import SqliteStore as Store
 from tests.conftest import System, free_port, wait_until
 from tests.factories import order_doc
