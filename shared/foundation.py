@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel
@@ -69,7 +69,7 @@ from shared.errors import (
 )
 from shared.signing import SigningKey
 from shared.signing_v2 import FoundationKey, PublicKeys
-from shared.store import Store
+from shared.store import Store, Tx
 from shared.store.group_commit import MAX_BATCH, GroupCommit
 
 Operation = Callable[[Context, Any], dict[str, Any]]
@@ -157,7 +157,7 @@ def _parts(prepared: Sequence[_Prepared | Exception], most: int) -> list[list[in
 
 
 def _log_accesses(
-    conn: Any, envelope: Envelope, accesses: list[access.Access], at: datetime
+    conn: Tx, envelope: Envelope, accesses: list[access.Access], at: datetime
 ) -> None:
     """Write a command's access-log rows; for a protocol 2 command also keep its signed
     envelope, which proves to a third party who asked (``jobordre audit proof``)."""
@@ -360,7 +360,7 @@ class Foundation:
         :meth:`answer_writes`)."""
         outcomes: list[Answer | Exception] = []
 
-        def apply(tx: Any) -> None:
+        def apply(tx: Tx) -> None:
             outcomes[:] = [
                 self._apply_write(tx, each) if isinstance(each, _Prepared) else each
                 for each in prepared
@@ -403,7 +403,7 @@ class Foundation:
         except Exception as error:
             return error
 
-    def _apply_write(self, tx: Any, command: _Prepared) -> Answer | Exception:
+    def _apply_write(self, tx: Tx, command: _Prepared) -> Answer | Exception:
         """One prepared write command inside the batch's transaction ``tx``."""
         envelope, key, opened, payload, digest = command
         try:
@@ -444,7 +444,7 @@ class Foundation:
     def _check_age(self, envelope: Envelope) -> None:
         signing.check_age(envelope.sent_at, self.clock(), self.max_age_ms)
 
-    def _context(self, conn: Any, envelope: Envelope) -> Context:
+    def _context(self, conn: Tx, envelope: Envelope) -> Context:
         return Context(
             conn=conn,
             who=envelope.who,
@@ -459,12 +459,12 @@ class Foundation:
         rules.check_command(ctx.who, envelope.kind)
         return OPERATIONS[envelope.kind](ctx, payload)
 
-    def _digest(self, conn: Any, envelope: Envelope, payload: dict[str, Any]) -> str:
+    def _digest(self, conn: Tx, envelope: Envelope, payload: dict[str, Any]) -> str:
         return _digest_with(access.foundation_secret(conn, DIGEST_KEY), envelope, payload)
 
     def _write_in(
         self,
-        conn: Any,
+        conn: Tx,
         envelope: Envelope,
         opened: dict[str, Any],
         payload: BaseModel,
@@ -513,7 +513,7 @@ class Foundation:
 
     @staticmethod
     def _stored_reply(
-        conn: Any, envelope: Envelope, opened: dict[str, Any], digest: str
+        conn: Tx, envelope: Envelope, opened: dict[str, Any], digest: str
     ) -> dict[str, Any] | None:
         row = store.ledger_entry(conn, envelope.principal, envelope.command_id)
         if row is None:
@@ -537,7 +537,7 @@ class Foundation:
         return reply
 
     def _record(
-        self, conn: Any, envelope: Envelope, digest: str, outcome: str, reply: dict[str, Any]
+        self, conn: Tx, envelope: Envelope, digest: str, outcome: str, reply: dict[str, Any]
     ) -> bool:
         """The command's ledger row; False if its id was there already."""
         return store.record_command(
@@ -554,7 +554,7 @@ class Foundation:
 
     def _rejected_in(
         self,
-        conn: Any,
+        conn: Tx,
         envelope: Envelope,
         digest: str,
         opened: dict[str, Any],
@@ -575,7 +575,7 @@ class Foundation:
     def _record_rejection(self, envelope: Envelope, error: JobordreError) -> None:
         self.writes.run(lambda conn: self.record_rejection(conn, envelope, error))
 
-    def record_rejection(self, conn: Any, envelope: Envelope, error: JobordreError) -> None:
+    def record_rejection(self, conn: Tx, envelope: Envelope, error: JobordreError) -> None:
         """Keep a rejected command as a dead letter, personal data masked."""
         store.record_dead_letter(
             conn,
@@ -609,7 +609,7 @@ class Foundation:
                 self._record_rejection(envelope, error)
             return error_reply(envelope.command_id, error)
 
-    def _claim_read(self, conn: Any, envelope: Envelope, ctx: Context) -> None:
+    def _claim_read(self, conn: Tx, envelope: Envelope, ctx: Context) -> None:
         """Claim an answered read, with the access-log rows of what it showed.
 
         The read is claimed once it has been answered (a read that crashed is retried, and
