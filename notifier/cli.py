@@ -79,7 +79,7 @@ def _run(
     from notifier.install import ALREADY_RUNNING_EXIT
     from notifier.service import Notifier
     from notifier.session import AlreadyRunning, SessionLock, StateFile, session_paths
-    from notifier.source import ClientFoundation, RedisEventStream
+    from notifier.source import ClientQueries, RedisEventStream
     from notifier.texts import desktop_text
     from notifier.tray import Controls, NoTray, Tray, start_tray
     from workers.client import Client
@@ -117,7 +117,7 @@ def _run(
     client = Client(settings, principal, caseworker=caseworker)
     stream = RedisEventStream(client.url, settings.redis_prefix, principal)
     notifier = Notifier(
-        foundation=ClientFoundation(client),
+        foundation=ClientQueries(client),
         stream=stream,
         desktop=desktop,
         cursor_file=CursorFile.for_caseworker(settings.home, principal, caseworker),

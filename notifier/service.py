@@ -39,7 +39,7 @@ from notifier.coalesce import Coalescer
 from notifier.cursor import CursorFile
 from notifier.digest import Digest
 from notifier.follow import Follows
-from notifier.source import INBOX_PAGE, STREAM_START, EventStream, Foundation, Signal, went_back
+from notifier.source import INBOX_PAGE, STREAM_START, EventStream, Signal, WorkerQueries, went_back
 from notifier.texts import Language, desktop_text, notification_for
 from notifier.tray import Controls, State, Tray, View
 from shared.errors import JobordreError, Unavailable
@@ -65,7 +65,7 @@ class Notifier:
     def __init__(
         self,
         *,
-        foundation: Foundation,
+        foundation: WorkerQueries,
         stream: EventStream,
         desktop: Desktop,
         cursor_file: CursorFile,

@@ -1,6 +1,6 @@
 """Where the notifier's changes come from, behind two small protocols.
 
-:class:`Foundation` asks the workers (through Redis, like every client): the caseworker's
+:class:`WorkerQueries` asks the workers (through Redis, like every client): the caseworker's
 follows and the organisation's inbox, the authoritative, gap-free list of events by
 ``seq``. :class:`EventStream` reads the wake-up streams the relay pushes to, one per
 audience (:func:`shared.events.audience_stream_key`); it wakes the notifier the moment a
@@ -32,7 +32,7 @@ TAIL_WINDOW = 100
 STREAM_START = "0-0"
 
 
-class Foundation(Protocol):
+class WorkerQueries(Protocol):
     """The two queries the notifier needs."""
 
     def following(self, caseworker: str) -> dict[str, Any]:
@@ -85,8 +85,8 @@ class EventStream(Protocol):
         ...
 
 
-class ClientFoundation:
-    """:class:`Foundation` over :class:`workers.client.Client`."""
+class ClientQueries:
+    """:class:`WorkerQueries` over :class:`workers.client.Client`."""
 
     def __init__(self, client: Any) -> None:
         self.client = client

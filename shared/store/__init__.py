@@ -26,7 +26,7 @@ from shared.store.dead_letters import (
     record_dead_letter,
     record_ops_action,
 )
-from shared.store.interface import Cursor, Params, Row, Store, Tx
+from shared.store.interface import Params, Result, Row, Store, Tx
 from shared.store.ledger import (
     ANONYMISED_DIGEST,
     anonymise_replies,
@@ -55,8 +55,8 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 __all__ = [
     "ANONYMISED_DIGEST",
     "DEAD_LETTER_COLUMNS",
-    "Cursor",
     "Params",
+    "Result",
     "Row",
     "SqliteStore",
     "Store",

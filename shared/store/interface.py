@@ -111,7 +111,7 @@ class Row(Protocol):
     def keys(self) -> list[str]: ...
 
 
-class Cursor(Protocol):
+class Result(Protocol):
     """The result of one statement."""
 
     @property
@@ -146,7 +146,7 @@ class Tx(ABC):
     memo: dict[str, Any]
 
     @abstractmethod
-    def execute(self, sql: str, params: Params = ()) -> Cursor:
+    def execute(self, sql: str, params: Params = ()) -> Result:
         """Run one statement of the shared dialect."""
 
     @contextmanager

@@ -51,9 +51,9 @@ from shared.store import postgres_schema, postgres_search, secrets_at_rest
 from shared.store.interface import (
     CURRENT_EPOCH_SQL,
     TABLES,
-    Cursor,
     NewEvent,
     Params,
+    Result,
     Store,
     Tx,
 )
@@ -228,10 +228,10 @@ class PostgresTx(Tx):
         self.conn = conn
         self.memo = memo if memo is not None else {}
 
-    def execute(self, sql: str, params: Params = ()) -> Cursor:
+    def execute(self, sql: str, params: Params = ()) -> Result:
         """Run one statement of the shared dialect."""
         try:
-            return cast(Cursor, self.conn.execute(to_pyformat(sql), params))
+            return cast(Result, self.conn.execute(to_pyformat(sql), params))
         except RETRYABLE as error:
             raise unavailable(cast(psycopg.Error, error)) from error
 
@@ -348,7 +348,7 @@ class PostgresWriteTx(PostgresTx):
         super().__init__(conn, memo)
         #: Events appended, numbered at COMMIT.
         self.events: list[NewEvent] = []
-        self._checks: list[tuple[Cursor, Callable[[], Exception]]] = []
+        self._checks: list[tuple[Result, Callable[[], Exception]]] = []
         self._pipeline = ExitStack()
         self._piped: psycopg.Pipeline | None = None
         #: Statements sent that may fail, and how many of them are known to have succeeded.
@@ -368,7 +368,7 @@ class PostgresWriteTx(PostgresTx):
             except RETRYABLE as error:
                 raise unavailable(cast(psycopg.Error, error)) from error
 
-    def execute(self, sql: str, params: Params = ()) -> Cursor:
+    def execute(self, sql: str, params: Params = ()) -> Result:
         """Send one statement; its result is waited for when it is read."""
         self._enter_pipeline()
         cursor = cast(psycopg.Cursor[Any], super().execute(sql, params))
@@ -425,7 +425,7 @@ class PostgresWriteTx(PostgresTx):
         self._done = self._sent
         self._checks.clear()
 
-    def expect_one(self, cursor: Cursor, error: Callable[[], Exception]) -> None:
+    def expect_one(self, cursor: Result, error: Callable[[], Exception]) -> None:
         """Checked when the command settles (:meth:`settle`), not at once: no round trip."""
         self._checks.append((cursor, error))
 
@@ -506,7 +506,7 @@ class _AutoTx(PostgresTx):
         self._store = store
         self.memo = store.memo
 
-    def execute(self, sql: str, params: Params = ()) -> Cursor:
+    def execute(self, sql: str, params: Params = ()) -> Result:
         """Run one statement; alone, it is atomic without BEGIN and COMMIT."""
         try:
             with self._store.pool.connection() as conn:

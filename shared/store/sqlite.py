@@ -20,7 +20,7 @@ from typing import Any, cast
 from shared.errors import Unavailable
 from shared.store import secrets_at_rest, sqlite_schema, sqlite_search
 from shared.store.file_lock import ProcessLock
-from shared.store.interface import TABLES, Cursor, Params, Store, Tx
+from shared.store.interface import TABLES, Params, Result, Store, Tx
 from shared.store.private_files import private_database
 from shared.store.sqlite_checkpoint import SAFETY_NET_PAGES, Checkpoints
 
@@ -48,9 +48,9 @@ class SqliteTx(Tx):
         self.raw = conn
         self.memo = memo if memo is not None else {}
 
-    def execute(self, sql: str, params: Params = ()) -> Cursor:
+    def execute(self, sql: str, params: Params = ()) -> Result:
         """Run one statement."""
-        return cast(Cursor, self.raw.execute(sql, params))
+        return cast(Result, self.raw.execute(sql, params))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement once per parameter row."""

@@ -90,7 +90,7 @@ def placed(
 
 
 @dataclass
-class FakeFoundation:
+class FakeQueries:
     """The workers' ``following`` and ``inbox`` queries over an in-memory event log.
 
     The log has epochs like the real one (``shared/eventlog.py``): :meth:`restore` goes

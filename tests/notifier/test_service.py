@@ -17,7 +17,7 @@ from tests.notifier.fakes import (
     ME,
     FakeClock,
     FakeDesktop,
-    FakeFoundation,
+    FakeQueries,
     FakeStream,
     event,
     placed,
@@ -31,7 +31,7 @@ class World:
     """A foundation, its stream, a desktop, a clock and a cursor file for one notifier."""
 
     def __init__(self, home: Path) -> None:
-        self.foundation = FakeFoundation()
+        self.foundation = FakeQueries()
         self.stream = FakeStream()
         self.desktop = FakeDesktop()
         self.clock = FakeClock()

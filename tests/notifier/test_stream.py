@@ -20,7 +20,7 @@ from shared.events import (
     audience_stream_key,
 )
 from tests.conftest import RedisServer, start_redis, wait_until
-from tests.notifier.fakes import ME, FakeDesktop, FakeFoundation, event
+from tests.notifier.fakes import ME, FakeDesktop, FakeQueries, event
 
 pytestmark = pytest.mark.integration
 
@@ -112,7 +112,7 @@ def test_a_restarted_redis_raises_unavailable_then_works_again(
 def test_the_notifier_reconnects_by_itself_when_redis_restarts(
     private_redis: RedisServer, tmp_path: Path
 ) -> None:
-    foundation = FakeFoundation()
+    foundation = FakeQueries()
     desktop = FakeDesktop()
     stream = RedisEventStream(private_redis.url, PREFIX, ME)
     notifier = Notifier(
