@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 from urllib.parse import urlsplit
 
-from shared.errors import InvalidInput
+from shared.errors import InvalidInput, JobordreError
 from shared.redaction import escape_controls
 
 log = logging.getLogger("notifier")
@@ -82,7 +82,7 @@ def check_order_url(template: str | None) -> None:
         )
 
 
-class DeliveryFailed(Exception):
+class DeliveryFailed(JobordreError):
     """A notification did not reach a notification service; ``str()`` says why."""
 
 

@@ -3,6 +3,28 @@
 Every error a caller can get has a stable ``code`` (part of the public command-line
 contract, see the README) and a message that says what was wrong and what to do. Messages
 never contain a CPR number: validators name the field, never echo its value.
+
+Every exception jobordre raises on purpose is in this tree (code in brackets, inherited
+where none is given; tests/shared/test_error_tree.py keeps the drawing complete)::
+
+    JobordreError [error]
+    ├── InvalidInput [validation_error]
+    │   └── CommandIdReused
+    ├── Forbidden [forbidden]
+    │   └── NotAuthenticated
+    ├── NotFound [not_found]
+    ├── VersionConflict [version_conflict]
+    ├── InvalidTransition [invalid_transition]
+    ├── Unavailable [unavailable] (retryable)
+    │   └── ReplicationUnconfirmed      workers/transport/broker.py
+    ├── AlreadyRunning                  workers/embedded/up.py
+    └── DeliveryFailed                  notifier/backend.py
+
+The last three live beside the code that raises them and never reach a client as such:
+the client turns ReplicationUnconfirmed into an Unavailable that says what to do,
+``jobordre up`` reports AlreadyRunning and exits, and the notifier falls back to its
+terminal on DeliveryFailed. (Private control-flow signals, such as the group commit's
+``_RolledBack``, are not errors and are not in the tree.)
 """
 
 from __future__ import annotations

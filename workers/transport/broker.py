@@ -247,7 +247,7 @@ class _GuardedConsumer(_RedisConsumer):
 QUEUE_NAP_MS = 10
 
 
-class ReplicationUnconfirmed(Exception):
+class ReplicationUnconfirmed(Unavailable):
     """An enqueued message that not enough replicas acknowledged in time: on the master
     now, but a failover before it replicates would lose it."""
 
