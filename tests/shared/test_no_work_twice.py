@@ -22,7 +22,7 @@ from shared.foundation import Foundation
 from shared.models import JobOrder, OrderDraft, Placement
 from shared.signing import SigningKey
 from shared.store import Store, open_url
-from shared.store.interface import Cursor, Params, Tx
+from shared.store.interface import Params, Result, Tx
 from tests.factories import CPR_1, CPR_2, CPR_3, order_doc
 from tests.shared.test_foundation import JOBCENTRE, key_of, ok, register
 
@@ -198,7 +198,7 @@ class _InvalidatedMidRead:
         self.cache = cache
         self.memo = conn.memo
 
-    def execute(self, sql: str, params: Params = ()) -> Cursor:
+    def execute(self, sql: str, params: Params = ()) -> Result:
         rows = self.conn.execute(sql, params)
         self.cache.invalidate(JOBCENTRE)
         return rows
