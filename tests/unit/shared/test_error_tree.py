@@ -13,7 +13,7 @@ import pytest
 import shared.errors
 from shared.errors import JobordreError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 #: Where exceptions may be defined; the measure scripts are scripts, not the library.
 PACKAGES = ("shared", "workers", "notifier")
 
