@@ -78,10 +78,11 @@ def _run(
     from notifier.cursor import CursorFile
     from notifier.install import ALREADY_RUNNING_EXIT
     from notifier.service import Notifier
-    from notifier.session import AlreadyRunning, SessionLock, StateFile, session_paths
+    from notifier.session import SessionLock, StateFile, session_paths
     from notifier.source import ClientQueries, RedisEventStream
     from notifier.texts import desktop_text
     from notifier.tray import Controls, NoTray, Tray, start_tray
+    from shared.errors import AlreadyRunning
     from workers.client import Client
 
     check_order_url(settings.order_url)

@@ -173,7 +173,7 @@ def install(
 ) -> list[Path]:
     """Write everything the desktop needs to start the notifier at login; returns the
     files written. ``environment`` holds the settings to carry (``JOBORDRE_*``)."""
-    from workers.client.credentials import read_key_file
+    from workers.client import read_key_file
 
     try:
         owner = read_key_file(key).principal

@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from notifier.cursor import caseworker_digest
 from notifier.tray import View
+from shared.errors import AlreadyRunning
 
 
 def session_paths(home: Path, principal: str, caseworker: str) -> tuple[Path, Path]:
@@ -32,14 +33,6 @@ def session_paths(home: Path, principal: str, caseworker: str) -> tuple[Path, Pa
     digest = caseworker_digest(principal, caseworker)
     folder = home / "notifier"
     return folder / f"notifier-{digest}.lock", folder / f"notifier-{digest}.json"
-
-
-class AlreadyRunning(Exception):
-    """Another notifier holds the lock; ``pid`` is its process id (0 if unknown)."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(pid)
-        self.pid = pid
 
 
 def _read_pid(path: Path) -> int:
@@ -64,7 +57,8 @@ class SessionLock:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
-            raise AlreadyRunning(_read_pid(self.path)) from None
+            pid = _read_pid(self.path)
+            raise AlreadyRunning(f"a notifier already runs (pid {pid})", pid=pid) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))

@@ -17,14 +17,14 @@ where none is given; tests/shared/test_error_tree.py keeps the drawing complete)
     ├── InvalidTransition [invalid_transition]
     ├── Unavailable [unavailable] (retryable)
     │   └── ReplicationUnconfirmed      workers/transport/broker.py
-    ├── AlreadyRunning                  workers/embedded/up.py
+    ├── AlreadyRunning
     └── DeliveryFailed                  notifier/backend.py
 
-The last three live beside the code that raises them and never reach a client as such:
-the client turns ReplicationUnconfirmed into an Unavailable that says what to do,
-``jobordre up`` reports AlreadyRunning and exits, and the notifier falls back to its
-terminal on DeliveryFailed. (Private control-flow signals, such as the group commit's
-``_RolledBack``, are not errors and are not in the tree.)
+The last three never reach a client as such: the client turns ReplicationUnconfirmed
+into an Unavailable that says what to do, ``jobordre up`` and the notifier report
+AlreadyRunning and exit, and the notifier falls back to its terminal on DeliveryFailed.
+(Private control-flow signals, such as the group commit's ``_RolledBack``, are not errors
+and are not in the tree.)
 """
 
 from __future__ import annotations
@@ -105,6 +105,16 @@ class Unavailable(JobordreError):
 
     code = "unavailable"
     retryable = True
+
+
+class AlreadyRunning(JobordreError):
+    """Another process holds the lock this one needs: the ``jobordre up`` of the same home
+    (the message is its broker URL, if known) or the notifier of the same caseworker;
+    ``pid`` is its process id (0 if unknown)."""
+
+    def __init__(self, message: str, *, pid: int = 0) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 #: Error classes by their public code.

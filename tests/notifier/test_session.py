@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from notifier.session import AlreadyRunning, SessionLock, StateFile, session_paths, status
+from notifier.session import SessionLock, StateFile, session_paths, status
 from notifier.tray import State, View
+from shared.errors import AlreadyRunning
 
 ME = "jobcentre:751"
 

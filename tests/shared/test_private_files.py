@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from shared import keys
+from shared.clock import utc_now
 from shared.errors import Unavailable
-from shared.foundation import utc_now
 from shared.store import SqliteStore
 
 

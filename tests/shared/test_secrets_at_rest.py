@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from shared import keys
+from shared.clock import utc_now
 from shared.errors import Unavailable
-from shared.foundation import utc_now
 from shared.store import open_url
 from shared.store.secrets_at_rest import PREFIX
 

@@ -35,7 +35,7 @@ from typing import IO, Any, cast
 
 import redis
 
-from shared.errors import JobordreError, Unavailable
+from shared.errors import AlreadyRunning, Unavailable
 from shared.settings import Settings
 from workers.embedded.server import EmbeddedBroker
 from workers.transport.broker import COMMANDS_QUEUE, QUERIES_QUEUE
@@ -73,10 +73,6 @@ class UpOptions:
     processes: int = DEFAULT_PROCESSES
     log_format: LogFormat = "text"
     log_file: Path | None = None
-
-
-class AlreadyRunning(JobordreError):
-    """Another ``up`` holds this home's lock; ``str()`` is its broker URL, if known."""
 
 
 @contextlib.contextmanager
