@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -139,35 +139,34 @@ def test_imports_run_the_way_the_arrows_say(
     assert found == []
 
 
-def test_notifier_takes_only_the_client_package_itself_from_workers() -> None:
-    found = [
+def imports_where(package: str, wrong: Callable[[Path, str], bool]) -> list[str]:
+    """The imports by modules of ``package`` for which ``wrong(path, target)`` holds."""
+    return [
         f"{path.relative_to(ROOT)}:{line} imports {target}"
-        for path in modules("notifier")
+        for path in modules(package)
         for line, target in imported(path)
-        if within(target, "workers") and target != "workers.client"
+        if wrong(path, target)
     ]
-    assert found == []
+
+
+def test_notifier_takes_only_the_client_package_itself_from_workers() -> None:
+    assert (
+        imports_where("notifier", lambda _, t: within(t, "workers") and t != "workers.client") == []
+    )
 
 
 def test_only_the_command_line_imports_the_notifier() -> None:
-    found = [
-        f"{path.relative_to(ROOT)}:{line} imports {target}"
-        for path in modules("workers")
-        for line, target in imported(path)
-        if within(target, "notifier") and not within(module_name(path), "workers.cli")
-    ]
-    assert found == []
+    def wrong(path: Path, target: str) -> bool:
+        return within(target, "notifier") and not within(module_name(path), "workers.cli")
+
+    assert imports_where("workers", wrong) == []
 
 
 def test_command_families_never_import_the_cli_package_back() -> None:
-    found = [
-        f"{path.relative_to(ROOT)}:{line} imports {target}"
-        for path in modules("workers/cli")
-        if path.name != "__init__.py"
-        for line, target in imported(path)
-        if target == "workers.cli"
-    ]
-    assert found == []
+    def wrong(path: Path, target: str) -> bool:
+        return path.name != "__init__.py" and target == "workers.cli"
+
+    assert imports_where("workers/cli", wrong) == []
 
 
 #: Dramatiq's private names jobordre uses; workers/transport/ alone may touch them
