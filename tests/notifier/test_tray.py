@@ -13,7 +13,7 @@ from notifier.texts import Language
 from notifier.tray import Controls, Entry, State, View, WaitingTray, menu_entries
 from shared.models import OrderStatus
 from tests.notifier.fakes import FakeTray
-from tests.notifier.test_service import BURST, World, saved
+from tests.unit.notifier.test_service import BURST, World, saved
 
 
 @pytest.fixture
