@@ -14,7 +14,7 @@ from shared.context import Context
 from shared.errors import InvalidInput, NotFound
 from shared.events import EventType, PlacementChange
 from shared.models import JobOrder, LogEntry, OrderStatus, PlacementStatus, Principal
-from shared.store.interface import Cursor, Row, Tx
+from shared.store.interface import Result, Row, Tx
 
 #: Reads a stored time and writes it as :class:`Placement` does in its JSON.
 _TIME: TypeAdapter[datetime] = TypeAdapter(datetime)
@@ -74,7 +74,7 @@ def _log(
     from_status: str | None,
     to_status: str,
     note: str | None,
-) -> Cursor:
+) -> Result:
     """Append a placement-log entry about ``placement`` (its id, or the CPR of the order's
     placement of that person, for a placement inserted just before and not read back yet);
     the statement, whose one row is the entry's id (the order's newest entry, for the

@@ -195,7 +195,7 @@ class Tx(ABC):
         ).fetchone()
         return int(row[0]), row[1]
 
-    def expect_one(self, cursor: Cursor, error: Callable[[], Exception]) -> None:
+    def expect_one(self, cursor: Result, error: Callable[[], Exception]) -> None:
         """Raise ``error()`` unless the statement of ``cursor`` changed exactly one row.
 
         Checked at once here; an engine that sends statements ahead of their results

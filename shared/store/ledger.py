@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from shared.store.interface import Cursor, Row, Tx
+from shared.store.interface import Result, Row, Tx
 
 
 def ledger_entry(conn: Tx, principal: str, command_id: str) -> Row | None:
@@ -92,7 +92,7 @@ PENDING = "pending"
 
 def claim_command(
     conn: Tx, *, command_id: str, kind: str, principal: str, digest: str, at: datetime
-) -> Cursor:
+) -> Result:
     """Claim a command id before applying the command: the statement's ``rowcount`` is 0
     if it was claimed before (read it when needed: on PostgreSQL that waits for it).
 

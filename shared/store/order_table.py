@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 from shared.errors import NotFound, VersionConflict
 from shared.models import JobOrder
-from shared.store.interface import Cursor, Tx
+from shared.store.interface import Result, Tx
 
 
 class StoredOrder(NamedTuple):
@@ -29,7 +29,7 @@ def load_stored(conn: Tx, order_id: int) -> StoredOrder:
     return stored_order(query_order(conn, order_id), order_id)
 
 
-def query_order(conn: Tx, order_id: int) -> Cursor:
+def query_order(conn: Tx, order_id: int) -> Result:
     """:func:`load_stored`'s statement, sent: a caller may send the statements that read
     the order's rows after it (the server runs them once the order is locked) before it
     reads the order with :func:`stored_order`, and so wait once for all."""
@@ -39,7 +39,7 @@ def query_order(conn: Tx, order_id: int) -> Cursor:
     )
 
 
-def stored_order(query: Cursor, order_id: int) -> StoredOrder:
+def stored_order(query: Result, order_id: int) -> StoredOrder:
     """The order :func:`query_order` read; :class:`NotFound` if there is none."""
     row = query.fetchone()
     if row is None:

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from shared import keys
+from shared.clock import utc_now
 from shared.commands import CommandKind
 from shared.envelope import new_envelope_v2
 from shared.errors import InvalidInput
-from shared.foundation import Foundation, utc_now
+from shared.foundation import Foundation
 from shared.signing_v2 import FoundationKey, OrganisationKey
 
 KBH = "jobcentre:101"

@@ -50,10 +50,11 @@ import psycopg
 import redis
 
 from shared import search
+from shared.clock import utc_now
 from shared.commands import CommandKind
 from shared.envelope import new_envelope
 from shared.errors import JobordreError, Unavailable
-from shared.foundation import Foundation, utc_now
+from shared.foundation import Foundation
 from shared.keys import create, valid_keys
 from shared.settings import Settings
 from shared.signing_v2 import VERSION as PROTOCOL_2
