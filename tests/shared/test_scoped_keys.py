@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from shared import keys
+from shared.clock import utc_now
 from shared.commands import CommandKind
 from shared.envelope import new_envelope
 from shared.errors import InvalidInput
-from shared.foundation import Foundation, utc_now
+from shared.foundation import Foundation
 from shared.signing import SigningKey
 from shared.store import Store
 from tests.factories import CPR_1, order_doc

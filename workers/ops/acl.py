@@ -34,6 +34,7 @@ from pathlib import Path
 
 from shared.events import audience_stream_key, audiences_of
 from workers.transport.broker import COMMANDS_QUEUE, DRAMATIQ_NAMESPACE, QUERIES_QUEUE
+from workers.transport.dramatiq_redis import messages_key, queue_key
 
 #: The workers' user (the relay runs inside the workers).
 WORKER_USER = "jobordre.worker"
@@ -58,7 +59,7 @@ def queue_keys() -> list[str]:
     """The keys an enqueue writes: each queue's list and message hash."""
     keys: list[str] = []
     for queue in (COMMANDS_QUEUE, QUERIES_QUEUE):
-        keys += [f"{DRAMATIQ_NAMESPACE}:{queue}", f"{DRAMATIQ_NAMESPACE}:{queue}.msgs"]
+        keys += [queue_key(DRAMATIQ_NAMESPACE, queue), messages_key(DRAMATIQ_NAMESPACE, queue)]
     return keys
 
 
