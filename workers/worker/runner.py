@@ -101,6 +101,9 @@ def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
     agent.install(broker)
     # Write commands in batches, one thread; queries on Dramatiq's worker threads.
     broker.add_middleware(CommandBatches(runtime))
+    # Dramatiq's own CLI announces a worker process's boot, and the job time limit's watch
+    # starts on it: without this, no job's time limit is enforced.
+    broker.emit_after("process_boot")
     worker = QueriesWorker(broker, worker_threads=threads, worker_timeout=settings.worker_poll_ms)
     worker.start()
     logger.info(
