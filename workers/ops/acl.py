@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.events import audience_stream_key, audiences_of
-from workers.transport.broker import COMMANDS_QUEUE, DRAMATIQ_NAMESPACE, QUERIES_QUEUE
+from workers.transport.broker import COMMANDS_QUEUE, QUERIES_QUEUE
+from workers.transport.dramatiq_redis import NAMESPACE as DRAMATIQ_NAMESPACE
 from workers.transport.dramatiq_redis import messages_key, queue_key
 
 #: The workers' user (the relay runs inside the workers).

@@ -38,7 +38,14 @@ from shared.commands import CommandKind
 from shared.errors import Unavailable
 from shared.redis_url import redact_redis_url
 from shared.settings import Settings
-from workers.transport.dramatiq_redis import acks_key, dispatch, messages_key, now_ms, queue_key
+from workers.transport.dramatiq_redis import (
+    NAMESPACE,
+    acks_key,
+    dispatch,
+    messages_key,
+    now_ms,
+    queue_key,
+)
 from workers.transport.fair_queue import FairQueue
 from workers.transport.outbound import FlushOnShutdown, Outbound
 from workers.transport.redis_connection import connect_redis
@@ -58,10 +65,6 @@ def queue_for(kind: CommandKind) -> str:
     return COMMANDS_QUEUE if kind.writes else QUERIES_QUEUE
 
 
-#: Dramatiq's Redis namespace (RedisBroker's default, which jobordre keeps).
-DRAMATIQ_NAMESPACE = "dramatiq"
-
-
 def enqueue_messages(pipe: Any, messages: list[Message[Any]]) -> None:
     """Add the atomic enqueue of docs/protocol.md § 2 to the (non-transactional) pipeline
     ``pipe``: ``MULTI``, each message into its queue's hash (its Redis id is its message
@@ -72,7 +75,7 @@ def enqueue_messages(pipe: Any, messages: list[Message[Any]]) -> None:
     for message in messages:
         message_id = message.message_id
         data = message.copy(options={**message.options, "redis_message_id": message_id})
-        queue = f"{DRAMATIQ_NAMESPACE}:{message.queue_name}"
+        queue = queue_key(NAMESPACE, message.queue_name)
         pipe.hset(f"{queue}.msgs", message_id, data.encode())
         pipe.rpush(queue, message_id)
     pipe.execute_command("EXEC")
