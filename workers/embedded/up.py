@@ -37,6 +37,7 @@ import redis
 
 from shared.errors import AlreadyRunning, Unavailable
 from shared.settings import Settings
+from shared.store.private_files import private_folder
 from workers.embedded.server import EmbeddedBroker
 from workers.transport.broker import COMMANDS_QUEUE, QUERIES_QUEUE
 from workers.transport.dramatiq_redis import NAMESPACE, heartbeats_key, queue_key
@@ -102,7 +103,8 @@ def _prepare_home(settings: Settings) -> None:
     the system's data."""
     home = settings.home
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        # The store and the foundation's keys live here: a new home is the user's alone.
+        private_folder(home)
         probe = home / ".write-test"
         probe.write_bytes(b"ok")
         probe.unlink()

@@ -166,6 +166,7 @@ def test_commands_in_other_terminals_find_the_embedded_system(up: Up, tmp_path: 
 
 def test_the_broker_is_a_real_redis_server_on_a_private_unix_socket(up: Up) -> None:
     broker = up.home / "broker"
+    assert stat.S_IMODE(up.home.stat().st_mode) == 0o700, "the home up made is the user's alone"
     assert stat.S_IMODE(broker.stat().st_mode) == 0o700
     assert stat.S_IMODE((broker / "redis.sock").stat().st_mode) == 0o700
     client = redis.Redis(unix_socket_path=str(broker / "redis.sock"))
