@@ -4,7 +4,7 @@ SQLite lets one writer in at a time, and a writer that finds the lock taken slee
 busy handler (1, 2, 5, 10 … 100 ms between tries) instead of being woken when it frees.
 Two worker processes' group-commit leaders alternate on that lock all the time under load,
 and the one that lost slept through much of the other's transaction: in a 2 × 8 placement
-run each process spent about a third of its time in that handler (README, "Performance").
+run each process spent about a third of its time in that handler (docs/performance.md).
 A kernel file lock wakes the next waiter the moment the holder lets go, so jobordre's
 writers queue on it first and meet ``BEGIN IMMEDIATE`` only when it is free.
 

@@ -244,7 +244,7 @@ _V10_NOTHING = "SELECT 1"
 #: v11 made the FTS5 index's tags two characters long (no prefix index entries for them);
 #: PostgreSQL's index has no tags.
 _V11_NOTHING = "SELECT 1"
-#: v12: as on SQLite, a status change no longer moves the order in the employer's index.
+#: v12: as on SQLite, a status change does not move the order in the employer's index.
 _V12_EMPLOYER_INDEX_WITHOUT_STATUS = """
 CREATE INDEX IF NOT EXISTS orders_of_employer ON orders (employer_cvr);
 DROP INDEX IF EXISTS orders_by_employer;

@@ -6,7 +6,7 @@
   split where FTS5's unicode61 splits them (PostgreSQL's parser alone keeps hyphenated words,
   host names and e-mail addresses whole). The ``simple`` configuration: no stemming and no
   stop words, so every word the caseworker types is a prefix of a word in the order
-  (the README's "Scaling out" has the measurement against ``danish``).
+  (docs/scaling-out.md has the measurement against ``danish``).
 * **A stored generated column** ``orders.search`` with weights title A, occupation B,
   description D, and a GIN index on it; PostgreSQL keeps it in step in the writer's own
   transaction, as SQLite's triggers do.

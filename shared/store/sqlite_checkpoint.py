@@ -4,7 +4,7 @@ SQLite copies the WAL back into the database file (a checkpoint) from inside the
 that takes the WAL past ``wal_autocheckpoint`` pages: with a batch of write commands
 committing hundreds of pages, that was nearly every COMMIT, and the copy ran while the
 committing process held the store's write lock, so every other writer waited for it
-(README, "Round eight"). Here the writer that finds enough frames waiting after its
+(docs/performance.md). Here the writer that finds enough frames waiting after its
 COMMIT copies them once it has let go of the lock (``GroupCommit`` calls
 ``Store.after_commit`` when a batch's writers have their results), as a ``PASSIVE``
 checkpoint, which never blocks the next writer. SQLite's own checkpoint stays as a

@@ -357,7 +357,7 @@ def _v11_search_short_tags(db: sqlite_utils.Database) -> None:
 def _v12_employer_index_without_status(db: sqlite_utils.Database) -> None:
     # A status change moved the order's entry in orders_by_employer (employer_cvr, status):
     # two more index pages written under the write lock, a tenth of a status change's
-    # time there (README, "Round eight"). An employer's orders are few enough to filter
+    # time there (docs/performance.md). An employer's orders are few enough to filter
     # by status row by row, and ordering them by updated_at reads their rows already.
     db.executescript(
         """

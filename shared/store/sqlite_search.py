@@ -23,7 +23,7 @@ The design:
   word of such a length is one ready doclist, so FTS5 seeks in it instead of merging the
   doclists of every term it starts across the corpus, once for the match and once more for
   bm25's count of the orders containing it. Same matches, same scores; the price is a
-  larger index and dearer indexed writes (README, "Performance").
+  larger index and dearer indexed writes (docs/performance.md).
 * **Newest first is ascending rowid.** The index's rowid is minus the order id, so FTS5
   streams matches newest first in its cheap direction (walking a doclist backwards makes
   FTS5 load it whole).
@@ -81,7 +81,7 @@ TOKENIZER = "unicode61 remove_diacritics 2"
 #: Merges the whole index into one segment (FTS5's ``optimize``). A bulk build leaves
 #: segments of many sizes, some of them half-way through an incremental merge that the
 #: next writers' commits then finish a slice at a time: at a million orders that added
-#: ~0.5 ms to each status change for the first thousands of them (README, "Round six").
+#: ~0.5 ms to each status change for the first thousands of them (docs/performance.md).
 #: One segment also answers searches a little faster. ~16 s at a million orders.
 OPTIMIZE_SQL = f"INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}) VALUES ('optimize')"  # noqa: S608
 #: The orders columns whose change rewrites an order's whole row in the index.

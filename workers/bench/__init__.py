@@ -1,1 +1,1 @@
-"""The benchmark: ``jobordre bench`` and ``jobordre demo`` (issue 7, README, "Performance")."""
+"""The benchmark: ``jobordre bench`` and ``jobordre demo`` (docs/performance.md)."""

@@ -17,7 +17,7 @@ index ends as one FTS5 segment), and then measures, in this order:
    jobcentre's burst of cheap searches is queued (the baseline is the same call alone);
 6. the workers' peak resident memory.
 
-Speed is never asserted: the benchmark reports, the reader judges (README, "Performance").
+Speed is never asserted: the benchmark reports, the reader judges (docs/performance.md).
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ WATCH_BROKER_MS = 1_000
 EMBEDDED_RELAY_INTERVAL_MS = 5_000
 #: Worker processes of ``up`` unless ``--processes`` says otherwise: on 2 cores one
 #: process wrote faster than two (the store has one writer) at half the idle cost
-#: (README, "What jobordre up runs").
+#: (docs/operations.md, "`jobordre up`").
 DEFAULT_PROCESSES = 1
 #: Free space below which ``up`` refuses to start, in bytes: the broker's append-only
 #: file and the store must be able to take what is accepted.

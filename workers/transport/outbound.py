@@ -1,7 +1,7 @@
 """The Redis writes that follow a job (its reply, its ack), sent for many jobs at once.
 
-A worker thread that finished a job used to make two round trips of its own: push the
-reply, then ack the message. Under load a process's threads finish jobs a few hundred
+A worker thread that sent a job's reply and ack itself would make two round trips of its
+own. Under load a process's threads finish jobs a few hundred
 microseconds apart, and each round trip cost a thread switch, a connection checkout and a
 system call pair. Here a thread only queues the two writes and takes its next message; one
 flusher thread per process sends whatever is queued as ONE ``MULTI``/``EXEC`` (the
