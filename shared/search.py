@@ -14,11 +14,11 @@ corpus; for a one-letter prefix that is every word with that letter (SQLite's FT
 a word needs at least :data:`MIN_WORD_CHARS` characters and a query at most
 :data:`MAX_WORDS` words, on both engines. A word's length counts as the engine folds it:
 PostgreSQL's ``unaccent`` makes ``ŉ`` two characters, ``'n``, and so ``ŉŉ`` two one-letter
-prefixes (372 ms where a normal search takes a few), so that engine checks its folded
+prefixes (a hundred times a normal search's cost), so that engine checks its folded
 words too (:func:`check_words`). Both are refused with a ``validation_error`` on ``text``
 that says so. A page lies at most :data:`MAX_OFFSET` matches deep (``offset``, checked
 with the command's payload): a deeper page costs in proportion to its depth (SQLite ranks
-``offset + limit`` matches: ``er`` at offset 99,500 took 294 ms).
+``offset + limit`` matches; figures in docs/performance.md).
 """
 
 from __future__ import annotations

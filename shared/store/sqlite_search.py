@@ -81,8 +81,8 @@ TOKENIZER = "unicode61 remove_diacritics 2"
 #: Merges the whole index into one segment (FTS5's ``optimize``). A bulk build leaves
 #: segments of many sizes, some of them half-way through an incremental merge that the
 #: next writers' commits then finish a slice at a time: at a million orders that added
-#: ~0.5 ms to each status change for the first thousands of them (docs/performance.md).
-#: One segment also answers searches a little faster. ~16 s at a million orders.
+#: to each status change for the first thousands of them (docs/performance.md). One
+#: segment also answers searches a little faster.
 OPTIMIZE_SQL = f"INSERT INTO {SEARCH_TABLE} ({SEARCH_TABLE}) VALUES ('optimize')"  # noqa: S608
 #: The orders columns whose change rewrites an order's whole row in the index.
 _REINDEXED = ("title", "description", "occupation", *(name for name in SPELLED if name != "status"))

@@ -1,7 +1,7 @@
 """Fair share of the queries queue: each organisation's queries are served in turn.
 
 ``jobordre.queries`` is one FIFO list: 2,000 searches of one jobcentre put every other
-organisation's ``get_order`` behind them (measured: 3 ms idle, 3.5 s behind such a burst).
+organisation's ``get_order`` behind them (figures in docs/performance.md).
 Clients still enqueue onto that list exactly as before (docs/protocol.md § 2: ``HSET`` on
 ``dramatiq:jobordre.queries.msgs``, ``RPUSH`` on ``dramatiq:jobordre.queries``); a
 worker's fetch of the queue is this module's script instead of Dramatiq's:

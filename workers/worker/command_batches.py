@@ -2,8 +2,8 @@
 commands waiting for it in ONE transaction.
 
 Under Dramatiq's worker, each write command cost a consumer hand-off, a worker thread's
-wake-up and its turn at the process's group commit: measured, the write path stayed under
-0.40 of a no-op job even with no store work at all (docs/performance.md).
+wake-up and its turn at the process's group commit: the write path stayed well below a
+no-op job even with no store work at all (docs/performance.md).
 Here one thread per process takes up to ``group_commit_max_writes`` messages of
 ``jobordre.commands`` at a time, with Dramatiq's own fetch script (the same ack sets,
 heartbeats, and recovery of a dead worker's messages), applies them all in one
