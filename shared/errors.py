@@ -16,6 +16,7 @@ where none is given; tests/shared/test_error_tree.py keeps the drawing complete)
     ├── VersionConflict [version_conflict]
     ├── InvalidTransition [invalid_transition]
     ├── Unavailable [unavailable] (retryable)
+    │   ├── LateFailure
     │   └── ReplicationUnconfirmed      workers/transport/broker.py
     ├── AlreadyRunning
     └── DeliveryFailed                  notifier/backend.py
@@ -105,6 +106,13 @@ class Unavailable(JobordreError):
 
     code = "unavailable"
     retryable = True
+
+
+class LateFailure(Unavailable):
+    """A write transaction's statement or check failed after its command's savepoint was
+    released without waiting (PostgreSQL, :attr:`shared.store.interface.Tx.settle_each`
+    False): it cannot be pinned on one command, so the transaction is rolled back and done
+    again with each command settled (:class:`shared.foundation.Foundation` does)."""
 
 
 class AlreadyRunning(JobordreError):

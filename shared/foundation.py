@@ -23,6 +23,7 @@ Dramatiq retries the message and in the end the worker dead-letters it with its 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -64,6 +65,7 @@ from shared.errors import (
     CommandIdReused,
     InvalidInput,
     JobordreError,
+    LateFailure,
     NotAuthenticated,
     Unavailable,
 )
@@ -360,14 +362,26 @@ class Foundation:
         :meth:`answer_writes`)."""
         outcomes: list[Answer | Exception] = []
 
-        def apply(tx: Tx) -> None:
-            outcomes[:] = [
-                self._apply_write(tx, each) if isinstance(each, _Prepared) else each
-                for each in prepared
-            ]
+        def apply(tx: Tx, *, settle_each: bool) -> None:
+            before, tx.settle_each = tx.settle_each, settle_each
+            try:
+                outcomes[:] = [
+                    self._apply_write(tx, each) if isinstance(each, _Prepared) else each
+                    for each in prepared
+                ]
+            finally:
+                tx.settle_each = before
 
         try:
-            writes.run(apply)
+            try:
+                # A command's savepoint is released without waiting for its last
+                # statements (one round trip a command less on PostgreSQL); they are
+                # checked with the next command's first wait.
+                writes.run(functools.partial(apply, settle_each=False))
+            except LateFailure:
+                # Such a statement failed, and nothing of the part was committed: done
+                # again with each command settled, so the failure is its command's alone.
+                writes.run(functools.partial(apply, settle_each=True))
         except Exception as error:
             return [error] * len(prepared)
         return outcomes

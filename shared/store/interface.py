@@ -139,6 +139,12 @@ class Tx(ABC):
     #: A query of one value: the id the next inserted order gets.
     next_order_id_sql = "SELECT COALESCE(MAX(id), 0) + 1 FROM orders"
 
+    #: Whether a savepoint waits for its statements' results before it is released. An
+    #: engine that sends statements ahead of their results (PostgreSQL) may release it
+    #: at once when its caller says so, and report a failure found later as
+    #: :class:`shared.errors.LateFailure`: one round trip a command less. Where statements
+    #: run at once (SQLite) there is nothing to wait for.
+    settle_each = True
     #: Savepoints open on this connection: each nested one gets its own name.
     _savepoints = 0
     #: Values that never change once committed (the foundation's secrets), shared by the

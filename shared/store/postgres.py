@@ -22,8 +22,9 @@ side on every host:
 * **Few round trips.** A write transaction runs in psycopg's pipeline mode: statements
   whose results nobody reads yet are sent without waiting, and a command waits for the
   server only where it reads (its ledger claim, its order) and once at its end (its
-  errors, in its own savepoint). BEGIN goes with the first command; the events, COMMIT
-  and the lock go in one message.
+  errors, in its own savepoint). Statements between two waits go to the server together,
+  as one message (:mod:`shared.store.postgres_pipeline`). BEGIN goes with the first
+  command; the events, COMMIT and the lock go in one message, their arrays in binary.
 * **Infrastructure errors are retryable.** A dropped connection, a server shutting down,
   a serialization failure or deadlock, an exhausted pool: :class:`Unavailable`, which
   Dramatiq retries; the ledger makes the retry apply the command exactly once.
@@ -46,8 +47,8 @@ import psycopg
 import psycopg_pool
 from psycopg.rows import RowMaker
 
-from shared.errors import Unavailable
-from shared.store import postgres_schema, postgres_search, secrets_at_rest
+from shared.errors import LateFailure, Unavailable
+from shared.store import postgres_pipeline, postgres_schema, postgres_search, secrets_at_rest
 from shared.store.interface import (
     CURRENT_EPOCH_SQL,
     TABLES,
@@ -183,6 +184,12 @@ def to_pyformat(sql: str) -> str:
     return "".join(out)
 
 
+#: :data:`_APPEND_EVENTS` with its arrays sent in binary: psycopg quotes and escapes every
+#: element of a text array in Python, which made the order documents of a batch's events
+#: cost more CPU than the rest of its commands' statements together.
+_APPEND_EVENTS_BINARY = to_pyformat(_APPEND_EVENTS).replace("%s", "%b")
+
+
 def unavailable(error: psycopg.Error) -> Unavailable:
     """The retryable error for a PostgreSQL failure that is not the command's fault."""
     what = type(error).__name__
@@ -230,8 +237,12 @@ class PostgresTx(Tx):
 
     def execute(self, sql: str, params: Params = ()) -> Result:
         """Run one statement of the shared dialect."""
+        return self._execute_pyformat(to_pyformat(sql), params)
+
+    def _execute_pyformat(self, query: str, params: Params) -> Result:
+        """Run one statement already in psycopg's placeholders (``%s``, ``%b``)."""
         try:
-            return cast(Result, self.conn.execute(to_pyformat(sql), params))
+            return cast(Result, self.conn.execute(query, params))
         except RETRYABLE as error:
             raise unavailable(cast(psycopg.Error, error)) from error
 
@@ -302,6 +313,11 @@ class _Sent:
         self._cursor = cursor
         self._index = index
 
+    @property
+    def answered(self) -> bool:
+        """Whether the statement's result is in (no wait to read it)."""
+        return self._cursor.pgresult is not None
+
     def _wait(self) -> psycopg.Cursor[Any]:
         """The cursor once its result is in (and with it every earlier statement's)."""
         if self._cursor.pgresult is None:
@@ -354,29 +370,42 @@ class PostgresWriteTx(PostgresTx):
         #: Statements sent that may fail, and how many of them are known to have succeeded.
         self._sent = 0
         self._done = 0
+        #: Checks of savepoints released before their statements' results came
+        #: (:attr:`settle_each` False), made at the next wait.
+        self._late_checks: list[tuple[Result, Callable[[], Exception]]] = []
+        #: Statements of released savepoints up to this index are not yet known to have
+        #: succeeded: an error at the next wait cannot be pinned on one savepoint.
+        self._late_upto = 0
+        #: Set once a late failure was found: the transaction can only be rolled back.
+        self._failed: LateFailure | None = None
 
     def _enter_pipeline(self) -> None:
         if self._piped is None:
             self._piped = self._pipeline.enter_context(self.conn.pipeline())
+            # Statements nobody waits for yet go with the next wait (postgres_pipeline).
+            self.conn.cursor_factory = postgres_pipeline.cursor_class()
 
     def leave_pipeline(self) -> None:
         """Wait for every statement sent and leave pipeline mode (for COPY, and at the end)."""
         if self._piped is not None:
             self._piped = None
+            self.conn.cursor_factory = psycopg.Cursor
             try:
                 self._pipeline.close()
             except RETRYABLE as error:
                 raise unavailable(cast(psycopg.Error, error)) from error
 
-    def execute(self, sql: str, params: Params = ()) -> Result:
+    def _execute_pyformat(self, query: str, params: Params) -> Result:
         """Send one statement; its result is waited for when it is read."""
+        self._refuse_if_failed()
         self._enter_pipeline()
-        cursor = cast(psycopg.Cursor[Any], super().execute(sql, params))
+        cursor = cast(psycopg.Cursor[Any], super()._execute_pyformat(query, params))
         self._sent += 1
         return _Sent(self, cursor, self._sent)
 
     def send(self, sql: str | bytes) -> None:
         """Send a statement that cannot fail in a sound transaction (SAVEPOINT, RELEASE)."""
+        self._refuse_if_failed()
         self._enter_pipeline()
         try:
             self.conn.execute(sql if isinstance(sql, bytes) else sql.encode())
@@ -398,13 +427,35 @@ class PostgresWriteTx(PostgresTx):
         self._done = max(self._done, index)
 
     def sync(self) -> None:
-        """Wait for every statement sent; raise the first one's error, if any failed."""
+        """Wait for every statement sent; raise the first one's error, if any failed, or
+        :class:`LateFailure` if a released savepoint's statement or check failed."""
+        self._refuse_if_failed()
+        late = self._done < self._late_upto
         if self._piped is not None:
             try:
                 self._piped.sync()
             except RETRYABLE as error:
                 raise unavailable(cast(psycopg.Error, error)) from error
+            except psycopg.Error as error:
+                if late:
+                    raise self._fail(f"a statement failed ({type(error).__name__})") from error
+                raise
         self.done_upto(self._sent)
+        checks, self._late_checks = self._late_checks, []
+        for cursor, refusal in checks:
+            if cursor.rowcount != 1:
+                raise self._fail(f"a check failed ({type(refusal()).__name__})")
+
+    def _fail(self, what: str) -> LateFailure:
+        self._failed = LateFailure(
+            f"{what} after its command's savepoint was released: the write transaction is "
+            "rolled back, to be done again with each command settled"
+        )
+        return self._failed
+
+    def _refuse_if_failed(self) -> None:
+        if self._failed is not None:
+            raise self._failed
 
     def settle(self) -> None:
         """Wait for what was sent since the last wait and run the checks of
@@ -419,7 +470,7 @@ class PostgresWriteTx(PostgresTx):
     def recover(self) -> None:
         """After an error: wait for what is still on its way, its errors dropped (the
         caller rolls back), so the connection takes statements again."""
-        if self._piped is not None:
+        if self._piped is not None and self._failed is None:
             with contextlib.suppress(psycopg.Error, Unavailable):
                 self.sync()
         self._done = self._sent
@@ -431,17 +482,26 @@ class PostgresWriteTx(PostgresTx):
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        """As :meth:`Tx.savepoint`; its statements settle before it is released, so a
-        command's failure rolls back that command alone, and so do the events it appended."""
+        """As :meth:`Tx.savepoint`: a command's failure rolls back that command alone, and
+        so do the events it appended.
+
+        With :attr:`settle_each` its statements settle before it is released. Without, it
+        is released at once: the checks whose results came with its reads are made now,
+        the rest at the next wait, and a failure found there is :class:`LateFailure`."""
         self._savepoints += 1
         name = f"jobordre_{self._savepoints}"
         events = len(self.events)
         self.send(f"SAVEPOINT {name}")
         try:
             yield
-            self.settle()
+            if self.settle_each:
+                self.settle()
+            else:
+                self._release_lately()
         except BaseException:
             self.recover()
+            if self._failed is not None:
+                raise
             del self.events[events:]
             self.send(f"ROLLBACK TO SAVEPOINT {name}")
             self.send(f"RELEASE SAVEPOINT {name}")
@@ -450,6 +510,18 @@ class PostgresWriteTx(PostgresTx):
             self.send(f"RELEASE SAVEPOINT {name}")
         finally:
             self._savepoints -= 1
+
+    def _release_lately(self) -> None:
+        """End a savepoint without waiting: checks whose results are in now, the others
+        and the statements not yet answered at the next wait."""
+        checks, self._checks = self._checks, []
+        for cursor, error in checks:
+            if isinstance(cursor, _Sent) and not cursor.answered:
+                self._late_checks.append((cursor, error))
+            elif cursor.rowcount != 1:
+                raise error()
+        if self._done < self._sent:
+            self._late_upto = self._sent
 
     def append_event(self, event: NewEvent) -> None:
         """Keep ``event`` for :meth:`commit`, which numbers it."""
@@ -464,10 +536,14 @@ class PostgresWriteTx(PostgresTx):
         """Number and insert the events, then COMMIT: one message, one wait. Returns how
         long that wait took with events to number, in seconds (0.0 without): an upper
         bound of how long the numbering lock was held, less one round trip."""
+        if self._late_checks:
+            # A failed check must stop the COMMIT; a failed statement would stop it anyway
+            # (the server skips what follows an error until the next Sync).
+            self.sync()
         sent = time.perf_counter()
         if self.events:
             self.execute(_TAKE_WRITE_LOCK)
-            self.execute(_APPEND_EVENTS, _events_params(self.events))
+            self._execute_pyformat(_APPEND_EVENTS_BINARY, _events_params(self.events))
         self.execute("COMMIT")
         self.settle()
         waited = time.perf_counter() - sent if self.events else 0.0

@@ -10,10 +10,10 @@ import pytest
 from shared import foundation as foundation_module
 from shared.commands import CommandKind
 from shared.envelope import Envelope, new_envelope
-from shared.errors import Unavailable
+from shared.errors import LateFailure, Unavailable
 from shared.foundation import Answer, Foundation
 from shared.store import Store, list_dead_letters
-from tests.factories import CPR_1, CPR_2
+from tests.factories import CPR_1, CPR_2, CPR_3
 from tests.shared.test_foundation import JOBCENTRE, OTHER_JOBCENTRE, count, key_of, register
 from tests.shared.test_group_commit import _CommitFails, _note, _noted
 
@@ -107,6 +107,43 @@ def test_an_infrastructure_error_fails_its_command_alone(
     # Nothing of the failed command stays, not even its ledger row: its retry applies it.
     monkeypatch.undo()
     assert foundation.handle(closing)["result"]["status"] == "inactivated"
+
+
+def test_a_command_whose_last_statement_fails_late_fails_alone_and_the_rest_commit(
+    foundation: Foundation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a command's savepoint is released before its last statements are
+    answered; one that fails there is found with the next command's wait. The part is then
+    done again with each command settled: the failure is its command's alone."""
+    order = register(foundation)
+    batch = [
+        signed(foundation, K.REGISTER_PLACEMENT, {"order_id": order["id"], "cpr": cpr})
+        for cpr in (CPR_1, CPR_2, CPR_3)
+    ]
+    doomed = batch[1].command_id
+    log_accesses = foundation_module._log_accesses
+
+    def fails_late(conn: Any, envelope: Envelope, *args: Any) -> None:
+        log_accesses(conn, envelope, *args)
+        if envelope.command_id == doomed:
+            # Sent, not waited for: its error comes with the next command's first read.
+            conn.execute("INSERT INTO foundation_secrets (name, value) VALUES ('late', '1')")
+            conn.execute("INSERT INTO foundation_secrets (name, value) VALUES ('late', '2')")
+
+    monkeypatch.setattr(foundation_module, "_log_accesses", fails_late)
+    first, failed, third = foundation.answer_writes(batch)
+    assert isinstance(first, Answer) and first.reply["ok"]
+    assert isinstance(third, Answer) and third.reply["ok"]
+    assert isinstance(failed, Exception) and not isinstance(failed, Answer)
+    assert not isinstance(failed, LateFailure), "pinned on its command, not the batch's"
+    assert count(foundation, "placements") == 2
+    with foundation.store.read() as tx:
+        late = tx.execute("SELECT COUNT(*) FROM foundation_secrets WHERE name = 'late'")
+        assert late.fetchone()[0] == 0, "the failed command left nothing"
+        seqs = [row[0] for row in tx.execute("SELECT seq FROM events ORDER BY seq")]
+    assert seqs == list(range(1, len(seqs) + 1)), "the first try took no seq"
+    monkeypatch.undo()
+    assert foundation.handle(batch[1])["ok"], "its retry applies it"
 
 
 def test_when_the_commit_fails_every_command_fails_and_none_happened(
