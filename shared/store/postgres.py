@@ -151,10 +151,19 @@ class PgRow:
         return f"PgRow({dict(zip(self._index, self._values, strict=True))!r})"
 
 
+@functools.lru_cache(maxsize=1024)
+def _column_index(names: tuple[bytes, ...]) -> dict[str, int]:
+    return {name.decode(): place for place, name in enumerate(names)}
+
+
 def pg_row(cursor: psycopg.Cursor[Any]) -> RowMaker[PgRow]:
-    """psycopg row factory making :class:`PgRow` rows."""
-    names = [column.name for column in cursor.description or ()]
-    index = {name: i for i, name in enumerate(names)}
+    """psycopg row factory making :class:`PgRow` rows.
+
+    The column names come from the result itself, not ``cursor.description``, which
+    builds a ``Column`` object per column for every statement that returns rows."""
+    result = cursor.pgresult
+    names = () if result is None else tuple(result.fname(n) or b"" for n in range(result.nfields))
+    index = _column_index(names)
     return lambda values: PgRow(values, index)
 
 
