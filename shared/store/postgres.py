@@ -443,11 +443,14 @@ class PostgresWriteTx(PostgresTx):
         if self._piped is not None:
             try:
                 self._piped.sync()
-            except RETRYABLE as error:
-                raise unavailable(cast(psycopg.Error, error)) from error
             except psycopg.Error as error:
                 if late:
+                    # Whatever failed (a deadlock too), the statements after it were
+                    # skipped, a released savepoint's RELEASE among them: rolling back to
+                    # the current savepoint's name would undo an earlier command.
                     raise self._fail(f"a statement failed ({type(error).__name__})") from error
+                if isinstance(error, RETRYABLE):
+                    raise unavailable(error) from error
                 raise
         self.done_upto(self._sent)
         checks, self._late_checks = self._late_checks, []

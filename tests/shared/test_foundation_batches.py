@@ -109,8 +109,22 @@ def test_an_infrastructure_error_fails_its_command_alone(
     assert foundation.handle(closing)["result"]["status"] == "inactivated"
 
 
+#: A statement that fails as a unique key does, on both engines.
+DUPLICATE = "INSERT INTO foundation_secrets (name, value) VALUES ('late', '2')"
+#: A statement the server fails as a deadlock's victim (retryable); SQLite has none, and
+#: fails the duplicate instead.
+DEADLOCK = "DO $$ BEGIN RAISE EXCEPTION 'victim' USING ERRCODE = '40P01'; END $$"
+
+
+@pytest.mark.parametrize(
+    "failing",
+    [
+        pytest.param(DUPLICATE, id="a-unique-key"),
+        pytest.param(DEADLOCK, id="a-deadlock"),
+    ],
+)
 def test_a_command_whose_last_statement_fails_late_fails_alone_and_the_rest_commit(
-    foundation: Foundation, monkeypatch: pytest.MonkeyPatch
+    foundation: Foundation, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
     """On PostgreSQL a command's savepoint is released before its last statements are
     answered; one that fails there is found with the next command's wait. The part is then
@@ -128,7 +142,7 @@ def test_a_command_whose_last_statement_fails_late_fails_alone_and_the_rest_comm
         if envelope.command_id == doomed:
             # Sent, not waited for: its error comes with the next command's first read.
             conn.execute("INSERT INTO foundation_secrets (name, value) VALUES ('late', '1')")
-            conn.execute("INSERT INTO foundation_secrets (name, value) VALUES ('late', '2')")
+            conn.execute(failing if conn.engine == "postgres" else DUPLICATE)
 
     monkeypatch.setattr(foundation_module, "_log_accesses", fails_late)
     first, failed, third = foundation.answer_writes(batch)
