@@ -21,9 +21,12 @@ side on every host:
   COMMIT, sent together: no network round trip is inside it.
 * **Few round trips.** A write transaction runs in psycopg's pipeline mode: statements
   whose results nobody reads yet are sent without waiting, and a command waits for the
-  server only where it reads (its ledger claim, its order) and once at its end (its
-  errors, in its own savepoint). Statements between two waits go to the server together,
-  as one message (:mod:`shared.store.postgres_pipeline`). BEGIN goes with the first
+  server only where it reads (its order, its ledger claim answered with it). Statements
+  between two waits go to the server together, as one message
+  (:mod:`shared.store.postgres_pipeline`). A command's savepoint is released without
+  waiting for its last statements when the caller says so (:attr:`Tx.settle_each`); they
+  are answered with the next wait, and a failure there is :class:`LateFailure`: the
+  caller redoes the transaction with each command settled. BEGIN goes with the first
   command; the events, COMMIT and the lock go in one message, their arrays in binary.
 * **Infrastructure errors are retryable.** A dropped connection, a server shutting down,
   a serialization failure or deadlock, an exhausted pool: :class:`Unavailable`, which
