@@ -22,11 +22,14 @@ also finds "Tømrer". What SQLite finds, PostgreSQL finds too.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import psycopg
 
 from shared.search import check_words
+from shared.store import sqlite_search
+from shared.store.search_tags import SPELLED, STATUS_CODES
 
 #: The text-search configuration: no stemming, no stop words.
 CONFIG = "simple"
@@ -56,23 +59,140 @@ CREATE OR REPLACE FUNCTION jobordre_prefix_query(text) RETURNS tsquery
 """  # noqa: S608 - constants only
 
 
-def _where(filters: dict[str, str]) -> tuple[str, list[Any]]:
-    clauses = ["search @@ q"]
-    params: list[Any] = []
-    for column, value in filters.items():
-        clauses.append(f"{column} = %s")
-        params.append(value)
-    return " AND ".join(clauses), params
+#: First character of every tag lexeme: ``jobordre_fold`` turns it into a space, so no
+#: word of an order's text and no word of a query contains it, and no tag is a prefix of a
+#: word's lexeme nor a word a prefix of a tag.
+TAG_MARK = "#"
+#: Ends a value inside a tag; the ``#`` of a value is written ``#!``, so a value never
+#: contains it and every tag reads back one way only.
+TAG_END = "#/"
+#: A value longer than this (bytes) is tagged by its md5 (after ``#%``, which an escaped value
+#: never starts with): a lexeme holds at most 2,046 bytes, and an order whose filter value
+#: made a longer one could not be written.
+TAG_VALUE_BYTES = 200
+#: The compound tag's copy of a word keeps this many characters of it (a lexeme's limit
+#: again); a query word longer than this is matched by the plain word and the filter tags.
+PLACE_WORD_CHARS = 200
+
+#: A status as the compound tag holds it: the code of a known status (:data:`STATUS_CODES`,
+#: shared with SQLite's tags), else the spelled-out value, which never reads as a code.
+_STATUS_CODE_SQL = (
+    "CASE status "
+    + " ".join(f"WHEN '{value}' THEN '{code}'" for value, code in STATUS_CODES.items())
+    + f" ELSE '{SPELLED['status']}' || jobordre_tag_value(status) END"
+)
+
+#: Migration 16: every word also indexed behind its order's municipality and status (the
+#: compound tag), and one tag lexeme per filter value; see the module docstring.
+SEARCH_VECTOR_SQL = f"""
+CREATE OR REPLACE FUNCTION jobordre_tag_value(text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN CASE WHEN octet_length($1) <= {TAG_VALUE_BYTES} THEN replace($1, '#', '#!')
+                ELSE '#%' || md5($1) END;
+CREATE OR REPLACE FUNCTION jobordre_search_vector(
+    title text, occupation text, description text,
+    municipality text, status text, job_type text, employer_cvr text
+) RETURNS tsvector
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN (
+        SELECT words || array_to_tsvector(
+            ARRAY[
+                '{TAG_MARK}{SPELLED["municipality"]}' || jobordre_tag_value(municipality),
+                '{TAG_MARK}{SPELLED["status"]}' || jobordre_tag_value(status),
+                '{TAG_MARK}{SPELLED["job_type"]}' || jobordre_tag_value(job_type),
+                '{TAG_MARK}{SPELLED["employer_cvr"]}' || jobordre_tag_value(employer_cvr)
+            ] || ARRAY(SELECT place || left(lexeme, {PLACE_WORD_CHARS}) FROM unnest(words))
+        )
+        FROM (SELECT
+            setweight(to_tsvector('{CONFIG}', jobordre_fold(title)), 'A')
+            || setweight(to_tsvector('{CONFIG}', jobordre_fold(occupation)), 'B')
+            || setweight(to_tsvector('{CONFIG}', jobordre_fold(description)), 'D') AS words,
+            '{TAG_MARK}' || jobordre_tag_value(municipality) || '{TAG_END}'
+            || {_STATUS_CODE_SQL} || '{TAG_END}' AS place
+        ) AS parts
+    );
+ALTER TABLE orders DROP COLUMN IF EXISTS search;
+ALTER TABLE orders ADD COLUMN search tsvector GENERATED ALWAYS AS (jobordre_search_vector(
+    title, occupation, description, municipality, status, job_type, employer_cvr
+)) STORED;
+CREATE INDEX IF NOT EXISTS orders_search ON orders USING gin (search);
+"""  # noqa: S608 - constants only
 
 
-#: The query's words as :data:`CREATE_INDEX_SQL`'s prefix query folds and splits them.
+def tag_value(value: str) -> str:
+    """A filter value as a tag holds it: ``jobordre_tag_value`` in Python."""
+    if len(value.encode()) <= TAG_VALUE_BYTES:
+        return value.replace("#", "#!")
+    return "#%" + hashlib.md5(value.encode()).hexdigest()  # noqa: S324 - a name, not a secret
+
+
+def filter_tag(name: str, value: str) -> str:
+    """The lexeme of one filter value (``name`` is one of :data:`shared.search.FILTERS`)."""
+    return TAG_MARK + SPELLED[name] + tag_value(value)
+
+
+def place_tag(municipality: str, status: str) -> str:
+    """What every word of an order in ``municipality`` with ``status`` is indexed behind."""
+    code = STATUS_CODES.get(status)
+    status_part = str(code) if code is not None else SPELLED["status"] + tag_value(status)
+    return TAG_MARK + tag_value(municipality) + TAG_END + status_part + TAG_END
+
+
+def _lexeme(text: str) -> str:
+    """A lexeme as tsquery's input reads it literally: quoted, ``'`` and ``\\`` escaped."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def match_query(folded: list[str], plain: str, filters: dict[str, str]) -> str:
+    """The tsquery (as text) of the folded words and the filters, all inside the index.
+
+    ``plain`` is :data:`CREATE_INDEX_SQL`'s prefix query of the same words, as text. With
+    a municipality and a status, and every word kept whole by the parser (``plain`` is
+    then exactly the words as prefixes), each word is searched behind the compound tag:
+    only that place's and status's orders are read. Otherwise the words and one tag per
+    filter.
+    """
+    rest = dict(filters)
+    query = plain
+    whole = plain == " & ".join(_lexeme(word) + ":*" for word in folded)
+    if (
+        whole
+        and "municipality" in rest
+        and "status" in rest
+        and all(len(word) <= PLACE_WORD_CHARS for word in folded)
+    ):
+        place = place_tag(rest.pop("municipality"), rest.pop("status"))
+        query = " & ".join(_lexeme(place + word) + ":*" for word in folded)
+    tags = [_lexeme(filter_tag(name, value)) for name, value in rest.items()]
+    return " & ".join([f"( {query} )", *tags]) if tags else query
+
+
+#: The query's words folded as the indexed text is (for :func:`check_words`), and the prefix
+#: query :data:`CREATE_INDEX_SQL` makes of them, as text.
+PREPARE_SQL = (
+    "SELECT ARRAY(SELECT word FROM regexp_split_to_table(btrim(jobordre_fold(%s)), ' +')"
+    " AS word WHERE word <> ''), jobordre_prefix_query(%s)::text"
+)
+#: Kept for callers of the earlier API: the folded words alone.
 FOLDED_WORDS_SQL = (
     "SELECT word FROM regexp_split_to_table(btrim(jobordre_fold(%s)), ' +') AS word"
     " WHERE word <> ''"
 )
 
-#: The query's words folded in SQL exactly as the indexed text is, each a prefix.
-_FROM = "FROM orders, jobordre_prefix_query(%s) AS q"
+#: The total and the page: every match's id from the GIN index (a bitmap, unordered), the
+#: newest ``window`` of them ranked by ``ts_rank`` with the plain words, the page cut.
+SEARCH_SQL = f"""
+WITH matches AS MATERIALIZED (
+    SELECT id FROM orders WHERE search @@ %(match)s::tsquery
+), newest AS (
+    SELECT id FROM matches ORDER BY id DESC LIMIT %(window)s
+)
+SELECT (SELECT COUNT(*) FROM matches), ARRAY(
+    SELECT o.id FROM newest JOIN orders AS o ON o.id = newest.id
+    ORDER BY ts_rank('{RANK_WEIGHTS}', o.search, %(rank)s::tsquery) DESC, o.id DESC
+    LIMIT %(limit)s OFFSET %(offset)s
+)
+"""  # noqa: S608 - constants only
 
 
 def search_ids(
@@ -83,21 +203,27 @@ def search_ids(
     limit: int,
     offset: int,
 ) -> tuple[int, list[int]]:
-    """(exact total, page of ids): best ``ts_rank`` first, newest first on ties.
+    """(exact total, page of ids): of the newest :data:`.sqlite_search.RANK_WINDOW` matches
+    (grown to cover ``offset + limit``), best ``ts_rank`` first, newest first on ties.
 
     ``words`` are runs of letters and digits (:func:`shared.search.words`).
     """
-    where, params = _where(filters)
     text = " ".join(words)
+    row = conn.execute(PREPARE_SQL, [text, text]).fetchone()
+    folded, plain = (list(row[0]), row[1]) if row else ([], None)
     # unaccent may fold a word into shorter ones (ŉ is 'n): each is a prefix to merge.
-    check_words([row[0] for row in conn.execute(FOLDED_WORDS_SQL, [text])], folded=True)
-    total = conn.execute(
-        f"SELECT COUNT(*) {_FROM} WHERE {where}",
-        [text, *params],
-    ).fetchone()
-    rows = conn.execute(
-        f"SELECT id, ts_rank('{RANK_WEIGHTS}', search, q) AS score {_FROM}"
-        f" WHERE {where} ORDER BY score DESC, id DESC LIMIT %s OFFSET %s",
-        [text, *params, limit, offset],
-    ).fetchall()
-    return int(total[0]) if total else 0, [int(row[0]) for row in rows]
+    check_words(folded, folded=True)
+    if plain is None:  # nothing left of the words once folded: nothing matches
+        return 0, []
+    params = {
+        "match": match_query(folded, plain, filters),
+        "rank": plain,
+        "window": max(sqlite_search.RANK_WINDOW, offset + limit),
+        "limit": limit,
+        "offset": offset,
+    }
+    # Never a generic plan: the plan depends on how common the words are.
+    found = conn.execute(SEARCH_SQL, params, prepare=False).fetchone()
+    if found is None:
+        return 0, []
+    return int(found[0]), [int(order_id) for order_id in found[1]]
