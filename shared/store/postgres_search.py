@@ -1,4 +1,9 @@
-"""PostgreSQL's search (S1, semantics in :mod:`shared.search`): tsvector + GIN.
+"""PostgreSQL's search (S1, semantics in :mod:`shared.search`): tsvector + GIN, with the
+filters inside the index and the ranking bounded as SQLite's (:mod:`.sqlite_search`).
+
+Contract: :func:`search_ids` returns the exact total and the page of the newest
+:data:`.sqlite_search.RANK_WINDOW` matches (the window grown to cover ``offset + limit``),
+best ``ts_rank`` first, newest first on equal scores; what SQLite finds, PostgreSQL finds.
 
 * **Tokens as SQLite makes them.** The indexed text is folded by ``unaccent`` and lower
   case, and every run of characters that are not letters or digits becomes a space before
@@ -7,17 +12,44 @@
   host names and e-mail addresses whole). The ``simple`` configuration: no stemming and no
   stop words, so every word the caseworker types is a prefix of a word in the order
   (docs/scaling-out.md has the measurement against ``danish``).
-* **A stored generated column** ``orders.search`` with weights title A, occupation B,
-  description D, and a GIN index on it; PostgreSQL keeps it in step in the writer's own
-  transaction, as SQLite's triggers do.
-* **Filters are B-tree columns**: the planner combines the GIN match with
-  ``orders_by_municipality`` (bitmap AND) or filters the matches.
-* **Ranking**: ``ts_rank`` with weights 1.0 (title), 0.5 (occupation), 0.1 (description):
-  SQLite's bm25 weights 10 : 5 : 1; equal scores newest first. The total is exact.
+* **A stored generated column** ``orders.search`` (``jobordre_search_vector``, migration 16)
+  with a GIN index; PostgreSQL keeps it in step in the writer's own transaction, as
+  SQLite's triggers do, and a copy of the table computes it again. It holds three things:
+  the words with their positions and weights (title A, occupation B, description D); one
+  tag per filter value (``#m751``, ``#sprocessing``, ``#jordinary``, ``#e<CVR>``); and
+  every word once more behind the compound tag of its order's municipality and status
+  (``#751#/0#/tomrer``; no positions: it only matches, never scores).
+* **Why the words behind the compound tag.** Every query word is a prefix, and GIN answers
+  a prefix by merging the entries of every lexeme it starts, across the whole table, into
+  a bitmap before any filter applies: a common word is tens of thousands of orders, most
+  of them elsewhere in the country, and each one left after the filter's bitmap costs a
+  visit to its row. The prefix ``#751#/0#/tomr`` starts only the lexemes of Aarhus's open
+  orders, so GIN reads just those entries and the bitmap holds exactly the matches (no
+  recheck, no row read for an order that does not match). Municipality and status is the
+  search caseworkers make; other filters (a municipality alone, a job type, an employer)
+  are the words AND their tags: exact, with the word's bitmap over the whole table.
+* **A tag is never a word, nor another tag.** Tags start with :data:`TAG_MARK`, which
+  ``jobordre_fold`` turns into a space, so no word of an order or a query contains it and
+  no prefix of one reaches a tag. Inside a tag a value's ``#`` is written ``#!`` and a
+  value ends with :data:`TAG_END`, so a tag reads back one way only: a value cannot pose as
+  another place's word. A value longer than :data:`TAG_VALUE_BYTES` is tagged by its md5,
+  and the compound copy keeps :data:`PLACE_WORD_CHARS` characters of a word (a lexeme
+  holds at most 2,046 bytes); a longer query word is matched by the plain words and tags.
+* **The ranking is bounded, the total exact, in one statement.** GIN returns an unordered
+  bitmap, so the ids of all the matches are read (one row each: that is also the exact
+  count), the newest window is sorted out of them on ``id`` alone, and only those orders
+  are ranked: ``ts_rank`` with weights 1.0 (title), 0.5 (occupation), 0.1 (description),
+  SQLite's bm25 weights 10 : 5 : 1, for the plain words (tags match no word and score
+  nothing). Ranking reads each order's vector, the dearest part of a search; the column's
+  storage is ``MAIN``, so the vector stays in the row, compressed, instead of costing a
+  TOAST lookup per ranked order.
+* **A custom plan every time** (``prepare=False``): a generic plan cannot know how common
+  the words are.
 
 ``unaccent`` folds more than unicode61 does: ``ø``, ``æ``, ``å`` become ``o``, ``ae``,
 ``a`` (unicode61 keeps them, having no Unicode decomposition), so on PostgreSQL ``tomrer``
-also finds "Tømrer". What SQLite finds, PostgreSQL finds too.
+also finds "Tømrer". Migration 16 computes every order's vector again and builds the
+index anew: minutes at a million orders (docs/scaling-out-postgres.md).
 """
 
 from __future__ import annotations
@@ -63,8 +95,9 @@ CREATE OR REPLACE FUNCTION jobordre_prefix_query(text) RETURNS tsquery
 #: word of an order's text and no word of a query contains it, and no tag is a prefix of a
 #: word's lexeme nor a word a prefix of a tag.
 TAG_MARK = "#"
-#: Ends a value inside a tag; the ``#`` of a value is written ``#!``, so a value never
-#: contains it and every tag reads back one way only.
+#: Ends a value inside a tag; the ``#`` of a value is written ``#!`` (and a space ``#_``, so
+#: the migration can split lexemes at spaces), so a value never contains it and every tag
+#: reads back one way only.
 TAG_END = "#/"
 #: A value longer than this (bytes) is tagged by its md5 (after ``#%``, which an escaped value
 #: never starts with): a lexeme holds at most 2,046 bytes, and an order whose filter value
@@ -73,6 +106,10 @@ TAG_VALUE_BYTES = 200
 #: The compound tag's copy of a word keeps this many characters of it (a lexeme's limit
 #: again); a query word longer than this is matched by the plain word and the filter tags.
 PLACE_WORD_CHARS = 200
+
+#: Memory for building the GIN index in migration 16: with the default 64 MB the build
+#: writes its entries out many more times.
+GIN_BUILD_MEMORY = "256MB"
 
 #: A status as the compound tag holds it: the code of a known status (:data:`STATUS_CODES`,
 #: shared with SQLite's tags), else the spelled-out value, which never reads as a code.
@@ -84,45 +121,59 @@ _STATUS_CODE_SQL = (
 
 #: Migration 16: every word also indexed behind its order's municipality and status (the
 #: compound tag), and one tag lexeme per filter value; see the module docstring.
-SEARCH_VECTOR_SQL = f"""
+SEARCH_VECTOR_SQL = rf"""
 CREATE OR REPLACE FUNCTION jobordre_tag_value(text) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    RETURN CASE WHEN octet_length($1) <= {TAG_VALUE_BYTES} THEN replace($1, '#', '#!')
-                ELSE '#%' || md5($1) END;
+    RETURN CASE WHEN octet_length($1) <= {TAG_VALUE_BYTES}
+                THEN replace(replace($1, '#', '#!'), ' ', '#_') ELSE '#%' || md5($1) END;
+-- PL/pgSQL, not SQL: a SQL function with a subquery is not inlined, and setting its
+-- executor up for every row cost several times what the vector itself does.
 CREATE OR REPLACE FUNCTION jobordre_search_vector(
     title text, occupation text, description text,
     municipality text, status text, job_type text, employer_cvr text
 ) RETURNS tsvector
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN (
-        SELECT words || array_to_tsvector(
-            ARRAY[
-                '{TAG_MARK}{SPELLED["municipality"]}' || jobordre_tag_value(municipality),
-                '{TAG_MARK}{SPELLED["status"]}' || jobordre_tag_value(status),
-                '{TAG_MARK}{SPELLED["job_type"]}' || jobordre_tag_value(job_type),
-                '{TAG_MARK}{SPELLED["employer_cvr"]}' || jobordre_tag_value(employer_cvr)
-            ] || ARRAY(SELECT place || left(lexeme, {PLACE_WORD_CHARS}) FROM unnest(words))
-        )
-        FROM (SELECT
-            setweight(to_tsvector('{CONFIG}', jobordre_fold(title)), 'A')
-            || setweight(to_tsvector('{CONFIG}', jobordre_fold(occupation)), 'B')
-            || setweight(to_tsvector('{CONFIG}', jobordre_fold(description)), 'D') AS words,
-            '{TAG_MARK}' || jobordre_tag_value(municipality) || '{TAG_END}'
-            || {_STATUS_CODE_SQL} || '{TAG_END}' AS place
-        ) AS parts
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $f$
+DECLARE
+    words tsvector := setweight(to_tsvector('{CONFIG}', jobordre_fold(title)), 'A')
+        || setweight(to_tsvector('{CONFIG}', jobordre_fold(occupation)), 'B')
+        || setweight(to_tsvector('{CONFIG}', jobordre_fold(description)), 'D');
+    place text := '{TAG_MARK}' || jobordre_tag_value(municipality) || '{TAG_END}'
+        || {_STATUS_CODE_SQL} || '{TAG_END}';
+    -- Neither lexemes of folded text nor the place (its values' spaces are written #_)
+    -- hold a space: joined by spaces they split back exactly.
+    joined text := array_to_string(tsvector_to_array(words), ' ');
+    tags text[] := ARRAY[
+        '{TAG_MARK}{SPELLED["municipality"]}' || jobordre_tag_value(municipality),
+        '{TAG_MARK}{SPELLED["status"]}' || jobordre_tag_value(status),
+        '{TAG_MARK}{SPELLED["job_type"]}' || jobordre_tag_value(job_type),
+        '{TAG_MARK}{SPELLED["employer_cvr"]}' || jobordre_tag_value(employer_cvr)
+    ];
+BEGIN
+    IF joined = '' THEN
+        RETURN words || array_to_tsvector(tags);
+    END IF;
+    IF joined ~ '\S{{{PLACE_WORD_CHARS + 1}}}' THEN
+        joined := regexp_replace(joined, '(\S{{{PLACE_WORD_CHARS}}})\S+', '\1', 'g');
+    END IF;
+    RETURN words || array_to_tsvector(
+        tags || string_to_array(place || replace(joined, ' ', ' ' || place), ' ')
     );
+END
+$f$;
 ALTER TABLE orders DROP COLUMN IF EXISTS search;
 ALTER TABLE orders ADD COLUMN search tsvector GENERATED ALWAYS AS (jobordre_search_vector(
     title, occupation, description, municipality, status, job_type, employer_cvr
-)) STORED;
+)) STORED, ALTER COLUMN search SET STORAGE MAIN;
+SET LOCAL maintenance_work_mem = '{GIN_BUILD_MEMORY}';
 CREATE INDEX IF NOT EXISTS orders_search ON orders USING gin (search);
-"""  # noqa: S608 - constants only
+"""
 
 
 def tag_value(value: str) -> str:
     """A filter value as a tag holds it: ``jobordre_tag_value`` in Python."""
     if len(value.encode()) <= TAG_VALUE_BYTES:
-        return value.replace("#", "#!")
+        return value.replace("#", "#!").replace(" ", "#_")
     return "#%" + hashlib.md5(value.encode()).hexdigest()  # noqa: S324 - a name, not a secret
 
 
@@ -172,11 +223,6 @@ def match_query(folded: list[str], plain: str, filters: dict[str, str]) -> str:
 PREPARE_SQL = (
     "SELECT ARRAY(SELECT word FROM regexp_split_to_table(btrim(jobordre_fold(%s)), ' +')"
     " AS word WHERE word <> ''), jobordre_prefix_query(%s)::text"
-)
-#: Kept for callers of the earlier API: the folded words alone.
-FOLDED_WORDS_SQL = (
-    "SELECT word FROM regexp_split_to_table(btrim(jobordre_fold(%s)), ' +') AS word"
-    " WHERE word <> ''"
 )
 
 #: The total and the page: every match's id from the GIN index (a bitmap, unordered), the

@@ -604,6 +604,7 @@ def test_only_the_newest_matches_are_ranked_and_the_total_stays_exact(
 ODD_MUNICIPALITIES = [
     pytest.param("751#/0#/tomrer", id="a-value-spelling-another-place-s-word"),
     pytest.param("751#", id="the-tag-mark"),
+    pytest.param("75 1", id="a-space"),
     pytest.param("7'\\5", id="quote-and-backslash"),
     pytest.param("7" * 300, id="longer-than-a-tag-keeps"),
 ]
