@@ -226,15 +226,17 @@ PREPARE_SQL = (
 )
 
 #: The total and the page: every match's id from the GIN index (a bitmap, unordered), the
-#: newest ``window`` of them ranked by ``ts_rank`` with the plain words, the page cut.
+#: newest ``window`` of them ranked by ``ts_rank`` with the plain words, the page cut. The
+#: window's rows are found again by ``ctid`` (one page each, already read), not through the
+#: primary key; the same statement, so the same snapshot and the same row versions.
 SEARCH_SQL = f"""
 WITH matches AS MATERIALIZED (
-    SELECT id FROM orders WHERE search @@ %(match)s::tsquery
+    SELECT id, ctid FROM orders WHERE search @@ %(match)s::tsquery
 ), newest AS (
-    SELECT id FROM matches ORDER BY id DESC LIMIT %(window)s
+    SELECT ctid FROM matches ORDER BY id DESC LIMIT %(window)s
 )
 SELECT (SELECT COUNT(*) FROM matches), ARRAY(
-    SELECT o.id FROM newest JOIN orders AS o ON o.id = newest.id
+    SELECT o.id FROM newest JOIN orders AS o ON o.ctid = newest.ctid
     ORDER BY ts_rank('{RANK_WEIGHTS}', o.search, %(rank)s::tsquery) DESC, o.id DESC
     LIMIT %(limit)s OFFSET %(offset)s
 )
