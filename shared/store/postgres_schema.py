@@ -242,7 +242,7 @@ ALTER TABLE events DROP COLUMN IF EXISTS pushed;
 #: tags; here the filters are ``orders`` columns, which an UPDATE changes as it is.
 _V10_NOTHING = "SELECT 1"
 #: v11 made the FTS5 index's tags two characters long (no prefix index entries for them);
-#: PostgreSQL's index has no tags.
+#: PostgreSQL's index had no tags then (v16 brought them).
 _V11_NOTHING = "SELECT 1"
 #: v12: as on SQLite, a status change does not move the order in the employer's index.
 _V12_EMPLOYER_INDEX_WITHOUT_STATUS = """
