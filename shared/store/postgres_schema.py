@@ -242,7 +242,7 @@ ALTER TABLE events DROP COLUMN IF EXISTS pushed;
 #: tags; here the filters are ``orders`` columns, which an UPDATE changes as it is.
 _V10_NOTHING = "SELECT 1"
 #: v11 made the FTS5 index's tags two characters long (no prefix index entries for them);
-#: PostgreSQL's index has no tags.
+#: PostgreSQL's index had no tags then (v16 brought them).
 _V11_NOTHING = "SELECT 1"
 #: v12: as on SQLite, a status change does not move the order in the employer's index.
 _V12_EMPLOYER_INDEX_WITHOUT_STATUS = """
@@ -288,8 +288,9 @@ ALTER TABLE signing_keys ADD COLUMN IF NOT EXISTS caseworker TEXT;
 _V14_ACCESS_COMMAND = "ALTER TABLE access_log ADD COLUMN IF NOT EXISTS command_id TEXT;"
 
 
-#: Migrations in order; migration i brings the store to version i + 1 (v3: the search
-#: index of :mod:`shared.store.postgres_search`).
+#: Migrations in order; migration i brings the store to version i + 1 (v3 and v16: the
+#: search index of :mod:`shared.store.postgres_search`; v16 recomputes the column of every
+#: order and builds its index again).
 MIGRATIONS: list[str] = [
     _V1_CORE,
     _V2_OPS,
@@ -306,6 +307,7 @@ MIGRATIONS: list[str] = [
     _V13_ORDER_IDS_FROM_A_SEQUENCE,
     PUBLIC_KEYS_DDL + _V14_ACCESS_COMMAND,
     _V15_SCOPED_KEYS,
+    postgres_search.SEARCH_VECTOR_SQL,
 ]
 
 

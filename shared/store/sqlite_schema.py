@@ -390,6 +390,12 @@ def _v15_scoped_keys(db: sqlite_utils.Database) -> None:
             db.execute(f"ALTER TABLE signing_keys ADD COLUMN {column} TEXT")
 
 
+def _v16_postgres_search_tags(db: sqlite_utils.Database) -> None:
+    """PostgreSQL's v16 put the filters inside its search index, as SQLite's v10 and v11
+    did here; SQLite has nothing to change (the number keeps both engines' versions equal,
+    which ``jobordre store copy`` requires)."""
+
+
 #: Migrations in order; migration i brings the store to ``user_version`` i + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_core,
@@ -407,6 +413,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v13_order_ids_from_a_sequence,
     _v14_public_keys,
     _v15_scoped_keys,
+    _v16_postgres_search_tags,
 ]
 
 #: The schema version this code expects.

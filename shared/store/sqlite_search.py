@@ -62,7 +62,8 @@ from shared.store.search_tags import SPELLED, TAG_MARK, status_tags_sql, tag_tok
 
 #: The FTS5 table of the search index.
 SEARCH_TABLE = "order_search"
-#: How many of the newest matching orders are ranked by bm25 (orders).
+#: How many of the newest matching orders are ranked by bm25 (orders); PostgreSQL's search
+#: ranks the same window (:mod:`.postgres_search`).
 RANK_WINDOW = 1_000
 #: bm25 weights of the columns title, description, occupation, tags: a word in the title
 #: counts ten description words; the tags never score (they are filters).

@@ -18,7 +18,7 @@ from shared import search, store
 from shared.commands import SearchOrders
 from shared.errors import InvalidInput
 from shared.models import Occupation, OrderStatus, invalid_input_from
-from shared.store import sqlite_schema, sqlite_search
+from shared.store import postgres_schema, sqlite_schema, sqlite_search
 from shared.store.copy import copy_store
 from workers.bench.generator import Generator, load_orders
 
@@ -561,3 +561,125 @@ def test_a_page_deeper_than_the_bound_is_refused_naming_the_offset(
     error = invalid_input_from(raised.value)
     assert error.field == "offset"
     assert str(search.MAX_OFFSET) in error.message
+
+
+# --- the filters inside the index, the bounded ranking (both engines) ----------------------
+
+
+def _orders_in_one_place(target: store.Store, titles: list[str], description: str) -> None:
+    """Orders 1.. with these titles and one description, all open in municipality 751."""
+    for order_id, title in enumerate(titles, 1):
+        _insert(target, order_id, title=title, description=description)
+    with target.write() as write:
+        write.execute("UPDATE orders SET municipality = '751', status = 'processing'")
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        pytest.param({}, id="words-only"),
+        pytest.param({"municipality": "751", "status": "processing"}, id="place-and-status"),
+        pytest.param({"status": "processing"}, id="status"),
+    ],
+)
+def test_only_the_newest_matches_are_ranked_and_the_total_stays_exact(
+    small: store.Store, monkeypatch: pytest.MonkeyPatch, filters: dict[str, str]
+) -> None:
+    # Order 1 has the word in its title, the newer ones only in their description.
+    titles = ["Bager til morgenholdet"] + ["Medarbejder"] * 9
+    _orders_in_one_place(small, titles, "Kunne du tænke dig at blive bager?")
+    conn = small.connection()
+    total, page = search.search_ids(conn, text="bager", filters=filters, limit=3, offset=0)
+    assert (total, page) == (10, [1, 10, 9]), "all ranked: the title match first"
+    monkeypatch.setattr(sqlite_search, "RANK_WINDOW", 4)
+    total, page = search.search_ids(conn, text="bager", filters=filters, limit=3, offset=0)
+    assert (total, page) == (10, [10, 9, 8]), "the title match is older than the window"
+    total, page = search.search_ids(conn, text="bager", filters=filters, limit=2, offset=8)
+    assert (total, page) == (10, [3, 2]), "a deeper page widens the window to cover it"
+
+
+#: Filter values no jobordre command lets in, which a store not only jobordre's may hold:
+#: the tag characters of PostgreSQL's index, a quote and a backslash, a value longer than a
+#: tag keeps. Each must find its own orders and no other's.
+ODD_MUNICIPALITIES = [
+    pytest.param("751#/0#/tomrer", id="a-value-spelling-another-place-s-word"),
+    pytest.param("751#", id="the-tag-mark"),
+    pytest.param("75 1", id="a-space"),
+    pytest.param("7'\\5", id="quote-and-backslash"),
+    pytest.param("7" * 300, id="longer-than-a-tag-keeps"),
+]
+
+
+@pytest.mark.parametrize("odd", ODD_MUNICIPALITIES)
+def test_a_filter_value_holding_tag_characters_finds_its_own_orders_only(
+    small: store.Store, odd: str, request: pytest.FixtureRequest
+) -> None:
+    if small.engine == "sqlite" and not odd.isalnum():
+        # SQLite's spelled-out tags: the triggers' SQL keeps such characters, which the
+        # tokenizer then splits at, while search_tags' Python drops them.
+        request.applymarker(pytest.mark.xfail(strict=True, reason="SQLite spells it apart"))
+    _orders_in_one_place(small, ["Tømrer", "Tømrer"], "Ingen beskrivelse")
+    with small.write() as write:
+        write.execute("UPDATE orders SET municipality = ? WHERE id = 2", [odd])
+    conn = small.connection()
+    for municipality, expected in (("751", [1]), (odd, [2])):
+        for filters in (
+            {"municipality": municipality, "status": "processing"},
+            {"municipality": municipality},
+        ):
+            found = search.search_ids(conn, text="tømr", filters=filters, limit=5, offset=0)
+            assert found == (1, expected), filters
+
+
+def test_a_word_longer_than_the_place_s_copy_of_it_is_found_in_its_place(
+    small: store.Store,
+) -> None:
+    word = "tømrer" + "x" * 300
+    _orders_in_one_place(small, [f"Søges: {word}", "Tømrer"], "Ingen beskrivelse")
+    place = {"municipality": "751", "status": "processing"}
+    conn = small.connection()
+    for prefix in (word[:150], word[:250], word):
+        assert search.search_ids(conn, text=prefix, filters=place, limit=5, offset=0) == (1, [1])
+    assert search.search_ids(conn, text="tømrer", filters=place, limit=5, offset=0)[0] == 2
+
+
+def test_the_index_follows_a_move_to_another_place_and_status(small: store.Store) -> None:
+    _orders_in_one_place(small, ["Tømrer"], "Ingen beskrivelse")
+    conn = small.connection()
+    here = {"municipality": "751", "status": "processing"}
+    there = {"municipality": "101", "status": "inactivated"}
+    assert search.search_ids(conn, text="tømrer", filters=here, limit=5, offset=0) == (1, [1])
+    with small.write() as write:
+        write.execute("UPDATE orders SET municipality = '101', status = 'inactivated'")
+    assert search.search_ids(conn, text="tømrer", filters=here, limit=5, offset=0) == (0, [])
+    assert search.search_ids(conn, text="tømrer", filters=there, limit=5, offset=0) == (1, [1])
+
+
+@pytest.mark.parametrize("engine", [pytest.param("sqlite"), pytest.param("postgres")])
+def test_migration_16_indexes_the_orders_already_stored(
+    engine: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engine == "sqlite":
+        store_url = str(tmp_path / "old.db")
+    else:
+        cluster = request.getfixturevalue("postgres_cluster")
+        store_url = cluster.fresh_database(migrated=False)
+    with monkeypatch.context() as before_16:  # a store of the code before the tags
+        before_16.setattr(sqlite_schema, "MIGRATIONS", sqlite_schema.MIGRATIONS[:15])
+        before_16.setattr(sqlite_schema, "SCHEMA_VERSION", 15)
+        before_16.setattr(postgres_schema, "MIGRATIONS", postgres_schema.MIGRATIONS[:15])
+        old = store.open_url(store_url)
+        try:
+            assert old.schema_version() == 15
+            _orders_in_one_place(old, ["Tømrer", "Murer"], "Ingen beskrivelse")
+        finally:
+            old.close()
+    migrated = store.open_url(store_url)
+    try:
+        assert migrated.schema_version() == sqlite_schema.SCHEMA_VERSION == 16
+        place = {"municipality": "751", "status": "processing"}
+        conn = migrated.connection()
+        assert search.search_ids(conn, text="tømr", filters=place, limit=5, offset=0) == (1, [1])
+        assert search.search_ids(conn, text="murer", filters={}, limit=5, offset=0) == (1, [2])
+    finally:
+        migrated.close()

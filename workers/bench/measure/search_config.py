@@ -113,11 +113,12 @@ def main() -> None:
                     )
                 }
                 for name, (vector, query) in CANDIDATES.items():
-                    rows = conn.execute(
+                    # Not ``rows``: the orders' rows are the next query's reference.
+                    matched = conn.execute(
                         f"SELECT id FROM orders WHERE {vector} @@ {query}",  # noqa: S608 (constants)
                         (" ".join(words),),
                     ).fetchall()
-                    found[name] = {int(row[0]) for row in rows}
+                    found[name] = {int(row[0]) for row in matched}
                 results[typed] = {"intended": len(intended)}
                 for name, ids in found.items():
                     hits = len(ids & intended)
