@@ -83,13 +83,22 @@ def _target_url(url: str, password_file: str | None) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _rounded(seconds: dict[str, Any]) -> dict[str, Any]:
+    """Phase timings to the tenth of a second (a nested dict per table)."""
+    return {
+        name: _rounded(value) if isinstance(value, dict) else round(value, 1)
+        for name, value in seconds.items()
+    }
+
+
 def _copy(args: argparse.Namespace, settings: Settings) -> int:
     to = _target_url(args.to, args.to_password_file)
     source = open_url(args.source) if args.source else open_store(settings)
     try:
         target = open_url(to, pool_size=2)
+        seconds: dict[str, Any] = {}
         try:
-            tables = copy_store(source, target)
+            tables = copy_store(source, target, seconds=seconds)
         finally:
             target.close()
     finally:
@@ -99,11 +108,16 @@ def _copy(args: argparse.Namespace, settings: Settings) -> int:
         "to": {"engine": target.engine, "store": target.describe()},
         "tables": tables,
         "verified": True,
+        "seconds": _rounded(seconds),
     }
     lines = [f"copied {source.describe()} -> {target.describe()}, verified:"]
     lines += [
         f"  {name}: {t['rows']} rows, checksum {t['checksum'][:16]}" for name, t in tables.items()
     ]
+    lines.append(
+        f"  in {seconds['total']:.1f} s (load {sum(seconds['load'].values()):.1f} s, indexes "
+        f"{seconds['indexes']:.1f} s, verification {seconds['verify']:.1f} s)"
+    )
     emit(document, args.json, "\n".join(lines))
     return 0
 
