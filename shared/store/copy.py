@@ -72,11 +72,23 @@ def _select(table: str, columns: Sequence[str]) -> str:
 
 def _rows(tx: Tx, table: str, columns: Sequence[str]) -> Iterator[Sequence[Any]]:
     """``table``'s rows over ``columns``, fetched :data:`FETCH_ROWS` at a time."""
+    conn = _server(tx)
     if isinstance(tx, SqliteTx):
         # Plain tuples: a sqlite3.Row per row costs more and is not needed here.
         result: _Fetching = tx.raw.cursor()
         cast(Any, result).row_factory = None
         cast(Any, result).execute(_select(table, columns))
+    elif conn is not None:
+        # A server-side cursor: a client-side one would hold the whole table in memory.
+        cursor = conn.cursor(name=f"jobordre_copy_{table}")
+        cursor.itersize = FETCH_ROWS
+        cursor.execute(_select(table, columns))
+        try:
+            while chunk := cursor.fetchmany(FETCH_ROWS):
+                yield from chunk
+        finally:
+            cursor.close()
+        return
     else:
         result = cast(_Fetching, tx.execute(_select(table, columns)))
     while chunk := result.fetchmany(FETCH_ROWS):
@@ -158,6 +170,8 @@ def copy_store(
             f"{target.schema_version()}: run `jobordre migrate` on both with this jobordre",
             field="to",
         )
+    # Refused at once, without waiting for the locks below (a store in use).
+    _check_empty(target.connection(), target, target.tables())
     began = time.perf_counter()
     phases: dict[str, Any] = {"load": {}}
     report: dict[str, dict[str, Any]] = {}

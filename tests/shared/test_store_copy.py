@@ -245,3 +245,18 @@ def test_a_failure_half_way_leaves_the_target_empty(
             assert tx.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 0
     finally:
         target.close()
+
+
+def test_a_postgres_store_copies_into_another_alike(
+    source: SqliteStore, postgres_cluster: Any
+) -> None:
+    first, second = _fresh(postgres_cluster), _fresh(postgres_cluster)
+    try:
+        report = copy_store(source, first)
+        again = copy_store(first, second)
+        for table in first.tables():
+            assert again[table]["rows"] == report[table]["rows"], table
+            assert _all_rows(second, table) == _all_rows(first, table), table
+    finally:
+        first.close()
+        second.close()
