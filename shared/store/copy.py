@@ -170,14 +170,14 @@ def copy_store(
             f"{target.schema_version()}: run `jobordre migrate` on both with this jobordre",
             field="to",
         )
+    present = target.tables()
     # Refused at once, without waiting for the locks below (a store in use).
-    _check_empty(target.connection(), target, target.tables())
+    _check_empty(target.connection(), target, present)
+    tables = [table for table in source.tables() if table in set(present)]
     began = time.perf_counter()
     phases: dict[str, Any] = {"load": {}}
     report: dict[str, dict[str, Any]] = {}
     with source.read() as reading, target.write() as writing:
-        present = set(target.tables())
-        tables = [table for table in source.tables() if table in present]
         columns_of: dict[str, list[str]] = {}
         for table in tables:
             wanted = set(writing.columns(table))
@@ -187,7 +187,7 @@ def copy_store(
             from shared.store import postgres_copy
 
             postgres_copy.lock(conn, tables)
-        _check_empty(writing, target, target.tables())
+        _check_empty(writing, target, present)
         conn = _server(writing)
         deferred = postgres_copy.prepare(conn, tables) if conn is not None else None
         for table in tables:
