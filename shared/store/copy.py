@@ -190,6 +190,7 @@ def copy_store(
         _check_empty(writing, target, present)
         conn = _server(writing)
         deferred = postgres_copy.prepare(conn, tables) if conn is not None else None
+        owned = deferred is not None and deferred.owned
         for table in tables:
             started = time.perf_counter()
             if table in SEEDED and conn is None:
@@ -198,7 +199,7 @@ def copy_store(
             tally = _Tally()
             rows = tally.through(_rows(reading, table, columns))
             if conn is not None:
-                postgres_copy.load(conn, table, columns, rows)
+                postgres_copy.load(conn, table, columns, rows, freeze=owned)
             else:
                 writing.bulk_insert(table, columns, rows)
             report[table] = tally.summary()

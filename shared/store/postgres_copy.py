@@ -60,6 +60,9 @@ class Deferred:
     indexes: list[str] = field(default_factory=list)
     #: (table, constraint name, definition) of the foreign keys.
     foreign_keys: list[tuple[str, str, str]] = field(default_factory=list)
+    #: Whether the copying role owns the tables: if not, nothing is dropped or truncated
+    #: (it may not), and the load is a plain COPY into the indexed tables.
+    owned: bool = True
 
 
 def _execute(conn: psycopg.Connection[Any], statement: sql.SQL | sql.Composed | str) -> None:
@@ -99,6 +102,16 @@ def prepare(conn: psycopg.Connection[Any], tables: Sequence[str]) -> Deferred:
             ),
         )
     deferred = Deferred()
+    owner = conn.execute(
+        "SELECT bool_and(pg_has_role(relowner, 'USAGE')) FROM pg_class"
+        " WHERE relnamespace = current_schema()::regnamespace AND relname = ANY(%s)",
+        (list(tables),),
+    ).fetchone()
+    if owner is None or not owner[0]:
+        deferred.owned = False
+        for table in reversed(tables):
+            _execute(conn, sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+        return deferred
     foreign = conn.execute(
         "SELECT t.relname, k.conname, pg_get_constraintdef(k.oid) FROM pg_constraint k"
         " JOIN pg_class t ON t.oid = k.conrelid JOIN pg_class r ON r.oid = k.confrelid"
@@ -151,10 +164,15 @@ def load(
     table: str,
     columns: Sequence[str],
     rows: Iterable[Sequence[Any]],
+    *,
+    freeze: bool = True,
 ) -> int:
-    """COPY ``rows`` into ``table`` (emptied by :func:`prepare`) in binary; how many."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY, FREEZE)").format(
-        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    """COPY ``rows`` into ``table`` (emptied by :func:`prepare`) in binary; how many.
+    ``freeze``: the rows written frozen (the table was truncated in this transaction)."""
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY{})").format(
+        sql.Identifier(table),
+        sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+        sql.SQL(", FREEZE" if freeze else ""),
     )
     types = column_types(conn, table, columns)
     count = 0
@@ -178,6 +196,8 @@ def finish(conn: psycopg.Connection[Any], deferred: Deferred, tables: Sequence[s
                 sql.Identifier(table), sql.Identifier(name), sql.SQL(definition)
             ),
         )
+    if not deferred.owned:
+        return  # ANALYZE too is the owner's; autovacuum will do it
     _execute(
         conn,
         sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(sql.Identifier(t) for t in tables)),

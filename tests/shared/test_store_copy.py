@@ -166,9 +166,10 @@ def _corrupt(how: str) -> Any:
         table: str,
         columns: Sequence[str],
         rows: Iterable[Sequence[Any]],
+        **options: Any,
     ) -> int:
         if table != "orders":
-            return real(conn, table, columns, rows)
+            return real(conn, table, columns, rows, **options)
         title = columns.index("title")
 
         def wrong() -> Iterator[Sequence[Any]]:
@@ -179,7 +180,7 @@ def _corrupt(how: str) -> Any:
                     row = [*row[:title], row[title] + " ", *row[title + 1 :]]
                 yield row
 
-        return real(conn, table, columns, wrong())
+        return real(conn, table, columns, wrong(), **options)
 
     return load
 
@@ -222,15 +223,17 @@ def test_a_failure_half_way_leaves_the_target_empty(
     target = _fresh(postgres_cluster)
     real = postgres_copy.load
 
-    def load(conn: Any, name: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    def load(
+        conn: Any, name: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], **options: Any
+    ) -> int:
         if name != table:
-            return real(conn, name, columns, rows)
+            return real(conn, name, columns, rows, **options)
 
         def breaking() -> Iterator[Sequence[Any]]:
             yield from list(rows)[:1]
             raise _Broken("the source went away")
 
-        return real(conn, name, columns, breaking())
+        return real(conn, name, columns, breaking(), **options)
 
     try:
         seeded = {name: _all_rows(target, name) for name in SEEDED}
@@ -260,3 +263,29 @@ def test_a_postgres_store_copies_into_another_alike(
     finally:
         first.close()
         second.close()
+
+
+def test_a_role_that_does_not_own_the_tables_copies_with_them_indexed(
+    source: SqliteStore, postgres_cluster: Any
+) -> None:
+    """Dropping indexes, TRUNCATE and ANALYZE are the owner's: a role granted the rows only
+    gets a plain COPY into the indexed tables, verified and all-or-nothing the same."""
+    url = postgres_cluster.fresh_database()
+    role = "copier_" + url.rsplit("/", 1)[1]
+    with psycopg.connect(url, autocommit=True) as owner:
+        owner.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'copier'")
+        owner.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+        owner.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    as_role = url.replace("jobordre:jobordre@", f"{role}:copier@")
+    target, migrated = open_url(as_role, migrate=False), _fresh(postgres_cluster)
+    try:
+        report = copy_store(source, target)
+        assert report["orders"]["rows"] == 2
+        for table in ("orders", "placements", "placement_log", *SEEDED):
+            assert _all_rows(target, table) == _all_rows(source, table), table
+        assert _schema(target) == _schema(migrated)
+        found = ok(Foundation(target), JOBCENTRE, K.SEARCH_ORDERS, {"text": "tømr"})
+        assert [o["title"] for o in found["results"]] == ["Tømrer til Aarhus"]
+    finally:
+        target.close()
+        migrated.close()
