@@ -17,14 +17,18 @@ the method's measurements).
   (``copy.set_types``): no text rendering and parsing of each value.
 * **Long values are compressed with lz4** where the server has it (``SET LOCAL
   default_toast_compression``, for the copy's transaction alone): the search vector makes
-  an order's row long enough to be compressed, and pglz costs several times lz4's CPU. Both
+  an order's row long enough to be compressed, and pglz costs more CPU than lz4. Both
   read back alike; rows written later are compressed as the server is configured.
 * **The tables are truncated first** (they are empty but for the rows migrations seed), so
   COPY writes the rows already frozen (``FREEZE``): no later pass of VACUUM rewrites every
   page to freeze them, and the verification's read does not dirty them.
 * **Verified in the database.** A table's summary (rows, and the sum of per-row SHA-256
   digests of :func:`shared.store.copy.render`'s rendering) is computed by one aggregate
-  query, which PostgreSQL may run on parallel workers.
+  query, each row's digest once (``OFFSET 0`` keeps the planner from inlining it into
+  each of the sums).
+
+A role that does not own the tables may not drop indexes, truncate or ANALYZE: it gets a
+plain binary COPY into the indexed tables instead, verified the same.
 
 Everything happens in the caller's write transaction: a failure anywhere, a verification
 that differs included, rolls it back and leaves the target as it was, empty.
@@ -39,8 +43,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-#: Memory one index build may use in the copy's transaction (``maintenance_work_mem``):
-#: the search vector's GIN index is built in fewer passes with more.
+#: Memory each index build of the copy may use (``maintenance_work_mem``, a PostgreSQL
+#: size): sorts larger than the server's default stay in memory.
 MAINTENANCE_WORK_MEM = "512MB"
 #: How the copy's transaction compresses values too long for a row (TOAST), where the
 #: server has it: lz4 costs a fraction of the CPU of PostgreSQL's own pglz, both ways.

@@ -3,7 +3,8 @@
 ``migrate`` runs the store's numbered migrations (workers also run them at start; several
 hosts starting at once migrate one after the other). ``store copy --to URL`` copies the
 store (by default the SQLite file at ``JOBORDRE_DB``) into an empty PostgreSQL database and
-verifies it; then point the workers at it with ``JOBORDRE_DATABASE_URL``.
+verifies it, in one transaction (:mod:`shared.store.copy`); then point the workers at it
+with ``JOBORDRE_DATABASE_URL``.
 
 The target's password stays out of the command line, where every user of the host reads
 it (``ps``, ``/proc/<pid>/cmdline``): give ``--to`` without one and the password in
