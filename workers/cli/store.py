@@ -3,7 +3,8 @@
 ``migrate`` runs the store's numbered migrations (workers also run them at start; several
 hosts starting at once migrate one after the other). ``store copy --to URL`` copies the
 store (by default the SQLite file at ``JOBORDRE_DB``) into an empty PostgreSQL database and
-verifies it; then point the workers at it with ``JOBORDRE_DATABASE_URL``.
+verifies it, in one transaction (:mod:`shared.store.copy`); then point the workers at it
+with ``JOBORDRE_DATABASE_URL``.
 
 The target's password stays out of the command line, where every user of the host reads
 it (``ps``, ``/proc/<pid>/cmdline``): give ``--to`` without one and the password in
@@ -83,13 +84,22 @@ def _target_url(url: str, password_file: str | None) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _rounded(seconds: dict[str, Any]) -> dict[str, Any]:
+    """Phase timings to the tenth of a second (a nested dict per table)."""
+    return {
+        name: _rounded(value) if isinstance(value, dict) else round(value, 1)
+        for name, value in seconds.items()
+    }
+
+
 def _copy(args: argparse.Namespace, settings: Settings) -> int:
     to = _target_url(args.to, args.to_password_file)
     source = open_url(args.source) if args.source else open_store(settings)
     try:
         target = open_url(to, pool_size=2)
+        seconds: dict[str, Any] = {}
         try:
-            tables = copy_store(source, target)
+            tables = copy_store(source, target, seconds=seconds)
         finally:
             target.close()
     finally:
@@ -99,11 +109,16 @@ def _copy(args: argparse.Namespace, settings: Settings) -> int:
         "to": {"engine": target.engine, "store": target.describe()},
         "tables": tables,
         "verified": True,
+        "seconds": _rounded(seconds),
     }
     lines = [f"copied {source.describe()} -> {target.describe()}, verified:"]
     lines += [
         f"  {name}: {t['rows']} rows, checksum {t['checksum'][:16]}" for name, t in tables.items()
     ]
+    lines.append(
+        f"  in {seconds['total']:.1f} s (load {sum(seconds['load'].values()):.1f} s, indexes "
+        f"{seconds['indexes']:.1f} s, verification {seconds['verify']:.1f} s)"
+    )
     emit(document, args.json, "\n".join(lines))
     return 0
 
