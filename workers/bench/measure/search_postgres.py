@@ -5,8 +5,8 @@ Run: ``.venv/bin/python -m workers.bench.measure.search_postgres --db /tmp/big.d
 (or :func:`workers.bench.generator.load_orders`) with the bench's seed (7), so the queries find
 what they find there. A private PostgreSQL cluster on a free loopback port gets a migrated
 database; the first ``--orders`` orders are COPYed into ``orders`` with the GIN index
-dropped and built again afterwards (``jobordre store copy`` keeps the index up row by row
-and copies every table, which took 209 s per 100,000 orders here), then ANALYZEd. Only the
+dropped and built again afterwards, then ANALYZEd (``jobordre store copy`` does the same,
+and copies and verifies every table: use it for a whole store). Only the
 ``orders`` table matters to search (its ``search`` vector is computed by the COPY, the
 generated column being migration 16's). The figures are those of ``jobordre bench`` on
 PostgreSQL (:func:`workers.bench.harness.measure_search_postgres`): jobordre's search
