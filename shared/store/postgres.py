@@ -51,7 +51,13 @@ import psycopg_pool
 from psycopg.rows import RowMaker
 
 from shared.errors import LateFailure, Unavailable
-from shared.store import postgres_pipeline, postgres_schema, postgres_search, secrets_at_rest
+from shared.store import (
+    postgres_copy,
+    postgres_pipeline,
+    postgres_schema,
+    postgres_search,
+    secrets_at_rest,
+)
 from shared.store.interface import (
     CURRENT_EPOCH_SQL,
     TABLES,
@@ -808,16 +814,11 @@ class PostgresStore(Store):
 
     def restart_ids(self) -> None:
         """Move every identity column's sequence past the largest id copied in."""
-        with self.write() as tx:
-            identities = tx.execute(
-                "SELECT table_name, column_name FROM information_schema.columns"
-                " WHERE table_schema = current_schema() AND is_identity = 'YES'"
-            ).fetchall()
-            for table, column in identities:
-                tx.execute(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'),"  # noqa: S608
-                    f" (SELECT COALESCE(MAX({column}), 0) + 1 FROM {table}), false)"
-                )
+        try:
+            with self.pool.connection() as conn, conn.transaction():
+                postgres_copy.restart_ids(conn)
+        except RETRYABLE as error:
+            raise unavailable(cast(psycopg.Error, error)) from error
 
     def close(self) -> None:
         """Close the pool."""

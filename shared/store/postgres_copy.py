@@ -243,8 +243,9 @@ def summary(conn: psycopg.Connection[Any], table: str, columns: Sequence[str]) -
 
 
 def restart_ids(conn: psycopg.Connection[Any]) -> None:
-    """Move every identity column's sequence past the largest id copied in, as
-    :meth:`shared.store.postgres.PostgresStore.restart_ids` does, in this transaction."""
+    """Move every identity column's sequence past the largest id copied in, in the
+    transaction of ``conn`` (:meth:`shared.store.postgres.PostgresStore.restart_ids`
+    runs it in one of its own)."""
     identities = conn.execute(
         "SELECT table_name, column_name FROM information_schema.columns"
         " WHERE table_schema = current_schema() AND is_identity = 'YES'"
