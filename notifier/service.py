@@ -257,6 +257,13 @@ class Notifier:
                 self.connected = False
                 self.publish()
                 self._until_connected(self._resync, stopping)
+            except JobordreError as error:
+                # One read refused, as a read whose reply a broker failover lost is when
+                # its redelivery comes (its id is a replay): nothing is lost, the inbox is
+                # asked again under a new id. A refusal that lasts (a revoked key) stops
+                # the notifier at the resync, as it does at the start.
+                log.warning("the workers refused a read (%s); catching up again", error.message)
+                self._until_connected(self._resync, stopping)
         self._save(force=True)
 
     # --- the desktop program's side ----------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from notifier.backend import DeliveryFailed
 from notifier.source import STREAM_START
 from notifier.tray import View
-from shared.errors import Unavailable
+from shared.errors import JobordreError, Unavailable
 from shared.events import AUTHORITIES, Cursor, EventHeader, EventType, PlacementChange
 from shared.models import OrderStatus, PlacementStatus
 
@@ -110,6 +110,8 @@ class FakeQueries:
         }
     )
     down: bool = False
+    #: Errors the next inbox calls raise, one each (a read the workers refuse).
+    refusals: list[JobordreError] = field(default_factory=list)
     inbox_calls: list[int] = field(default_factory=list)
     #: How many events the inbox listed, in all.
     listed: int = 0
@@ -165,6 +167,8 @@ class FakeQueries:
     def inbox(self, since: str, limit: int) -> dict[str, Any]:
         if self.down:
             raise Unavailable("the foundation is down (fake)")
+        if self.refusals:
+            raise self.refusals.pop(0)
         self.inbox_calls.append(Cursor.parse(since).seq)
         after = self.resolve(since)
         mine = [e for e in self.events if e.seq > after and e.reaches(self.principal)][:limit]

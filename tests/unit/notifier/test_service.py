@@ -11,6 +11,7 @@ import pytest
 from notifier.backend import FallbackDesktop, TerminalDesktop
 from notifier.cursor import CursorFile
 from notifier.service import Notifier
+from shared.errors import InvalidInput
 from shared.events import Cursor, EventHeader
 from shared.models import OrderStatus
 from tests.notifier.fakes import (
@@ -347,6 +348,28 @@ def test_reconnects_after_redis_restarts_and_misses_nothing(world: World) -> Non
     world.clock.now += BURST
     world.settle(notifier)
     assert world.desktop.shown[-1][1] == "Ny status: Under behandling"
+
+
+def test_a_read_the_workers_refuse_is_asked_again_and_nothing_is_missed(world: World) -> None:
+    """After a broker failover a lost reply's read is redelivered and refused as a replay
+    of its id: the notifier asks the inbox again (a new id) instead of stopping."""
+    notifier = world.notifier()
+    notifier.start()
+    world.foundation.refusals.append(
+        InvalidInput("command_id was used before (fake)", field="command_id")
+    )
+    world.change(world.status())
+    stops = iter([False] * 20 + [True])
+
+    def stop() -> bool:
+        world.clock.now += 0.05
+        return next(stops, True)
+
+    notifier.run(stop)
+    assert world.foundation.refusals == [], "the refused read happened"
+    assert [body for _, body in world.desktop.shown] == [
+        "Ny status: Inaktiveret – tilstrækkelige henvisninger"
+    ]
 
 
 def test_the_backoff_is_capped(world: World) -> None:
