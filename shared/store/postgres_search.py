@@ -49,7 +49,7 @@ best ``ts_rank`` first, newest first on equal scores; what SQLite finds, Postgre
 ``unaccent`` folds more than unicode61 does: ``ø``, ``æ``, ``å`` become ``o``, ``ae``,
 ``a`` (unicode61 keeps them, having no Unicode decomposition), so on PostgreSQL ``tomrer``
 also finds "Tømrer". Migration 16 computes every order's vector again and builds the
-index anew: minutes at a million orders (docs/scaling-out-postgres.md).
+index anew, with no writes meanwhile: plan it (its time: docs/scaling-out-postgres.md).
 """
 
 from __future__ import annotations
