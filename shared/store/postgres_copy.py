@@ -49,6 +49,10 @@ MAINTENANCE_WORK_MEM = "512MB"
 #: How the copy's transaction compresses values too long for a row (TOAST), where the
 #: server has it: lz4 costs a fraction of the CPU of PostgreSQL's own pglz, both ways.
 TOAST_COMPRESSION = "lz4"
+#: A copied table smaller than this (pages) is not analyzed (:func:`finish`): PostgreSQL
+#: takes a never-analyzed table for at least 10 pages, which keeps lookups by key on the
+#: index.
+ANALYZE_MIN_PAGES = 10
 #: The SHA-256 digest is summed in pieces of this many hex digits (32 bits): each piece's
 #: sum over any number of rows fits PostgreSQL's ``numeric`` exactly.
 _PIECE_HEX = 8
@@ -189,8 +193,17 @@ def load(
 
 
 def finish(conn: psycopg.Connection[Any], deferred: Deferred, tables: Sequence[str]) -> None:
-    """Build the indexes and foreign keys :func:`prepare` dropped; ANALYZE ``tables``, so
-    the first queries on the copy are planned with its statistics."""
+    """Build the indexes and foreign keys :func:`prepare` dropped; ANALYZE those of
+    ``tables`` that hold :data:`ANALYZE_MIN_PAGES` pages or more, so the first queries on
+    the copy are planned with its statistics.
+
+    A smaller table is left never analyzed, and the planner takes it for that many pages:
+    a lookup by key goes through the index. Analyzed, an empty or nearly empty table is
+    planned as the page or two it is, a scan of the whole table is the cheaper plan for a
+    lookup by key, and a prepared statement keeps that plan while the table grows, until
+    autovacuum analyzes it again: a fresh copy's ledger and event log were scanned whole by
+    every command.
+    """
     for definition in deferred.indexes:
         _execute(conn, definition)
     for table, name, definition in deferred.foreign_keys:
@@ -202,10 +215,19 @@ def finish(conn: psycopg.Connection[Any], deferred: Deferred, tables: Sequence[s
         )
     if not deferred.owned:
         return  # ANALYZE too is the owner's; autovacuum will do it
-    _execute(
-        conn,
-        sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(sql.Identifier(t) for t in tables)),
-    )
+    rows = conn.execute(
+        "SELECT relname FROM pg_class WHERE relname = ANY(%s) AND relkind = 'r'"
+        " AND relnamespace = current_schema()::regnamespace"
+        " AND pg_relation_size(oid) >= %s * current_setting('block_size')::int",
+        [list(tables), ANALYZE_MIN_PAGES],
+    ).fetchall()
+    found = {row[0] for row in rows}
+    grown = [table for table in tables if table in found]
+    if grown:
+        _execute(
+            conn,
+            sql.SQL("ANALYZE {}").format(sql.SQL(", ").join(sql.Identifier(t) for t in grown)),
+        )
 
 
 def _rendering(columns: Sequence[str]) -> sql.Composable:

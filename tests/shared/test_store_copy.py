@@ -289,3 +289,71 @@ def test_a_role_that_does_not_own_the_tables_copies_with_them_indexed(
     finally:
         target.close()
         migrated.close()
+
+
+#: Lookups by key of the write path on tables that a store's commands make grow from
+#: nothing: (statement, its parameters' types).
+KEY_LOOKUPS = [
+    pytest.param(
+        "SELECT reply FROM commands WHERE principal = $1 AND command_id = $2",
+        ("text", "text"),
+        id="the-ledger",
+    ),
+    pytest.param("SELECT 1 FROM events WHERE seq = $1", ("bigint",), id="the-event-log"),
+    pytest.param("SELECT status FROM placements WHERE id = $1", ("bigint",), id="placements"),
+]
+
+
+def _generic_plan(url: str, query: str, types: Sequence[str]) -> str:
+    """The plan a prepared statement keeps (PostgreSQL's generic plan) of ``query``."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(f"PREPARE lookup ({', '.join(types)}) AS {query}")
+        nulls = ", ".join("NULL" for _ in types)
+        return "\n".join(str(row[0]) for row in conn.execute(f"EXPLAIN EXECUTE lookup ({nulls})"))
+
+
+@pytest.fixture
+def orders_only(tmp_path: Path) -> Iterator[SqliteStore]:
+    """A SQLite store of 300 generated orders (ten pages and more), and nothing else."""
+    from workers.bench.generator import load_orders
+
+    load_orders(tmp_path / "orders.db", 300, progress=False)
+    store = SqliteStore(tmp_path / "orders.db")
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize(("query", "types"), KEY_LOOKUPS)
+def test_a_table_copied_empty_is_looked_up_by_key_through_its_index(
+    orders_only: SqliteStore, postgres_cluster: Any, query: str, types: Sequence[str]
+) -> None:
+    """A prepared statement keeps the plan it was first given while the table grows: a
+    ledger analyzed empty would have every command scan it whole."""
+    url = postgres_cluster.fresh_database()
+    target = open_url(url)
+    try:
+        copy_store(orders_only, target)
+        plan = _generic_plan(url, query, types)
+        assert "Index" in plan and "Seq Scan" not in plan, plan
+    finally:
+        target.close()
+
+
+def test_the_tables_of_ten_pages_or_more_are_analyzed_and_the_empty_ones_are_not(
+    orders_only: SqliteStore, postgres_cluster: Any
+) -> None:
+    url = postgres_cluster.fresh_database()
+    target = open_url(url)
+    try:
+        copy_store(orders_only, target)
+        with psycopg.connect(url) as conn:
+            found: dict[str, float] = dict(
+                conn.execute(
+                    "SELECT relname, reltuples FROM pg_class"
+                    " WHERE relname IN ('orders', 'commands', 'events')"
+                ).fetchall()
+            )
+        assert found == {"orders": 300, "commands": -1, "events": -1}
+    finally:
+        target.close()
