@@ -288,9 +288,9 @@ ALTER TABLE signing_keys ADD COLUMN IF NOT EXISTS caseworker TEXT;
 _V14_ACCESS_COMMAND = "ALTER TABLE access_log ADD COLUMN IF NOT EXISTS command_id TEXT;"
 
 
-#: Migrations in order; migration i brings the store to version i + 1 (v3 and v16: the
+#: Migrations in order; migration i brings the store to version i + 1 (v3, v16 and v17: the
 #: search index of :mod:`shared.store.postgres_search`; v16 recomputes the column of every
-#: order and builds its index again).
+#: order and builds its index again, v17 only replaces the function computing it).
 MIGRATIONS: list[str] = [
     _V1_CORE,
     _V2_OPS,
@@ -308,6 +308,7 @@ MIGRATIONS: list[str] = [
     PUBLIC_KEYS_DDL + _V14_ACCESS_COMMAND,
     _V15_SCOPED_KEYS,
     postgres_search.SEARCH_VECTOR_SQL,
+    postgres_search.SEARCH_VECTOR_WRITTEN_OUT_SQL,
 ]
 
 

@@ -12,9 +12,10 @@ best ``ts_rank`` first, newest first on equal scores; what SQLite finds, Postgre
   host names and e-mail addresses whole). The ``simple`` configuration: no stemming and no
   stop words, so every word the caseworker types is a prefix of a word in the order
   (docs/scaling-out.md has the measurement against ``danish``).
-* **A stored generated column** ``orders.search`` (``jobordre_search_vector``, migration 16)
-  with a GIN index; PostgreSQL keeps it in step in the writer's own transaction, as
-  SQLite's triggers do, and a copy of the table computes it again. It holds three things:
+* **A stored generated column** ``orders.search`` (``jobordre_search_vector``, migration 16,
+  its function written out by migration 17) with a GIN index; PostgreSQL keeps it in step
+  in the writer's own transaction, as SQLite's triggers do, and a copy of the table
+  computes it again. It holds three things:
   the words with their positions and weights (title A, occupation B, description D); one
   tag per filter value (``#m751``, ``#sprocessing``, ``#jordinary``, ``#e<CVR>``); and
   every word once more behind the compound tag of its order's municipality and status
@@ -111,23 +112,37 @@ PLACE_WORD_CHARS = 200
 #: writes its entries out many more times.
 GIN_BUILD_MEMORY = "256MB"
 
+
+def _tag_value_sql(value: str) -> str:
+    """SQL of :func:`tag_value` of the expression ``value``."""
+    return (
+        f"CASE WHEN octet_length({value}) <= {TAG_VALUE_BYTES}"
+        f" THEN replace(replace({value}, '#', '#!'), ' ', '#_') ELSE '#%' || md5({value}) END"
+    )
+
+
+def _fold_sql(text: str) -> str:
+    """SQL of ``jobordre_fold`` of the expression ``text``, written out."""
+    return (
+        "regexp_replace(lower(public.unaccent('public.unaccent'::regdictionary, "
+        f"{text})), '[^[:alnum:]]+', ' ', 'g')"
+    )
+
+
 #: A status as the compound tag holds it: the code of a known status (:data:`STATUS_CODES`,
 #: shared with SQLite's tags), else the spelled-out value, which never reads as a code.
 _STATUS_CODE_SQL = (
     "CASE status "
     + " ".join(f"WHEN '{value}' THEN '{code}'" for value, code in STATUS_CODES.items())
-    + f" ELSE '{SPELLED['status']}' || jobordre_tag_value(status) END"
+    + f" ELSE '{SPELLED['status']}' || status_value END"
 )
 
-#: Migration 16: every word also indexed behind its order's municipality and status (the
-#: compound tag), and one tag lexeme per filter value; see the module docstring.
-SEARCH_VECTOR_SQL = rf"""
-CREATE OR REPLACE FUNCTION jobordre_tag_value(text) RETURNS text
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    RETURN CASE WHEN octet_length($1) <= {TAG_VALUE_BYTES}
-                THEN replace(replace($1, '#', '#!'), ' ', '#_') ELSE '#%' || md5($1) END;
--- PL/pgSQL, not SQL: a SQL function with a subquery is not inlined, and setting its
--- executor up for every row cost several times what the vector itself does.
+#: The vector of an order (see the module docstring), as the generated column computes it.
+#: PL/pgSQL, and every expression written out in it: a SQL function with a subquery is
+#: not inlined, and one called from PL/pgSQL is parsed and planned again at every call
+#: made inside a savepoint, which is every command's (migration 17: a third of the server's
+#: CPU of a status change went there).
+SEARCH_VECTOR_FUNCTION_SQL = rf"""
 CREATE OR REPLACE FUNCTION jobordre_search_vector(
     title text, occupation text, description text,
     municipality text, status text, job_type text, employer_cvr text
@@ -135,19 +150,21 @@ CREATE OR REPLACE FUNCTION jobordre_search_vector(
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 AS $f$
 DECLARE
-    words tsvector := setweight(to_tsvector('{CONFIG}', jobordre_fold(title)), 'A')
-        || setweight(to_tsvector('{CONFIG}', jobordre_fold(occupation)), 'B')
-        || setweight(to_tsvector('{CONFIG}', jobordre_fold(description)), 'D');
-    place text := '{TAG_MARK}' || jobordre_tag_value(municipality) || '{TAG_END}'
+    words tsvector := setweight(to_tsvector('{CONFIG}', {_fold_sql("title")}), 'A')
+        || setweight(to_tsvector('{CONFIG}', {_fold_sql("occupation")}), 'B')
+        || setweight(to_tsvector('{CONFIG}', {_fold_sql("description")}), 'D');
+    municipality_value text := {_tag_value_sql("municipality")};
+    status_value text := {_tag_value_sql("status")};
+    place text := '{TAG_MARK}' || municipality_value || '{TAG_END}'
         || {_STATUS_CODE_SQL} || '{TAG_END}';
     -- Neither lexemes of folded text nor the place (its values' spaces are written #_)
     -- hold a space: joined by spaces they split back exactly.
     joined text := array_to_string(tsvector_to_array(words), ' ');
     tags text[] := ARRAY[
-        '{TAG_MARK}{SPELLED["municipality"]}' || jobordre_tag_value(municipality),
-        '{TAG_MARK}{SPELLED["status"]}' || jobordre_tag_value(status),
-        '{TAG_MARK}{SPELLED["job_type"]}' || jobordre_tag_value(job_type),
-        '{TAG_MARK}{SPELLED["employer_cvr"]}' || jobordre_tag_value(employer_cvr)
+        '{TAG_MARK}{SPELLED["municipality"]}' || municipality_value,
+        '{TAG_MARK}{SPELLED["status"]}' || status_value,
+        '{TAG_MARK}{SPELLED["job_type"]}' || {_tag_value_sql("job_type")},
+        '{TAG_MARK}{SPELLED["employer_cvr"]}' || {_tag_value_sql("employer_cvr")}
     ];
 BEGIN
     IF joined = '' THEN
@@ -161,6 +178,13 @@ BEGIN
     );
 END
 $f$;
+"""
+
+#: Migration 16: every word also indexed behind its order's municipality and status (the
+#: compound tag), and one tag lexeme per filter value; see the module docstring.
+SEARCH_VECTOR_SQL = (
+    SEARCH_VECTOR_FUNCTION_SQL
+    + f"""
 ALTER TABLE orders DROP COLUMN IF EXISTS search;
 ALTER TABLE orders ADD COLUMN search tsvector GENERATED ALWAYS AS (jobordre_search_vector(
     title, occupation, description, municipality, status, job_type, employer_cvr
@@ -168,10 +192,18 @@ ALTER TABLE orders ADD COLUMN search tsvector GENERATED ALWAYS AS (jobordre_sear
 SET LOCAL maintenance_work_mem = '{GIN_BUILD_MEMORY}';
 CREATE INDEX IF NOT EXISTS orders_search ON orders USING gin (search);
 """
+)
+
+#: Migration 17: the same vector, computed without SQL functions. The stored vectors stay
+#: as they are (the function's every result is the same); migration 16 as first released
+#: made ``jobordre_tag_value``, which nothing calls now.
+SEARCH_VECTOR_WRITTEN_OUT_SQL = (
+    SEARCH_VECTOR_FUNCTION_SQL + "DROP FUNCTION IF EXISTS jobordre_tag_value(text);\n"
+)
 
 
 def tag_value(value: str) -> str:
-    """A filter value as a tag holds it: ``jobordre_tag_value`` in Python."""
+    """A filter value as a tag holds it, as the vector's SQL writes it (:func:`_tag_value_sql`)."""
     if len(value.encode()) <= TAG_VALUE_BYTES:
         return value.replace("#", "#!").replace(" ", "#_")
     return "#%" + hashlib.md5(value.encode()).hexdigest()  # noqa: S324 - a name, not a secret

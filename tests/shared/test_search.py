@@ -566,6 +566,111 @@ def test_a_page_deeper_than_the_bound_is_refused_naming_the_offset(
 # --- the filters inside the index, the bounded ranking (both engines) ----------------------
 
 
+#: ``jobordre_search_vector`` as migration 16 first made it, calling SQL functions (here
+#: named ``..._16``): what migration 17's function, every expression written out, must
+#: compute vector for vector.
+MIGRATION_16_VECTOR_SQL = """
+CREATE OR REPLACE FUNCTION jobordre_tag_value_16(text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN CASE WHEN octet_length($1) <= 200
+                THEN replace(replace($1, '#', '#!'), ' ', '#_') ELSE '#%' || md5($1) END;
+-- PL/pgSQL, not SQL: a SQL function with a subquery is not inlined, and setting its
+-- executor up for every row cost several times what the vector itself does.
+CREATE OR REPLACE FUNCTION jobordre_search_vector_16(
+    title text, occupation text, description text,
+    municipality text, status text, job_type text, employer_cvr text
+) RETURNS tsvector
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $f$
+DECLARE
+    words tsvector := setweight(to_tsvector('simple', jobordre_fold(title)), 'A')
+        || setweight(to_tsvector('simple', jobordre_fold(occupation)), 'B')
+        || setweight(to_tsvector('simple', jobordre_fold(description)), 'D');
+    place text := '#' || jobordre_tag_value_16(municipality) || '#/'
+        || CASE status WHEN 'processing' THEN '0' WHEN 'inactivated' THEN '1'
+                       WHEN 'closed_filled' THEN '2' WHEN 'closed_expired' THEN '3'
+                       ELSE 's' || jobordre_tag_value_16(status) END || '#/';
+    -- Neither lexemes of folded text nor the place (its values' spaces are written #_)
+    -- hold a space: joined by spaces they split back exactly.
+    joined text := array_to_string(tsvector_to_array(words), ' ');
+    tags text[] := ARRAY[
+        '#m' || jobordre_tag_value_16(municipality),
+        '#s' || jobordre_tag_value_16(status),
+        '#j' || jobordre_tag_value_16(job_type),
+        '#e' || jobordre_tag_value_16(employer_cvr)
+    ];
+BEGIN
+    IF joined = '' THEN
+        RETURN words || array_to_tsvector(tags);
+    END IF;
+    IF joined ~ '\\S{201}' THEN
+        joined := regexp_replace(joined, '(\\S{200})\\S+', '\\1', 'g');
+    END IF;
+    RETURN words || array_to_tsvector(
+        tags || string_to_array(place || replace(joined, ' ', ' ' || place), ' ')
+    );
+END
+$f$;
+"""
+
+#: Orders' (title, occupation, description, municipality, status, job_type,
+#: employer_cvr) beyond what the generator makes.
+ODD_ORDERS = [
+    pytest.param(("", "", "", "751", "processing", "ordinary", "12345678"), id="no-words"),
+    pytest.param(
+        ("Tømrer ŉ Ærø", "VVS-montør", "www.firma.dk a@b.dk", "1 0#1", "odd #/status", "a b", "#"),
+        id="marks-and-spaces-in-values",
+    ),
+    pytest.param(
+        ("ord" * 100, "x", "kort " + "y" * 250, "9" * 300, "closed_filled", "j", "é" * 150),
+        id="long-words-and-long-values",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def with_migration_16_vector(
+    tmp_path_factory: pytest.TempPathFactory, postgres_cluster: Any
+) -> Iterator[store.Tx]:
+    """A PostgreSQL store of 500 generated orders, with migration 16's function beside."""
+    path = tmp_path_factory.mktemp("vector") / "orders.db"
+    load_orders(path, 500, seed=17, today=TODAY, progress=False)
+    source = store.SqliteStore(path)
+    target = store.open_url(postgres_cluster.fresh_database())
+    try:
+        copy_store(source, target)
+        conn = target.connection()
+        conn.execute(MIGRATION_16_VECTOR_SQL)
+        yield conn
+    finally:
+        source.close()
+        target.close()
+
+
+def test_migration_17_vector_is_migration_16s_for_every_generated_order(
+    with_migration_16_vector: store.Tx,
+) -> None:
+    columns = "title, occupation, description, municipality, status, job_type, employer_cvr"
+    row = with_migration_16_vector.execute(
+        f"SELECT COUNT(*), COUNT(*) FILTER (WHERE search IS DISTINCT FROM"
+        f" jobordre_search_vector_16({columns})) FROM orders"
+    ).fetchone()
+    assert (row[0], row[1]) == (500, 0)
+
+
+@pytest.mark.parametrize("values", ODD_ORDERS)
+def test_migration_17_vector_is_migration_16s_for_odd_values(
+    with_migration_16_vector: store.Tx, values: tuple[str, ...]
+) -> None:
+    marks = ", ".join("?" for _ in values)
+    row = with_migration_16_vector.execute(
+        f"SELECT jobordre_search_vector({marks})::text, jobordre_search_vector_16({marks})::text",
+        (*values, *values),
+    ).fetchone()
+    assert row[0] == row[1]
+    assert "#" in row[0]
+
+
 def _orders_in_one_place(target: store.Store, titles: list[str], description: str) -> None:
     """Orders 1.. with these titles and one description, all open in municipality 751."""
     for order_id, title in enumerate(titles, 1):
@@ -676,7 +781,8 @@ def test_migration_16_indexes_the_orders_already_stored(
             old.close()
     migrated = store.open_url(store_url)
     try:
-        assert migrated.schema_version() == sqlite_schema.SCHEMA_VERSION == 16
+        assert migrated.schema_version() == sqlite_schema.SCHEMA_VERSION
+        assert len(postgres_schema.MIGRATIONS) == sqlite_schema.SCHEMA_VERSION
         place = {"municipality": "751", "status": "processing"}
         conn = migrated.connection()
         assert search.search_ids(conn, text="tømr", filters=place, limit=5, offset=0) == (1, [1])
