@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,10 @@ def _json_time(text: str) -> Any:
 
 
 def _placement_view(
-    row: Row, who: Principal, status: str | None = None, updated_at: str | None = None
+    row: Row | Mapping[str, Any],
+    who: Principal,
+    status: str | None = None,
+    updated_at: str | None = None,
 ) -> dict[str, Any]:
     """``Placement(...).model_dump(mode="json")`` of a stored row, for ``who``.
 
@@ -69,31 +73,34 @@ def _entry_view(row: Row, placed_by: str, who: Principal) -> dict[str, Any]:
 
 def _log(
     ctx: Context,
-    placement: int | str,
+    placement_id: int,
     order_id: int,
     from_status: str | None,
     to_status: str,
     note: str | None,
+    *,
+    entry: int | None = None,
 ) -> Result:
-    """Append a placement-log entry about ``placement`` (its id, or the CPR of the order's
-    placement of that person, for a placement inserted just before and not read back yet);
-    the statement, whose one row is the entry's id (the order's newest entry, for the
-    event)."""
-    by_cpr = isinstance(placement, str)
-    which = "(SELECT id FROM placements WHERE order_id = ? AND cpr = ?)" if by_cpr else "?"
+    """Append a placement-log entry about ``placement_id``, with the id ``entry`` if the
+    caller read it ahead (:attr:`Tx.next_placement_ids_sql`); the statement, whose one row
+    is the entry's id (the order's newest entry, for the event)."""
+    columns = "order_id, placement_id, at, organisation, caseworker, from_status, to_status, note"
+    values: tuple[Any, ...] = (
+        order_id,
+        placement_id,
+        ctx.stamp,
+        str(ctx.who),
+        ctx.caseworker,
+        from_status,
+        to_status,
+        note,
+    )
+    if entry is not None:
+        columns, values = f"id, {columns}", (entry, *values)
+    marks = ", ".join("?" for _ in values)
     return ctx.conn.execute(
-        "INSERT INTO placement_log (order_id, placement_id, at, organisation, caseworker,"  # noqa: S608
-        f" from_status, to_status, note) VALUES (?, {which}, ?, ?, ?, ?, ?, ?) RETURNING id",
-        (
-            order_id,
-            *((order_id, placement) if by_cpr else (placement,)),
-            ctx.stamp,
-            str(ctx.who),
-            ctx.caseworker,
-            from_status,
-            to_status,
-            note,
-        ),
+        f"INSERT INTO placement_log ({columns}) VALUES ({marks}) RETURNING id",  # noqa: S608
+        values,
     )
 
 
@@ -116,6 +123,10 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
         "SELECT id, placed_by, cpr, referral, status FROM placements WHERE order_id = ?",
         (command.order_id,),
     )
+    # The ids the placement and its log entry get, read with the order (one wait for all
+    # three): the statements that write them need no answer, so the command waits once.
+    # Read at once, so no statement is left half-read should the order fail to load.
+    next_ids = ctx.conn.execute(ctx.conn.next_placement_ids_sql).fetchone()
     order, order_doc = store.stored_order(query, command.order_id)
     rules.check_place(ctx.who, order)
     placed = placed_query.fetchall()
@@ -138,28 +149,26 @@ def register(ctx: Context, command: RegisterPlacement) -> dict[str, Any]:
             )
         error.accesses.append(access.Access(command.cpr, access.PROBE, order.id, None))
         raise error
-    at = ctx.stamp
-    cursor = ctx.conn.execute(
-        "INSERT INTO placements (order_id, cpr, placed_by, caseworker, referral, status, note,"
-        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-        (
-            order.id,
-            command.cpr,
-            str(ctx.who),
-            ctx.caseworker,
-            int(command.referral),
-            PlacementStatus.PLACED.value,
-            command.note,
-            at,
-            at,
-        ),
+    placement_id, entry = int(next_ids[0]), int(next_ids[1])
+    # The row as stored, for the reply and the referral count: all of it is known here.
+    row: dict[str, Any] = {
+        "id": placement_id,
+        "order_id": order.id,
+        "cpr": command.cpr,
+        "placed_by": str(ctx.who),
+        "caseworker": ctx.caseworker,
+        "referral": int(command.referral),
+        "status": PlacementStatus.PLACED.value,
+        "note": command.note,
+        "created_at": ctx.stamp,
+        "updated_at": ctx.stamp,
+    }
+    marks = ", ".join("?" for _ in row)
+    ctx.conn.execute(
+        f"INSERT INTO placements ({', '.join(row)}) VALUES ({marks})",  # noqa: S608
+        tuple(row.values()),
     )
-    # Its log entry names it by the person: sent before the placement's id is read back.
-    logged = _log(ctx, command.cpr, order.id, None, PlacementStatus.PLACED.value, command.note)
-    # The row as stored, for the reply: RETURNING saves reading it back.
-    row = cursor.fetchone()
-    placement_id = int(row["id"])
-    entry = int(logged.fetchone()[0])
+    _log(ctx, placement_id, order.id, None, PlacementStatus.PLACED.value, command.note, entry=entry)
     change = PlacementChange(
         placement_id=placement_id,
         placed_by=str(ctx.who),
@@ -209,7 +218,9 @@ def _record_log_event(
 _ACTIVE = frozenset(status.value for status in rules.ACTIVE_PLACEMENT_STATUSES)
 
 
-def _inactivate_when_enough(ctx: Context, order: JobOrder, placements: list[Row]) -> None:
+def _inactivate_when_enough(
+    ctx: Context, order: JobOrder, placements: Sequence[Row | Mapping[str, Any]]
+) -> None:
     """R3b: with ``max_referrals`` set, the order inactivates itself once active referrals
     reach it; the system does it, in the same transaction as the referral.
 

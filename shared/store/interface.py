@@ -138,6 +138,12 @@ class Tx(ABC):
     lock_suffix = ""
     #: A query of one value: the id the next inserted order gets.
     next_order_id_sql = "SELECT COALESCE(MAX(id), 0) + 1 FROM orders"
+    #: A query of one row: the ids the next placement and the next placement-log entry
+    #: get. Read with the order they belong to, so that inserting them waits for nothing.
+    next_placement_ids_sql = (
+        "SELECT (SELECT COALESCE(MAX(id), 0) + 1 FROM placements),"
+        " (SELECT COALESCE(MAX(id), 0) + 1 FROM placement_log)"
+    )
 
     #: Whether a savepoint waits for its statements' results before it is released. An
     #: engine that sends statements ahead of their results (PostgreSQL) may release it

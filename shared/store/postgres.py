@@ -377,6 +377,12 @@ class PostgresWriteTx(PostgresTx):
 
     lock_suffix = " FOR NO KEY UPDATE"
     next_order_id_sql = "SELECT jobordre_next_order_id()"
+    #: From the identity columns' sequences, as their defaults would: a writer beside this
+    #: one never gets the same.
+    next_placement_ids_sql = (
+        "SELECT nextval(pg_get_serial_sequence('placements', 'id')),"
+        " nextval(pg_get_serial_sequence('placement_log', 'id'))"
+    )
 
     def __init__(self, conn: psycopg.Connection[PgRow], memo: dict[str, Any]) -> None:
         super().__init__(conn, memo)
