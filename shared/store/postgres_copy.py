@@ -91,6 +91,21 @@ def lock(conn: psycopg.Connection[Any], tables: Sequence[str]) -> None:
     )
 
 
+def use_fast_toast_compression(conn: psycopg.Connection[Any], *, local: bool) -> None:
+    """:data:`TOAST_COMPRESSION` for the values written next, where the server has it: for
+    the transaction (``local``) or the session."""
+    compressions = conn.execute(
+        "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"
+    ).fetchone()
+    if compressions is not None and TOAST_COMPRESSION in (compressions[0] or []):
+        _execute(
+            conn,
+            sql.SQL("SET {} default_toast_compression = {}").format(
+                sql.SQL("LOCAL" if local else "SESSION"), sql.Literal(TOAST_COMPRESSION)
+            ),
+        )
+
+
 def prepare(conn: psycopg.Connection[Any], tables: Sequence[str]) -> Deferred:
     """Set the transaction (``tables`` taken by :func:`lock`) up for a bulk load of
     ``tables`` and empty them: drop their secondary indexes and foreign keys (kept in the
@@ -99,16 +114,7 @@ def prepare(conn: psycopg.Connection[Any], tables: Sequence[str]) -> Deferred:
         conn,
         sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(MAINTENANCE_WORK_MEM)),
     )
-    compressions = conn.execute(
-        "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"
-    ).fetchone()
-    if compressions is not None and TOAST_COMPRESSION in (compressions[0] or []):
-        _execute(
-            conn,
-            sql.SQL("SET LOCAL default_toast_compression = {}").format(
-                sql.Literal(TOAST_COMPRESSION)
-            ),
-        )
+    use_fast_toast_compression(conn, local=True)
     deferred = Deferred()
     owner = conn.execute(
         "SELECT bool_and(pg_has_role(relowner, 'USAGE')) FROM pg_class"
