@@ -69,14 +69,23 @@ CONFIG = "simple"
 #: ts_rank weights of the classes {D, C, B, A}: description, (unused), occupation, title.
 RANK_WEIGHTS = "{0.1, 0.0, 0.5, 1.0}"
 
+
+def _fold_sql(text: str) -> str:
+    """SQL folding the expression ``text`` as the index folds every text: ``jobordre_fold``,
+    and written out where a call would cost (:data:`SEARCH_VECTOR_FUNCTION_SQL`)."""
+    return (
+        "regexp_replace(lower(public.unaccent('public.unaccent'::regdictionary, "
+        f"{text})), '[^[:alnum:]]+', ' ', 'g')"
+    )
+
+
 #: Migration 3: the unaccent extension (trusted: a database owner may create it), the
 #: folding function (IMMUTABLE, as a generated column requires), the column and its index.
 CREATE_INDEX_SQL = f"""
 CREATE EXTENSION IF NOT EXISTS unaccent;
 CREATE OR REPLACE FUNCTION jobordre_fold(text) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    RETURN regexp_replace(lower(public.unaccent('public.unaccent'::regdictionary, $1)),
-                          '[^[:alnum:]]+', ' ', 'g');
+    RETURN {_fold_sql("$1")};
 ALTER TABLE orders ADD COLUMN IF NOT EXISTS search tsvector GENERATED ALWAYS AS (
     setweight(to_tsvector('{CONFIG}', jobordre_fold(title)), 'A')
     || setweight(to_tsvector('{CONFIG}', jobordre_fold(occupation)), 'B')
@@ -118,14 +127,6 @@ def _tag_value_sql(value: str) -> str:
     return (
         f"CASE WHEN octet_length({value}) <= {TAG_VALUE_BYTES}"
         f" THEN replace(replace({value}, '#', '#!'), ' ', '#_') ELSE '#%' || md5({value}) END"
-    )
-
-
-def _fold_sql(text: str) -> str:
-    """SQL of ``jobordre_fold`` of the expression ``text``, written out."""
-    return (
-        "regexp_replace(lower(public.unaccent('public.unaccent'::regdictionary, "
-        f"{text})), '[^[:alnum:]]+', ' ', 'g')"
     )
 
 
