@@ -178,7 +178,7 @@ class Notifier:
             def hold(event: EventHeader) -> None:
                 self.coalescer.add(event, now)
 
-        received = self._inbox_after(since, hold)
+        received = self._inbox_after(since, hold, held_live=show == "live")
         self.stream_id = stream_id
         self.received = received
         if show == "live":
@@ -234,7 +234,9 @@ class Notifier:
 
     def _fill_from_inbox(self, since: int) -> None:
         now = self.clock()
-        self.received = self._inbox_after(since, lambda event: self.coalescer.add(event, now))
+        self.received = self._inbox_after(
+            since, lambda event: self.coalescer.add(event, now), held_live=True
+        )
 
     def run(self, stop: Callable[[], bool]) -> None:
         """Catch up (unless :meth:`start` ran already), then loop until ``stop()``.
@@ -397,7 +399,9 @@ class Notifier:
             if self.follows.matches(event):
                 hold(event)
 
-    def _inbox_after(self, since: int, hold: Callable[[EventHeader], None]) -> int:
+    def _inbox_after(
+        self, since: int, hold: Callable[[EventHeader], None], *, held_live: bool = False
+    ) -> int:
         """Hold the followed events of this organisation after ``since`` (of ``epoch``),
         page by page; returns the seq up to which every event has been seen, and sets
         ``epoch``.
@@ -406,6 +410,12 @@ class Notifier:
         digest), so a catch-up after a long absence takes bounded memory. The cursor is
         resolved by the foundation: one of another log is never taken at its word (the
         pages then start lower than ``since``).
+
+        ``held_live``: ``hold`` puts them in the live flow, which outlives a read that
+        fails: ``received`` and ``epoch`` then move past each page as it is held, so the
+        catching up after a failed read starts after it and holds nothing twice. (A
+        catch-up summary is shown only once whole: a failed read drops it, and the catching
+        up starts from the beginning again.)
         """
         page = self.foundation.inbox(str(Cursor(since, self.epoch)), INBOX_PAGE)
         # Where the foundation resolved the cursor (below it for another log's cursor).
@@ -422,7 +432,10 @@ class Notifier:
                 break
             self._hold_followed(batch, hold)
             received = max(received, batch[-1].seq)
-            page = self.foundation.inbox(str(page.get("cursor", batch[-1].cursor)), INBOX_PAGE)
+            following = Cursor.parse(str(page.get("cursor", batch[-1].cursor)))
+            if held_live:
+                self.received, self.epoch = received, following.epoch
+            page = self.foundation.inbox(str(following), INBOX_PAGE)
         head = page.get("head")
         if head is not None:
             # The last page listed everything up to the log's end: the foundation as a

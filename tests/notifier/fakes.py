@@ -110,8 +110,9 @@ class FakeQueries:
         }
     )
     down: bool = False
-    #: Errors the next inbox calls raise, one each (a read the workers refuse).
-    refusals: list[JobordreError] = field(default_factory=list)
+    #: What the next inbox calls do, one each: raise the error (a read the workers refuse,
+    #: or one that is lost), or answer (``None``).
+    refusals: list[JobordreError | None] = field(default_factory=list)
     inbox_calls: list[int] = field(default_factory=list)
     #: How many events the inbox listed, in all.
     listed: int = 0
@@ -167,8 +168,9 @@ class FakeQueries:
     def inbox(self, since: str, limit: int) -> dict[str, Any]:
         if self.down:
             raise Unavailable("the foundation is down (fake)")
-        if self.refusals:
-            raise self.refusals.pop(0)
+        refusal = self.refusals.pop(0) if self.refusals else None
+        if refusal is not None:
+            raise refusal
         self.inbox_calls.append(Cursor.parse(since).seq)
         after = self.resolve(since)
         mine = [e for e in self.events if e.seq > after and e.reaches(self.principal)][:limit]

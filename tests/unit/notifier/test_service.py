@@ -4,6 +4,7 @@ gaps, restarts of the notifier and of Redis, and a desktop without a notificatio
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from notifier.backend import FallbackDesktop, TerminalDesktop
 from notifier.cursor import CursorFile
 from notifier.service import Notifier
-from shared.errors import InvalidInput
+from shared.errors import InvalidInput, JobordreError, Unavailable
 from shared.events import Cursor, EventHeader
 from shared.models import OrderStatus
 from tests.notifier.fakes import (
@@ -370,6 +371,41 @@ def test_a_read_the_workers_refuse_is_asked_again_and_nothing_is_missed(world: W
     assert [body for _, body in world.desktop.shown] == [
         "Ny status: Inaktiveret – tilstrækkelige henvisninger"
     ]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        pytest.param(
+            InvalidInput("command_id was used before (fake)", field="command_id"), id="refused"
+        ),
+        pytest.param(Unavailable("the connection was lost (fake)"), id="lost"),
+    ],
+)
+def test_a_read_that_fails_after_a_page_of_changes_shows_none_of_them_twice(
+    world: World, failure: JobordreError, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wake-up reads the inbox until a page comes back empty. When the read after a page
+    of changes fails (a broker failover's refused replay, a lost connection), the changes
+    already held are not held again when the notifier catches up."""
+    notifier = world.notifier()
+    notifier.start()
+    world.foundation.refusals += [None, failure]
+    world.change(world.status())
+    stops = iter([False] * 40 + [True])
+
+    def stop() -> bool:
+        world.clock.now += 0.05
+        return next(stops, True)
+
+    with caplog.at_level(logging.INFO, logger="notifier.service"):
+        notifier.run(stop)
+    assert world.foundation.refusals == [], "the failed read happened"
+    assert [body for _, body in world.desktop.shown] == [
+        "Ny status: Inaktiveret – tilstrækkelige henvisninger"
+    ]
+    notified = [r.getMessage() for r in caplog.records if r.getMessage().startswith("notified")]
+    assert notified == ["notified 1 change(s) on 1 order(s)"]
 
 
 def test_the_backoff_is_capped(world: World) -> None:
