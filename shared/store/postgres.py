@@ -132,8 +132,8 @@ def _header_parts(event: NewEvent) -> tuple[str, str]:
 def _configure_session(conn: psycopg.Connection[Any], *, timeout_ms: int) -> None:
     """Set a new pooled session up: its idle-in-transaction timeout (see the constant),
     and lz4 for the values it writes too long for a row (an order's document, most
-    often), where the server has it, as ``store copy`` does: PostgreSQL's own pglz cost a
-    tenth of the server's CPU of a status change."""
+    often), where the server has it, as ``store copy`` does: PostgreSQL's own pglz costs
+    the server more CPU a write (measured: docs/scaling-out-postgres.md)."""
     conn.execute(f"SET idle_in_transaction_session_timeout = {int(timeout_ms)}".encode())
     postgres_copy.use_fast_toast_compression(conn, local=False)
 

@@ -141,8 +141,8 @@ _STATUS_CODE_SQL = (
 #: The vector of an order (see the module docstring), as the generated column computes it.
 #: PL/pgSQL, and every expression written out in it: a SQL function with a subquery is
 #: not inlined, and one called from PL/pgSQL is parsed and planned again at every call
-#: made inside a savepoint, which is every command's (migration 17: a third of the server's
-#: CPU of a status change went there).
+#: made inside a savepoint, which is every command's (migration 17; what it cost:
+#: docs/scaling-out-postgres.md).
 SEARCH_VECTOR_FUNCTION_SQL = rf"""
 CREATE OR REPLACE FUNCTION jobordre_search_vector(
     title text, occupation text, description text,

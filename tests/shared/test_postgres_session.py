@@ -16,7 +16,7 @@ pytestmark = pytest.mark.postgres
 
 
 def test_an_order_too_long_for_its_row_is_compressed_with_lz4(postgres_cluster: Any) -> None:
-    """pglz, PostgreSQL's default, cost a tenth of the server's CPU of a status change."""
+    """pglz, PostgreSQL's default, costs the server more CPU a write than lz4."""
     url = postgres_cluster.fresh_database()
     store = open_url(url)
     try:
