@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import os
 import pwd
 import shutil
@@ -32,6 +31,8 @@ import psycopg
 import redis
 
 from shared.redis_url import sentinel_url
+from tests import network_namespaces
+from tests.network_namespaces import ip
 from tests.postgres_cluster import server_bin
 
 #: The name the sentinels monitor the master under.
@@ -77,10 +78,6 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.1)
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(["ip", *args], check=check, capture_output=True, timeout=10)
 
 
 # -- Network ------------------------------------------------------------------------------
@@ -134,55 +131,32 @@ class Network:
         """Take the host's link down; False where hosts have no link of their own."""
         if host.namespace is None or host.inside is None:
             return False
-        _ip("-n", host.namespace, "link", "set", host.inside, "down")
+        ip("-n", host.namespace, "link", "set", host.inside, "down")
         return True
 
     def restore(self, host: HostLink) -> None:
         if host.namespace is None or host.inside is None:
             return
-        _ip("-n", host.namespace, "link", "set", host.inside, "up")
+        ip("-n", host.namespace, "link", "set", host.inside, "up")
         # The route through the link went with it.
-        _ip(
-            "-n", host.namespace, "route", "replace", f"{self.service}/32", "via", str(host.gateway)
-        )
+        ip("-n", host.namespace, "route", "replace", f"{self.service}/32", "via", str(host.gateway))
 
     def close(self) -> None:
         for name in self.namespaces:
-            _ip("netns", "del", name, check=False)
+            ip("netns", "del", name, check=False)
         for link in self.root_links:
-            _ip("link", "del", link, check=False)
-
-
-def _unrouted_subnet() -> ipaddress.IPv4Network:
-    shown = subprocess.run(
-        ["ip", "-j", "-4", "route", "show", "table", "all"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
-    taken = [
-        ipaddress.ip_network(route["dst"], strict=False)
-        for route in json.loads(shown.stdout)
-        if route.get("dst", "default") != "default"
-    ]
-    for _ in range(200):
-        random = int.from_bytes(os.urandom(2))
-        candidate = ipaddress.IPv4Network(
-            f"10.{200 + random % 50}.{random >> 8}.{16 * (random % 16)}/28"
-        )
-        if not any(candidate.overlaps(net) for net in taken):
-            return candidate
-    raise RuntimeError("no free 10.x network for the nemesis namespaces")
+            ip("link", "del", link, check=False)
 
 
 def make_network(names: tuple[str, ...]) -> Network:
     """Namespaces and links for ``names`` if the machine allows, else loopback."""
     loopback = Network("loopback", "127.0.0.1", [HostLink(name, None) for name in names])
-    if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("unshare"):
+    if not network_namespaces.available():
         loopback.note = "not root or no ip/unshare"
         return loopback
-    subnet = _unrouted_subnet()
+    subnet = network_namespaces.unrouted_subnet(28)
+    if subnet is None:
+        raise RuntimeError("no free 10.x network for the nemesis namespaces")
     tag = uuid.uuid4().hex[:5]
     base = subnet.network_address
     service = str(base + 13)
@@ -190,25 +164,20 @@ def make_network(names: tuple[str, ...]) -> Network:
     try:
         # The service address: a /32 on a veth pair that stays in this namespace.
         svc_out, svc_in = f"jn{tag}s0", f"jn{tag}s1"
-        _ip("link", "add", svc_out, "type", "veth", "peer", "name", svc_in)
+        ip("link", "add", svc_out, "type", "veth", "peer", "name", svc_in)
         net.root_links.append(svc_out)
-        _ip("addr", "add", f"{service}/32", "dev", svc_out)
-        _ip("link", "set", svc_out, "up")
-        _ip("link", "set", svc_in, "up")
+        ip("addr", "add", f"{service}/32", "dev", svc_out)
+        ip("link", "set", svc_out, "up")
+        ip("link", "set", svc_in, "up")
         for i, name in enumerate(names):
             namespace = f"jn-{tag}-{name}"
             outside, inside = f"jn{tag}{i}o", f"jn{tag}{i}i"
-            gateway, address = base + 4 * i + 1, base + 4 * i + 2
-            _ip("netns", "add", namespace)
+            link = ipaddress.IPv4Network(f"{base + 4 * i}/30")
+            # Recorded first: a namespace made before a later step fails is deleted too.
             net.namespaces.append(namespace)
-            _ip("link", "add", outside, "type", "veth", "peer", "name", inside, "netns", namespace)
-            _ip("addr", "add", f"{gateway}/30", "dev", outside)
-            _ip("link", "set", outside, "up")
-            _ip("-n", namespace, "addr", "add", f"{address}/30", "dev", inside)
-            _ip("-n", namespace, "link", "set", inside, "up")
-            _ip("-n", namespace, "link", "set", "lo", "up")
-            _ip("-n", namespace, "route", "add", f"{service}/32", "via", str(gateway))
-            net.hosts.append(HostLink(name, namespace, inside, str(gateway), f"{base + 4 * i}/30"))
+            gateway, _ = network_namespaces.host_namespace(namespace, outside, inside, link)
+            ip("-n", namespace, "route", "add", f"{service}/32", "via", str(gateway))
+            net.hosts.append(HostLink(name, namespace, inside, str(gateway), str(link)))
     except subprocess.CalledProcessError as error:
         net.close()
         loopback.note = f"namespaces failed: {error.stderr.decode().strip()}"

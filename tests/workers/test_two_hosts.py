@@ -25,7 +25,6 @@ every event to the Redis stream.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import shutil
 import signal
@@ -47,6 +46,7 @@ from shared.commands import CommandKind
 from shared.errors import Unavailable
 from shared.events import parse_entry, stream_key
 from shared.settings import Settings
+from tests import network_namespaces
 from tests.conftest import JOBORDRE, RedisServer, free_port, start_redis, wait_until
 from tests.factories import CPR_1, CPR_2, order_doc
 from tests.postgres_cluster import PostgresCluster, start_cluster
@@ -112,34 +112,6 @@ class Link:
         ]
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
-def _unrouted_subnet() -> ipaddress.IPv4Network:
-    """A /29 in 10.0.0.0/8 that no route or address of this machine touches."""
-    shown = subprocess.run(
-        ["ip", "-j", "-4", "route", "show", "table", "all"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
-    taken = [
-        ipaddress.ip_network(route["dst"], strict=False)
-        for route in json.loads(shown.stdout)
-        if route.get("dst", "default") != "default"
-    ]
-    for _ in range(100):
-        random = int.from_bytes(os.urandom(2))
-        candidate = ipaddress.IPv4Network(
-            f"10.{200 + random % 50}.{random >> 8}.{8 * (random % 32)}/29"
-        )
-        if not any(candidate.overlaps(net) for net in taken):
-            return candidate
-    pytest.fail("no free 10.x network for the test namespaces")
-
-
 def _delete_namespaces(names: list[str]) -> None:
     for name in names:  # the veth pair goes with its namespace
         subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10, check=False)
@@ -148,10 +120,11 @@ def _delete_namespaces(names: list[str]) -> None:
 def make_links() -> tuple[list[Link], list[str]]:
     """One namespace and veth link per host if this machine allows it (see the module
     docstring); else every host on loopback. Returns the links and the namespaces made."""
-    tools = all(shutil.which(tool) for tool in ("ip", "unshare"))
-    if os.geteuid() != 0 or not tools:
+    if not network_namespaces.available():
         return [Link(name, None, "127.0.0.1", None) for name in HOSTS], []
-    subnet = _unrouted_subnet()
+    subnet = network_namespaces.unrouted_subnet(29)
+    if subnet is None:
+        pytest.fail("no free 10.x network for the test namespaces")
     tag = uuid.uuid4().hex[:6]
     links: list[Link] = []
     made: list[str] = []
@@ -159,16 +132,10 @@ def make_links() -> tuple[list[Link], list[str]]:
         for i, name in enumerate(HOSTS):
             namespace = f"jobordre-{tag}-{name}"
             outside, inside = f"jo{tag}{i}o", f"jo{tag}{i}i"
-            network = ipaddress.ip_network(f"{subnet.network_address + 4 * i}/30")
-            server, host = network.network_address + 1, network.network_address + 2
-            _ip("netns", "add", namespace)
+            network = ipaddress.IPv4Network(f"{subnet.network_address + 4 * i}/30")
+            # Recorded first: a namespace made before a later step fails is deleted too.
             made.append(namespace)
-            _ip("link", "add", outside, "type", "veth", "peer", "name", inside, "netns", namespace)
-            _ip("addr", "add", f"{server}/30", "dev", outside)
-            _ip("link", "set", outside, "up")
-            _ip("-n", namespace, "addr", "add", f"{host}/30", "dev", inside)
-            _ip("-n", namespace, "link", "set", inside, "up")
-            _ip("-n", namespace, "link", "set", "lo", "up")
+            server, _ = network_namespaces.host_namespace(namespace, outside, inside, network)
             links.append(Link(name, namespace, str(server), str(network)))
     except subprocess.CalledProcessError as error:
         _delete_namespaces(made)
