@@ -284,6 +284,17 @@ class Store(ABC):
         Nothing by default (SQLite: a WAL checkpoint when one is due)."""
         return None
 
+    #: How often a worker looks for writers stuck mid-transaction (:meth:`end_stuck_writers`),
+    #: in ms; 0 where the engine has none to look for.
+    stuck_writer_check_ms = 0
+
+    def end_stuck_writers(self) -> list[int]:
+        """End the sessions of other writers stuck in the middle of a transaction, waiting
+        for their client (a worker frozen or cut off while it was sending); returns their
+        ids. Nothing by default: SQLite's writers take turns in one file, and a frozen one's
+        lock is its file lock."""
+        return []
+
     @abstractmethod
     def read(self) -> AbstractContextManager[Tx]:
         """One read transaction: a consistent snapshot across several queries."""

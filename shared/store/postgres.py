@@ -88,6 +88,29 @@ CONNECT_TIMEOUT_S = 5
 #: statements back to back.
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000
 
+#: The name every pooled session gives PostgreSQL (``application_name``): how
+#: :meth:`PostgresStore.end_stuck_writers` knows jobordre's sessions from others'.
+APPLICATION_NAME = "jobordre"
+
+#: jobordre's sessions stuck in the middle of a transaction's statements for longer than
+#: ``after_s``: the server executed the statements that came and waits for the rest
+#: ("active", ClientRead), which the idle-in-transaction timeout does not cover (it starts
+#: only after a Sync). A writer's statements go out in pieces when they do not fit one
+#: write to the socket (a batch of long orders), so one frozen between two pieces holds
+#: whatever locks the first took, the numbering lock among them, for as long as it is
+#: frozen. A COPY streaming rows (``store copy``) waits for its client by design: left.
+#: (MATERIALIZED: the sessions are chosen before any is ended, whatever order the
+#: planner would test the conditions in.)
+_END_STUCK_WRITERS = """
+WITH stuck AS MATERIALIZED (
+    SELECT pid FROM pg_stat_activity
+    WHERE datname = current_database() AND application_name = %(name)s
+        AND pid <> pg_backend_pid() AND state = 'active' AND wait_event = 'ClientRead'
+        AND xact_start IS NOT NULL AND query NOT ILIKE 'copy%%'
+        AND state_change < clock_timestamp() - make_interval(secs => %(after_s)s)
+)
+SELECT pid FROM stuck WHERE pg_terminate_backend(pid)
+"""
 
 #: Takes the numbering lock; its own statement, so the next one's snapshot is taken after
 #: the lock was granted and sees every event committed before it.
@@ -279,14 +302,16 @@ class PostgresTx(Tx):
             raise unavailable(cast(psycopg.Error, error)) from error
 
     def columns(self, table: str) -> list[str]:
-        """The table's columns but generated ones (``orders.search``), in order."""
+        """The table's columns but those the database computes (generated ones, and
+        :data:`postgres_search.COMPUTED_COLUMNS`: ``orders.search``), in order."""
         rows = self.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema ="
             " current_schema() AND table_name = ? AND is_generated = 'NEVER'"
             " ORDER BY ordinal_position",
             (table,),
         ).fetchall()
-        return [str(row[0]) for row in rows]
+        computed = postgres_search.COMPUTED_COLUMNS.get(table, ())
+        return [str(row[0]) for row in rows if str(row[0]) not in computed]
 
     def bulk_insert(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
         """COPY FROM STDIN: an order of magnitude faster than INSERTs."""
@@ -668,6 +693,12 @@ class PostgresStore(Store):
         (:mod:`shared.store.secrets_at_rest`), the same on every host; None keeps them
         unwrapped. ``idle_in_transaction_timeout_ms``: see the constant."""
         self.url = url
+        #: A session stuck mid-transaction for longer than this is ended (ms; see
+        #: :meth:`end_stuck_writers`): the idle-in-transaction timeout, for the case it
+        #: does not cover.
+        self.stuck_writer_ms = idle_in_transaction_timeout_ms
+        #: Workers look twice per timeout: a stuck writer is ended within 1.5 timeouts.
+        self.stuck_writer_check_ms = max(1, idle_in_transaction_timeout_ms // 2)
         #: A worker process's batch of commands goes to this many transactions at once.
         self.write_concurrency = max(1, min(write_concurrency, pool_size))
         #: The last write transactions with events: (seconds from sending the numbering
@@ -697,7 +728,7 @@ class PostgresStore(Store):
                     "autocommit": True,
                     "row_factory": pg_row,
                     "connect_timeout": CONNECT_TIMEOUT_S,
-                    "application_name": "jobordre",
+                    "application_name": APPLICATION_NAME,
                 },
                 configure=functools.partial(
                     _configure_session, timeout_ms=idle_in_transaction_timeout_ms
@@ -716,6 +747,22 @@ class PostgresStore(Store):
             ) from error
         if migrate:
             self.migrate()
+
+    def end_stuck_writers(self) -> list[int]:
+        """End every jobordre session stuck mid-transaction, waiting for its client, for
+        longer than :attr:`stuck_writer_ms` (:data:`_END_STUCK_WRITERS`); returns their
+        process ids. Its transaction rolls back and its locks go; the frozen worker, if it
+        wakes, finds its connection gone and retries its commands, which the ledger applies
+        once. Any role may end its own sessions."""
+        try:
+            with self.pool.connection() as conn:
+                rows = conn.execute(
+                    _END_STUCK_WRITERS,
+                    {"name": APPLICATION_NAME, "after_s": self.stuck_writer_ms / 1000},
+                ).fetchall()
+        except RETRYABLE as error:
+            raise unavailable(cast(psycopg.Error, error)) from error
+        return [int(row[0]) for row in rows]
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[PostgresTx]:

@@ -9,10 +9,10 @@ the method's measurements).
   created again: one sort per index instead of an insertion per row, one join per foreign
   key instead of a lookup per row. Primary keys and unique constraints stay: they guard the
   load itself, and a foreign key may depend on them.
-* **Generated columns are computed by the load.** A ``STORED`` generated column (the
-  search vector) is not in the copied columns (:meth:`Tx.columns` leaves it out) and
-  PostgreSQL computes it for each row COPY writes: adding it back after the load would
-  rewrite the whole table once more.
+* **Computed columns are computed by the load.** The search vector (a generated column
+  until migration 18, a trigger's since) is not in the copied columns (:meth:`Tx.columns`
+  leaves it out) and PostgreSQL computes it for each row COPY writes: computing it after
+  the load would rewrite the whole table once more.
 * **Binary COPY** of each table, its columns typed from the catalog
   (``copy.set_types``): no text rendering and parsing of each value.
 * **Long values are compressed with lz4** where the server has it (``SET LOCAL

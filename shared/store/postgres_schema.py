@@ -309,6 +309,7 @@ MIGRATIONS: list[str] = [
     _V15_SCOPED_KEYS,
     postgres_search.SEARCH_VECTOR_SQL,
     postgres_search.SEARCH_VECTOR_WRITTEN_OUT_SQL,
+    postgres_search.SEARCH_VECTOR_MAINTAINED_SQL,
 ]
 
 

@@ -12,10 +12,11 @@ best ``ts_rank`` first, newest first on equal scores; what SQLite finds, Postgre
   host names and e-mail addresses whole). The ``simple`` configuration: no stemming and no
   stop words, so every word the caseworker types is a prefix of a word in the order
   (docs/scaling-out.md has the measurement against ``danish``).
-* **A stored generated column** ``orders.search`` (``jobordre_search_vector``, migration 16,
-  its function written out by migration 17) with a GIN index; PostgreSQL keeps it in step
-  in the writer's own transaction, as SQLite's triggers do, and a copy of the table
-  computes it again. It holds three things:
+* **A stored column** ``orders.search`` (``jobordre_search_vector``, migration 16, its
+  function written out by migration 17) with a GIN index, kept by triggers in the writer's
+  own transaction, as SQLite's are (a generated column until migration 18: a change of
+  place or status now takes the words from the stored vector, :data:`SEARCH_VECTOR_MAINTAINED_SQL`);
+  a copy of the table computes it again. It holds three things:
   the words with their positions and weights (title A, occupation B, description D); one
   tag per filter value (``#m751``, ``#sprocessing``, ``#jordinary``, ``#e<CVR>``); and
   every word once more behind the compound tag of its order's municipality and status
@@ -138,23 +139,16 @@ _STATUS_CODE_SQL = (
     + f" ELSE '{SPELLED['status']}' || status_value END"
 )
 
-#: The vector of an order (see the module docstring), as the generated column computes it.
-#: PL/pgSQL, and every expression written out in it: a SQL function with a subquery is
-#: not inlined, and one called from PL/pgSQL is parsed and planned again at every call
-#: made inside a savepoint, which is every command's (migration 17; what it cost:
-#: docs/scaling-out-postgres.md).
-SEARCH_VECTOR_FUNCTION_SQL = rf"""
-CREATE OR REPLACE FUNCTION jobordre_search_vector(
-    title text, occupation text, description text,
-    municipality text, status text, job_type text, employer_cvr text
-) RETURNS tsvector
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-AS $f$
-DECLARE
-    words tsvector := setweight(to_tsvector('{CONFIG}', {_fold_sql("title")}), 'A')
-        || setweight(to_tsvector('{CONFIG}', {_fold_sql("occupation")}), 'B')
-        || setweight(to_tsvector('{CONFIG}', {_fold_sql("description")}), 'D');
-    municipality_value text := {_tag_value_sql("municipality")};
+#: The words of an order, weighted and with their positions: the part of the vector that
+#: only its text makes (title, occupation, description).
+_WORDS_SQL = (
+    f"setweight(to_tsvector('{CONFIG}', {_fold_sql('title')}), 'A')\n"
+    f"        || setweight(to_tsvector('{CONFIG}', {_fold_sql('occupation')}), 'B')\n"
+    f"        || setweight(to_tsvector('{CONFIG}', {_fold_sql('description')}), 'D')"
+)
+
+#: The declarations of the tags' part of the vector, from ``words`` and the filter values.
+_TAGS_DECLARATIONS = rf"""    municipality_value text := {_tag_value_sql("municipality")};
     status_value text := {_tag_value_sql("status")};
     place text := '{TAG_MARK}' || municipality_value || '{TAG_END}'
         || {_STATUS_CODE_SQL} || '{TAG_END}';
@@ -167,8 +161,11 @@ DECLARE
         '{TAG_MARK}{SPELLED["job_type"]}' || {_tag_value_sql("job_type")},
         '{TAG_MARK}{SPELLED["employer_cvr"]}' || {_tag_value_sql("employer_cvr")}
     ];
-BEGIN
-    IF joined = '' THEN
+"""
+
+#: The statements of the tags' part: the words, one tag per filter value, and every word
+#: again behind the compound tag of the order's place and status.
+_TAGS_BODY = rf"""    IF joined = '' THEN
         RETURN words || array_to_tsvector(tags);
     END IF;
     IF joined ~ '\S{{{PLACE_WORD_CHARS + 1}}}' THEN
@@ -177,7 +174,27 @@ BEGIN
     RETURN words || array_to_tsvector(
         tags || string_to_array(place || replace(joined, ' ', ' ' || place), ' ')
     );
-END
+"""
+
+#: The vector's function as every migration declares it, up to its body.
+_VECTOR_FUNCTION_HEAD = """CREATE OR REPLACE FUNCTION jobordre_search_vector(
+    title text, occupation text, description text,
+    municipality text, status text, job_type text, employer_cvr text
+) RETURNS tsvector
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $f$
+"""
+
+#: The vector of an order (see the module docstring), as migrations 16 and 17 made the
+#: generated column compute it. PL/pgSQL, and every expression written out in it: a SQL
+#: function with a subquery is not inlined, and one called from PL/pgSQL is parsed and
+#: planned again at every call made inside a savepoint, which is every command's
+#: (migration 17; what it cost: docs/scaling-out-postgres.md). Released text: unchanged.
+SEARCH_VECTOR_FUNCTION_SQL = f"""
+{_VECTOR_FUNCTION_HEAD}DECLARE
+    words tsvector := {_WORDS_SQL};
+{_TAGS_DECLARATIONS}BEGIN
+{_TAGS_BODY}END
 $f$;
 """
 
@@ -201,6 +218,76 @@ CREATE INDEX IF NOT EXISTS orders_search ON orders USING gin (search);
 SEARCH_VECTOR_WRITTEN_OUT_SQL = (
     SEARCH_VECTOR_FUNCTION_SQL + "DROP FUNCTION IF EXISTS jobordre_tag_value(text);\n"
 )
+
+
+#: Columns the database computes for each row written, by table: never copied, never
+#: written by jobordre (the search vector, a trigger's since migration 18).
+COMPUTED_COLUMNS: dict[str, tuple[str, ...]] = {"orders": ("search",)}
+
+#: The columns the vector is made of.
+_TEXT_COLUMNS = ("title", "occupation", "description")
+_FILTER_COLUMNS = ("municipality", "status", "job_type", "employer_cvr")
+
+
+def _changed(columns: tuple[str, ...]) -> str:
+    """SQL, in a row trigger: whether the UPDATE changes any of ``columns``."""
+    new, old = (", ".join(f"{row}.{column}" for column in columns) for row in ("NEW", "OLD"))
+    return f"({new}) IS DISTINCT FROM ({old})"
+
+
+#: Migration 18: the vector kept by a trigger instead of a generated column, so that a
+#: change of an order's place or status (a status change, the commonest write) takes the
+#: words from the stored vector instead of folding and parsing the text again: only the
+#: tags are made anew (``jobordre_search_tags``, the one place they are made, which the
+#: whole vector's function calls too). What that saves: docs/scaling-out-postgres.md.
+#:
+#: Why the stored words are exactly the text's: every lexeme ``to_tsvector`` makes has a
+#: position, and ``setweight`` gave each a weight, so ``ts_filter`` on every weight keeps
+#: them all, positions and weights as they were; the tags and the compound copies are made
+#: by ``array_to_tsvector``, without positions, so it drops them all.
+#:
+#: As the generated column did, the vector cannot be written: an INSERT or an UPDATE that
+#: sets it gets the computed one (so the UPDATE trigger fires on every UPDATE, and names no
+#: column: one that named ``search`` would also keep an earlier migration, run again, from
+#: dropping it). The stored vectors do not change (``DROP EXPRESSION`` keeps them): the
+#: migration runs in a moment, and again without harm.
+SEARCH_VECTOR_MAINTAINED_SQL = f"""
+CREATE OR REPLACE FUNCTION jobordre_search_tags(
+    words tsvector, municipality text, status text, job_type text, employer_cvr text
+) RETURNS tsvector
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $f$
+DECLARE
+{_TAGS_DECLARATIONS}BEGIN
+{_TAGS_BODY}END
+$f$;
+{_VECTOR_FUNCTION_HEAD}BEGIN
+    RETURN jobordre_search_tags({_WORDS_SQL},
+        municipality, status, job_type, employer_cvr);
+END
+$f$;
+CREATE OR REPLACE FUNCTION jobordre_search_maintain() RETURNS trigger
+    LANGUAGE plpgsql
+AS $f$
+BEGIN
+    IF TG_OP = 'INSERT' OR {_changed(_TEXT_COLUMNS)} THEN
+        NEW.search := jobordre_search_vector(NEW.title, NEW.occupation, NEW.description,
+            NEW.municipality, NEW.status, NEW.job_type, NEW.employer_cvr);
+    ELSIF {_changed(_FILTER_COLUMNS)} THEN
+        NEW.search := jobordre_search_tags(ts_filter(OLD.search, '{{a,b,c,d}}'),
+            NEW.municipality, NEW.status, NEW.job_type, NEW.employer_cvr);
+    ELSE
+        NEW.search := OLD.search;
+    END IF;
+    RETURN NEW;
+END
+$f$;
+ALTER TABLE orders ALTER COLUMN search DROP EXPRESSION IF EXISTS;
+CREATE OR REPLACE TRIGGER orders_search_on_insert BEFORE INSERT ON orders
+    FOR EACH ROW EXECUTE FUNCTION jobordre_search_maintain();
+CREATE OR REPLACE TRIGGER orders_search_on_update BEFORE UPDATE ON orders
+    FOR EACH ROW EXECUTE FUNCTION jobordre_search_maintain();
+"""
 
 
 def tag_value(value: str) -> str:

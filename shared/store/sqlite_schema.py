@@ -401,6 +401,11 @@ def _v17_postgres_search_vector_written_out(db: sqlite_utils.Database) -> None:
     vectors, less CPU a write); SQLite has nothing to change."""
 
 
+def _v18_postgres_search_vector_kept_by_a_trigger(db: sqlite_utils.Database) -> None:
+    """PostgreSQL's v18 keeps its search vector with a trigger, which a status change lets
+    take the words from the stored vector; SQLite has nothing to change."""
+
+
 #: Migrations in order; migration i brings the store to ``user_version`` i + 1.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_core,
@@ -420,6 +425,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v15_scoped_keys,
     _v16_postgres_search_tags,
     _v17_postgres_search_vector_written_out,
+    _v18_postgres_search_vector_kept_by_a_trigger,
 ]
 
 #: The schema version this code expects.

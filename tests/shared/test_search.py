@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from pydantic import ValidationError
 
@@ -629,37 +630,49 @@ ODD_ORDERS = [
 
 
 @pytest.fixture(scope="module")
-def with_migration_16_vector(
-    tmp_path_factory: pytest.TempPathFactory, postgres_cluster: Any
-) -> Iterator[store.Tx]:
-    """A PostgreSQL store of 500 generated orders, with migration 16's function beside."""
+def generated_orders(tmp_path_factory: pytest.TempPathFactory, postgres_cluster: Any) -> str:
+    """The URL of a PostgreSQL store of 500 generated orders, copied (so their vectors were
+    made by the INSERT trigger), with migration 16's function beside as the reference."""
     path = tmp_path_factory.mktemp("vector") / "orders.db"
     load_orders(path, 500, seed=17, today=TODAY, progress=False)
-    source = store.SqliteStore(path)
-    target = store.open_url(postgres_cluster.fresh_database())
+    url = postgres_cluster.fresh_database()
+    source, target = store.SqliteStore(path), store.open_url(url)
     try:
         copy_store(source, target)
-        conn = target.connection()
-        conn.execute(MIGRATION_16_VECTOR_SQL)
-        yield conn
+        target.connection().execute(MIGRATION_16_VECTOR_SQL)
     finally:
         source.close()
         target.close()
+    return url
 
 
-def test_migration_17_vector_is_migration_16s_for_every_generated_order(
+@pytest.fixture(scope="module")
+def with_migration_16_vector(generated_orders: str) -> Iterator[store.Tx]:
+    target = store.open_url(generated_orders)
+    try:
+        yield target.connection()
+    finally:
+        target.close()
+
+
+#: The vector's columns, as the functions take them.
+VECTOR_COLUMNS = "title, occupation, description, municipality, status, job_type, employer_cvr"
+#: How many orders' stored vector is not what migration 16's function makes of the row.
+DIFFERING_SQL = (
+    "SELECT COUNT(*), COUNT(*) FILTER (WHERE search IS DISTINCT FROM"
+    f" jobordre_search_vector_16({VECTOR_COLUMNS})) FROM orders"
+)
+
+
+def test_the_vector_is_migration_16s_for_every_generated_order(
     with_migration_16_vector: store.Tx,
 ) -> None:
-    columns = "title, occupation, description, municipality, status, job_type, employer_cvr"
-    row = with_migration_16_vector.execute(
-        f"SELECT COUNT(*), COUNT(*) FILTER (WHERE search IS DISTINCT FROM"
-        f" jobordre_search_vector_16({columns})) FROM orders"
-    ).fetchone()
+    row = with_migration_16_vector.execute(DIFFERING_SQL).fetchone()
     assert (row[0], row[1]) == (500, 0)
 
 
 @pytest.mark.parametrize("values", ODD_ORDERS)
-def test_migration_17_vector_is_migration_16s_for_odd_values(
+def test_the_vector_is_migration_16s_for_odd_values(
     with_migration_16_vector: store.Tx, values: tuple[str, ...]
 ) -> None:
     marks = ", ".join("?" for _ in values)
@@ -669,6 +682,93 @@ def test_migration_17_vector_is_migration_16s_for_odd_values(
     ).fetchone()
     assert row[0] == row[1]
     assert "#" in row[0]
+
+
+#: UPDATEs of every order, as commands and operators make them: the trigger keeps the words
+#: it stored where only the place, status, job type or employer change.
+CHANGES = [
+    pytest.param(
+        "status = (ARRAY['inactivated', 'closed_filled', 'closed_expired', 'processing'])"
+        "[id % 4 + 1], version = version + 1",
+        id="status-change",
+    ),
+    pytest.param("municipality = lpad((id % 999)::text, 3, '0')", id="moved"),
+    pytest.param(
+        "municipality = '1 0#1', status = 'odd #/status', job_type = 'a b', employer_cvr = '#'",
+        id="marks-and-spaces-in-every-filter",
+    ),
+    pytest.param("municipality = repeat('9', 300), status = 'x'", id="longer-than-a-tag-keeps"),
+    pytest.param("job_type = 'flex_job', employer_cvr = '87654321'", id="job-type-and-employer"),
+    pytest.param("title = title || ' VVS-montør', status = 'inactivated'", id="text-and-status"),
+    pytest.param("description = '', title = '', occupation = ''", id="every-word-gone"),
+    pytest.param("version = version + 1, doc = doc", id="nothing-the-vector-holds"),
+]
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_after_an_update_every_stored_vector_is_what_the_row_makes(
+    generated_orders: str, change: str
+) -> None:
+    with psycopg.connect(generated_orders) as conn:
+        updated = conn.execute(f"UPDATE orders SET {change}").rowcount
+        row = conn.execute(DIFFERING_SQL).fetchone()
+        conn.rollback()
+    assert updated == 500
+    assert row == (500, 0)
+
+
+def test_a_status_change_takes_the_words_from_the_stored_vector(generated_orders: str) -> None:
+    """The words come from the vector stored, not from the text again: a vector made of
+    other words (the trigger set aside to store it) keeps them through a status change,
+    while a change of the text makes the vector anew."""
+    with psycopg.connect(generated_orders) as conn:
+        conn.execute("ALTER TABLE orders DISABLE TRIGGER orders_search_on_update")
+        conn.execute(
+            "UPDATE orders SET search = jobordre_search_vector('Bager', '', '', municipality,"
+            " status, job_type, employer_cvr) WHERE id = 1"
+        )
+        conn.execute("ALTER TABLE orders ENABLE TRIGGER orders_search_on_update")
+        conn.execute("UPDATE orders SET status = 'inactivated' WHERE id = 1")
+        kept = conn.execute("SELECT search::text FROM orders WHERE id = 1").fetchone()
+        conn.execute("UPDATE orders SET title = title || ' ' WHERE id = 1")
+        anew = conn.execute(
+            f"SELECT search = jobordre_search_vector_16({VECTOR_COLUMNS}) FROM orders WHERE id = 1"
+        ).fetchone()
+        conn.rollback()
+    assert kept is not None and "'bager':1A" in kept[0] and "'#m" in kept[0]
+    assert "/1#/bager'" in kept[0], "the compound tags follow the new status"
+    assert anew == (True,)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        pytest.param("UPDATE orders SET search = 'forged' WHERE id = 1", id="update"),
+        pytest.param(
+            "UPDATE orders SET search = 'forged', status = CASE status WHEN 'inactivated'"
+            " THEN 'processing' ELSE 'inactivated' END WHERE id = 1",
+            id="update-with-a-status-change",
+        ),
+        pytest.param(
+            "INSERT INTO orders (id, status, municipality, job_type, employer_cvr,"
+            " placement_deadline, version, updated_at, title, description, occupation, doc,"
+            " search) SELECT 1000001, status, municipality, job_type, employer_cvr,"
+            " placement_deadline, version, updated_at, title, description, occupation, doc,"
+            " 'forged' FROM orders WHERE id = 1",
+            id="insert",
+        ),
+    ],
+)
+def test_the_vector_cannot_be_written(generated_orders: str, statement: str) -> None:
+    with psycopg.connect(generated_orders) as conn:
+        conn.execute(statement)
+        row = conn.execute(
+            "SELECT COUNT(*) FILTER (WHERE search::text LIKE '%forged%'),"
+            f" COUNT(*) FILTER (WHERE search IS DISTINCT FROM jobordre_search_vector_16("
+            f"{VECTOR_COLUMNS})) FROM orders"
+        ).fetchone()
+        conn.rollback()
+    assert row == (0, 0)
 
 
 def _orders_in_one_place(target: store.Store, titles: list[str], description: str) -> None:

@@ -3,6 +3,7 @@ versions across hosts, infrastructure failures as ``unavailable``, and the verif
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -55,6 +56,39 @@ def test_migrations_are_numbered_alike_and_run_once(empty_url: str) -> None:
         assert "commands" in first.tables()
     finally:
         first.close()
+
+
+#: The first 16 hex digits of the SHA-256 of each released PostgreSQL migration's SQL: a
+#: database past a migration never runs it again, so changing one's text would leave
+#: databases that ran the old one different from new ones. A change is a new migration.
+RELEASED_POSTGRES_MIGRATIONS = [
+    "581dd4a071d77bfb",  # 1
+    "7db43ce4c4fa0a4d",  # 2
+    "f244e2faca95d69d",  # 3
+    "e004ebd5b5532a4b",  # 4
+    "ca7189f85c39f760",  # 5
+    "7e6bc6ab96852c1f",  # 6
+    "e004ebd5b5532a4b",  # 7
+    "e004ebd5b5532a4b",  # 8
+    "c3b401de0fbfdf0c",  # 9
+    "e004ebd5b5532a4b",  # 10
+    "e004ebd5b5532a4b",  # 11
+    "be291fff86ee5336",  # 12
+    "3e481faf842c1caa",  # 13
+    "78ece7a279214c20",  # 14
+    "9e4ddf0a9ad4d977",  # 15
+    "0c15067e93c52716",  # 16
+    "ac292d3ac9301390",  # 17
+    "16c8f251700aca6b",  # 18
+]
+
+
+def test_released_postgres_migrations_keep_their_text() -> None:
+    released = [hashlib.sha256(sql.encode()).hexdigest()[:16] for sql in postgres_schema.MIGRATIONS]
+    assert released[: len(RELEASED_POSTGRES_MIGRATIONS)] == RELEASED_POSTGRES_MIGRATIONS
+    assert len(released) == len(RELEASED_POSTGRES_MIGRATIONS), (
+        "a new migration: add its digest to RELEASED_POSTGRES_MIGRATIONS"
+    )
 
 
 def test_several_hosts_starting_at_once_migrate_one_after_the_other(empty_url: str) -> None:

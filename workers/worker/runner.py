@@ -24,7 +24,7 @@ import redis
 from shared.foundation import Foundation
 from shared.redaction import RedactingFormatter
 from shared.settings import Settings
-from shared.store import open_store
+from shared.store import Store, open_store
 from workers.client.credentials import foundation_key, system_key
 from workers.ops.agent import OpsAgent
 from workers.transport.broker import QueriesWorker, build_worker_broker
@@ -64,6 +64,29 @@ def _background(target: Callable[..., None], *args: object, name: str) -> None:
     ).start()
 
 
+def end_stuck_writers_forever(store: Store, stop: threading.Event) -> None:
+    """Every :attr:`Store.stuck_writer_check_ms`, end the store sessions stuck mid-transaction
+    waiting for their client (another host's worker frozen or cut off while it was sending,
+    holding its locks), until ``stop`` is set; nothing where the engine has none."""
+    interval_ms = store.stuck_writer_check_ms
+    if interval_ms <= 0:
+        return
+    while not stop.wait(interval_ms / 1000):
+        try:
+            ended = store.end_stuck_writers()
+        except Exception as error:  # the next look tries again
+            logger.warning("cannot look for writers stuck mid-transaction: %s", error)
+            continue
+        if ended:
+            logger.warning(
+                "ended %d database session(s) stuck mid-transaction, waiting for their "
+                "worker (frozen or cut off while sending), processes %s: their locks are "
+                "free again and their commands are retried",
+                len(ended),
+                ended,
+            )
+
+
 def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
     """Build the runtime and start a Dramatiq worker in this process; returns it running.
     Idle consumers wait on their queues (workers/transport/broker.py), idle threads on their
@@ -94,6 +117,7 @@ def start_worker(settings: Settings, url: str, threads: int) -> dramatiq.Worker:
         logger.warning("cannot check the event log against Redis yet; the relay will")
     _background(runtime.relay.sweep_forever, settings.relay_interval_ms, name="relay")
     _background(request_expiry_forever, settings, url, system_key(store), name="expiry")
+    _background(end_stuck_writers_forever, store, name="stuck-writers")
     # Job timing, heartbeats, fast recovery of dead workers' messages, dead-letter
     # retention and the metrics endpoint (workers/ops/agent.py).
     agent = OpsAgent(settings, threads)
