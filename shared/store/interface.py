@@ -291,8 +291,8 @@ class Store(ABC):
     def end_stuck_writers(self) -> list[int]:
         """End the sessions of other writers stuck in the middle of a transaction, waiting
         for their client (a worker frozen or cut off while it was sending); returns their
-        ids. Nothing by default: SQLite's writers take turns in one file, and a frozen one's
-        lock is its file lock."""
+        ids. Nothing by default (SQLite has no sessions to end: its writers are one host's
+        processes, taking turns at the file's lock)."""
         return []
 
     @abstractmethod
