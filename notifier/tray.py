@@ -23,6 +23,7 @@ AppIndicator) the same entries become pystray's native menu; those are not teste
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -30,7 +31,7 @@ import select
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple, Protocol
@@ -44,6 +45,9 @@ log = logging.getLogger("notifier")
 TRAY_WAIT_S = 30.0
 #: How long the tray may take to show the icon, in seconds.
 ICON_SHOW_WAIT_S = 10.0
+#: How often a change handed to pystray's X thread is pushed out again while it waits, in
+#: seconds (:func:`_pushed`).
+PUSH_INTERVAL_S = 0.05
 #: The menu popup's window name: how a test or a screen reader finds it.
 MENU_WINDOW_NAME = "Jobordre menu"
 #: Height of one menu row and the padding around its text, in pixels.
@@ -402,6 +406,39 @@ class XMenu:
                     log.exception("the menu entry %r failed", entry.label)
 
 
+@contextlib.contextmanager
+def _pushed(icon: Any) -> Iterator[None]:
+    """Keep pushing out ``icon``'s X requests while a change to it runs, and once after.
+
+    pystray's Xorg icon hands every change (shown, image, tooltip, stop) to its own thread
+    as an X message and waits for it, and that thread's own requests (the new window name)
+    are queued the same way. python-xlib sends a thread's queued requests only while some
+    thread is sending: one queued while the X thread waits for events, on an icon where
+    nothing happens, stays unsent, and the change never shows, or waits for ever. Found
+    under load, in the desktop tests: the tooltip stayed "forbinder igen" while the
+    notifier was connected. A flush from here sends what is queued."""
+    display = getattr(icon, "_display", None)  # pystray's Xorg icon; others have none
+    if display is None:
+        yield
+        return
+    done = threading.Event()
+
+    def push() -> None:
+        while not done.wait(PUSH_INTERVAL_S):
+            with contextlib.suppress(Exception):  # a closed display: nothing left to push
+                display.flush()
+
+    pusher = threading.Thread(target=push, daemon=True, name="jobordre-tray-push")
+    pusher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        pusher.join()
+        with contextlib.suppress(Exception):
+            display.flush()
+
+
 @dataclass
 class PystrayTray:
     """The notifier's icon in the desktop's tray, through pystray."""
@@ -433,7 +470,8 @@ class PystrayTray:
         shown = threading.Event()
 
         def setup(icon: Any) -> None:
-            icon.visible = True
+            with _pushed(icon):
+                icon.visible = True
             shown.set()
 
         threading.Thread(
@@ -469,19 +507,21 @@ class PystrayTray:
         before, self.view = self.view, view
         if self.icon is None:
             return
-        if view.state != before.state:
-            self.icon.icon = icon_image(view.state)
-            self.icon.title = desktop_text(
-                "tooltip", self.language, state=desktop_text(view.state.value, self.language)
-            )
-        self.icon.update_menu()
+        with _pushed(self.icon):
+            if view.state != before.state:
+                self.icon.icon = icon_image(view.state)
+                self.icon.title = desktop_text(
+                    "tooltip", self.language, state=desktop_text(view.state.value, self.language)
+                )
+            self.icon.update_menu()
 
     def stop(self) -> None:
         """Close the menu and take the icon off the tray."""
         if self.menu is not None:
             self.menu.stop()
         if self.icon is not None:
-            self.icon.stop()
+            with _pushed(self.icon):
+                self.icon.stop()
 
 
 def tray_host_present(display_name: str | None = None) -> bool:
