@@ -19,6 +19,11 @@ LXQt's) shows no menu, and in 0.19.5 its icon window never even asks X for click
 its own and shows the menu as a small popup drawn with Pillow over python-xlib (pure
 Python, like pystray itself). On backends with menus of their own (Windows, macOS,
 AppIndicator) the same entries become pystray's native menu; those are not tested here.
+
+This is the one module that uses pystray's internals: the Xorg icon's X connection
+(``Icon._display``, to push changes out, :func:`_pushed`) and its window
+(``Icon._window``, whose clicks :class:`XMenu` listens for), pinned on a real tray by
+``tests/notifier/test_tray_pystray.py``.
 """
 
 from __future__ import annotations

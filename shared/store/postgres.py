@@ -461,7 +461,9 @@ class PostgresWriteTx(PostgresTx):
         self._refuse_if_failed()
         self._enter_pipeline()
         try:
-            self.conn.execute(sql if isinstance(sql, bytes) else sql.encode())
+            postgres_pipeline.queue_command(
+                self.conn, sql if isinstance(sql, bytes) else sql.encode()
+            )
         except RETRYABLE as error:
             raise unavailable(cast(psycopg.Error, error)) from error
 

@@ -11,8 +11,14 @@ result nobody reads yet. :class:`BufferedCursor` only queues the statement in li
 output buffer (libpq flushes it by itself past 64 kB); the next wait
 (``Pipeline.sync``) sends everything queued in one write and reads the answers together.
 
+A statement without parameters or rows (BEGIN, SAVEPOINT, RELEASE) needs no cursor at all:
+:func:`queue_command` queues it as psycopg queues its own COMMIT in pipeline mode, without
+a cursor, a query conversion or a prepared-statement lookup, which were most of the
+client's cost of such a statement.
+
 This is the one module that uses psycopg's private internals (``Cursor._execute_gen`` and
-what it calls, ``Pipeline.command_queue``), as psycopg 3.2 and 3.3 have them; their shape
+what it calls, ``Connection._pipeline``, ``Pipeline.command_queue`` and
+``Pipeline.result_queue``), as psycopg 3.2 and 3.3 have them; their shape
 is pinned by ``tests/shared/test_postgres_pipeline.py``. Where they are missing,
 :data:`BUFFERING` is False and write transactions use psycopg's own cursor, which sends
 each statement as it comes: slower, equally correct.
@@ -21,6 +27,7 @@ each statement as it comes: slower, equally correct.
 from __future__ import annotations
 
 from collections.abc import Generator
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -59,6 +66,18 @@ class BufferedCursor(psycopg.Cursor[Any]):
             queue.popleft()()
         self._last_query = query
         yield from self._conn._prepared.maintain_gen(self._conn)
+
+
+def queue_command(conn: psycopg.Connection[Any], command: bytes) -> None:
+    """Queue ``command`` (no parameters, no rows) for the next wait of ``conn``'s pipeline;
+    its error, if any, is raised by that wait. Outside pipeline mode (or without
+    :data:`BUFFERING`) it is executed at once."""
+    pipeline = conn._pipeline if BUFFERING else None
+    if pipeline is None:
+        conn.execute(command)
+        return
+    pipeline.command_queue.append(partial(conn.pgconn.send_query_params, command, None))
+    pipeline.result_queue.append(None)
 
 
 def cursor_class() -> type[psycopg.Cursor[Any]]:

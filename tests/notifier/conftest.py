@@ -24,6 +24,7 @@ from jeepney.io.blocking import DBusConnection, open_dbus_connection
 from jeepney.wrappers import unwrap_msg
 
 from tests.conftest import wait_until
+from tests.notifier.tray_host import Tray, start_tray
 
 #: Which Debian/Ubuntu package provides each program the desktop tier needs.
 PACKAGES = {"Xvfb": "xvfb", "dbus-daemon": "dbus-x11", "dunst": "dunst"}
@@ -211,3 +212,11 @@ def wait_for_history(desktop: Desktop, count: int, timeout_s: float = 15) -> lis
         if len(items) >= count or time.monotonic() > deadline:
             return items
         time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def tray(desktop: Desktop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tray]:
+    """A real tray (trayer) on the private desktop, for one test module."""
+    running = start_tray(desktop.display, tmp_path_factory.mktemp("trayer"))
+    yield running
+    running.stop()

@@ -20,7 +20,7 @@ from tests.conftest import JOBORDRE, RedisServer, System, start_redis, wait_unti
 from tests.factories import order_doc
 from tests.notifier.conftest import Desktop, wait_for_history
 from tests.notifier.test_install import split_exec
-from tests.notifier.tray_host import Tray, start_tray
+from tests.notifier.tray_host import Tray
 
 pytestmark = [pytest.mark.integration, pytest.mark.desktop]
 
@@ -39,13 +39,6 @@ FAST = {
     "JOBORDRE_NOTIFIER_BURST_MS": "500",
     "JOBORDRE_NOTIFIER_RECONNECT_MAX_MS": "500",
 }
-
-
-@pytest.fixture(scope="module")
-def tray(desktop: Desktop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tray]:
-    running = start_tray(desktop.display, tmp_path_factory.mktemp("trayer"))
-    yield running
-    running.stop()
 
 
 @pytest.fixture

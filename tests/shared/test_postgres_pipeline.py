@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
@@ -128,19 +128,34 @@ def test_statements_before_a_wait_go_to_the_server_in_one_message(
         assert kept[0] == STATEMENTS
 
 
+def _insert_again(tx: Tx) -> None:
+    tx.execute("INSERT INTO foundation_secrets (name, value) VALUES ('twice', '2')")
+
+
+def _lock_unknown(tx: Tx) -> None:
+    tx.send("LOCK TABLE no_such_table")  # queued without a cursor
+
+
+@pytest.mark.parametrize(
+    ("second", "error"),
+    [
+        pytest.param(_insert_again, psycopg.errors.UniqueViolation, id="a-statement"),
+        pytest.param(_lock_unknown, psycopg.errors.UndefinedTable, id="a-queued-command"),
+    ],
+)
 def test_a_buffered_statement_that_fails_fails_its_transaction_at_the_next_wait(
-    postgres_cluster: PostgresCluster,
+    postgres_cluster: PostgresCluster, second: Callable[[Tx], None], error: type[Exception]
 ) -> None:
     with store_through_counter(postgres_cluster) as (store, _):
 
-        def insert_twice() -> None:
+        def write() -> None:
             with store.write() as tx:
                 tx.execute("INSERT INTO foundation_secrets (name, value) VALUES ('twice', '1')")
-                tx.execute("INSERT INTO foundation_secrets (name, value) VALUES ('twice', '2')")
+                second(tx)
                 tx.execute("SELECT 1").fetchone()
 
-        with pytest.raises(psycopg.errors.UniqueViolation):
-            insert_twice()
+        with pytest.raises(error):
+            write()
         with store.read() as reading:
             row = reading.execute(
                 "SELECT COUNT(*) FROM foundation_secrets WHERE name = 'twice'"
@@ -247,3 +262,24 @@ def test_a_check_answered_before_the_release_fails_its_savepoint_alone(
     with store.read() as reading:
         row = reading.execute("SELECT COUNT(*) FROM foundation_secrets WHERE name = 'c'")
         assert row.fetchone()[0] == 1, "the transaction went on and committed"
+
+
+def test_commands_queued_without_a_cursor_keep_their_place_and_their_message(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    with store_through_counter(postgres_cluster) as (store, counter):
+        with store.write() as tx:
+            tx.execute("SELECT 1").fetchone()
+            before = counter.client_chunks
+            tx.execute("INSERT INTO foundation_secrets (name, value) VALUES ('queued-1', '1')")
+            tx.send("SAVEPOINT queued")
+            tx.execute("INSERT INTO foundation_secrets (name, value) VALUES ('queued-2', '2')")
+            tx.send(b"ROLLBACK TO SAVEPOINT queued")
+            tx.send("RELEASE SAVEPOINT queued")
+            found = tx.execute(
+                "SELECT name FROM foundation_secrets WHERE name LIKE 'queued-%' ORDER BY name"
+            ).fetchall()
+            sent = counter.client_chunks - before
+        # Run in the order sent: the second row was rolled back to the savepoint between.
+        assert [row[0] for row in found] == ["queued-1"]
+        assert sent <= 2, f"six statements took {sent} writes"
