@@ -53,6 +53,11 @@ ICON_SHOW_WAIT_S = 10.0
 #: How often a change handed to pystray's X thread is pushed out again while it waits, in
 #: seconds (:func:`_pushed`).
 PUSH_INTERVAL_S = 0.05
+#: How long the tray gets to embed the icon before the icon asks again, in seconds
+#: (:meth:`PystrayTray.start`).
+DOCK_ASK_AGAIN_S = 1.0
+#: How often the icon looks whether the tray embedded it, in seconds.
+DOCK_POLL_S = 0.1
 #: The menu popup's window name: how a test or a screen reader finds it.
 MENU_WINDOW_NAME = "Jobordre menu"
 #: Height of one menu row and the padding around its text, in pixels.
@@ -444,6 +449,22 @@ def _pushed(icon: Any) -> Iterator[None]:
             display.flush()
 
 
+def _embedded(window_id: int) -> bool:
+    """Whether a tray embedded the X window ``window_id`` (its parent is no longer the
+    root window), asked on a connection of its own."""
+    import Xlib.display
+    import Xlib.error
+
+    display = Xlib.display.Display()
+    try:
+        tree = display.create_resource_object("window", window_id).query_tree()
+        return bool(tree.parent.id != tree.root.id)
+    except Xlib.error.XError:  # the window is gone
+        return False
+    finally:
+        display.close()
+
+
 @dataclass
 class PystrayTray:
     """The notifier's icon in the desktop's tray, through pystray."""
@@ -485,7 +506,37 @@ class PystrayTray:
         if not shown.wait(ICON_SHOW_WAIT_S):
             raise RuntimeError("the tray did not show the icon")
         if not self.icon.HAS_MENU:
+            self._dock()
             self.menu = XMenu(self.icon._window.id, self.entries)
+
+    def _dock(self) -> None:
+        """Ask the tray again until it embeds the icon (Xorg).
+
+        pystray asks once. A tray that has just taken the system-tray selection can drop a
+        request that arrives before it listens: at login, when the panel and the notifier
+        start together, and in the tests, where 11 icons of 15 started at once with trayer
+        were never embedded. XEmbed's icons are meant to ask again when the tray announces
+        itself, which pystray does not listen for; asking again until embedded does the
+        same. Without a tray that embeds it within :data:`ICON_SHOW_WAIT_S`, one log line
+        says so and the notifier runs on."""
+        window = self.icon._window.id
+        deadline = time.monotonic() + ICON_SHOW_WAIT_S
+        asked = time.monotonic()
+        while not _embedded(window):
+            now = time.monotonic()
+            if now >= deadline:
+                log.warning(
+                    "no tray icon: the tray did not embed it within %.0f s"
+                    " (restart the notifier to try again)",
+                    ICON_SHOW_WAIT_S,
+                )
+                return
+            if now - asked >= DOCK_ASK_AGAIN_S:
+                with _pushed(self.icon):
+                    self.icon.visible = False
+                    self.icon.visible = True
+                asked = time.monotonic()
+            time.sleep(DOCK_POLL_S)
 
     def _native_items(self) -> list[Any]:
         """The menu's entries as pystray items (for backends with menus of their own)."""
