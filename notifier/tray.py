@@ -514,7 +514,7 @@ class PystrayTray:
 
         pystray asks once. A tray that has just taken the system-tray selection can drop a
         request that arrives before it listens: at login, when the panel and the notifier
-        start together, and in the tests, where 11 icons of 15 started at once with trayer
+        start together, and in the tests, where most icons started at once with trayer
         were never embedded. XEmbed's icons are meant to ask again when the tray announces
         itself, which pystray does not listen for; asking again until embedded does the
         same. Without a tray that embeds it within :data:`ICON_SHOW_WAIT_S`, one log line
