@@ -449,20 +449,16 @@ def _pushed(icon: Any) -> Iterator[None]:
             display.flush()
 
 
-def _embedded(window_id: int) -> bool:
+def _embedded(display: Any, window_id: int) -> bool:
     """Whether a tray embedded the X window ``window_id`` (its parent is no longer the
-    root window), asked on a connection of its own."""
-    import Xlib.display
+    root window), asked on ``display``, a python-xlib connection not pystray's."""
     import Xlib.error
 
-    display = Xlib.display.Display()
     try:
         tree = display.create_resource_object("window", window_id).query_tree()
         return bool(tree.parent.id != tree.root.id)
     except Xlib.error.XError:  # the window is gone
         return False
-    finally:
-        display.close()
 
 
 @dataclass
@@ -519,24 +515,30 @@ class PystrayTray:
         itself, which pystray does not listen for; asking again until embedded does the
         same. Without a tray that embeds it within :data:`ICON_SHOW_WAIT_S`, one log line
         says so and the notifier runs on."""
+        import Xlib.display
+
         window = self.icon._window.id
         deadline = time.monotonic() + ICON_SHOW_WAIT_S
         asked = time.monotonic()
-        while not _embedded(window):
-            now = time.monotonic()
-            if now >= deadline:
-                log.warning(
-                    "no tray icon: the tray did not embed it within %.0f s"
-                    " (restart the notifier to try again)",
-                    ICON_SHOW_WAIT_S,
-                )
-                return
-            if now - asked >= DOCK_ASK_AGAIN_S:
-                with _pushed(self.icon):
-                    self.icon.visible = False
-                    self.icon.visible = True
-                asked = time.monotonic()
-            time.sleep(DOCK_POLL_S)
+        display = Xlib.display.Display()
+        try:
+            while not _embedded(display, window):
+                now = time.monotonic()
+                if now >= deadline:
+                    log.warning(
+                        "no tray icon: the tray did not embed it within %.0f s"
+                        " (restart the notifier to try again)",
+                        ICON_SHOW_WAIT_S,
+                    )
+                    return
+                if now - asked >= DOCK_ASK_AGAIN_S:
+                    with _pushed(self.icon):
+                        self.icon.visible = False
+                        self.icon.visible = True
+                    asked = time.monotonic()
+                time.sleep(DOCK_POLL_S)
+        finally:
+            display.close()
 
     def _native_items(self) -> list[Any]:
         """The menu's entries as pystray items (for backends with menus of their own)."""
